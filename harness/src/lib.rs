@@ -1,1 +1,13 @@
-//! x
+//! drill: disaster-recovery drills against disposable servers.
+//!
+//! A drill starts servers through a [`backend`], loads a fixture
+//! ([`postgres::fixture`]), takes a baseline, backs up ([`backup`]), injects a
+//! fault ([`fault`]), runs recovery steps ([`restore`]), and compares what
+//! came back with the baseline ([`check`]). The [`engine`] runs that flow for
+//! a [`scenario`] and returns a [`engine::DrillReport`]; [`report`] turns
+//! reports into something to read.
+
+pub mod errors;
+pub mod scenario;
+
+pub use errors::{Error, Result};

@@ -1,0 +1,281 @@
+//! The typed form of a scenario file. Field names are the file's keys (in
+//! kebab-case); every struct denies unknown keys so a typo is an error, not a
+//! silently ignored line. Defaults are the values a fast local drill wants.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::duration::HumanDuration;
+
+/// One incident, ready to run: parsed, validated, defaults filled in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    /// The file it came from (set by the loader).
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Name used on the command line and in reports; defaults to the file stem.
+    #[serde(default)]
+    pub name: String,
+    /// One line saying what the drill proves.
+    pub description: String,
+    /// The incident report or runbook this drill replays, for people.
+    #[serde(default)]
+    pub incident: Option<String>,
+    /// Seed for every random choice (fixture rows, workload, fault timing).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub services: Services,
+    #[serde(default)]
+    pub fixture: Fixture,
+    pub backup: Backup,
+    pub fault: Fault,
+    /// Recovery attempts; each starts again from the fault.
+    #[serde(rename = "recovery")]
+    pub recoveries: Vec<Recovery>,
+    pub expect: Expect,
+}
+
+fn default_seed() -> u64 {
+    20251114
+}
+
+/// The disposable servers a drill needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Services {
+    pub postgres: Option<PostgresService>,
+}
+
+/// A PostgreSQL (or TimescaleDB) server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PostgresService {
+    #[serde(default)]
+    pub engine: PgEngine,
+    /// The application database, created empty at start and after a wipe
+    /// (as the official image does with POSTGRES_DB).
+    #[serde(default = "default_db")]
+    pub database: String,
+    /// The application role, a superuser as in the official image.
+    #[serde(default = "default_db")]
+    pub user: String,
+    /// Server settings passed as `-c key=value`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn default_db() -> String {
+    "nexwave".into()
+}
+
+/// Which server flavour to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgEngine {
+    /// TimescaleDB when the extension is installed, plain PostgreSQL otherwise
+    /// (the choice is reported).
+    #[default]
+    Auto,
+    /// Requires the timescaledb extension; the drill fails to start without it.
+    Timescaledb,
+    /// Plain PostgreSQL, even where TimescaleDB is available.
+    Postgres,
+}
+
+/// The data loaded before the backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Fixture {
+    #[serde(default)]
+    pub name: FixtureName,
+    /// Rows in `ticks`; the other tables scale with it.
+    #[serde(default = "default_ticks")]
+    pub ticks: u64,
+    /// Time between two ticks of one symbol.
+    #[serde(default = "default_tick_interval")]
+    pub tick_interval: HumanDuration,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Fixture { name: FixtureName::Nexwave, ticks: default_ticks(), tick_interval: default_tick_interval() }
+    }
+}
+
+fn default_ticks() -> u64 {
+    20_000
+}
+
+fn default_tick_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+
+/// Known fixtures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixtureName {
+    /// The Nexwave trading schema of seeds 000 to 002.
+    #[default]
+    Nexwave,
+}
+
+/// How the backup is taken.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Backup {
+    pub method: BackupMethod,
+    #[serde(default)]
+    pub format: DumpFormat,
+    /// `pg_dump --verbose`.
+    #[serde(default)]
+    pub verbose: bool,
+    /// Where pg_dump's stderr goes.
+    #[serde(default)]
+    pub stderr: StderrMode,
+    #[serde(default)]
+    pub compress: Compress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupMethod {
+    /// `pg_dump` of the application database.
+    PgDump,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DumpFormat {
+    /// Plain SQL, restored with psql.
+    #[default]
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StderrMode {
+    /// Kept apart from the dump (recorded in the timeline).
+    #[default]
+    Separate,
+    /// Mixed into the dump file, as `pg_dump ... 2>&1 | gzip` does (seed 000).
+    Merged,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compress {
+    #[default]
+    Gzip,
+    None,
+}
+
+/// The incident: a verb acting on a service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Fault {
+    pub action: FaultAction,
+    #[serde(default = "default_service")]
+    pub service: String,
+}
+
+fn default_service() -> String {
+    "postgres".into()
+}
+
+/// What happens to the service. Each says what survives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultAction {
+    /// The data directory (or volume) is destroyed and the server comes back
+    /// freshly initialised with an empty application database. Survives:
+    /// nothing on the server; backups kept elsewhere.
+    Wipe,
+    /// The application database is dropped and created again empty.
+    /// Survives: the server, its settings and other databases.
+    DropDatabase,
+}
+
+/// One way of recovering, and whether it is expected to work.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Recovery {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `recovers` for the corrected procedure; `fails` for a negative
+    /// control that must reproduce the incident.
+    #[serde(default)]
+    pub expect: RecoveryExpect,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecoveryExpect {
+    #[default]
+    Recovers,
+    Fails,
+}
+
+/// A recovery step. `step = "..."` picks the kind.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Step {
+    /// Stream the backup into `psql`, as `gunzip -c backup | psql` does.
+    PsqlRestore {
+        /// Remove pg_dump's own messages from the stream first (structure
+        /// aware; legitimate data is never dropped).
+        #[serde(default)]
+        sanitize: bool,
+        /// `psql -v ON_ERROR_STOP=1`: stop at the first error.
+        #[serde(default, rename = "on-error-stop")]
+        on_error_stop: bool,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+}
+
+impl Step {
+    /// Short name for the timeline.
+    pub fn label(&self) -> String {
+        match self {
+            Step::PsqlRestore { sanitize: true, .. } => "psql-restore (sanitized)".into(),
+            Step::PsqlRestore { .. } => "psql-restore".into(),
+        }
+    }
+}
+
+/// What must hold after a `recovers` recovery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Expect {
+    /// Recovery time objective: fault to every check green.
+    pub rto: HumanDuration,
+    #[serde(default)]
+    pub rows: RowsExpect,
+    #[serde(default)]
+    pub schema: SchemaExpect,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RowsExpect {
+    /// Every table's row count equals the count taken before the fault.
+    #[default]
+    SameAsBefore,
+    /// Row counts are not checked.
+    Ignore,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaExpect {
+    /// The catalog fingerprint equals the one taken before the fault.
+    #[default]
+    SameAsBefore,
+    /// The schema is not checked.
+    Ignore,
+}
