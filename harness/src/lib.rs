@@ -8,6 +8,7 @@
 //! reports into something to read.
 
 pub mod errors;
+pub mod restore;
 pub mod scenario;
 
 pub use errors::{Error, Result};
