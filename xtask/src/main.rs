@@ -1,1 +1,67 @@
-fn main() {}
+//! `cargo xtask`: the friendly face over drill's engine. This file only
+//! parses flags and dispatches; each command lives in its own module.
+
+mod clean;
+mod deps;
+mod drill;
+mod list;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, documented in the README.
+pub(crate) mod exit {
+    /// Every expectation met.
+    pub(crate) const OK: u8 = 0;
+    /// A drill ran and missed an expectation (the system under test failed).
+    pub(crate) const EXPECTATION_MISSED: u8 = 1;
+    /// The harness itself failed (missing tools, a server that would not start, a bug).
+    pub(crate) const HARNESS_ERROR: u8 = 2;
+    /// Bad input: a malformed scenario file or an unknown scenario name.
+    pub(crate) const BAD_INPUT: u8 = 3;
+    /// Interrupted by Ctrl-C (everything started was removed).
+    pub(crate) const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "drill: disaster-recovery drills against disposable servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run drills (all scenarios by default) and print a summary table.
+    Drill(drill::Args),
+    /// List the scenarios with their one-line descriptions.
+    List {
+        #[arg(long, default_value = "scenarios")]
+        scenarios_dir: PathBuf,
+    },
+    /// Stop servers and remove temp dirs left by killed or --keep runs.
+    Clean,
+    /// Install what drills and tests need (Debian's postgresql-15), if missing.
+    Deps,
+    /// Install what the tests need, then run them with nextest.
+    Test {
+        /// Extra arguments for `cargo nextest run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Drill(args) => drill::run(args),
+        Command::List { scenarios_dir } => list::run(&scenarios_dir),
+        Command::Clean => clean::run(),
+        Command::Deps => deps::run(),
+        Command::Test { args } => test::run(&args),
+    };
+    ExitCode::from(code)
+}

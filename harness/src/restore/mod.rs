@@ -1,5 +1,8 @@
 //! Recovery steps: what a scenario's `[[recovery]]` runs after the fault.
-//! Each step acts on a service through its coordinates and reports what it
-//! did into the timeline; none of them judges success (checks do that).
+//! Each step acts on a service and reports what it did into the timeline;
+//! none of them judges success (checks do that, from measurements).
 
+pub mod psql;
 pub mod sanitize;
+
+pub use psql::{PsqlOutcome, psql_restore};

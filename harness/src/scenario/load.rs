@@ -54,7 +54,7 @@ pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
     parse_str(&src, path)
 }
 
-/// Every `*.toml` in a directory, sorted by file name. Stops at the first bad
+/// Every `*.toml` in a directory but `Cargo.toml`, sorted by file name. Stops at the first bad
 /// file: a drill suite never starts with a broken scenario in it.
 pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -68,6 +68,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        // The folder is also the crate that runs each file as a test.
+        .filter(|p| p.file_name().is_some_and(|n| n != "Cargo.toml"))
         .collect();
     paths.sort();
     paths.iter().map(|p| load_file(p)).collect()

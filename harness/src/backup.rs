@@ -1,0 +1,99 @@
+//! Taking backups the way users take them. `pg_dump` runs as a real client
+//! process; with `stderr = "merged"` its stderr shares the pipe with the
+//! dump, exactly like `pg_dump --verbose ... 2>&1 | gzip > file` (seed 000).
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use crate::backend::{ClientTool, PostgresServer};
+use crate::scenario::{Backup, Compress, StderrMode};
+use crate::{Error, Result};
+
+/// A backup file and how it was made.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Artifact {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub compressed: bool,
+    /// The command, as a person would type it.
+    pub command: String,
+    /// pg_dump's stderr when kept apart (last lines).
+    pub stderr_tail: String,
+    #[serde(with = "crate::report::millis")]
+    pub took: Duration,
+}
+
+/// Runs pg_dump against the server's application database into `dir`.
+pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+    let started = Instant::now();
+    let db = &server.coordinates().database;
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let stamp: String = drill_fixtures::timestamp_utc(stamp)[..19].chars().filter(|c| c.is_ascii_digit() || *c == ' ').collect();
+    let gz = cfg.compress == Compress::Gzip;
+    let path = dir.join(format!("{db}_backup_{}.sql{}", stamp.replace(' ', "_"), if gz { ".gz" } else { "" }));
+
+    let mut cmd = server.client(ClientTool::PgDump);
+    let mut args = vec!["--format=plain", "--no-owner", "--no-acl"];
+    if cfg.verbose {
+        args.push("--verbose");
+    }
+    cmd.args(&args).stdin(Stdio::null());
+    let shown = format!(
+        "pg_dump {}{} {}",
+        args.join(" "),
+        if cfg.stderr == StderrMode::Merged { " 2>&1" } else { "" },
+        if gz { format!("| gzip > {}", path.display()) } else { format!("> {}", path.display()) }
+    );
+
+    let file = File::create(&path).map_err(Error::io("create", &path))?;
+    let mut sink: Box<dyn Write> = if gz {
+        Box::new(GzEncoder::new(BufWriter::new(file), Compression::default()))
+    } else {
+        Box::new(BufWriter::new(file))
+    };
+    let (mut reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", "pg_dump"))?;
+    let mut stderr_text = String::new();
+    let mut child = match cfg.stderr {
+        StderrMode::Merged => {
+            cmd.stdout(writer.try_clone().map_err(Error::io("clone a pipe for", "pg_dump"))?).stderr(writer);
+            let child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+            drop(cmd); // closes our copies of the write end
+            child
+        }
+        StderrMode::Separate => {
+            cmd.stdout(writer).stderr(Stdio::piped());
+            let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+            drop(cmd);
+            let mut err = child.stderr.take().expect("piped");
+            let t = std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = err.read_to_string(&mut s);
+                s
+            });
+            std::io::copy(&mut reader, &mut sink).map_err(Error::io("write", &path))?;
+            stderr_text = t.join().unwrap_or_default();
+            child
+        }
+    };
+    if cfg.stderr == StderrMode::Merged {
+        std::io::copy(&mut reader, &mut sink).map_err(Error::io("write", &path))?;
+    }
+    drop(sink); // finishes the gzip stream
+    let status = child.wait().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    if !status.success() {
+        return Err(Error::server(format!("backup command failed ({status}): {shown}"), tail(&stderr_text, 10)));
+    }
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(Artifact { path, bytes, compressed: gz, command: shown, stderr_tail: tail(&stderr_text, 5), took: started.elapsed() })
+}
+
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,63 @@
+//! Loads a fixture: the schema files in order, then every table's generated
+//! rows streamed through `COPY ... FROM STDIN` in 1 MiB chunks (memory stays
+//! flat whatever the size).
+
+use std::time::{Duration, Instant};
+
+use drill_fixtures::{Dataset, Flavour, nexwave_schema};
+use sqlx::postgres::PgConnection;
+
+use super::{PgCoordinates, execute_script};
+use crate::{Error, Result};
+
+const CHUNK: usize = 1 << 20;
+
+/// What a load did, per table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub flavour: String,
+    pub tables: Vec<(String, u64)>,
+    pub elapsed: Duration,
+}
+
+/// Applies the Nexwave schema of `flavour` and loads `dataset`.
+pub async fn load_nexwave(coords: &PgCoordinates, flavour: Flavour, dataset: &Dataset) -> Result<LoadReport> {
+    let started = Instant::now();
+    let mut conn = coords.connect().await?;
+    for file in nexwave_schema(flavour) {
+        execute_script(&mut conn, file.sql, &format!("apply fixtures/{}", file.path)).await?;
+    }
+    let mut tables = Vec::new();
+    for mut t in dataset.tables() {
+        let n = copy_rows(&mut conn, t.table, t.columns, t.rows.as_mut()).await?;
+        tables.push((t.table.to_string(), n));
+    }
+    execute_script(&mut conn, "ANALYZE", "analyze").await?;
+    Ok(LoadReport { flavour: format!("{flavour:?}"), tables, elapsed: started.elapsed() })
+}
+
+/// Streams rows into a table with COPY; returns the server's row count.
+pub async fn copy_rows(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &[&str],
+    rows: &mut dyn drill_fixtures::RowSource,
+) -> Result<u64> {
+    let stmt = format!("COPY {table} ({}) FROM STDIN", columns.join(", "));
+    let mut copy = conn.copy_in_raw(&stmt).await.map_err(Error::sql(format!("start COPY into {table}")))?;
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    loop {
+        let more = rows.next_row(&mut buf);
+        if buf.len() >= CHUNK || (!more && !buf.is_empty()) {
+            if let Err(e) = copy.send(buf.as_slice()).await {
+                let _ = copy.abort("drill: send failed").await;
+                return Err(Error::Sql { context: format!("COPY into {table}"), source: e });
+            }
+            buf.clear();
+        }
+        if !more {
+            break;
+        }
+    }
+    copy.finish().await.map_err(Error::sql(format!("finish COPY into {table}")))
+}

@@ -1,0 +1,346 @@
+//! What a check compares, read from a live database: row counts per table and
+//! a schema fingerprint (tables, columns and types, constraints, indexes,
+//! views, functions, triggers, extensions, hypertables). Reading never
+//! changes the server.
+
+use std::collections::BTreeMap;
+
+use sqlx::postgres::PgConnection;
+
+use super::PgCoordinates;
+use crate::{Error, Result};
+
+/// The state of a database at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// `schema.table` to `count(*)`, for every user table.
+    pub rows: BTreeMap<String, i64>,
+    pub schema: Fingerprint,
+}
+
+/// A catalog fingerprint: one entry per schema object, keyed like
+/// `column public.ticks.price`, valued with its definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Fingerprint {
+    pub objects: BTreeMap<String, String>,
+}
+
+/// How two fingerprints differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchemaDiff {
+    /// In the baseline, not now.
+    pub missing: Vec<String>,
+    /// Now, not in the baseline.
+    pub extra: Vec<String>,
+    /// In both, defined differently: (key, before, now).
+    pub changed: Vec<(String, String, String)>,
+}
+
+impl Fingerprint {
+    /// A short stable digest (FNV-1a 64) for summaries.
+    pub fn digest(&self) -> String {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for (k, v) in &self.objects {
+            for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
+            }
+        }
+        format!("{h:016x}")
+    }
+
+    /// What `now` lacks, adds or changes compared with `self`.
+    pub fn diff(&self, now: &Fingerprint) -> SchemaDiff {
+        let mut d = SchemaDiff::default();
+        for (k, v) in &self.objects {
+            match now.objects.get(k) {
+                None => d.missing.push(k.clone()),
+                Some(w) if w != v => d.changed.push((k.clone(), v.clone(), w.clone())),
+                Some(_) => {}
+            }
+        }
+        d.extra = now.objects.keys().filter(|k| !self.objects.contains_key(*k)).cloned().collect();
+        d
+    }
+}
+
+impl SchemaDiff {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.changed.is_empty()
+    }
+
+    /// Missing relations only (`relation public.pairs`), the headline of a
+    /// partial restore.
+    pub fn missing_relations(&self) -> Vec<&str> {
+        self.missing.iter().filter_map(|k| k.strip_prefix("relation ")).collect()
+    }
+}
+
+impl std::fmt::Display for SchemaDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const SHOW: usize = 12;
+        let list = |f: &mut std::fmt::Formatter<'_>, title: &str, items: Vec<String>| -> std::fmt::Result {
+            if items.is_empty() {
+                return Ok(());
+            }
+            writeln!(f, "{title} ({}):", items.len())?;
+            for i in items.iter().take(SHOW) {
+                writeln!(f, "  {i}")?;
+            }
+            if items.len() > SHOW {
+                writeln!(f, "  ... and {} more", items.len() - SHOW)?;
+            }
+            Ok(())
+        };
+        list(f, "missing", self.missing.clone())?;
+        list(f, "extra", self.extra.clone())?;
+        list(f, "changed", self.changed.iter().map(|(k, a, b)| format!("{k}: was `{a}`, now `{b}`")).collect())
+    }
+}
+
+/// User schemas: everything but the system's and TimescaleDB's internals.
+const USER_NS: &str = r"SELECT oid, nspname FROM pg_namespace
+  WHERE nspname NOT LIKE 'pg\_%' AND nspname <> 'information_schema'
+    AND nspname NOT LIKE '\_timescaledb%' AND nspname NOT LIKE 'timescaledb\_%'
+    AND nspname <> 'toolkit_experimental'";
+
+const FINGERPRINT_SQL: &str = r"
+WITH ns AS (@NS@),
+rel AS (
+  SELECT c.oid, c.relname, c.relkind, ns.nspname FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+  WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+)
+SELECT 'relation ' || nspname || '.' || relname,
+       CASE relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table' WHEN 'v' THEN 'view'
+                    WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' ELSE 'foreign table' END
+  FROM rel WHERE relkind IN ('r','p','v','m','S','f')
+UNION ALL
+SELECT 'column ' || nspname || '.' || relname || '.' || a.attname,
+       format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+         || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+  FROM rel JOIN pg_attribute a ON a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE relkind IN ('r','p','v','m','f')
+UNION ALL
+SELECT 'constraint ' || nspname || '.' || relname || '.' || con.conname,
+       pg_get_constraintdef(con.oid) || CASE WHEN con.convalidated THEN '' ELSE ' NOT VALID' END
+  FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid
+UNION ALL
+SELECT 'index ' || nspname || '.' || ic.relname, pg_get_indexdef(i.indexrelid)
+  FROM rel JOIN pg_index i ON i.indrelid = rel.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+UNION ALL
+SELECT 'view ' || nspname || '.' || relname, regexp_replace(pg_get_viewdef(rel.oid), '\s+', ' ', 'g')
+  FROM rel WHERE relkind IN ('v','m')
+UNION ALL
+SELECT 'extension ' || extname, extversion FROM pg_extension
+UNION ALL
+SELECT 'function ' || ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       md5(pg_get_functiondef(p.oid))
+  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+  WHERE p.prokind IN ('f','p')
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'trigger ' || nspname || '.' || relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
+  FROM rel JOIN pg_trigger t ON t.tgrelid = rel.oid WHERE NOT t.tgisinternal";
+
+const HYPERTABLES_SQL: &str = "SELECT 'hypertable ' || hypertable_schema || '.' || hypertable_name || '.' || column_name,
+       dimension_type || ' ' || coalesce(time_interval::text, integer_interval::text, '')
+  FROM timescaledb_information.dimensions";
+
+/// Reads row counts and the fingerprint of the database at `coords`.
+pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
+    let mut conn = coords.connect().await?;
+    Ok(Snapshot { rows: row_counts(&mut conn).await?, schema: fingerprint(&mut conn).await? })
+}
+
+/// `count(*)` of every user table (partitions and chunks count through
+/// their parent).
+pub async fn row_counts(conn: &mut PgConnection) -> Result<BTreeMap<String, i64>> {
+    let sql = format!(
+        "WITH ns AS ({USER_NS}) SELECT ns.nspname, c.relname FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
+         WHERE c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1, 2"
+    );
+    let tables: Vec<(String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("list tables"))?;
+    let mut out = BTreeMap::new();
+    for (schema, table) in tables {
+        let q = format!("SELECT count(*) FROM {}.{}", quote(&schema), quote(&table));
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(q))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::sql(format!("count rows of {schema}.{table}")))?;
+        out.insert(format!("{schema}.{table}"), n);
+    }
+    Ok(out)
+}
+
+/// The schema fingerprint of the connected database.
+pub async fn fingerprint(conn: &mut PgConnection) -> Result<Fingerprint> {
+    let sql = FINGERPRINT_SQL.replace("@NS@", USER_NS);
+    let mut rows: Vec<(String, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("read the catalog"))?;
+    let (has_ts,): (bool,) = sqlx::query_as("SELECT to_regclass('timescaledb_information.dimensions') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(Error::sql("look for timescaledb"))?;
+    if has_ts {
+        rows.extend(
+            sqlx::query_as::<_, (String, String)>(HYPERTABLES_SQL)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(Error::sql("read hypertables"))?,
+        );
+    }
+    Ok(Fingerprint { objects: rows.into_iter().map(|(k, v)| (k, normalize_definition(&v))).collect() })
+}
+
+/// Makes a deparsed definition comparable across a dump and restore.
+///
+/// PostgreSQL does not deparse every expression the same way after it has
+/// been through `pg_dump` and back: `side IN ('buy','sell')` on a varchar
+/// column comes back with its casts moved and extra parentheses. This strips
+/// `::type` casts (outside string literals), parentheses around a single
+/// token, and doubled parentheses; it never reorders or drops operators,
+/// names or literals, so a real change still shows.
+pub fn normalize_definition(def: &str) -> String {
+    let mut s = strip_casts(def);
+    loop {
+        let next = drop_redundant_parens(&s);
+        if next == s {
+            return next;
+        }
+        s = next;
+    }
+}
+
+const MULTIWORD_TYPES: &[&str] = &[
+    "character varying",
+    "double precision",
+    "timestamp with time zone",
+    "timestamp without time zone",
+    "time with time zone",
+    "time without time zone",
+    "bit varying",
+];
+
+fn strip_casts(def: &str) -> String {
+    // Casts and type names are ASCII, so every cut lands on a char boundary.
+    let b = def.as_bytes();
+    let mut out = String::with_capacity(def.len());
+    let (mut i, mut run) = (0, 0);
+    let mut in_quote = false;
+    while i < b.len() {
+        if b[i] == b'\'' {
+            in_quote = !in_quote;
+        }
+        if in_quote || b[i] != b':' || b.get(i + 1) != Some(&b':') {
+            i += 1;
+            continue;
+        }
+        out.push_str(&def[run..i]);
+        i += 2;
+        if let Some(t) = MULTIWORD_TYPES.iter().find(|t| def[i..].starts_with(*t)) {
+            i += t.len();
+        } else {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'"')) {
+                i += 1;
+            }
+        }
+        // typmod "(20)" and array brackets "[]"
+        if b.get(i) == Some(&b'(')
+            && let Some(j) = b[i + 1..].iter().position(|&x| x == b')').map(|p| i + 1 + p)
+            && b[i + 1..j].iter().all(|x| x.is_ascii_digit() || *x == b',')
+        {
+            i = j + 1;
+        }
+        while def[i..].starts_with("[]") {
+            i += 2;
+        }
+        run = i;
+    }
+    out.push_str(&def[run..]);
+    out
+}
+
+/// One pass: `((x))` to `(x)`, and `(token)` to `token` where the paren is
+/// not a call's (not preceded by a name character).
+fn drop_redundant_parens(s: &str) -> String {
+    let b: Vec<char> = s.chars().collect();
+    // Match parentheses outside string literals.
+    let mut pair = vec![usize::MAX; b.len()];
+    let mut stack = Vec::new();
+    let mut in_quote = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            '\'' => in_quote = !in_quote,
+            '(' if !in_quote => stack.push(i),
+            ')' if !in_quote => {
+                if let Some(o) = stack.pop() {
+                    pair[o] = i;
+                    pair[i] = o;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut drop = vec![false; b.len()];
+    for o in 0..b.len() {
+        if b[o] != '(' || pair[o] == usize::MAX {
+            continue;
+        }
+        let c = pair[o];
+        let doubled = o + 1 < c && b[o + 1] == '(' && pair[o + 1] == c - 1;
+        let inner = &b[o + 1..c];
+        let call = o > 0 && (b[o - 1].is_alphanumeric() || b[o - 1] == '_' || b[o - 1] == '"' || b[o - 1] == ']');
+        let atom = !inner.is_empty() && !call && inner.iter().all(|&x| !matches!(x, ' ' | ',' | '(' | ')'));
+        if doubled || atom {
+            drop[o] = true;
+            drop[c] = true;
+            break; // one at a time keeps the pairing valid
+        }
+    }
+    b.iter().zip(drop).filter(|(_, d)| !d).map(|(c, _)| *c).collect()
+}
+
+fn quote(ident: &str) -> String {
+    crate::backend::native::quote_ident(ident)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(items: &[(&str, &str)]) -> Fingerprint {
+        Fingerprint { objects: items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+
+    #[test]
+    fn round_trip_deparse_differences_normalise_away() {
+        let before = "CHECK (((side)::text = ANY ((ARRAY['buy'::character varying, 'sell'::character varying])::text[])))";
+        let after = "CHECK (((side)::text = ANY (ARRAY[('buy'::character varying)::text, ('sell'::character varying)::text])))";
+        assert_eq!(normalize_definition(before), normalize_definition(after));
+        assert_eq!(normalize_definition(before), "CHECK (side = ANY (ARRAY['buy', 'sell']))");
+        // Real changes still show: another literal, another operator.
+        assert_ne!(normalize_definition(before), normalize_definition(&before.replace("'sell'", "'hold'")));
+        assert_ne!(normalize_definition("CHECK ((amount > (0)::double precision))"), normalize_definition("CHECK ((amount >= (0)::double precision))"));
+        // Calls keep their parentheses; literals with '::' inside are untouched.
+        assert_eq!(normalize_definition("DEFAULT now()"), "DEFAULT now()");
+        assert_eq!(normalize_definition("'a::b'::text"), "'a::b'");
+        assert_eq!(normalize_definition("'café'::character varying(20)"), "'café'");
+    }
+
+    #[test]
+    fn diff_names_missing_extra_and_changed() {
+        let before = fp(&[("relation public.pairs", "table"), ("relation public.ticks", "table"), ("column public.ticks.price", "double precision not null")]);
+        let now = fp(&[("relation public.ticks", "table"), ("column public.ticks.price", "real"), ("relation public.junk", "table")]);
+        let d = before.diff(&now);
+        assert_eq!(d.missing, vec!["relation public.pairs"]);
+        assert_eq!(d.extra, vec!["relation public.junk"]);
+        assert_eq!(d.changed.len(), 1);
+        assert_eq!(d.missing_relations(), vec!["public.pairs"]);
+        let text = d.to_string();
+        assert!(text.contains("missing (1):\n  relation public.pairs"), "{text}");
+        assert!(text.contains("was `double precision not null`, now `real`"), "{text}");
+        assert!(before.diff(&before).is_empty());
+        assert_ne!(before.digest(), now.digest());
+    }
+}

@@ -1,0 +1,50 @@
+//! The summary table a person reads at the end of a run: one row per
+//! recovery, with the verdict, RTO against its target, rows and schema.
+
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::check::fmt_duration;
+use crate::engine::{DrillReport, Verdict};
+
+/// Renders reports as a table.
+pub fn table(reports: &[DrillReport]) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(vec![
+        "scenario", "backend", "recovery", "expect", "result", "RTO (target)", "rows", "schema",
+    ]);
+    for r in reports {
+        let backend = match &r.server {
+            Some(s) => format!("{} pg {}{}", s.backend, s.version.split_whitespace().next().unwrap_or(""), if r.flavour == "timescaledb" { " +tsdb" } else { "" }),
+            None => r.backend.clone(),
+        };
+        for (i, rec) in r.recoveries.iter().enumerate() {
+            let rows = rec.checks.iter().filter(|c| c.name.starts_with("rows "));
+            let (n, ok) = rows.fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
+            let schema = rec.checks.iter().find(|c| c.name == "schema").map_or("-".into(), |c| {
+                if c.ok { "equal".to_string() } else { "DIFFERS".to_string() }
+            });
+            let rto = match rec.rto {
+                Some(d) => format!("{} ({})", fmt_duration(d), fmt_duration(r.rto_target)),
+                None => format!("— ({})", fmt_duration(r.rto_target)),
+            };
+            let result = if rec.met_expectation { Cell::new(&rec.summary).fg(Color::Green) } else { Cell::new(&rec.summary).fg(Color::Red) };
+            let name = if i == 0 {
+                let v = if r.verdict == Verdict::Pass { "PASS" } else { "FAIL" };
+                Cell::new(format!("{} {v}", r.name)).fg(if r.verdict == Verdict::Pass { Color::Green } else { Color::Red })
+            } else {
+                Cell::new("")
+            };
+            t.add_row(vec![
+                name,
+                Cell::new(if i == 0 { backend.clone() } else { String::new() }),
+                Cell::new(&rec.name),
+                Cell::new(&rec.expect),
+                result,
+                Cell::new(rto),
+                Cell::new(format!("{ok}/{n} tables equal")),
+                Cell::new(schema),
+            ]);
+        }
+    }
+    t.to_string()
+}

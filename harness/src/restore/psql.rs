@@ -1,0 +1,125 @@
+//! `psql-restore`: streams a plain-format backup into psql, as
+//! `gunzip -c backup.sql.gz | psql` does, optionally through the
+//! [`sanitize`](super::sanitize) filter. psql's errors are collected as
+//! evidence; whether the data came back is for the checks to say.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use flate2::read::MultiGzDecoder;
+
+use super::sanitize::{SanitizeReport, sanitize};
+use crate::backend::{ClientTool, PostgresServer};
+use crate::backup::Artifact;
+use crate::{Error, Result};
+
+const KEEP_ERRORS: usize = 10;
+
+/// What psql did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PsqlOutcome {
+    /// psql's exit code (None when killed at the timeout).
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// `ERROR:` lines psql printed.
+    pub error_count: u64,
+    /// The first few of them, with their context lines.
+    pub first_errors: Vec<String>,
+    pub sanitize: Option<SanitizeReport>,
+    pub command: String,
+}
+
+/// Restores `artifact` into the server's application database.
+pub fn psql_restore(
+    server: &dyn PostgresServer,
+    artifact: &Artifact,
+    sanitize_first: bool,
+    on_error_stop: bool,
+    timeout: Option<Duration>,
+) -> Result<PsqlOutcome> {
+    let mut cmd = server.client(ClientTool::Psql);
+    cmd.args(["-X", "-q", "-v", if on_error_stop { "ON_ERROR_STOP=1" } else { "ON_ERROR_STOP=0" }])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let command = format!(
+        "{} {} | psql -X -q -v ON_ERROR_STOP={}",
+        if artifact.compressed { "gunzip -c" } else { "cat" },
+        artifact.path.display(),
+        u8::from(on_error_stop)
+    )
+    .replace(" | psql", if sanitize_first { " | drill-sanitize | psql" } else { " | psql" });
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: command.clone(), source })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+
+    let path = artifact.path.clone();
+    let compressed = artifact.compressed;
+    let feeder = std::thread::spawn(move || -> std::io::Result<Option<SanitizeReport>> {
+        let file = File::open(&path)?;
+        let reader: Box<dyn Read> = if compressed { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
+        let reader = BufReader::with_capacity(256 * 1024, reader);
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut stdin);
+        let result = if sanitize_first {
+            sanitize(reader, &mut out).map(Some)
+        } else {
+            let mut reader = reader;
+            std::io::copy(&mut reader, &mut out).and_then(|_| out.flush()).map(|_| None)
+        };
+        drop(out);
+        drop(stdin); // EOF for psql
+        match result {
+            // psql stopped reading (ON_ERROR_STOP): its exit code says why.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(None),
+            other => other,
+        }
+    });
+    let collector = std::thread::spawn(move || {
+        let mut count = 0u64;
+        let mut first = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if line.contains("ERROR:") {
+                count += 1;
+                if first.len() < KEEP_ERRORS {
+                    first.push(line);
+                }
+            } else if (line.starts_with("LINE ") || line.contains("DETAIL:")) && first.len() < KEEP_ERRORS && count as usize <= KEEP_ERRORS {
+                if let Some(last) = first.last_mut() {
+                    last.push_str(" | ");
+                    last.push_str(line.trim());
+                }
+            }
+        }
+        (count, first)
+    });
+
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|source| Error::Spawn { command: command.clone(), source })? {
+            break Some(s);
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let sanitize = feeder
+        .join()
+        .map_err(|_| Error::server("restore", "the feeding thread panicked"))?
+        .map_err(Error::io("read backup", &artifact.path))?;
+    let (error_count, first_errors) = collector.join().unwrap_or_default();
+    Ok(PsqlOutcome {
+        exit_code: status.and_then(|s| s.code()),
+        timed_out,
+        error_count,
+        first_errors,
+        sanitize,
+        command,
+    })
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask drill [SCENARIO...]`: validates every named scenario before
+//! starting anything, runs them one after another with live progress on
+//! stderr, prints the summary table, writes `report.json`, and exits with a
+//! code that tells a missed expectation from a harness error.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use drill::engine::{DrillOptions, Progress, Verdict};
+use drill::scenario::Scenario;
+
+use crate::{deps, exit};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Scenario names (file stems) or paths; all scenarios when omitted.
+    scenarios: Vec<String>,
+    /// Folder holding the scenario files.
+    #[arg(long, default_value = "scenarios")]
+    scenarios_dir: PathBuf,
+    /// Leave servers and backups running after the drill and print how to
+    /// reach them (`cargo xtask clean` removes them).
+    #[arg(long)]
+    keep: bool,
+    /// Where to run servers: `native` (local initdb + postgres). `auto`
+    /// picks native until the container backend lands.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "native"])]
+    backend: String,
+    /// Where report.json goes.
+    #[arg(long, default_value = "target/drill")]
+    report_dir: PathBuf,
+}
+
+pub(crate) fn run(args: Args) -> u8 {
+    let scenarios = match select(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if let Err(e) = deps::ensure() {
+        eprintln!("error: {e}");
+        return exit::HARNESS_ERROR;
+    }
+    eprintln!("drill: backend {} (local PostgreSQL binaries)", if args.backend == "auto" { "auto → native" } else { "native" });
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| match p {
+        Progress::Started { .. } => {}
+        Progress::Finished { scenario, entry } => {
+            let mark = if entry.ok { "✓" } else { "✗" };
+            eprintln!(
+                "  {mark} [{:>9}] {scenario} › {} › {} ({}) {}",
+                drill::check::fmt_duration(entry.start),
+                entry.phase,
+                entry.step,
+                drill::check::fmt_duration(entry.duration),
+                entry.detail
+            );
+        }
+    });
+    let opts = DrillOptions { keep: args.keep, progress: Some(progress) };
+    let mut reports = Vec::new();
+    let mut harness_failed = false;
+    for sc in &scenarios {
+        eprintln!("▶ {} — {}", sc.name, sc.description);
+        let outcome = runtime.block_on(async {
+            tokio::select! {
+                r = drill::engine::run(sc, &opts) => r,
+                _ = tokio::signal::ctrl_c() => Err(drill::Error::Interrupted),
+            }
+        });
+        match outcome {
+            Ok(r) => reports.push(r),
+            Err(drill::Error::Interrupted) => {
+                eprintln!("interrupted: servers and temp dirs removed");
+                return exit::INTERRUPTED;
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", sc.name);
+                harness_failed = true;
+            }
+        }
+    }
+    if !reports.is_empty() {
+        println!("{}", drill::report::summary::table(&reports));
+        for r in &reports {
+            for rec in r.recoveries.iter().filter(|x| !x.recovered || !x.met_expectation) {
+                let mark = if rec.met_expectation { "as expected" } else { "EXPECTATION MISSED" };
+                println!("\n{} › {} ({mark}): {}", r.name, rec.name, rec.summary);
+                for e in rec.errors.iter().take(3) {
+                    println!("  tool said: {e}");
+                }
+                for c in rec.checks.iter().filter(|c| !c.ok) {
+                    println!("  ✗ {}: expected {}, got {}", c.name, c.expected, c.actual);
+                    if let Some(ev) = &c.evidence {
+                        for line in ev.lines() {
+                            println!("      {line}");
+                        }
+                    }
+                }
+            }
+            for k in &r.kept {
+                println!("kept: {k}");
+            }
+        }
+        match drill::report::write_json(&args.report_dir, &reports) {
+            Ok(p) => eprintln!("report: {}", p.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                harness_failed = true;
+            }
+        }
+    }
+    if harness_failed {
+        exit::HARNESS_ERROR
+    } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
+        exit::EXPECTATION_MISSED
+    } else {
+        exit::OK
+    }
+}
+
+fn select(args: &Args) -> Result<Vec<Scenario>, String> {
+    let all = drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string())?;
+    if args.scenarios.is_empty() {
+        return Ok(all);
+    }
+    args.scenarios
+        .iter()
+        .map(|want| {
+            let path = PathBuf::from(want);
+            if path.extension().is_some_and(|e| e == "toml") {
+                return drill::scenario::load_file(&path).map_err(|e| e.to_string());
+            }
+            all.iter().find(|s| &s.name == want).cloned().ok_or_else(|| {
+                let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                format!("no scenario named `{want}`; known: {} (see `cargo xtask list`)", names.join(", "))
+            })
+        })
+        .collect()
+}
