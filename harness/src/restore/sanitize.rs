@@ -108,6 +108,9 @@ impl Sanitizer {
                     if !valid_row(line, block.columns) {
                         true
                     } else if block.first_line && self.seen_noise && is_dumping_contents(line, &block.table) {
+                        // pg_dump writes it once per block: a second such
+                        // line is a row.
+                        block.first_line = false;
                         true
                     } else {
                         if self.report.kept_suspicious.len() < SAMPLE {

@@ -132,7 +132,17 @@ fn copy_piece() -> impl Strategy<Value = Piece> {
             };
             (Just(header), Just(format!("{}.{}", schema.1, table.1)), Just(columns), rows)
         })
-        .prop_map(|(header, table, columns, rows)| Piece::Copy { header, table, columns, rows })
+        .prop_flat_map(|(header, table, columns, rows)| {
+            // A one-column table whose first row reads exactly like pg_dump's
+            // "dumping contents" message for that very table.
+            (Just(header), Just(table), Just(columns), Just(rows), any::<bool>())
+        })
+        .prop_map(|(header, table, columns, mut rows, collide)| {
+            if collide && columns == 1 {
+                rows.insert(0, format!("pg_dump: dumping contents of table \"{table}\""));
+            }
+            Piece::Copy { header, table, columns, rows }
+        })
 }
 
 fn sql_piece() -> impl Strategy<Value = Piece> {
