@@ -1,1 +1,44 @@
-fn main(){}
+//! Runs every scenario file in `scenarios/` as a test case (datatest-stable),
+//! so nextest gives filtering, parallelism, retries and JUnit for free:
+//! `cargo nextest run -p drill-scenarios -E 'test(verbose-dump)'`.
+//!
+//! A case passes when the drill's verdict is `pass`: each corrected recovery
+//! brought everything back within the RTO and each naive one reproduced its
+//! incident. On failure the message holds the summary table and every missed
+//! expectation with its evidence.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use drill::engine::{DrillOptions, Progress, Verdict};
+
+fn drill(path: &Path) -> datatest_stable::Result<()> {
+    let scenario = drill::scenario::load_file(path)?;
+    let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| {
+        if let Progress::Finished { entry, .. } = p {
+            eprintln!("{} {} › {} ({:?}) {}", if entry.ok { "✓" } else { "✗" }, entry.phase, entry.step, entry.duration, entry.detail);
+        }
+    });
+    let opts = DrillOptions { keep: false, progress: Some(progress) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let report = runtime.block_on(drill::engine::run(&scenario, &opts))?;
+    println!("{}", drill::report::summary::table(std::slice::from_ref(&report)));
+    if report.verdict == Verdict::Pass {
+        return Ok(());
+    }
+    let mut why = String::new();
+    for rec in report.recoveries.iter().filter(|r| !r.met_expectation) {
+        why.push_str(&format!("{} › {}: {}\n", report.name, rec.name, rec.summary));
+        for c in rec.checks.iter().filter(|c| !c.ok) {
+            why.push_str(&format!("  ✗ {}: expected {}, got {}\n", c.name, c.expected, c.actual));
+            if let Some(e) = &c.evidence {
+                why.push_str(&format!("    {}\n", e.replace('\n', "\n    ")));
+            }
+        }
+    }
+    Err(why.into())
+}
+
+datatest_stable::harness! {
+    { test = drill, root = ".", pattern = r"^[a-z0-9-]+\.toml$" },
+}

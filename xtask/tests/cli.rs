@@ -1,0 +1,114 @@
+//! The runner as a user meets it: `list`, bad input, a missed expectation,
+//! and the house rules every file in the tree must follow (tidy).
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn xtask() -> assert_cmd::Command {
+    let mut cmd = cargo_bin_cmd!("xtask");
+    cmd.current_dir(root());
+    cmd
+}
+
+#[test]
+fn list_shows_every_scenario_with_its_description() {
+    let out = xtask().arg("list").assert().success().get_output().stdout.clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("verbose-dump") && text.contains("pg_dump --verbose"), "{text}");
+}
+
+#[test]
+fn a_malformed_scenario_is_bad_input_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("typo.toml");
+    let good = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml")).unwrap();
+    std::fs::write(&bad, good.replace("action = \"wipe\"", "action = \"wipe-out\"")).unwrap();
+    let out = xtask().args(["drill", bad.to_str().unwrap()]).assert().code(3).get_output().stderr.clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("typo.toml:26:10:") && text.contains("fault.action") && text.contains("drop-database"), "{text}");
+}
+
+#[test]
+fn an_unknown_scenario_name_lists_the_known_ones() {
+    let out = xtask().args(["drill", "no-such-drill"]).assert().code(3).get_output().stderr.clone();
+    assert!(String::from_utf8(out).unwrap().contains("known: verbose-dump"));
+}
+
+/// A drill whose "corrected" recovery is the naive one misses its
+/// expectations: exit code 1 (not 2, which is for harness errors), and the
+/// evidence names the psql error and the missing tables.
+#[test]
+fn a_missed_expectation_exits_1_with_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = dir.path().join("broken-fix.toml");
+    let text = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml"))
+        .unwrap()
+        .replace("steps = [{ step = \"psql-restore\", sanitize = true, on-error-stop = true }]", "steps = [{ step = \"psql-restore\" }]")
+        .replace("ticks = 20000 ", "ticks = 2000  ");
+    std::fs::write(&sc, text).unwrap();
+    let report_dir = dir.path().join("reports");
+    let out = xtask()
+        .args(["drill", sc.to_str().unwrap(), "--report-dir", report_dir.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("broken-fix FAIL"), "{stdout}");
+    assert!(stdout.contains("EXPECTATION MISSED") && stdout.contains("relation \"public.pairs\" does not exist"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json[0]["verdict"], "fail");
+    assert_eq!(json[0]["recoveries"][1]["met_expectation"], false);
+}
+
+/// Tidy: every Rust file opens with a `//!` paragraph saying what it is for.
+#[test]
+fn every_rust_file_documents_itself() {
+    let mut missing = Vec::new();
+    let mut stack = vec![root()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if !name.starts_with('.') && name != "target" {
+                    stack.push(p);
+                }
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                if !text.trim_start().starts_with("//!") {
+                    missing.push(p.strip_prefix(root()).unwrap().display().to_string());
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "files without a //! header: {missing:?}");
+}
+
+/// The CI workflow parses and runs the README's test command.
+#[test]
+fn ci_workflow_runs_the_readme_test_command() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(readme.contains("cargo xtask test"), "README must give the test command");
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    assert!(ci.contains("cargo xtask test"), ".ci/run must call the README's test command");
+    let wf = std::fs::read_to_string(root().join(".github/workflows/ci.yml")).unwrap();
+    assert!(wf.contains("cargo xtask test"), "ci.yml must run the README's test command");
+    assert!(wf.contains("permissions:") && wf.contains("contents: read"), "least privilege");
+}
+
+/// The annotated example in scenarios/README.md is a valid scenario.
+#[test]
+fn the_documented_example_parses() {
+    let doc = std::fs::read_to_string(root().join("scenarios/README.md")).unwrap();
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = doc[start..].find("```").unwrap() + start;
+    let sc = drill::scenario::parse_str(&doc[start..end], Path::new("scenarios/README.md"))
+        .unwrap_or_else(|e| panic!("the README example is invalid: {e}"));
+    assert_eq!(sc.recoveries.len(), 2);
+}
