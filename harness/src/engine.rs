@@ -21,7 +21,7 @@ use crate::backend::{NativePostgres, PgBinaries, PgSpec, PostgresServer, ServerI
 use crate::backup::{self, Artifact};
 use crate::check::{self, CheckResult};
 use crate::postgres::{fixture, snapshot};
-use crate::restore::psql_restore;
+use crate::restore::{PsqlRestoreOptions, psql_restore};
 use crate::scenario::{PgEngine, RecoveryExpect, RowsExpect, Scenario, SchemaExpect, Step};
 use crate::{Error, Result};
 
@@ -258,7 +258,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         for step in &rec.steps {
             let label = step.label();
             let t = tl.start(&phase, &label);
-            let (ok, detail) = run_step(server.as_ref(), step, &artifact, &mut errors)?;
+            let (ok, detail) = run_step(server.as_ref(), step, &artifact, flavour, &mut errors)?;
             tl.finish(&phase, &label, t, ok, detail);
         }
 
@@ -315,14 +315,27 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     Ok(report)
 }
 
-fn run_step(server: &dyn PostgresServer, step: &Step, artifact: &Artifact, errors: &mut Vec<String>) -> Result<(bool, String)> {
+fn run_step(
+    server: &dyn PostgresServer,
+    step: &Step,
+    artifact: &Artifact,
+    flavour: Flavour,
+    errors: &mut Vec<String>,
+) -> Result<(bool, String)> {
     match step {
         Step::PsqlRestore { sanitize, on_error_stop, timeout } => {
-            let out = tokio::task::block_in_place(|| {
-                psql_restore(server, artifact, *sanitize, *on_error_stop, timeout.map(|t| t.0))
-            })?;
+            let opts = PsqlRestoreOptions {
+                sanitize: *sanitize,
+                on_error_stop: *on_error_stop,
+                timeout: timeout.map(|t| t.0),
+                timescaledb: flavour == Flavour::TimescaleDb,
+            };
+            let out = tokio::task::block_in_place(|| psql_restore(server, artifact, opts))?;
             errors.extend(out.first_errors.iter().cloned());
             let mut detail = format!("{}: exit {:?}, {} errors", out.command, out.exit_code, out.error_count);
+            if out.timescaledb_wrapped {
+                detail.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
+            }
             if out.timed_out {
                 detail.push_str(", killed at the timeout");
             }

@@ -5,4 +5,4 @@
 pub mod psql;
 pub mod sanitize;
 
-pub use psql::{PsqlOutcome, psql_restore};
+pub use psql::{PsqlOutcome, PsqlRestoreOptions, psql_restore};

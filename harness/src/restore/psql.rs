@@ -28,17 +28,53 @@ pub struct PsqlOutcome {
     /// The first few of them, with their context lines.
     pub first_errors: Vec<String>,
     pub sanitize: Option<SanitizeReport>,
+    /// Wrapped in timescaledb_pre_restore() / timescaledb_post_restore().
+    pub timescaledb_wrapped: bool,
     pub command: String,
 }
 
+/// How the restore is run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PsqlRestoreOptions {
+    /// Stream through the sanitizer first.
+    pub sanitize: bool,
+    /// `psql -v ON_ERROR_STOP=1`.
+    pub on_error_stop: bool,
+    /// Kill psql after this long.
+    pub timeout: Option<Duration>,
+    /// The target runs TimescaleDB: create the extension and call
+    /// `timescaledb_pre_restore()` before, `timescaledb_post_restore()`
+    /// after (also when the restore fails), as TimescaleDB's docs require.
+    pub timescaledb: bool,
+}
+
 /// Restores `artifact` into the server's application database.
-pub fn psql_restore(
-    server: &dyn PostgresServer,
-    artifact: &Artifact,
-    sanitize_first: bool,
-    on_error_stop: bool,
-    timeout: Option<Duration>,
-) -> Result<PsqlOutcome> {
+pub fn psql_restore(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
+    if opts.timescaledb {
+        run_sql(server, "CREATE EXTENSION IF NOT EXISTS timescaledb; SELECT timescaledb_pre_restore();")?;
+    }
+    let outcome = stream(server, artifact, opts);
+    if opts.timescaledb {
+        run_sql(server, "SELECT timescaledb_post_restore();")?;
+    }
+    outcome.map(|o| PsqlOutcome { timescaledb_wrapped: opts.timescaledb, ..o })
+}
+
+/// One psql -c call that must succeed.
+fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<()> {
+    let out = server
+        .client(ClientTool::Psql)
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|source| Error::Spawn { command: format!("psql -c '{sql}'"), source })?;
+    if !out.status.success() {
+        return Err(Error::server(format!("`{sql}` failed"), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
+    let PsqlRestoreOptions { sanitize: sanitize_first, on_error_stop, timeout, .. } = opts;
     let mut cmd = server.client(ClientTool::Psql);
     cmd.args(["-X", "-q", "-v", if on_error_stop { "ON_ERROR_STOP=1" } else { "ON_ERROR_STOP=0" }])
         .stdin(Stdio::piped())
@@ -120,6 +156,7 @@ pub fn psql_restore(
         error_count,
         first_errors,
         sanitize,
+        timescaledb_wrapped: false,
         command,
     })
 }

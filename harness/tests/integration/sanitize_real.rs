@@ -8,7 +8,7 @@
 use drill::backend::{PostgresServer, native::NativePostgres};
 use drill::backup;
 use drill::postgres::{PgCoordinates, execute_script, snapshot};
-use drill::restore::psql_restore;
+use drill::restore::{PsqlRestoreOptions, psql_restore};
 use drill::scenario::{Backup, BackupMethod, Compress, DumpFormat, StderrMode};
 
 use super::start;
@@ -65,13 +65,13 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
 
     // The naive restore reproduces the incident.
     let naive: NativePostgres = start("sanitize-naive");
-    let out = tokio::task::block_in_place(|| psql_restore(&naive, &artifact, false, false, None)).unwrap();
+    let out = tokio::task::block_in_place(|| psql_restore(&naive, &artifact, PsqlRestoreOptions::default())).unwrap();
     assert!(out.error_count > 0, "naive restore of a verbose dump should fail");
     assert!(out.first_errors[0].contains("syntax error at or near \"pg_dump\""), "{:?}", out.first_errors);
 
     // The sanitized one restores everything, byte for byte.
     let target = start("sanitize-dst");
-    let out = tokio::task::block_in_place(|| psql_restore(&target, &artifact, true, true, None)).unwrap();
+    let out = tokio::task::block_in_place(|| psql_restore(&target, &artifact, PsqlRestoreOptions { sanitize: true, on_error_stop: true, ..Default::default() })).unwrap();
     assert_eq!((out.exit_code, out.error_count), (Some(0), 0), "{:?}", out.first_errors);
     let report = out.sanitize.unwrap();
     assert!(report.removed > 40, "verbose lines removed: {}", report.removed);
