@@ -45,6 +45,18 @@ pub(crate) fn run(args: Args) -> u8 {
     }
     eprintln!("drill: backend {} (local PostgreSQL binaries)", if args.backend == "auto" { "auto → native" } else { "native" });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // Take over SIGINT before any server starts, so Ctrl-C always reaches
+    // the teardown (a lazily registered handler could miss an early one).
+    let mut sigint = {
+        let _guard = runtime.enter();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot handle Ctrl-C: {e}");
+                return exit::HARNESS_ERROR;
+            }
+        }
+    };
     let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| match p {
         Progress::Started { .. } => {}
         Progress::Finished { scenario, entry } => {
@@ -66,8 +78,9 @@ pub(crate) fn run(args: Args) -> u8 {
         eprintln!("▶ {} — {}", sc.name, sc.description);
         let outcome = runtime.block_on(async {
             tokio::select! {
+                biased;
+                _ = sigint.recv() => Err(drill::Error::Interrupted),
                 r = drill::engine::run(sc, &opts) => r,
-                _ = tokio::signal::ctrl_c() => Err(drill::Error::Interrupted),
             }
         });
         match outcome {

@@ -112,3 +112,82 @@ fn the_documented_example_parses() {
         .unwrap_or_else(|e| panic!("the README example is invalid: {e}"));
     assert_eq!(sc.recoveries.len(), 2);
 }
+
+/// Starts `xtask drill verbose-dump` with a private TMPDIR and waits until
+/// its server is up (a postmaster.pid exists); returns the child and its
+/// temp dir.
+fn drill_until_server_is_up(tmp: &Path) -> std::process::Child {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("xtask"))
+        .current_dir(root())
+        .env("TMPDIR", tmp)
+        .args(["drill", "verbose-dump", "--report-dir"])
+        .arg(tmp.join("reports"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if leftovers(tmp).iter().any(|d| d.join("data/postmaster.pid").exists()) {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the drill's server never came up");
+}
+
+fn leftovers(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("drill-"))
+        .collect()
+}
+
+fn postmaster_pids(tmp: &Path) -> Vec<i32> {
+    leftovers(tmp)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("data/postmaster.pid")).ok())
+        .filter_map(|s| s.lines().next().and_then(|l| l.trim().parse().ok()))
+        .collect()
+}
+
+fn gone(pid: i32) -> bool {
+    for _ in 0..200 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(s) if s.split_whitespace().nth(2) == Some("Z") => return true,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    false
+}
+
+/// Ctrl-C mid-drill: exit 130, the server stopped, nothing left in TMPDIR.
+#[test]
+fn ctrl_c_tears_everything_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = drill_until_server_is_up(tmp.path());
+    let pids = postmaster_pids(tmp.path());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(leftovers(tmp.path()).is_empty(), "left behind: {:?}", leftovers(tmp.path()));
+    assert!(pids.iter().all(|&p| gone(p)), "postgres still running: {pids:?}");
+}
+
+/// SIGKILL cannot be caught: the server and dirs survive the harness, and
+/// `cargo xtask clean` removes them all.
+#[test]
+fn sigkill_leftovers_are_removed_by_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = drill_until_server_is_up(tmp.path());
+    let pids = postmaster_pids(tmp.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!leftovers(tmp.path()).is_empty(), "SIGKILL should leave something to clean");
+    let out = xtask().env("TMPDIR", tmp.path()).arg("clean").assert().success().get_output().stdout.clone();
+    assert!(String::from_utf8(out).unwrap().contains("leftovers removed"));
+    assert!(leftovers(tmp.path()).is_empty(), "clean left: {:?}", leftovers(tmp.path()));
+    assert!(pids.iter().all(|&p| gone(p)), "postgres still running after clean: {pids:?}");
+}
