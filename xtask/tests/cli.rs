@@ -116,6 +116,7 @@ fn the_documented_example_parses() {
 /// Starts `xtask drill verbose-dump` with a private TMPDIR and waits until
 /// its server is up (a postmaster.pid exists); returns the child and its
 /// temp dir.
+#[allow(clippy::zombie_processes)] // every caller waits for it
 fn drill_until_server_is_up(tmp: &Path) -> std::process::Child {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("xtask"))
         .current_dir(root())

@@ -121,11 +121,13 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
                 if first.len() < KEEP_ERRORS {
                     first.push(line);
                 }
-            } else if (line.starts_with("LINE ") || line.contains("DETAIL:")) && first.len() < KEEP_ERRORS && count as usize <= KEEP_ERRORS {
-                if let Some(last) = first.last_mut() {
-                    last.push_str(" | ");
-                    last.push_str(line.trim());
-                }
+            } else if (line.starts_with("LINE ") || line.contains("DETAIL:"))
+                && count as usize <= KEEP_ERRORS
+                && let Some(last) = first.last_mut()
+            {
+                // The context of the error just kept.
+                last.push_str(" | ");
+                last.push_str(line.trim());
             }
         }
         (count, first)

@@ -124,9 +124,7 @@ impl Sanitizer {
             }
             None => {
                 let neutral = self.lex.is_neutral();
-                if neutral && line.starts_with(PREFIX) {
-                    true
-                } else if neutral && self.after_noise && is_continuation(line) {
+                if neutral && (line.starts_with(PREFIX) || (self.after_noise && is_continuation(line))) {
                     true
                 } else {
                     if neutral && line.first() == Some(&b'\\') {

@@ -220,7 +220,7 @@ fn span_of(src: &str, key: &str) -> Option<std::ops::Range<usize>> {
         let mut cur = v;
         if let Some(i) = index {
             match cur.get_ref() {
-                DeValue::Array(a) => match a.iter().nth(i) {
+                DeValue::Array(a) => match a.get(i) {
                     Some(item) => cur = item,
                     None => break,
                 },

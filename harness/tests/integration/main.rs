@@ -25,7 +25,7 @@ pub(crate) fn start(test: &str) -> NativePostgres {
 pub(crate) fn alive(pid: u32) -> bool {
     // A zombie is not alive: look at /proc state too.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"),
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
         Err(_) => false,
     }
 }

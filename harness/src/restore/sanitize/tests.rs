@@ -69,7 +69,7 @@ fn memory_stays_one_line_for_a_large_stream() {
                     self.buf.extend_from_slice(b"pg_dump: reading schemas\nCOPY public.t (a, b) FROM stdin;\n");
                 } else if self.row > 1_400_000 {
                     return Ok(0);
-                } else if self.row % 1000 == 0 {
+                } else if self.row.is_multiple_of(1000) {
                     self.buf.extend_from_slice(b"pg_dump: warning: noise\n");
                 }
                 self.buf.extend_from_slice(format!("{}\tsome text for row {} padded out\n", self.row, self.row).as_bytes());
@@ -179,7 +179,9 @@ fn noise() -> impl Strategy<Value = String> {
 
 /// A dump and where noise goes: (pieces, noise before each piece, noise
 /// inside each COPY block at row boundaries).
-fn dump() -> impl Strategy<Value = (Vec<Piece>, Vec<Vec<String>>, Vec<Vec<(usize, String)>>)> {
+type Dump = (Vec<Piece>, Vec<Vec<String>>, Vec<Vec<(usize, String)>>);
+
+fn dump() -> impl Strategy<Value = Dump> {
     prop::collection::vec(prop_oneof![sql_piece(), copy_piece()], 0..10).prop_flat_map(|pieces| {
         let n = pieces.len();
         (
