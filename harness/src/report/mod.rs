@@ -1,21 +1,61 @@
 //! Reports consume finished [`DrillReport`](crate::engine::DrillReport)s and
-//! never talk to a server: a summary table for people ([`summary`]) and JSON
-//! for machines ([`write_json`]).
+//! never talk to a server: a summary table for the terminal ([`summary`]),
+//! and for `--report-dir`: `report.json` ([`json`]), `junit.xml`
+//! ([`junit`]), `summary.md` ([`markdown`]), one timeline SVG per scenario
+//! ([`svg`]) and optionally `metrics.prom` ([`prometheus`]). RTO history and
+//! the regression gate live in [`history`].
 
+pub mod history;
+pub mod json;
+pub mod junit;
+pub mod markdown;
+pub mod prometheus;
 pub mod summary;
+pub mod svg;
+#[cfg(test)]
+pub(crate) mod testdata;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::DrillReport;
 use crate::{Error, Result};
+use history::Trend;
 
-/// Writes `report.json` (an array, one entry per scenario) into `dir`.
-pub fn write_json(dir: &Path, reports: &[DrillReport]) -> Result<std::path::PathBuf> {
+/// Which optional files to write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Also write `metrics.prom`.
+    pub prometheus: bool,
+}
+
+/// Writes every report file into `dir`; returns the paths written.
+/// `summary.md` is also appended to `$GITHUB_STEP_SUMMARY` when set.
+pub fn write_all(dir: &Path, reports: &[DrillReport], trends: &[Trend], opts: WriteOptions) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
-    let path = dir.join("report.json");
-    let text = serde_json::to_string_pretty(reports).expect("reports serialise");
-    std::fs::write(&path, text).map_err(Error::io("write", &path))?;
-    Ok(path)
+    let mut written = Vec::new();
+    let mut put = |name: String, text: String| -> Result<()> {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(Error::io("write", &path))?;
+        written.push(path);
+        Ok(())
+    };
+    put("report.json".into(), serde_json::to_string_pretty(&json::document(reports, trends)).expect("serialisable"))?;
+    put("junit.xml".into(), junit::render(reports, trends))?;
+    let md = markdown::render(reports, trends);
+    put("summary.md".into(), md.clone())?;
+    for r in reports {
+        put(format!("timeline-{}-{}.svg", r.name, r.backend), svg::render(r))?;
+    }
+    if opts.prometheus {
+        put("metrics.prom".into(), prometheus::render(reports))?;
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        use std::io::Write;
+        let path = PathBuf::from(summary);
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io("open", &path))?;
+        writeln!(f, "{md}").map_err(Error::io("append to", &path))?;
+    }
+    Ok(written)
 }
 
 /// Serde helpers: durations as integer milliseconds.

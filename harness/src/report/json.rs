@@ -1,0 +1,158 @@
+//! `report.json`: the machine-readable report. Per scenario: `name`,
+//! `backend`, `verdict`, `rto_seconds`, `rpo_seconds` (null where not
+//! measured), `checks` (`name`, `expected`, `actual`, `ok`, `evidence`), the
+//! recoveries in detail, and the timeline. Times are seconds (fractional).
+
+use std::time::Duration;
+
+use super::history::Trend;
+use crate::engine::{DrillReport, Verdict};
+
+/// The whole file.
+#[derive(Debug, serde::Serialize)]
+pub struct JsonReport<'a> {
+    /// Format version of this file; bumped on incompatible changes.
+    pub format: u32,
+    pub drill_version: &'static str,
+    pub scenarios: Vec<JsonScenario<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonScenario<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub file: String,
+    pub run_id: &'a str,
+    pub seed: u64,
+    pub backend: &'a str,
+    pub server: Option<&'a crate::backend::ServerInfo>,
+    pub flavour: &'a str,
+    pub verdict: Verdict,
+    /// The corrected recovery's RTO; null when it did not recover.
+    pub rto_seconds: Option<f64>,
+    pub rto_target_seconds: f64,
+    /// Data-loss window; null until a workload measures it.
+    pub rpo_seconds: Option<f64>,
+    pub rpo_target_seconds: Option<f64>,
+    /// Every check of every recovery, named `recovery/check`; a negative
+    /// control contributes one check saying whether it reproduced the incident.
+    pub checks: Vec<JsonCheck>,
+    pub recoveries: &'a [crate::engine::RecoveryReport],
+    pub timeline: Vec<JsonStep<'a>>,
+    pub trend: Option<&'a Trend>,
+    pub backup: Option<&'a crate::backup::Artifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JsonCheck {
+    pub name: String,
+    pub expected: String,
+    pub actual: String,
+    pub ok: bool,
+    pub evidence: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct JsonStep<'a> {
+    pub phase: &'a str,
+    pub step: &'a str,
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+    pub ok: bool,
+    pub detail: &'a str,
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_millis() as f64) / 1000.0
+}
+
+/// Flattened checks of a report (also used by JUnit and Markdown).
+pub fn checks(r: &DrillReport) -> Vec<JsonCheck> {
+    let mut out = Vec::new();
+    for rec in &r.recoveries {
+        if rec.expect == "fails" {
+            out.push(JsonCheck {
+                name: format!("{}/reproduces the incident", rec.name),
+                expected: "the recovery fails (negative control)".into(),
+                actual: rec.summary.clone(),
+                ok: rec.met_expectation,
+                evidence: rec.errors.first().cloned(),
+            });
+        } else {
+            out.extend(rec.checks.iter().map(|c| JsonCheck {
+                name: format!("{}/{}", rec.name, c.name),
+                expected: c.expected.clone(),
+                actual: c.actual.clone(),
+                ok: c.ok,
+                evidence: c.evidence.clone(),
+            }));
+        }
+    }
+    out
+}
+
+/// Builds the document.
+pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonReport<'a> {
+    JsonReport {
+        format: 1,
+        drill_version: env!("CARGO_PKG_VERSION"),
+        scenarios: reports
+            .iter()
+            .map(|r| JsonScenario {
+                name: &r.name,
+                description: &r.description,
+                file: r.file.display().to_string(),
+                run_id: &r.run_id,
+                seed: r.seed,
+                backend: &r.backend,
+                server: r.server.as_ref(),
+                flavour: &r.flavour,
+                verdict: r.verdict,
+                rto_seconds: r.main_recovery().and_then(|m| m.rto).map(secs),
+                rto_target_seconds: secs(r.rto_target),
+                rpo_seconds: None,
+                rpo_target_seconds: None,
+                checks: checks(r),
+                recoveries: &r.recoveries,
+                timeline: r
+                    .timeline
+                    .iter()
+                    .map(|e| JsonStep {
+                        phase: &e.phase,
+                        step: &e.step,
+                        start_seconds: secs(e.start),
+                        duration_seconds: secs(e.duration),
+                        ok: e.ok,
+                        detail: &e.detail,
+                    })
+                    .collect(),
+                trend: trends.iter().find(|t| t.scenario == r.name && t.backend == r.backend),
+                backup: r.backup.as_ref(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testdata::report;
+
+    #[test]
+    fn has_the_fields_ci_consumers_read() {
+        let reports = [report(Some(Duration::from_millis(1455)))];
+        let v = serde_json::to_value(document(&reports, &[])).unwrap();
+        let s = &v["scenarios"][0];
+        assert_eq!(s["name"], "verbose-dump");
+        assert_eq!(s["backend"], "native");
+        assert_eq!(s["verdict"], "pass");
+        assert_eq!(s["rto_seconds"], 1.455);
+        assert!(s["rpo_seconds"].is_null());
+        let c = &s["checks"][0];
+        assert_eq!(c["name"], "naive/reproduces the incident");
+        for k in ["name", "expected", "actual", "ok"] {
+            assert!(!c[k].is_null(), "check lacks {k}");
+        }
+        assert_eq!(s["timeline"][0]["step"], "start postgres");
+    }
+}
