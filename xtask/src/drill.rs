@@ -26,9 +26,40 @@ pub(crate) struct Args {
     /// picks native until the container backend lands.
     #[arg(long, default_value = "auto", value_parser = ["auto", "native"])]
     backend: String,
-    /// Where report.json goes.
+    /// Where the reports go: report.json, junit.xml, summary.md, one
+    /// timeline SVG per scenario (and metrics.prom with --prometheus).
     #[arg(long, default_value = "target/drill")]
     report_dir: PathBuf,
+    /// Also write Prometheus text-format metrics (metrics.prom).
+    #[arg(long)]
+    prometheus: bool,
+    /// Append this run's RTOs to this history file (JSON lines) and show the
+    /// trend against it.
+    #[arg(long)]
+    history: Option<PathBuf>,
+    /// Fail (exit 4) when a scenario's RTO regressed beyond the margin against
+    /// the median of its recent passing runs in --history.
+    #[arg(long, requires = "history")]
+    gate: bool,
+    /// Allowed RTO slow-down over the median, in percent.
+    #[arg(long, default_value_t = 25.0)]
+    gate_margin: f64,
+    /// ...and at least this much slower in absolute terms (e.g. "250ms").
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    gate_slack: std::time::Duration,
+    /// How many recent passing runs the median is taken over.
+    #[arg(long, default_value_t = 10)]
+    gate_window: usize,
+    /// Fewer passing runs than this in the history: no verdict yet.
+    #[arg(long, default_value_t = 3)]
+    gate_min_runs: usize,
+    /// Validate the scenarios and flags, then stop without starting anything.
+    #[arg(long)]
+    validate_only: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    drill::scenario::parse_duration(s)
 }
 
 pub(crate) fn run(args: Args) -> u8 {
@@ -39,6 +70,12 @@ pub(crate) fn run(args: Args) -> u8 {
             return exit::BAD_INPUT;
         }
     };
+    if args.validate_only {
+        for sc in &scenarios {
+            println!("ok  {}  ({})", sc.name, sc.path.display());
+        }
+        return exit::OK;
+    }
     if let Err(e) = deps::ensure() {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
@@ -117,8 +154,23 @@ pub(crate) fn run(args: Args) -> u8 {
                 println!("kept: {k}");
             }
         }
-        match drill::report::write_json(&args.report_dir, &reports) {
-            Ok(p) => eprintln!("report: {}", p.display()),
+    }
+    let trends = match trend(&args, &reports) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            harness_failed = true;
+            Vec::new()
+        }
+    };
+    for t in &trends {
+        let mark = if t.tripped { "✗ REGRESSION" } else { "trend" };
+        println!("{mark}: {} [{}]: {}", t.scenario, t.backend, t.note);
+    }
+    if !reports.is_empty() {
+        let opts = drill::report::WriteOptions { prometheus: args.prometheus };
+        match drill::report::write_all(&args.report_dir, &reports, &trends, opts) {
+            Ok(paths) => eprintln!("reports: {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
             Err(e) => {
                 eprintln!("error: {e}");
                 harness_failed = true;
@@ -129,9 +181,28 @@ pub(crate) fn run(args: Args) -> u8 {
         exit::HARNESS_ERROR
     } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
         exit::EXPECTATION_MISSED
+    } else if args.gate && trends.iter().any(|t| t.tripped) {
+        exit::REGRESSION
     } else {
         exit::OK
     }
+}
+
+/// Reads the history, judges this run against it, then appends this run.
+fn trend(args: &Args, reports: &[drill::engine::DrillReport]) -> drill::Result<Vec<drill::report::history::Trend>> {
+    use drill::report::history;
+    let Some(path) = &args.history else { return Ok(Vec::new()) };
+    let past = history::read(path)?;
+    let policy = history::GatePolicy {
+        margin: args.gate_margin / 100.0,
+        slack: args.gate_slack,
+        window: args.gate_window,
+        min_runs: args.gate_min_runs,
+    };
+    let trends = history::judge(reports, &past, &policy);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    history::append(path, &history::entries(reports, now))?;
+    Ok(trends)
 }
 
 fn select(args: &Args) -> Result<Vec<Scenario>, String> {

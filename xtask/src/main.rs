@@ -22,6 +22,8 @@ pub(crate) mod exit {
     pub(crate) const HARNESS_ERROR: u8 = 2;
     /// Bad input: a malformed scenario file or an unknown scenario name.
     pub(crate) const BAD_INPUT: u8 = 3;
+    /// `--gate`: a scenario's RTO regressed beyond the margin (expectations met).
+    pub(crate) const REGRESSION: u8 = 4;
     /// Interrupted by Ctrl-C (everything started was removed).
     pub(crate) const INTERRUPTED: u8 = 130;
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::{deps, exit};
 
 pub(crate) fn run(extra: &[String]) -> u8 {
-    if let Err(e) = deps::ensure() {
+    if let Err(e) = deps::ensure().and_then(|()| deps::ensure_test_tools()) {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
     }

@@ -62,8 +62,13 @@ fn a_missed_expectation_exits_1_with_evidence() {
     assert!(stdout.contains("broken-fix FAIL"), "{stdout}");
     assert!(stdout.contains("EXPECTATION MISSED") && stdout.contains("relation \"public.pairs\" does not exist"), "{stdout}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json[0]["verdict"], "fail");
-    assert_eq!(json[0]["recoveries"][1]["met_expectation"], false);
+    let sc = &json["scenarios"][0];
+    assert_eq!(sc["verdict"], "fail");
+    assert!(sc["rto_seconds"].is_null());
+    assert_eq!(sc["recoveries"][1]["met_expectation"], false);
+    for f in ["junit.xml", "summary.md", "timeline-broken-fix-native.svg"] {
+        assert!(report_dir.join(f).is_file(), "{f} not written");
+    }
 }
 
 /// Tidy: every Rust file opens with a `//!` paragraph saying what it is for.
@@ -191,4 +196,44 @@ fn sigkill_leftovers_are_removed_by_clean() {
     assert!(String::from_utf8(out).unwrap().contains("leftovers removed"));
     assert!(leftovers(tmp.path()).is_empty(), "clean left: {:?}", leftovers(tmp.path()));
     assert!(pids.iter().all(|&p| gone(p)), "postgres still running after clean: {pids:?}");
+}
+
+/// A small, fast copy of the verbose-dump drill in `dir`.
+fn small_drill(dir: &Path) -> PathBuf {
+    let path = dir.join("gate-drill.toml");
+    let text = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml")).unwrap().replace("ticks = 20000 ", "ticks = 2000  ");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn history_line(ms: u64) -> String {
+    format!(r#"{{"time":1,"run_id":"old","scenario":"gate-drill","backend":"native","verdict":"pass","rto_ms":{ms}}}"#)
+}
+
+/// `--gate` trips (exit 4) when this run's RTO is far above the median of a
+/// history of fast runs, and passes against a history of slow ones. The run
+/// is appended to the history either way.
+#[test]
+fn the_regression_gate_trips_on_an_rto_regression_and_passes_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = small_drill(dir.path());
+    for (past_ms, code, word) in [(5u64, 4, "REGRESSION"), (600_000, 0, "trend")] {
+        let hist = dir.path().join(format!("history-{past_ms}.jsonl"));
+        std::fs::write(&hist, [history_line(past_ms), history_line(past_ms), history_line(past_ms)].join("\n")).unwrap();
+        let out = xtask()
+            .args(["drill", sc.to_str().unwrap(), "--gate", "--gate-slack", "10ms", "--history"])
+            .arg(&hist)
+            .arg("--report-dir")
+            .arg(dir.path().join(format!("r{past_ms}")))
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(word), "{text}");
+        assert_eq!(std::fs::read_to_string(&hist).unwrap().lines().count(), 4, "this run appended");
+        let md = std::fs::read_to_string(dir.path().join(format!("r{past_ms}/summary.md"))).unwrap();
+        assert!(md.contains("of 3 runs"), "{md}");
+    }
 }

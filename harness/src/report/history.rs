@@ -89,7 +89,12 @@ pub fn append(path: &Path, entries: &[HistoryEntry]) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     }
+    // A hand-edited file may lack its final newline: never glue two lines.
+    let needs_newline = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(Error::io("open", path))?;
+    if needs_newline {
+        writeln!(f).map_err(Error::io("append to", path))?;
+    }
     for e in entries {
         writeln!(f, "{}", serde_json::to_string(e).expect("serialisable")).map_err(Error::io("append to", path))?;
     }
@@ -235,6 +240,10 @@ mod tests {
         append(&path, &past(&[1, 2])).unwrap();
         append(&path, &past(&[3])).unwrap();
         assert_eq!(read(&path).unwrap().len(), 3);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.trim_end()).unwrap(); // hand-edited: no final newline
+        append(&path, &past(&[4])).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 4);
         std::fs::write(&path, "{\"bad\": 1}\n").unwrap();
         let e = read(&path).unwrap_err().to_string();
         assert!(e.contains("history.jsonl:1 is malformed"), "{e}");
