@@ -95,16 +95,66 @@ fn every_rust_file_documents_itself() {
     assert!(missing.is_empty(), "files without a //! header: {missing:?}");
 }
 
-/// The CI workflow parses and runs the README's test command.
+/// `.ci/run` and ci.yml run the README's test command.
 #[test]
-fn ci_workflow_runs_the_readme_test_command() {
+fn ci_runs_the_readme_test_command() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     assert!(readme.contains("cargo xtask test"), "README must give the test command");
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     assert!(ci.contains("cargo xtask test"), ".ci/run must call the README's test command");
-    let wf = std::fs::read_to_string(root().join(".github/workflows/ci.yml")).unwrap();
-    assert!(wf.contains("cargo xtask test"), "ci.yml must run the README's test command");
-    assert!(wf.contains("permissions:") && wf.contains("contents: read"), "least privilege");
+}
+
+/// Every workflow parses, follows the house rules (read-only token by
+/// default, actions pinned to a full commit), its `needs` name real jobs, and
+/// every `cargo xtask ...` command it runs is accepted by the runner.
+#[test]
+fn workflows_parse_and_reference_real_jobs_and_commands() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let dir = root().join(".github/workflows");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc = &YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))[0];
+        seen.push(name.clone());
+        assert_eq!(doc["permissions"]["contents"].as_str(), Some("read"), "{name}: default token must be read-only");
+        assert!(!doc["on"].is_badvalue(), "{name}: no triggers");
+        let jobs = doc["jobs"].as_hash().unwrap_or_else(|| panic!("{name}: no jobs"));
+        for (job_name, job) in jobs {
+            let job_name = job_name.as_str().unwrap();
+            let needs: Vec<&str> = match &job["needs"] {
+                Yaml::String(s) => vec![s.as_str()],
+                Yaml::Array(a) => a.iter().filter_map(|n| n.as_str()).collect(),
+                _ => vec![],
+            };
+            for n in needs {
+                assert!(jobs.contains_key(&Yaml::String(n.into())), "{name}: job {job_name} needs unknown job {n}");
+            }
+            for step in job["steps"].as_vec().unwrap_or_else(|| panic!("{name}: job {job_name} has no steps")) {
+                if let Some(uses) = step["uses"].as_str() {
+                    let sha = uses.split('@').nth(1).unwrap_or("");
+                    assert!(sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()), "{name}: `{uses}` is not pinned to a commit");
+                }
+                for line in step["run"].as_str().unwrap_or("").lines() {
+                    let Some(rest) = line.trim().strip_prefix("cargo xtask ") else { continue };
+                    let args: Vec<&str> = rest.split_whitespace().collect();
+                    let mut cmd = xtask();
+                    if args[0] == "drill" {
+                        cmd.args(&args).arg("--validate-only").assert().success();
+                    } else {
+                        cmd.args([args[0], "--help"]).assert().success();
+                    }
+                }
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["ci.yml", "nightly.yml", "release.yml"]);
+    let ci = std::fs::read_to_string(dir.join("ci.yml")).unwrap();
+    assert!(ci.contains("run: cargo xtask test"), "ci.yml must run the README's test command");
+    let release = std::fs::read_to_string(dir.join("release.yml")).unwrap();
+    assert!(release.contains("--gate"), "the release gate runs with --gate");
 }
 
 /// The annotated example in scenarios/README.md is a valid scenario.
