@@ -12,7 +12,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use crate::backend::{ClientTool, PostgresServer};
-use crate::scenario::{Backup, Compress, StderrMode};
+use crate::scenario::{Backup, Compress, DumpFormat, StderrMode};
 use crate::{Error, Result};
 
 /// A backup file and how it was made.
@@ -20,6 +20,8 @@ use crate::{Error, Result};
 pub struct Artifact {
     pub path: PathBuf,
     pub bytes: u64,
+    pub format: DumpFormat,
+    /// gzip-compressed (plain format only).
     pub compressed: bool,
     /// The command, as a person would type it.
     pub command: String,
@@ -31,6 +33,9 @@ pub struct Artifact {
 
 /// Runs pg_dump against the server's application database into `dir`.
 pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+    if cfg.format != DumpFormat::Plain {
+        return pg_dump_archive(server, cfg, dir);
+    }
     let started = Instant::now();
     let db = &server.coordinates().database;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
@@ -90,7 +95,71 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
         return Err(Error::server(format!("backup command failed ({status}): {shown}"), tail(&stderr_text, 10)));
     }
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(Artifact { path, bytes, compressed: gz, command: shown, stderr_tail: tail(&stderr_text, 5), took: started.elapsed() })
+    Ok(Artifact {
+        path,
+        bytes,
+        format: DumpFormat::Plain,
+        compressed: gz,
+        command: shown,
+        stderr_tail: tail(&stderr_text, 5),
+        took: started.elapsed(),
+    })
+}
+
+/// Custom (`-Fc`) or directory (`-Fd`) format, written by pg_dump itself.
+fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+    let started = Instant::now();
+    let db = server.coordinates().database.clone();
+    let (flag, suffix) = if cfg.format == DumpFormat::Custom { ("--format=custom", "dump") } else { ("--format=directory", "dir") };
+    let path = dir.join(format!("{db}_backup.{suffix}"));
+    let mut args = vec![flag.to_string(), "--no-owner".into(), "--no-acl".into(), format!("--file={}", path.display())];
+    if cfg.verbose {
+        args.push("--verbose".into());
+    }
+    let shown = format!("pg_dump {}", args.join(" "));
+    let out = server.client(ClientTool::PgDump).args(&args).output().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let stderr_text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return Err(Error::server(format!("backup command failed ({}): {shown}", out.status), tail(&stderr_text, 10)));
+    }
+    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    Ok(Artifact { path, bytes, format: cfg.format, compressed: false, command: shown, stderr_tail: tail(&stderr_text, 5), took: started.elapsed() })
+}
+
+/// Runs the user's backup command with `$DRILL_BACKUP_DIR` set to `dir`,
+/// then takes the newest file it wrote there as the artifact.
+pub fn shell(
+    server: &dyn PostgresServer,
+    cfg: &Backup,
+    workdir: &Path,
+    dir: &Path,
+    log: &Path,
+) -> Result<(Artifact, crate::restore::shell::ShellOutcome)> {
+    let started = Instant::now();
+    let script = cfg.run.as_deref().expect("validated: shell backups have `run`");
+    let mut env = crate::engine::step_env(server, None, dir);
+    env.push(("DRILL_BACKUP_DIR".into(), dir.display().to_string()));
+    let out = crate::restore::shell::run(script, workdir, &env, cfg.timeout.map(|t| t.0), log)?;
+    if !out.ok() {
+        return Err(Error::server(
+            format!("backup command failed (exit {:?}{}): {script}", out.exit_code, if out.timed_out { ", timed out" } else { "" }),
+            &out.output_tail,
+        ));
+    }
+    let newest = crate::artifact::candidates(dir)?.into_iter().next().ok_or_else(|| {
+        Error::server(format!("backup command wrote nothing into $DRILL_BACKUP_DIR ({})", dir.display()), &out.output_tail)
+    })?;
+    let inspected = crate::artifact::inspect(&newest, server)?;
+    let artifact = Artifact {
+        path: newest,
+        bytes: inspected.bytes,
+        format: inspected.format,
+        compressed: inspected.gzip,
+        command: script.to_string(),
+        stderr_tail: String::new(),
+        took: started.elapsed(),
+    };
+    Ok((artifact, out))
 }
 
 pub(crate) fn tail(text: &str, n: usize) -> String {

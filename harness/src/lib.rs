@@ -8,6 +8,7 @@
 //! [`report`] turns reports into something to read.
 
 pub mod backend;
+pub mod artifact;
 pub mod backup;
 pub mod check;
 pub mod engine;

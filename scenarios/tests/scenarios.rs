@@ -19,7 +19,7 @@ fn drill(path: &Path) -> datatest_stable::Result<()> {
             eprintln!("{} {} › {} ({:?}) {}", if entry.ok { "✓" } else { "✗" }, entry.phase, entry.step, entry.duration, entry.detail);
         }
     });
-    let opts = DrillOptions { keep: false, progress: Some(progress) };
+    let opts = DrillOptions { progress: Some(progress), ..Default::default() };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let report = runtime.block_on(drill::engine::run(&scenario, &opts))?;
     println!("{}", drill::report::summary::table(std::slice::from_ref(&report)));

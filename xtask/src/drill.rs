@@ -1,33 +1,100 @@
-//! `cargo xtask drill [SCENARIO...]`: validates every named scenario before
-//! starting anything, runs them one after another with live progress on
-//! stderr, prints the summary table, writes `report.json`, and exits with a
-//! code that tells a missed expectation from a harness error.
+//! `cargo xtask drill [SCENARIO...]` and `cargo xtask drill restore-artifact
+//! --backup PATH`: validate everything before starting anything, run with live
+//! progress on stderr, then print the summary table and the timeline, write
+//! the reports, and exit with a code that tells a missed expectation from a
+//! harness error.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use drill::engine::{DrillOptions, Progress, Verdict};
-use drill::scenario::Scenario;
+use drill::engine::{ArtifactDrill, DrillOptions, DrillReport, Pause, Progress, Verdict};
+use drill::scenario::{PgEngine, Scenario};
 
 use crate::{deps, exit};
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
+    #[command(subcommand)]
+    sub: Option<Sub>,
     /// Scenario names (file stems) or paths; all scenarios when omitted.
     scenarios: Vec<String>,
     /// Folder holding the scenario files.
     #[arg(long, default_value = "scenarios")]
     scenarios_dir: PathBuf,
-    /// Leave servers and backups running after the drill and print how to
-    /// reach them (`cargo xtask clean` removes them).
-    #[arg(long)]
-    keep: bool,
     /// Where to run servers: `native` (local initdb + postgres). `auto`
     /// picks native until the container backend lands.
     #[arg(long, default_value = "auto", value_parser = ["auto", "native"])]
     backend: String,
+    /// Validate the scenarios and flags, then stop without starting anything.
+    #[arg(long)]
+    validate_only: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Restore an existing backup (a file, a dump folder, or a folder of
+    /// backups: the newest whole one is used) into a disposable server and
+    /// check it: "does last night's backup restore, and how long does it take?"
+    RestoreArtifact(ArtifactArgs),
+}
+
+#[derive(clap::Args)]
+struct ArtifactArgs {
+    /// The backup: plain SQL (.sql or .sql.gz), custom format, a directory
+    /// dump, or a folder of backups. A `<file>.sha256` sidecar is checked.
+    #[arg(long)]
+    backup: PathBuf,
+    /// Server flavour: auto (TimescaleDB when installed), timescaledb, postgres.
+    #[arg(long, default_value = "auto", value_parser = parse_engine)]
+    engine: PgEngine,
+    /// Database to restore into.
+    #[arg(long, default_value = "restored")]
+    database: String,
+    /// Role to restore as (a superuser).
+    #[arg(long, default_value = "postgres")]
+    user: String,
+    /// Do not remove pg_dump's stderr from a plain dump: test the plain
+    /// `gunzip | psql` procedure.
+    #[arg(long)]
+    no_sanitize: bool,
+    /// A table that must exist after the restore (repeatable).
+    #[arg(long = "require-table")]
+    tables: Vec<String>,
+    /// `TABLE=N`: at least N rows (repeatable).
+    #[arg(long = "min-rows", value_parser = parse_min_rows)]
+    min_rows: Vec<(String, i64)>,
+    /// A schema fingerprint saved from production with `cargo xtask fingerprint`.
+    #[arg(long)]
+    fingerprint: Option<PathBuf>,
+    /// SQL returning one boolean that must be true (repeatable).
+    #[arg(long = "probe")]
+    probes: Vec<String>,
+    /// Recovery time objective (seed 004: a full restore within 1 hour).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    rto: Duration,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Flags every kind of drill run shares.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Leave servers and backups running after the drill and print how to
+    /// reach them (`cargo xtask clean` removes them).
+    #[arg(long)]
+    keep: bool,
+    /// Stop after this point (`fault`, `backup`, `checks`, a step kind such as
+    /// `psql-restore` or `shell`, or a step's label), print how to connect to
+    /// every service, and wait for Enter. Repeatable. Needs a terminal.
+    #[arg(long = "pause-at")]
+    pause_at: Vec<String>,
     /// Where the reports go: report.json, junit.xml, summary.md, one
-    /// timeline SVG per scenario (and metrics.prom with --prometheus).
+    /// timeline SVG and text file per scenario (and metrics.prom).
     #[arg(long, default_value = "target/drill")]
     report_dir: PathBuf,
     /// Also write Prometheus text-format metrics (metrics.prom).
@@ -46,41 +113,57 @@ pub(crate) struct Args {
     gate_margin: f64,
     /// ...and at least this much slower in absolute terms (e.g. "250ms").
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
-    gate_slack: std::time::Duration,
+    gate_slack: Duration,
     /// How many recent passing runs the median is taken over.
     #[arg(long, default_value_t = 10)]
     gate_window: usize,
     /// Fewer passing runs than this in the history: no verdict yet.
     #[arg(long, default_value_t = 3)]
     gate_min_runs: usize,
-    /// Validate the scenarios and flags, then stop without starting anything.
-    #[arg(long)]
-    validate_only: bool,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, String> {
     drill::scenario::parse_duration(s)
 }
 
+fn parse_engine(s: &str) -> Result<PgEngine, String> {
+    match s {
+        "auto" => Ok(PgEngine::Auto),
+        "timescaledb" => Ok(PgEngine::Timescaledb),
+        "postgres" => Ok(PgEngine::Postgres),
+        _ => Err(format!("`{s}`: use auto, timescaledb or postgres")),
+    }
+}
+
+fn parse_min_rows(s: &str) -> Result<(String, i64), String> {
+    let (t, n) = s.split_once('=').ok_or_else(|| format!("`{s}`: write TABLE=N, e.g. ticks=1000"))?;
+    Ok((t.trim().to_string(), n.trim().parse().map_err(|_| format!("`{n}` in `{s}` is not a number"))?))
+}
+
+/// One kind of work the runner does.
+enum Work {
+    Scenarios(Vec<Scenario>),
+    Artifact(Box<ArtifactDrill>),
+}
+
 pub(crate) fn run(args: Args) -> u8 {
-    let scenarios = match select(&args) {
-        Ok(s) => s,
+    let (work, run) = match prepare(args) {
+        Ok(Some(x)) => x,
+        Ok(None) => return exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::BAD_INPUT;
         }
     };
-    if args.validate_only {
-        for sc in &scenarios {
-            println!("ok  {}  ({})", sc.name, sc.path.display());
-        }
-        return exit::OK;
+    if !run.pause_at.is_empty() && !std::io::stdin().is_terminal() {
+        eprintln!("error: --pause-at waits for Enter and needs a terminal on stdin");
+        return exit::BAD_INPUT;
     }
     if let Err(e) = deps::ensure() {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
     }
-    eprintln!("drill: backend {} (local PostgreSQL binaries)", if args.backend == "auto" { "auto → native" } else { "native" });
+    eprintln!("drill: backend auto → native (local PostgreSQL binaries)");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     // Take over SIGINT before any server starts, so Ctrl-C always reaches
     // the teardown (a lazily registered handler could miss an early one).
@@ -94,6 +177,83 @@ pub(crate) fn run(args: Args) -> u8 {
             }
         }
     };
+    let opts = options(&run);
+    let mut reports = Vec::new();
+    let mut harness_failed = false;
+    let jobs: Vec<(String, String)> = match &work {
+        Work::Scenarios(s) => s.iter().map(|s| (s.name.clone(), s.description.clone())).collect(),
+        Work::Artifact(a) => vec![("restore-artifact".into(), format!("restore {}", a.backup.display()))],
+    };
+    for (i, (name, description)) in jobs.iter().enumerate() {
+        eprintln!("▶ {name} — {description}");
+        let outcome = runtime.block_on(async {
+            let drill = async {
+                match &work {
+                    Work::Scenarios(s) => drill::engine::run(&s[i], &opts).await,
+                    Work::Artifact(a) => drill::engine::restore_artifact(a, &opts).await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = sigint.recv() => Err(drill::Error::Interrupted),
+                r = drill => r,
+            }
+        });
+        match outcome {
+            Ok(r) => reports.push(r),
+            Err(drill::Error::Interrupted) => {
+                eprintln!("interrupted: servers and temp dirs removed");
+                return exit::INTERRUPTED;
+            }
+            Err(e) => {
+                eprintln!("error: {name}: {e}");
+                harness_failed = true;
+            }
+        }
+    }
+    report(&run, &reports, harness_failed)
+}
+
+/// Parses and validates everything; None when --validate-only is done.
+fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, String> {
+    if let Some(Sub::RestoreArtifact(a)) = args.sub {
+        if !a.backup.exists() {
+            return Err(format!("{}: no such file or folder", a.backup.display()));
+        }
+        let fingerprint = match &a.fingerprint {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                Some(serde_json::from_str(&text).map_err(|e| {
+                    format!("{}:{}:{}: not a drill fingerprint ({e}); write one with `cargo xtask fingerprint`", p.display(), e.line(), e.column())
+                })?)
+            }
+            None => None,
+        };
+        let d = ArtifactDrill {
+            backup: a.backup,
+            engine: a.engine,
+            database: a.database,
+            user: a.user,
+            sanitize: !a.no_sanitize,
+            tables: a.tables,
+            min_rows: a.min_rows,
+            fingerprint,
+            probes: a.probes,
+            rto: a.rto,
+        };
+        return Ok(Some((Work::Artifact(Box::new(d)), a.run)));
+    }
+    let scenarios = select(&args)?;
+    if args.validate_only {
+        for sc in &scenarios {
+            println!("ok  {}  ({})", sc.name, sc.path.display());
+        }
+        return Ok(None);
+    }
+    Ok(Some((Work::Scenarios(scenarios), args.run)))
+}
+
+fn options(run: &RunArgs) -> DrillOptions {
     let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| match p {
         Progress::Started { .. } => {}
         Progress::Finished { scenario, entry } => {
@@ -108,33 +268,25 @@ pub(crate) fn run(args: Args) -> u8 {
             );
         }
     });
-    let opts = DrillOptions { keep: args.keep, progress: Some(progress) };
-    let mut reports = Vec::new();
-    let mut harness_failed = false;
-    for sc in &scenarios {
-        eprintln!("▶ {} — {}", sc.name, sc.description);
-        let outcome = runtime.block_on(async {
-            tokio::select! {
-                biased;
-                _ = sigint.recv() => Err(drill::Error::Interrupted),
-                r = drill::engine::run(sc, &opts) => r,
-            }
-        });
-        match outcome {
-            Ok(r) => reports.push(r),
-            Err(drill::Error::Interrupted) => {
-                eprintln!("interrupted: servers and temp dirs removed");
-                return exit::INTERRUPTED;
-            }
-            Err(e) => {
-                eprintln!("error: {}: {e}", sc.name);
-                harness_failed = true;
-            }
+    let pause: drill::engine::PauseFn = Arc::new(|p: &Pause| {
+        eprintln!("\n⏸  {} paused after {}", p.scenario, p.at);
+        for c in &p.connect {
+            eprintln!("   {c}");
         }
-    }
+        eprintln!("   (the RTO clock is stopped) press Enter to continue ...");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    });
+    DrillOptions { keep: run.keep, progress: Some(progress), pause_at: run.pause_at.clone(), pause: Some(pause) }
+}
+
+fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u8 {
     if !reports.is_empty() {
-        println!("{}", drill::report::summary::table(&reports));
-        for r in &reports {
+        println!("{}", drill::report::summary::table(reports));
+        for r in reports {
+            for w in &r.warnings {
+                println!("⚠ {}: {w}", r.name);
+            }
             for rec in r.recoveries.iter().filter(|x| !x.recovered || !x.met_expectation) {
                 let mark = if rec.met_expectation { "as expected" } else { "EXPECTATION MISSED" };
                 println!("\n{} › {} ({mark}): {}", r.name, rec.name, rec.summary);
@@ -150,12 +302,13 @@ pub(crate) fn run(args: Args) -> u8 {
                     }
                 }
             }
+            println!("\ntimeline of {}:\n{}", r.name, drill::report::timeline_text(r));
             for k in &r.kept {
                 println!("kept: {k}");
             }
         }
     }
-    let trends = match trend(&args, &reports) {
+    let trends = match trend(run, reports) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -168,8 +321,8 @@ pub(crate) fn run(args: Args) -> u8 {
         println!("{mark}: {} [{}]: {}", t.scenario, t.backend, t.note);
     }
     if !reports.is_empty() {
-        let opts = drill::report::WriteOptions { prometheus: args.prometheus };
-        match drill::report::write_all(&args.report_dir, &reports, &trends, opts) {
+        let opts = drill::report::WriteOptions { prometheus: run.prometheus };
+        match drill::report::write_all(&run.report_dir, reports, &trends, opts) {
             Ok(paths) => eprintln!("reports: {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -181,7 +334,7 @@ pub(crate) fn run(args: Args) -> u8 {
         exit::HARNESS_ERROR
     } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
         exit::EXPECTATION_MISSED
-    } else if args.gate && trends.iter().any(|t| t.tripped) {
+    } else if run.gate && trends.iter().any(|t| t.tripped) {
         exit::REGRESSION
     } else {
         exit::OK
@@ -189,15 +342,15 @@ pub(crate) fn run(args: Args) -> u8 {
 }
 
 /// Reads the history, judges this run against it, then appends this run.
-fn trend(args: &Args, reports: &[drill::engine::DrillReport]) -> drill::Result<Vec<drill::report::history::Trend>> {
+fn trend(run: &RunArgs, reports: &[DrillReport]) -> drill::Result<Vec<drill::report::history::Trend>> {
     use drill::report::history;
-    let Some(path) = &args.history else { return Ok(Vec::new()) };
+    let Some(path) = &run.history else { return Ok(Vec::new()) };
     let past = history::read(path)?;
     let policy = history::GatePolicy {
-        margin: args.gate_margin / 100.0,
-        slack: args.gate_slack,
-        window: args.gate_window,
-        min_runs: args.gate_min_runs,
+        margin: run.gate_margin / 100.0,
+        slack: run.gate_slack,
+        window: run.gate_window,
+        min_runs: run.gate_min_runs,
     };
     let trends = history::judge(reports, &past, &policy);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -4,6 +4,7 @@
 mod clean;
 mod deps;
 mod drill;
+mod fingerprint;
 mod list;
 mod test;
 
@@ -46,6 +47,8 @@ enum Command {
     },
     /// Stop servers and remove temp dirs left by killed or --keep runs.
     Clean,
+    /// Save a live database's schema fingerprint to a file.
+    Fingerprint(fingerprint::Args),
     /// Install what drills and tests need (Debian's postgresql-15), if missing.
     Deps,
     /// Install what the tests need, then run them with nextest.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Drill(args) => drill::run(args),
         Command::List { scenarios_dir } => list::run(&scenarios_dir),
         Command::Clean => clean::run(),
+        Command::Fingerprint(args) => fingerprint::run(args),
         Command::Deps => deps::run(),
         Command::Test { args } => test::run(&args),
     };

@@ -36,7 +36,8 @@ fn a_malformed_scenario_is_bad_input_with_file_line_and_key() {
 #[test]
 fn an_unknown_scenario_name_lists_the_known_ones() {
     let out = xtask().args(["drill", "no-such-drill"]).assert().code(3).get_output().stderr.clone();
-    assert!(String::from_utf8(out).unwrap().contains("known: verbose-dump"));
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("known: custom-format-runbook, user-scripts, verbose-dump"), "{text}");
 }
 
 /// A drill whose "corrected" recovery is the naive one misses its

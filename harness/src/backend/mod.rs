@@ -77,4 +77,6 @@ pub trait PostgresServer: Send + std::fmt::Debug {
     /// Leave the server running after the drill; returns how to reach it and
     /// how to remove it later.
     fn keep(&mut self) -> String;
+    /// How a person connects to it right now (a psql command line).
+    fn connection_help(&self) -> String;
 }

@@ -287,12 +287,17 @@ impl PostgresServer for NativePostgres {
 
     fn keep(&mut self) -> String {
         self.keep = true;
-        format!(
-            "postgres (native, pid {}): psql '{}'\n  data and log: {}\n  remove with: cargo xtask clean",
-            self.pid().unwrap_or(0),
-            self.coords.url(),
-            self.root().display()
-        )
+        format!("{}\n  remove with: cargo xtask clean", self.help())
+    }
+
+    fn connection_help(&self) -> String {
+        self.help()
+    }
+}
+
+impl NativePostgres {
+    fn help(&self) -> String {
+        format!("postgres (native, pid {}): psql '{}'  (data and log: {})", self.pid().unwrap_or(0), self.coords.url(), self.root().display())
     }
 }
 

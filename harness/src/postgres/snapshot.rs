@@ -20,7 +20,7 @@ pub struct Snapshot {
 
 /// A catalog fingerprint: one entry per schema object, keyed like
 /// `column public.ticks.price`, valued with its definition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {
     pub objects: BTreeMap<String, String>,
 }

@@ -37,6 +37,9 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         );
     }
     for r in reports {
+        for w in &r.warnings {
+            let _ = writeln!(md, "\n> ⚠ **{}**: {}", cell(&r.name), w.replace('\n', " "));
+        }
         let red: Vec<_> = checks(r).into_iter().filter(|c| !c.ok).collect();
         if red.is_empty() {
             continue;

@@ -45,6 +45,7 @@ pub fn write_all(dir: &Path, reports: &[DrillReport], trends: &[Trend], opts: Wr
     put("summary.md".into(), md.clone())?;
     for r in reports {
         put(format!("timeline-{}-{}.svg", r.name, r.backend), svg::render(r))?;
+        put(format!("timeline-{}-{}.txt", r.name, r.backend), timeline_text(r))?;
     }
     if opts.prometheus {
         put("metrics.prom".into(), prometheus::render(reports))?;
@@ -56,6 +57,26 @@ pub fn write_all(dir: &Path, reports: &[DrillReport], trends: &[Trend], opts: Wr
         writeln!(f, "{md}").map_err(Error::io("append to", &path))?;
     }
     Ok(written)
+}
+
+/// The timeline as text: each step, its start, its duration, whether it
+/// succeeded, and its output or detail.
+pub fn timeline_text(r: &DrillReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for e in &r.timeline {
+        let _ = writeln!(
+            out,
+            "{} [{:>10}] +{:<10} {} › {}\n      {}",
+            if e.ok { "✓" } else { "✗" },
+            crate::check::fmt_duration(e.start),
+            crate::check::fmt_duration(e.duration),
+            e.phase,
+            e.step,
+            e.detail.replace('\n', "\n      ")
+        );
+    }
+    out
 }
 
 /// Serde helpers: durations as integer milliseconds.

@@ -77,6 +77,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
             entry("recovery sanitized", "psql-restore (sanitized)", 3040, rto_ms.saturating_sub(830), rto.is_some()),
             entry("recovery sanitized", "checks", 3040 + rto_ms.saturating_sub(830), 30, rto.is_some()),
         ],
+        warnings: vec![],
         kept: vec![],
     }
 }

@@ -2,7 +2,39 @@
 //! Each step acts on a service and reports what it did into the timeline;
 //! none of them judges success (checks do that, from measurements).
 
+pub mod pg_restore;
 pub mod psql;
 pub mod sanitize;
+pub mod shell;
 
+pub use pg_restore::{PgRestoreOutcome, pg_restore};
 pub use psql::{PsqlOutcome, PsqlRestoreOptions, psql_restore};
+
+use crate::backend::{ClientTool, PostgresServer};
+use crate::{Error, Result};
+
+/// Runs `restore` between `timescaledb_pre_restore()` and
+/// `timescaledb_post_restore()` when `on` (creating the extension first, as
+/// TimescaleDB's docs require); post_restore runs even when the restore fails.
+pub(crate) fn with_timescaledb<T>(server: &dyn PostgresServer, on: bool, restore: impl FnOnce() -> Result<T>) -> Result<T> {
+    if !on {
+        return restore();
+    }
+    run_sql(server, "CREATE EXTENSION IF NOT EXISTS timescaledb; SELECT timescaledb_pre_restore();")?;
+    let outcome = restore();
+    run_sql(server, "SELECT timescaledb_post_restore();")?;
+    outcome
+}
+
+/// One `psql -c` that must succeed.
+pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> {
+    let out = server
+        .client(ClientTool::Psql)
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|source| Error::Spawn { command: format!("psql -c '{sql}'"), source })?;
+    if !out.status.success() {
+        return Err(Error::server(format!("`{sql}` failed"), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

@@ -50,27 +50,8 @@ pub struct PsqlRestoreOptions {
 
 /// Restores `artifact` into the server's application database.
 pub fn psql_restore(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
-    if opts.timescaledb {
-        run_sql(server, "CREATE EXTENSION IF NOT EXISTS timescaledb; SELECT timescaledb_pre_restore();")?;
-    }
-    let outcome = stream(server, artifact, opts);
-    if opts.timescaledb {
-        run_sql(server, "SELECT timescaledb_post_restore();")?;
-    }
-    outcome.map(|o| PsqlOutcome { timescaledb_wrapped: opts.timescaledb, ..o })
-}
-
-/// One psql -c call that must succeed.
-fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<()> {
-    let out = server
-        .client(ClientTool::Psql)
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .map_err(|source| Error::Spawn { command: format!("psql -c '{sql}'"), source })?;
-    if !out.status.success() {
-        return Err(Error::server(format!("`{sql}` failed"), String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(())
+    let outcome = super::with_timescaledb(server, opts.timescaledb, || stream(server, artifact, opts))?;
+    Ok(PsqlOutcome { timescaledb_wrapped: opts.timescaledb, ..outcome })
 }
 
 fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {

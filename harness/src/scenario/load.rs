@@ -132,6 +132,18 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             "declared services: postgres",
         );
     }
+    match (sc.backup.method, &sc.backup.run) {
+        (BackupMethod::Shell, None) => {
+            return bad("backup.run", "`method = \"shell\"` needs the command to run".into(), "add e.g. `run = \"./backup-database.sh\"`");
+        }
+        (BackupMethod::PgDump, Some(_)) => {
+            return bad("backup.run", "`run` is only for `method = \"shell\"`".into(), "remove `run`, or set `method = \"shell\"`");
+        }
+        _ => {}
+    }
+    if sc.backup.method == BackupMethod::PgDump && sc.backup.format != DumpFormat::Plain && sc.backup.stderr == StderrMode::Merged {
+        return bad("backup.stderr", "stderr can only be merged into a plain-format dump".into(), "use `format = \"plain\"` or `stderr = \"separate\"`");
+    }
     if sc.fixture.ticks == 0 {
         return bad("fixture.ticks", "a drill needs at least one tick".into(), "set e.g. `ticks = 20000`");
     }

@@ -127,16 +127,28 @@ pub enum FixtureName {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Backup {
     pub method: BackupMethod,
+    /// pg-dump: the dump format.
     #[serde(default)]
     pub format: DumpFormat,
-    /// `pg_dump --verbose`.
+    /// pg-dump: `pg_dump --verbose`.
     #[serde(default)]
     pub verbose: bool,
-    /// Where pg_dump's stderr goes.
+    /// pg-dump: where pg_dump's stderr goes.
     #[serde(default)]
     pub stderr: StderrMode,
+    /// pg-dump, plain format: gzip the file.
     #[serde(default)]
     pub compress: Compress,
+    /// shell: the user's backup command (`bash -c`); it must write the backup
+    /// into `$DRILL_BACKUP_DIR`. The newest file there is the artifact.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// shell: working directory, relative to the scenario file.
+    #[serde(default)]
+    pub workdir: Option<PathBuf>,
+    /// shell: kill the command after this long.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -144,14 +156,21 @@ pub struct Backup {
 pub enum BackupMethod {
     /// `pg_dump` of the application database.
     PgDump,
+    /// The user's own backup script.
+    Shell,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// How a dump is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpFormat {
     /// Plain SQL, restored with psql.
     #[default]
     Plain,
+    /// `pg_dump -Fc`, restored with pg_restore.
+    Custom,
+    /// `pg_dump -Fd` (a folder with toc.dat), restored with pg_restore.
+    Directory,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -198,6 +217,16 @@ pub enum FaultAction {
     DropDatabase,
 }
 
+impl FaultAction {
+    /// The name as written in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultAction::Wipe => "wipe",
+            FaultAction::DropDatabase => "drop-database",
+        }
+    }
+}
+
 /// One way of recovering, and whether it is expected to work.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -236,14 +265,48 @@ pub enum Step {
         #[serde(default)]
         timeout: Option<HumanDuration>,
     },
+    /// `pg_restore` a custom- or directory-format backup.
+    PgRestore {
+        /// `--exit-on-error` (default true).
+        #[serde(default = "yes", rename = "exit-on-error")]
+        exit_on_error: bool,
+    },
+    /// The user's own command, e.g. `./restore-postgres.sh "$DRILL_BACKUP_FILE"`.
+    Shell {
+        run: String,
+        /// Working directory, relative to the scenario file.
+        #[serde(default)]
+        workdir: Option<PathBuf>,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Step {
-    /// Short name for the timeline.
+    /// The step's kind as written in the file (`--pause-at` accepts it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::PsqlRestore { .. } => "psql-restore",
+            Step::PgRestore { .. } => "pg-restore",
+            Step::Shell { .. } => "shell",
+        }
+    }
+
+    /// Short name for the timeline (and for `--pause-at`).
     pub fn label(&self) -> String {
         match self {
             Step::PsqlRestore { sanitize: true, .. } => "psql-restore (sanitized)".into(),
             Step::PsqlRestore { .. } => "psql-restore".into(),
+            Step::PgRestore { .. } => "pg-restore".into(),
+            Step::Shell { run, .. } => {
+                let first = run.lines().next().unwrap_or("").trim();
+                let short: String = first.chars().take(48).collect();
+                format!("shell: {short}{}", if first.chars().count() > 48 { "…" } else { "" })
+            }
         }
     }
 }

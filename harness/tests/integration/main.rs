@@ -1,6 +1,7 @@
 //! Integration tests for the harness, against real PostgreSQL servers started
 //! by the native backend (no mocks). One binary, a module per topic.
 
+mod engine_pause;
 mod fixture_snapshot;
 mod native;
 mod sanitize_real;

@@ -131,3 +131,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shell_backup_needs_a_command() {
+    check("method = \"pg-dump\"", "method = \"shell\"", &["backup.run", "needs the command", "run = "]);
+    check("verbose = true", "verbose = true\nrun = \"./b.sh\"", &["backup.run", "only for `method = \"shell\"`"]);
+}
+
+#[test]
+fn shell_and_pg_restore_steps_parse() {
+    let src = GOOD.replace(
+        "steps = [{ step = \"psql-restore\" }]",
+        "steps = [{ step = \"shell\", run = \"./restore.sh \\\"$DRILL_BACKUP_FILE\\\"\", workdir = \"../fixtures/scripts\", timeout = \"5 min\" }, { step = \"pg-restore\" }]",
+    );
+    let sc = parse_str(&src, Path::new("s.toml")).unwrap();
+    assert_eq!(sc.recoveries[0].steps[0].kind(), "shell");
+    assert_eq!(sc.recoveries[0].steps[1], Step::PgRestore { exit_on_error: true });
+    let e = parse_str(&src.replace("run = \"./restore.sh", "command = \"./restore.sh"), Path::new("s.toml")).unwrap_err();
+    assert!(e.to_string().contains("unknown field `command`"), "{e}");
+}

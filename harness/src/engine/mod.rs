@@ -11,7 +11,7 @@
 //! judged from the same broken state. Expectations that are missed make a
 //! `fail` verdict; only the harness's own trouble is an `Err`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,9 +21,14 @@ use crate::backend::{NativePostgres, PgBinaries, PgSpec, PostgresServer, ServerI
 use crate::backup::{self, Artifact};
 use crate::check::{self, CheckResult};
 use crate::postgres::{fixture, snapshot};
-use crate::restore::{PsqlRestoreOptions, psql_restore};
-use crate::scenario::{PgEngine, RecoveryExpect, RowsExpect, Scenario, SchemaExpect, Step};
+use crate::scenario::{BackupMethod, PgEngine, RecoveryExpect, RowsExpect, Scenario, SchemaExpect};
 use crate::{Error, Result};
+
+mod artifact_drill;
+mod steps;
+
+pub use artifact_drill::{ArtifactDrill, restore_artifact};
+pub use steps::step_env;
 
 /// Called as the drill moves, for live progress.
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -35,17 +40,50 @@ pub enum Progress {
     Finished { scenario: String, entry: TimelineEntry },
 }
 
+/// Called at a `--pause-at` point with how to reach every service; returns
+/// when the person wants the drill to go on.
+pub type PauseFn = Arc<dyn Fn(&Pause) + Send + Sync>;
+
+/// Where a drill paused.
+#[derive(Debug, Clone)]
+pub struct Pause {
+    pub scenario: String,
+    /// The phase and step just finished, e.g. `recovery naive › fault: wipe`.
+    pub at: String,
+    /// How to connect to each service.
+    pub connect: Vec<String>,
+}
+
 /// How to run.
 #[derive(Clone, Default)]
 pub struct DrillOptions {
     /// Leave servers and backups in place after the drill.
     pub keep: bool,
     pub progress: Option<ProgressFn>,
+    /// Pause after these points: `fault`, `backup`, `checks`, a step's kind
+    /// (`psql-restore`, `pg-restore`, `shell`) or its full label. Time spent
+    /// paused is not counted in the RTO.
+    pub pause_at: Vec<String>,
+    pub pause: Option<PauseFn>,
 }
 
 impl std::fmt::Debug for DrillOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DrillOptions").field("keep", &self.keep).finish()
+        f.debug_struct("DrillOptions").field("keep", &self.keep).field("pause_at", &self.pause_at).finish()
+    }
+}
+
+impl DrillOptions {
+    /// Pauses if `names` hits `pause_at`; returns how long it paused.
+    fn maybe_pause(&self, scenario: &str, phase: &str, names: &[&str], server: &dyn PostgresServer) -> Duration {
+        let Some(pause) = &self.pause else { return Duration::ZERO };
+        if !self.pause_at.iter().any(|p| names.iter().any(|n| n == p)) {
+            return Duration::ZERO;
+        }
+        let started = Instant::now();
+        let info = Pause { scenario: scenario.into(), at: format!("{phase} › {}", names[0]), connect: vec![server.connection_help()] };
+        tokio::task::block_in_place(|| pause(&info));
+        started.elapsed()
     }
 }
 
@@ -108,6 +146,9 @@ pub struct DrillReport {
     pub recoveries: Vec<RecoveryReport>,
     pub verdict: Verdict,
     pub timeline: Vec<TimelineEntry>,
+    /// Things a person should know that do not fail the drill (e.g. a
+    /// backup that restores only because drill sanitized it).
+    pub warnings: Vec<String>,
     /// How to reach what `--keep` left running.
     pub kept: Vec<String>,
 }
@@ -177,6 +218,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         recoveries: Vec::new(),
         verdict: Verdict::Fail,
         timeline: Vec::new(),
+        warnings: Vec::new(),
         kept: Vec::new(),
     };
 
@@ -241,25 +283,64 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     report.baseline_rows = baseline.rows.clone();
 
     // 4. Backup.
-    let t = tl.start("backup", "pg_dump");
-    let artifact = tokio::task::block_in_place(|| backup::pg_dump(server.as_ref(), &sc.backup, work.path()))?;
-    tl.finish("backup", "pg_dump", t, true, format!("{} ({} bytes)", artifact.command, artifact.bytes));
+    let scenario_dir = sc.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (step_name, t) = match sc.backup.method {
+        BackupMethod::PgDump => ("pg_dump", tl.start("backup", "pg_dump")),
+        BackupMethod::Shell => ("shell", tl.start("backup", "shell")),
+    };
+    let taken = tokio::task::block_in_place(|| match sc.backup.method {
+        BackupMethod::PgDump => backup::pg_dump(server.as_ref(), &sc.backup, work.path()).map(|a| (a, None)),
+        BackupMethod::Shell => {
+            let dir = work.path().join("backups");
+            std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+            let workdir = scenario_dir.join(sc.backup.workdir.as_deref().unwrap_or(Path::new(".")));
+            backup::shell(server.as_ref(), &sc.backup, &workdir, &dir, &work.path().join("backup.log")).map(|(a, o)| (a, Some(o)))
+        }
+    });
+    let artifact = match taken {
+        Ok((a, out)) => {
+            let output = out.map(|o| format!("; output: {}", o.output_tail.lines().last().unwrap_or(""))).unwrap_or_default();
+            tl.finish("backup", step_name, t, true, format!("{} → {} ({} bytes){output}", a.command, a.path.display(), a.bytes));
+            a
+        }
+        Err(e) => {
+            tl.finish("backup", step_name, t, false, e.to_string());
+            return Err(e);
+        }
+    };
     report.backup = Some(artifact.clone());
+    opts.maybe_pause(&sc.name, "backup", &["backup"], server.as_ref());
 
     // 5. Each recovery from a fresh fault.
     for rec in &sc.recoveries {
         let phase = format!("recovery {}", rec.name);
-        let fault_name = format!("fault: {:?}", sc.fault.action).to_lowercase();
+        let fault_name = format!("fault: {}", sc.fault.action.name());
         let fault_at = tl.start(&phase, &fault_name);
         let what = crate::fault::inject(server.as_mut(), sc.fault.action).await?;
         tl.finish(&phase, &fault_name, fault_at, true, what);
+        let mut paused = opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
 
         let mut errors = Vec::new();
-        for step in &rec.steps {
+        let mut step_checks = Vec::new();
+        let ctx = steps::StepContext { server: server.as_ref(), artifact: &artifact, flavour, scenario_dir: &scenario_dir, work: work.path() };
+        for (i, step) in rec.steps.iter().enumerate() {
             let label = step.label();
             let t = tl.start(&phase, &label);
-            let (ok, detail) = run_step(server.as_ref(), step, &artifact, flavour, &mut errors)?;
-            tl.finish(&phase, &label, t, ok, detail);
+            let done = steps::run_step(&ctx, step, &format!("{}-{i}", rec.name))?;
+            errors.extend(done.errors.iter().cloned());
+            tl.finish(&phase, &label, t, done.ok, done.detail.clone());
+            paused += opts.maybe_pause(&sc.name, &phase, &[&label, step.kind()], server.as_ref());
+            if !done.ok {
+                // A failing step fails the recovery; the checks still run for evidence.
+                step_checks.push(CheckResult {
+                    name: format!("step {label}"),
+                    expected: "succeeds".into(),
+                    actual: done.status,
+                    ok: false,
+                    evidence: Some(done.evidence),
+                });
+                break;
+            }
         }
 
         let t = tl.start(&phase, "checks");
@@ -271,8 +352,9 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         if sc.expect.schema == SchemaExpect::SameAsBefore {
             checks.push(check::schema(&baseline.schema, &now.schema));
         }
-        let recovered = checks.iter().all(|c| c.ok);
-        let rto = recovered.then(|| fault_at.elapsed());
+        let recovered = checks.iter().all(|c| c.ok) && step_checks.is_empty();
+        checks.splice(0..0, step_checks);
+        let rto = recovered.then(|| fault_at.elapsed().saturating_sub(paused));
         checks.push(check::rto(rto, sc.expect.rto.0));
         let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
         tl.finish(
@@ -291,6 +373,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             RecoveryExpect::Fails => !recovered,
         };
         let summary = summarize(rec.expect, recovered, rto, &failed);
+        opts.maybe_pause(&sc.name, &phase, &["checks"], server.as_ref());
         report.recoveries.push(RecoveryReport {
             name: rec.name.clone(),
             expect: match rec.expect {
@@ -315,51 +398,11 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     Ok(report)
 }
 
-fn run_step(
-    server: &dyn PostgresServer,
-    step: &Step,
-    artifact: &Artifact,
-    flavour: Flavour,
-    errors: &mut Vec<String>,
-) -> Result<(bool, String)> {
-    match step {
-        Step::PsqlRestore { sanitize, on_error_stop, timeout } => {
-            let opts = PsqlRestoreOptions {
-                sanitize: *sanitize,
-                on_error_stop: *on_error_stop,
-                timeout: timeout.map(|t| t.0),
-                timescaledb: flavour == Flavour::TimescaleDb,
-            };
-            let out = tokio::task::block_in_place(|| psql_restore(server, artifact, opts))?;
-            errors.extend(out.first_errors.iter().cloned());
-            let mut detail = format!("{}: exit {:?}, {} errors", out.command, out.exit_code, out.error_count);
-            if out.timescaledb_wrapped {
-                detail.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
-            }
-            if out.timed_out {
-                detail.push_str(", killed at the timeout");
-            }
-            if let Some(s) = &out.sanitize {
-                detail.push_str(&format!(
-                    "; sanitizer removed {} of {} lines ({} kept as possible data)",
-                    s.removed,
-                    s.lines_in,
-                    s.kept_suspicious.len()
-                ));
-            }
-            if let Some(e) = out.first_errors.first() {
-                detail.push_str(&format!("; first: {e}"));
-            }
-            Ok((out.exit_code == Some(0) && !out.timed_out, detail))
-        }
-    }
-}
-
 fn summarize(expect: RecoveryExpect, recovered: bool, rto: Option<Duration>, failed: &[&CheckResult]) -> String {
     let missing = failed.iter().filter(|c| c.name.starts_with("rows ") && c.actual == "missing").count();
     let short = failed.iter().filter(|c| c.name.starts_with("rows ") && c.actual != "missing").count();
     let schema = failed.iter().any(|c| c.name == "schema");
-    let mut what = Vec::new();
+    let mut what: Vec<String> = failed.iter().filter(|c| c.name.starts_with("step ")).map(|c| format!("{} failed", c.name)).collect();
     if missing > 0 {
         what.push(format!("{missing} tables missing"));
     }

@@ -1,0 +1,184 @@
+//! Backup artifacts as users have them: what format a file is, whether it is
+//! whole (gzip stream complete, `.sha256` sidecar matching, custom-format
+//! table of contents readable), and which of a folder of backups to use (the
+//! newest that is whole; seed 003's "try an older backup"). All of this runs
+//! before any restore starts.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::{ClientTool, PostgresServer};
+use crate::{Error, Result};
+
+pub use crate::scenario::DumpFormat;
+
+/// What inspecting a backup found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub path: PathBuf,
+    pub format: DumpFormat,
+    pub gzip: bool,
+    pub bytes: u64,
+    /// `Some(true)` matched, `Some(false)` mismatched, None: no sidecar.
+    pub sha256_matches: Option<bool>,
+    /// Whole and usable; otherwise `problems` says why.
+    pub ok: bool,
+    pub problems: Vec<String>,
+    /// The dump creates the timescaledb extension.
+    pub timescaledb: bool,
+    /// Lines of pg_dump's own stderr found in a plain dump (verbose output
+    /// merged into the file, seed 000).
+    pub stderr_lines: u64,
+}
+
+/// Inspects one backup. `server` provides pg_restore for custom and
+/// directory formats.
+pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
+    let mut i = Inspection {
+        path: path.to_owned(),
+        format: DumpFormat::Plain,
+        gzip: false,
+        bytes: 0,
+        sha256_matches: None,
+        ok: true,
+        problems: Vec::new(),
+        timescaledb: false,
+        stderr_lines: 0,
+    };
+    if path.is_dir() {
+        i.format = DumpFormat::Directory;
+        if !path.join("toc.dat").is_file() {
+            i.problems.push("folder has no toc.dat: not a pg_dump directory-format backup".into());
+        }
+    } else {
+        let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
+        i.bytes = meta.len();
+        let mut head = [0u8; 5];
+        let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(Error::io("read", path))?;
+        i.gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
+        if n == 5 && &head == b"PGDMP" {
+            i.format = DumpFormat::Custom;
+        }
+        if let Some(expected) = sidecar(path)? {
+            let actual = sha256_file(path)?;
+            i.sha256_matches = Some(actual == expected);
+            if actual != expected {
+                i.problems.push(format!("sha256 mismatch: sidecar says {expected}, file is {actual}"));
+            }
+        }
+        if i.bytes == 0 {
+            i.problems.push("file is empty".into());
+        }
+    }
+    match i.format {
+        DumpFormat::Plain if i.problems.is_empty() => scan_plain(&mut i)?,
+        DumpFormat::Custom | DumpFormat::Directory if i.problems.is_empty() => {
+            let out = server
+                .client(ClientTool::PgRestore)
+                .arg("--list")
+                .arg(path)
+                .output()
+                .map_err(|source| Error::Spawn { command: "pg_restore --list".into(), source })?;
+            if out.status.success() {
+                let toc = String::from_utf8_lossy(&out.stdout);
+                i.timescaledb = toc.lines().any(|l| l.contains("EXTENSION - timescaledb") || l.contains(" EXTENSION public timescaledb"));
+            } else {
+                i.problems.push(format!("pg_restore cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            }
+        }
+        _ => {}
+    }
+    i.ok = i.problems.is_empty();
+    Ok(i)
+}
+
+/// Reads the whole plain dump (through gzip): a truncated or corrupt gzip
+/// stream shows up here, before psql sees a byte.
+fn scan_plain(i: &mut Inspection) -> Result<()> {
+    let file = File::open(&i.path).map_err(Error::io("read", &i.path))?;
+    let reader: Box<dyn Read> = if i.gzip { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut line = Vec::new();
+    let mut total = 0u64;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(n) => total += n as u64,
+            Err(e) => {
+                i.problems.push(if i.gzip {
+                    format!("gzip stream is damaged or truncated after {total} bytes of SQL ({e})")
+                } else {
+                    format!("cannot read after {total} bytes ({e})")
+                });
+                return Ok(());
+            }
+        }
+        if line.starts_with(b"pg_dump: ") {
+            i.stderr_lines += 1;
+        }
+        if !i.timescaledb && line.starts_with(b"CREATE EXTENSION") && line.windows(11).any(|w| w == b"timescaledb") {
+            i.timescaledb = true;
+        }
+    }
+    if total == 0 {
+        i.problems.push("the dump holds no SQL".into());
+    }
+    Ok(())
+}
+
+/// The expected digest from `<file>.sha256` (sha256sum's format), if any.
+fn sidecar(path: &Path) -> Result<Option<String>> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    let side = PathBuf::from(name);
+    match std::fs::read_to_string(&side) {
+        Ok(text) => {
+            let digest = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(Error::server(
+                    format!("{} is not a sha256 sidecar", side.display()),
+                    "expected `<64 hex digits>  <file name>` as written by sha256sum",
+                ));
+            }
+            Ok(Some(digest))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", &side)(e)),
+    }
+}
+
+/// Hex sha256 of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(Error::io("read", path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io("read", path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Candidates in a folder, newest first (by modification time, then name):
+/// dumps and dump folders, not sidecars or logs.
+pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(Error::io("list", dir))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            !name.starts_with('.') && !name.ends_with(".sha256") && !name.ends_with(".log")
+        })
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    found.sort_by(|a, b| b.cmp(a));
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}

@@ -1,0 +1,127 @@
+//! Runs one recovery step of any kind (built-in or the user's command) and
+//! says what happened in one shape, so the engine treats them alike.
+
+use std::path::Path;
+
+use drill_fixtures::Flavour;
+
+use crate::Result;
+use crate::backend::PostgresServer;
+use crate::backup::Artifact;
+use crate::restore::{PsqlRestoreOptions, pg_restore, psql_restore, shell};
+use crate::scenario::{DumpFormat, Step};
+
+/// What every step can see.
+pub(crate) struct StepContext<'a> {
+    pub(crate) server: &'a dyn PostgresServer,
+    pub(crate) artifact: &'a Artifact,
+    pub(crate) flavour: Flavour,
+    /// Relative working directories are resolved against it.
+    pub(crate) scenario_dir: &'a Path,
+    /// The run's work dir (logs go there).
+    pub(crate) work: &'a Path,
+}
+
+/// A finished step.
+pub(crate) struct StepDone {
+    pub(crate) ok: bool,
+    /// One line for the timeline.
+    pub(crate) detail: String,
+    /// Error lines the tools printed.
+    pub(crate) errors: Vec<String>,
+    /// Short status when it failed, e.g. `exit 3`.
+    pub(crate) status: String,
+    /// Why it failed: the tool's output.
+    pub(crate) evidence: String,
+}
+
+/// The environment a user's command gets: PGHOST, PGPORT, PGUSER,
+/// PGPASSWORD, PGDATABASE, DATABASE_URL, DRILL_BACKUP_FILE (when there is a
+/// backup) and DRILL_WORK_DIR.
+pub fn step_env(server: &dyn PostgresServer, artifact: Option<&Artifact>, work: &Path) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = server.coordinates().env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Some(a) = artifact {
+        env.push(("DRILL_BACKUP_FILE".into(), a.path.display().to_string()));
+    }
+    env.push(("DRILL_WORK_DIR".into(), work.display().to_string()));
+    // Client tools of the server's own version come first on PATH.
+    let info = server.info();
+    if info.backend == "native" && Path::new(&info.source).is_dir() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        env.push(("PATH".into(), format!("{}:{path}", info.source)));
+    }
+    env
+}
+
+pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<StepDone> {
+    let ts = ctx.flavour == Flavour::TimescaleDb;
+    match step {
+        Step::PsqlRestore { sanitize, on_error_stop, timeout } => {
+            if ctx.artifact.format != DumpFormat::Plain {
+                return Ok(refused(format!("psql-restore needs a plain-format dump; {} is {:?}: use `pg-restore`", ctx.artifact.path.display(), ctx.artifact.format)));
+            }
+            let opts = PsqlRestoreOptions { sanitize: *sanitize, on_error_stop: *on_error_stop, timeout: timeout.map(|t| t.0), timescaledb: ts };
+            let out = tokio::task::block_in_place(|| psql_restore(ctx.server, ctx.artifact, opts))?;
+            let mut detail = format!("{}: exit {}, {} errors", out.command, code(out.exit_code), out.error_count);
+            if out.timescaledb_wrapped {
+                detail.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
+            }
+            if out.timed_out {
+                detail.push_str(", killed at the timeout");
+            }
+            if let Some(s) = &out.sanitize {
+                detail.push_str(&format!("; sanitizer removed {} of {} lines ({} kept as possible data)", s.removed, s.lines_in, s.kept_suspicious.len()));
+            }
+            if let Some(e) = out.first_errors.first() {
+                detail.push_str(&format!("; first: {e}"));
+            }
+            let ok = out.exit_code == Some(0) && !out.timed_out;
+            Ok(StepDone {
+                ok,
+                detail,
+                status: if out.timed_out { "timed out".into() } else { format!("exit {}", code(out.exit_code)) },
+                evidence: out.first_errors.join("\n"),
+                errors: out.first_errors,
+            })
+        }
+        Step::PgRestore { exit_on_error } => {
+            if ctx.artifact.format == DumpFormat::Plain {
+                return Ok(refused(format!("pg-restore needs a custom- or directory-format dump; {} is plain SQL: use `psql-restore`", ctx.artifact.path.display())));
+            }
+            let out = tokio::task::block_in_place(|| pg_restore(ctx.server, &ctx.artifact.path, *exit_on_error, ts))?;
+            let mut detail = format!("{}: exit {}, {} errors", out.command, code(out.exit_code), out.error_count);
+            if let Some(e) = out.first_errors.first() {
+                detail.push_str(&format!("; first: {e}"));
+            }
+            Ok(StepDone {
+                ok: out.exit_code == Some(0),
+                detail,
+                status: format!("exit {}", code(out.exit_code)),
+                evidence: out.first_errors.join("\n"),
+                errors: out.first_errors,
+            })
+        }
+        Step::Shell { run, workdir, timeout } => {
+            let dir = ctx.scenario_dir.join(workdir.as_deref().unwrap_or(Path::new(".")));
+            let env = step_env(ctx.server, Some(ctx.artifact), ctx.work);
+            let log = ctx.work.join(format!("step-{id}.log"));
+            let out = tokio::task::block_in_place(|| shell::run(run, &dir, &env, timeout.map(|t| t.0), &log))?;
+            let last = out.output_tail.lines().last().unwrap_or("").to_string();
+            Ok(StepDone {
+                ok: out.ok(),
+                detail: format!("exit {}{} in {}; last output: {last} (log: {})", code(out.exit_code), if out.timed_out { ", killed at the timeout" } else { "" }, dir.display(), out.log.display()),
+                errors: if out.ok() { vec![] } else { vec![last] },
+                status: if out.timed_out { "timed out".into() } else { format!("exit {}", code(out.exit_code)) },
+                evidence: out.output_tail,
+            })
+        }
+    }
+}
+
+fn refused(why: String) -> StepDone {
+    StepDone { ok: false, detail: why.clone(), errors: vec![why.clone()], status: "refused".into(), evidence: why }
+}
+
+fn code(c: Option<i32>) -> String {
+    c.map_or("none (killed)".into(), |c| c.to_string())
+}

@@ -1,0 +1,55 @@
+//! `pg-restore`: restores a custom- or directory-format dump with the real
+//! pg_restore, as seed 004's full-recovery procedure does.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use crate::backend::{ClientTool, PostgresServer};
+use crate::{Error, Result};
+
+const KEEP_ERRORS: usize = 10;
+
+/// What pg_restore did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PgRestoreOutcome {
+    pub exit_code: Option<i32>,
+    pub error_count: u64,
+    pub first_errors: Vec<String>,
+    pub timescaledb_wrapped: bool,
+    pub command: String,
+}
+
+/// `pg_restore --no-owner --no-acl -d <db> [--exit-on-error] <path>`.
+pub fn pg_restore(server: &dyn PostgresServer, path: &Path, exit_on_error: bool, timescaledb: bool) -> Result<PgRestoreOutcome> {
+    let db = server.coordinates().database.clone();
+    let mut args = vec!["--no-owner".to_string(), "--no-acl".into(), "-d".into(), db];
+    if exit_on_error {
+        args.push("--exit-on-error".into());
+    }
+    let command = format!("pg_restore {} {}", args.join(" "), path.display());
+    super::with_timescaledb(server, timescaledb, || {
+        let mut child = server
+            .client(ClientTool::PgRestore)
+            .args(&args)
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| Error::Spawn { command: command.clone(), source })?;
+        let stderr = child.stderr.take().expect("piped");
+        let mut first = Vec::new();
+        let mut count = 0u64;
+        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+            if line.contains("error:") || line.contains("ERROR:") {
+                count += 1;
+                if first.len() < KEEP_ERRORS {
+                    first.push(line);
+                }
+            }
+        }
+        let status = child.wait().map_err(|source| Error::Spawn { command: command.clone(), source })?;
+        Ok(PgRestoreOutcome { exit_code: status.code(), error_count: count, first_errors: first, timescaledb_wrapped: timescaledb, command: command.clone() })
+    })
+}

@@ -1,0 +1,111 @@
+//! The user's own commands as steps: a backup script, a restore runbook.
+//! A command runs under `bash -c` in the working directory the scenario
+//! names, with the disposable servers' coordinates in the variables tools
+//! already read (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+//! DATABASE_URL) plus DRILL_BACKUP_FILE / DRILL_BACKUP_DIR where they exist.
+//! stdout and stderr are merged into one log file (kept in the run's work
+//! dir) and the tail goes into the timeline.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Error, Result};
+
+const TAIL_LINES: usize = 20;
+
+/// What a command did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShellOutcome {
+    pub command: String,
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    /// The last lines of its merged output.
+    pub output_tail: String,
+    /// The whole output.
+    pub log: PathBuf,
+    #[serde(with = "crate::report::millis")]
+    pub took: Duration,
+}
+
+impl ShellOutcome {
+    pub fn ok(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out
+    }
+}
+
+/// Runs `script` with `bash -c` in `workdir` with `env` added; kills it (and
+/// its process group) after `timeout`.
+pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Option<Duration>, log: &Path) -> Result<ShellOutcome> {
+    use std::os::unix::process::CommandExt;
+    let started = Instant::now();
+    let (reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", workdir))?;
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", script])
+        .current_dir(workdir)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().map_err(Error::io("create a pipe for", workdir))?)
+        .stderr(writer)
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: script.to_string(), source })?;
+    drop(cmd);
+    let log_path = log.to_owned();
+    let collector = std::thread::spawn(move || -> std::io::Result<Vec<String>> {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&log_path)?);
+        let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
+        for line in BufReader::new(reader).lines() {
+            let line = line.unwrap_or_else(|e| format!("<unreadable output: {e}>"));
+            writeln!(file, "{line}")?;
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        Ok(tail.into())
+    });
+    let deadline = timeout.map(|t| started + t);
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|source| Error::Spawn { command: script.to_string(), source })? {
+            break Some(s);
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            // The whole group: a script's children must not outlive it.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let tail = collector.join().map_err(|_| Error::server("run a step", "the output thread panicked"))?.map_err(Error::io("write", log))?;
+    Ok(ShellOutcome {
+        command: script.to_string(),
+        exit_code: status.and_then(|s| s.code()),
+        timed_out,
+        output_tail: tail.join("\n"),
+        log: log.to_owned(),
+        took: started.elapsed(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_exit_env_and_output_and_kills_at_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![("PGHOST".to_string(), "127.0.0.1".to_string())];
+        let out = run("echo to-stdout; echo to-stderr >&2; echo host=$PGHOST; pwd; exit 3", dir.path(), &env, None, &dir.path().join("a.log")).unwrap();
+        assert_eq!(out.exit_code, Some(3));
+        assert!(!out.ok());
+        assert!(out.output_tail.contains("to-stdout") && out.output_tail.contains("to-stderr"), "{}", out.output_tail);
+        assert!(out.output_tail.contains("host=127.0.0.1"));
+        assert!(out.output_tail.contains(&*dir.path().to_string_lossy()));
+        let slow = run("sleep 30 & sleep 30", dir.path(), &[], Some(Duration::from_millis(300)), &dir.path().join("b.log")).unwrap();
+        assert!(slow.timed_out && slow.took < Duration::from_secs(5), "{slow:?}");
+    }
+}

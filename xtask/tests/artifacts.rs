@@ -1,0 +1,120 @@
+//! `cargo xtask drill restore-artifact`: "does last night's backup restore?"
+//! for the backups users really have. Backups are made here with the real
+//! pg_dump from a database loaded with the Nexwave fixture, then damaged the
+//! way the seeds describe.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use drill::backend::{ClientTool, NativePostgres, PgSpec, PostgresServer};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// A source database with the fixture (plain PostgreSQL flavour, so the
+/// dumps restore on any server) and a folder for its backups.
+fn source(test: &str) -> (NativePostgres, tempfile::TempDir) {
+    let spec = PgSpec { database: "nexwave".into(), user: "nexwave".into(), timescaledb: false, settings: vec![], run_id: format!("test-{test}") };
+    let pg = NativePostgres::start(&spec).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let data = drill_fixtures::Dataset { ticks: 3_400, ..Default::default() };
+    rt.block_on(drill::postgres::fixture::load_nexwave(pg.coordinates(), drill_fixtures::Flavour::Postgres, &data)).unwrap();
+    (pg, tempfile::tempdir().unwrap())
+}
+
+/// `pg_dump <args> [2>&1] | gzip > path` through a shell, as users do.
+fn dump(pg: &NativePostgres, shell: &str, path: &Path) {
+    let cmd = pg.client(ClientTool::PgDump);
+    let pg_dump = cmd.get_program().to_owned();
+    let status = std::process::Command::new("bash")
+        .args(["-c", &shell.replace("pg_dump", &pg_dump.to_string_lossy()).replace("OUT", &path.to_string_lossy())])
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{shell}");
+}
+
+fn sidecar(path: &Path) {
+    let digest = drill::artifact::sha256_file(path).unwrap();
+    std::fs::write(format!("{}.sha256", path.display()), format!("{digest}  {}\n", path.file_name().unwrap().to_string_lossy())).unwrap();
+}
+
+/// Runs restore-artifact; returns (exit code, stdout, report.json).
+fn restore(backup: &Path, extra: &[&str]) -> (i32, String, serde_json::Value) {
+    let reports = tempfile::tempdir().unwrap();
+    let out = cargo_bin_cmd!("xtask")
+        .current_dir(root())
+        .args(["drill", "restore-artifact", "--engine", "postgres", "--require-table", "pairs", "--min-rows", "ticks=3400", "--backup"])
+        .arg(backup)
+        .args(extra)
+        .arg("--report-dir")
+        .arg(reports.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = std::fs::read_to_string(reports.path().join("report.json")).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
+    (out.status.code().unwrap_or(-1), stdout, json)
+}
+
+#[test]
+fn every_kind_of_backup_gets_the_right_verdict() {
+    let (pg, dir) = source("artifacts");
+    let d = dir.path();
+    let clean = d.join("clean.sql.gz");
+    dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &clean);
+    sidecar(&clean);
+    let verbose = d.join("verbose.sql.gz");
+    dump(&pg, "pg_dump --verbose --no-owner --no-acl 2>&1 | gzip > OUT", &verbose);
+    let custom = d.join("custom.dump");
+    dump(&pg, "pg_dump -Fc --no-owner --no-acl -f OUT", &custom);
+    let truncated = d.join("truncated.sql.gz");
+    let bytes = std::fs::read(&clean).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let tampered = d.join("tampered.sql.gz");
+    std::fs::copy(&clean, &tampered).unwrap();
+    std::fs::write(format!("{}.sha256", tampered.display()), format!("{}  tampered.sql.gz\n", "0".repeat(64))).unwrap();
+    let fingerprint = d.join("prod.fingerprint.json");
+    cargo_bin_cmd!("xtask").args(["fingerprint", "--url", &pg.coordinates().url(), "--out"]).arg(&fingerprint).assert().success();
+    drop(pg);
+
+    // A clean plain dump, its checksum and the production fingerprint.
+    let fp = fingerprint.to_str().unwrap();
+    let (code, out, json) = restore(&clean, &["--fingerprint", fp, "--probe", "SELECT count(DISTINCT symbol) = 34 FROM candles_15m_ohlcv"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json["scenarios"][0]["verdict"], "pass");
+    assert!(out.contains("sha256 matches its sidecar"), "{out}");
+
+    // Verbose stderr merged in: restores (sanitized) with a warning; the
+    // plain `gunzip | psql` procedure fails.
+    let (code, out, _) = restore(&verbose, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("lines of pg_dump's own stderr are inside"), "{out}");
+    let (code, out, _) = restore(&verbose, &["--no-sanitize"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("syntax error at or near \"pg_dump\""), "{out}");
+
+    // Custom format goes through pg_restore.
+    let (code, out, _) = restore(&custom, &["--fingerprint", fp]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pg_restore --no-owner"), "{out}");
+
+    // A truncated gzip and a checksum mismatch are caught before any restore.
+    for (bad, why) in [(&truncated, "gzip stream is damaged or truncated"), (&tampered, "sha256 mismatch")] {
+        let (code, out, json) = restore(bad, &[]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(why), "{out}");
+        assert!(!out.contains("recovery restore › restore"), "no restore may start: {out}");
+        assert_eq!(json["scenarios"][0]["checks"][0]["name"], "restore/backup integrity");
+    }
+
+    // A folder whose newest backup is truncated: the next-best is used.
+    let folder = d.join("backups");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&clean, folder.join("nexwave_backup_1.sql.gz")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(&truncated, folder.join("nexwave_backup_2.sql.gz")).unwrap();
+    let (code, out, _) = restore(&folder, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("fell back to an older one (1 rejected)"), "{out}");
+}
