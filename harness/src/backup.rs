@@ -3,7 +3,7 @@
 //! dump, exactly like `pg_dump --verbose ... 2>&1 | gzip > file` (seed 000).
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -57,40 +57,38 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
     );
 
     let file = File::create(&path).map_err(Error::io("create", &path))?;
-    let mut sink: Box<dyn Write> = if gz {
-        Box::new(GzEncoder::new(BufWriter::new(file), Compression::default()))
-    } else {
-        Box::new(BufWriter::new(file))
-    };
-    let (mut reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", "pg_dump"))?;
-    let mut stderr_text = String::new();
-    let mut child = match cfg.stderr {
+    let (reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", "pg_dump"))?;
+    let mut stderr_thread = None;
+    match cfg.stderr {
         StderrMode::Merged => {
             cmd.stdout(writer.try_clone().map_err(Error::io("clone a pipe for", "pg_dump"))?).stderr(writer);
-            let child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-            drop(cmd); // closes our copies of the write end
-            child
         }
         StderrMode::Separate => {
             cmd.stdout(writer).stderr(Stdio::piped());
-            let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
-            drop(cmd);
-            let mut err = child.stderr.take().expect("piped");
-            let t = std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = err.read_to_string(&mut s);
-                s
-            });
-            std::io::copy(&mut reader, &mut sink).map_err(Error::io("write", &path))?;
-            stderr_text = t.join().unwrap_or_default();
-            child
         }
-    };
-    if cfg.stderr == StderrMode::Merged {
-        std::io::copy(&mut reader, &mut sink).map_err(Error::io("write", &path))?;
     }
-    drop(sink); // finishes the gzip stream
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    drop(cmd); // closes our copies of the write end
+    if let Some(mut err) = child.stderr.take() {
+        stderr_thread = Some(std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        }));
+    }
+    // Keep the end of the stream: in merged mode pg_dump's error is there.
+    let mut reader = TailReader { inner: reader, tail: Vec::new() };
+    let written = write_dump(&mut reader, file, gz);
+    if let Err(e) = written {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::io("write", &path)(e));
+    }
     let status = child.wait().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let stderr_text = match stderr_thread {
+        Some(t) => t.join().unwrap_or_default(),
+        None => String::from_utf8_lossy(&reader.tail).lines().filter(|l| l.starts_with("pg_dump: ")).collect::<Vec<_>>().join("\n"),
+    };
     if !status.success() {
         return Err(Error::server(format!("backup command failed ({status}): {shown}"), tail(&stderr_text, 10)));
     }
@@ -104,6 +102,40 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
         stderr_tail: tail(&stderr_text, 5),
         took: started.elapsed(),
     })
+}
+
+/// Copies the dump into the file, gzipped or not, and makes sure every byte
+/// (the gzip trailer included) reached the disk: a backup that only looks
+/// written is worse than none.
+fn write_dump(reader: &mut impl Read, file: File, gz: bool) -> std::io::Result<()> {
+    let file = if gz {
+        let mut enc = GzEncoder::new(BufWriter::new(file), Compression::default());
+        std::io::copy(reader, &mut enc)?;
+        enc.finish()?.into_inner().map_err(|e| e.into_error())?
+    } else {
+        let mut w = BufWriter::new(file);
+        std::io::copy(reader, &mut w)?;
+        w.into_inner().map_err(|e| e.into_error())?
+    };
+    file.sync_all()
+}
+
+/// A reader that remembers the last 4 KiB it passed on.
+struct TailReader<R> {
+    inner: R,
+    tail: Vec<u8>,
+}
+
+impl<R: Read> Read for TailReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        const KEEP: usize = 4096;
+        let n = self.inner.read(buf)?;
+        self.tail.extend_from_slice(&buf[..n]);
+        if self.tail.len() > 2 * KEEP {
+            self.tail.drain(..self.tail.len() - KEEP);
+        }
+        Ok(n)
+    }
 }
 
 /// Custom (`-Fc`) or directory (`-Fd`) format, written by pg_dump itself.

@@ -184,29 +184,40 @@ pub(crate) fn run(args: Args) -> u8 {
         Work::Scenarios(s) => s.iter().map(|s| (s.name.clone(), s.description.clone())).collect(),
         Work::Artifact(a) => vec![("restore-artifact".into(), format!("restore {}", a.backup.display()))],
     };
+    let work = Arc::new(work);
     for (i, (name, description)) in jobs.iter().enumerate() {
         eprintln!("▶ {name} — {description}");
+        // The drill runs as a task so this thread sees Ctrl-C even while a
+        // step blocks (a restore, initdb); teardown then does not wait for it.
+        let (job, job_opts) = (work.clone(), opts.clone());
+        let handle = runtime.spawn(async move {
+            match &*job {
+                Work::Scenarios(s) => drill::engine::run(&s[i], &job_opts).await,
+                Work::Artifact(a) => drill::engine::restore_artifact(a, &job_opts).await,
+            }
+        });
         let outcome = runtime.block_on(async {
-            let drill = async {
-                match &work {
-                    Work::Scenarios(s) => drill::engine::run(&s[i], &opts).await,
-                    Work::Artifact(a) => drill::engine::restore_artifact(a, &opts).await,
-                }
-            };
             tokio::select! {
                 biased;
-                _ = sigint.recv() => Err(drill::Error::Interrupted),
-                r = drill => r,
+                _ = sigint.recv() => None,
+                r = handle => Some(r),
             }
         });
         match outcome {
-            Ok(r) => reports.push(r),
-            Err(drill::Error::Interrupted) => {
-                eprintln!("interrupted: servers and temp dirs removed");
-                return exit::INTERRUPTED;
+            None => {
+                let removed = drill::backend::native::reap_own();
+                eprintln!("interrupted: stopped and removed {} servers and temp dirs", removed.len());
+                // Do not wait for a step that is still blocked on a server
+                // that no longer exists.
+                std::process::exit(i32::from(exit::INTERRUPTED));
             }
-            Err(e) => {
+            Some(Ok(Ok(r))) => reports.push(r),
+            Some(Ok(Err(e))) => {
                 eprintln!("error: {name}: {e}");
+                harness_failed = true;
+            }
+            Some(Err(panic)) => {
+                eprintln!("error: {name}: the drill panicked: {panic}");
                 harness_failed = true;
             }
         }
@@ -359,10 +370,10 @@ fn trend(run: &RunArgs, reports: &[DrillReport]) -> drill::Result<Vec<drill::rep
 }
 
 fn select(args: &Args) -> Result<Vec<Scenario>, String> {
-    let all = drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string())?;
     if args.scenarios.is_empty() {
-        return Ok(all);
+        return drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string());
     }
+    let mut all: Option<Vec<Scenario>> = None;
     args.scenarios
         .iter()
         .map(|want| {
@@ -370,6 +381,16 @@ fn select(args: &Args) -> Result<Vec<Scenario>, String> {
             if path.extension().is_some_and(|e| e == "toml") {
                 return drill::scenario::load_file(&path).map_err(|e| e.to_string());
             }
+            // By name: the file of that name first, so one broken scenario
+            // does not block running another.
+            let direct = args.scenarios_dir.join(format!("{want}.toml"));
+            if direct.is_file() {
+                return drill::scenario::load_file(&direct).map_err(|e| e.to_string());
+            }
+            if all.is_none() {
+                all = Some(drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string())?);
+            }
+            let all = all.as_ref().expect("loaded");
             all.iter().find(|s| &s.name == want).cloned().ok_or_else(|| {
                 let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
                 format!("no scenario named `{want}`; known: {} (see `cargo xtask list`)", names.join(", "))

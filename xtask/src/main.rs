@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run drills (all scenarios by default) and print a summary table.
-    Drill(drill::Args),
+    Drill(Box<drill::Args>),
     /// List the scenarios with their one-line descriptions.
     List {
         #[arg(long, default_value = "scenarios")]
@@ -62,7 +62,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Drill(args) => drill::run(args),
+        Command::Drill(args) => drill::run(*args),
         Command::List { scenarios_dir } => list::run(&scenarios_dir),
         Command::Clean => clean::run(),
         Command::Fingerprint(args) => fingerprint::run(args),

@@ -64,7 +64,7 @@ impl ClientTool {
 
 /// A running disposable PostgreSQL server. Dropping it stops the server and
 /// deletes its data, unless [`PostgresServer::keep`] was called.
-pub trait PostgresServer: Send + std::fmt::Debug {
+pub trait PostgresServer: Send + Sync + std::fmt::Debug {
     /// How to reach the application database as the superuser.
     fn coordinates(&self) -> &PgCoordinates;
     fn info(&self) -> &ServerInfo;

@@ -327,6 +327,22 @@ pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
 /// dirs and `drill-run-*` backup dirs. A dir whose owning harness process is
 /// still alive is left alone. Returns what was removed.
 pub fn reap_leftovers() -> Vec<String> {
+    reap(|owner| match owner {
+        Some(pid) if pid as u32 != std::process::id() => {
+            !matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
+        }
+        _ => true,
+    })
+}
+
+/// Emergency teardown for Ctrl-C: stops the servers and removes the dirs of
+/// this process only, even while a drill step is still blocked on them.
+pub fn reap_own() -> Vec<String> {
+    reap(|owner| owner == Some(std::process::id() as i32))
+}
+
+/// Removes every drill dir for which `take(owner pid)` says yes.
+fn reap(take: impl Fn(Option<i32>) -> bool) -> Vec<String> {
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return removed };
     for entry in entries.flatten() {
@@ -336,20 +352,20 @@ pub fn reap_leftovers() -> Vec<String> {
         }
         let dir = entry.path();
         let owner: Option<i32> = fs::read_to_string(dir.join(MARKER)).ok().and_then(|s| s.trim().parse().ok());
-        if let Some(pid) = owner
-            && pid as u32 != std::process::id()
-            && kill(Pid::from_raw(pid), None).is_ok()
-        {
-            continue; // a live drill owns it
+        if !take(owner) {
+            continue; // e.g. a live drill owns it
         }
+        // Only signal the pid in postmaster.pid if it really is this dir's
+        // postgres: after a reboot the number may belong to anything.
         if let Some(pm) = fs::read_to_string(dir.join("data/postmaster.pid"))
             .ok()
             .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+            .filter(|pid| is_postgres_of(*pid, &dir))
         {
             let pid = Pid::from_raw(pm);
             let _ = kill(pid, Signal::SIGQUIT); // immediate shutdown
             let deadline = Instant::now() + Duration::from_secs(10);
-            while kill(pid, None).is_ok() && Instant::now() < deadline {
+            while running(pm) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = kill(pid, Signal::SIGKILL);
@@ -359,6 +375,20 @@ pub fn reap_leftovers() -> Vec<String> {
         }
     }
     removed
+}
+
+/// Alive and not a zombie.
+fn running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+}
+
+/// Whether `pid` is a postgres process serving a data dir inside `dir`.
+fn is_postgres_of(pid: i32, dir: &Path) -> bool {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let exe_is_postgres = args.first().is_some_and(|a| a.ends_with(b"/postgres") || *a == b"postgres");
+    let data = dir.join("data");
+    exe_is_postgres && args.iter().any(|a| *a == data.as_os_str().as_encoded_bytes())
 }
 
 fn free_port() -> Result<u16> {

@@ -40,6 +40,37 @@ pub fn rows(before: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) -> Vec<
         .collect()
 }
 
+/// Tables whose row count came back right must also hold the same rows
+/// (order-independent checksum); a table with the wrong count is already red
+/// in [`rows`] and is not repeated here.
+pub fn content(
+    before_rows: &BTreeMap<String, i64>,
+    before: &BTreeMap<String, String>,
+    now_rows: &BTreeMap<String, i64>,
+    now: &BTreeMap<String, String>,
+) -> Vec<CheckResult> {
+    before
+        .iter()
+        .filter(|(t, _)| before_rows.get(*t).is_some() && before_rows.get(*t) == now_rows.get(*t))
+        .map(|(table, want)| {
+            let got = now.get(table);
+            let ok = got == Some(want);
+            CheckResult {
+                name: format!("content {table}"),
+                expected: format!("checksum {}", short(want)),
+                actual: got.map_or("missing".into(), |g| format!("checksum {}", short(g))),
+                ok,
+                evidence: (!ok).then(|| "same number of rows, different rows: some were lost and others added or changed".into()),
+            }
+        })
+        .collect()
+}
+
+fn short(sum: &str) -> String {
+    let n = sum.len();
+    if n > 12 { format!("…{}", &sum[n - 12..]) } else { sum.to_string() }
+}
+
 /// The schema fingerprint must equal the baseline's.
 pub fn schema(before: &Fingerprint, now: &Fingerprint) -> CheckResult {
     let diff = before.diff(now);

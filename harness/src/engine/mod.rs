@@ -328,7 +328,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             let t = tl.start(&phase, &label);
             let done = steps::run_step(&ctx, step, &format!("{}-{i}", rec.name))?;
             errors.extend(done.errors.iter().cloned());
-            tl.finish(&phase, &label, t, done.ok, done.detail.clone());
+            tl.finish(&phase, &label, t, done.clean, done.detail.clone());
             paused += opts.maybe_pause(&sc.name, &phase, &[&label, step.kind()], server.as_ref());
             if !done.ok {
                 // A failing step fails the recovery; the checks still run for evidence.
@@ -348,6 +348,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         let mut checks = Vec::new();
         if sc.expect.rows == RowsExpect::SameAsBefore {
             checks.extend(check::rows(&baseline.rows, &now.rows));
+            checks.extend(check::content(&baseline.rows, &baseline.content, &now.rows, &now.content));
         }
         if sc.expect.schema == SchemaExpect::SameAsBefore {
             checks.push(check::schema(&baseline.schema, &now.schema));
@@ -408,6 +409,10 @@ fn summarize(expect: RecoveryExpect, recovered: bool, rto: Option<Duration>, fai
     }
     if short > 0 {
         what.push(format!("{short} tables short"));
+    }
+    let changed = failed.iter().filter(|c| c.name.starts_with("content ")).count();
+    if changed > 0 {
+        what.push(format!("{changed} tables with changed rows"));
     }
     if schema {
         what.push("schema differs".into());

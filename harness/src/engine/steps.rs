@@ -24,7 +24,10 @@ pub(crate) struct StepContext<'a> {
 
 /// A finished step.
 pub(crate) struct StepDone {
+    /// The step did its job (a failing step fails the recovery).
     pub(crate) ok: bool,
+    /// And printed no errors: the timeline shows ✓ only then.
+    pub(crate) clean: bool,
     /// One line for the timeline.
     pub(crate) detail: String,
     /// Error lines the tools printed.
@@ -78,6 +81,7 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
             let ok = out.exit_code == Some(0) && !out.timed_out;
             Ok(StepDone {
                 ok,
+                clean: ok && out.error_count == 0,
                 detail,
                 status: if out.timed_out { "timed out".into() } else { format!("exit {}", code(out.exit_code)) },
                 evidence: out.first_errors.join("\n"),
@@ -95,6 +99,7 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
             }
             Ok(StepDone {
                 ok: out.exit_code == Some(0),
+                clean: out.exit_code == Some(0) && out.error_count == 0,
                 detail,
                 status: format!("exit {}", code(out.exit_code)),
                 evidence: out.first_errors.join("\n"),
@@ -109,6 +114,7 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
             let last = out.output_tail.lines().last().unwrap_or("").to_string();
             Ok(StepDone {
                 ok: out.ok(),
+                clean: out.ok(),
                 detail: format!("exit {}{} in {}; last output: {last} (log: {})", code(out.exit_code), if out.timed_out { ", killed at the timeout" } else { "" }, dir.display(), out.log.display()),
                 errors: if out.ok() { vec![] } else { vec![last] },
                 status: if out.timed_out { "timed out".into() } else { format!("exit {}", code(out.exit_code)) },
@@ -119,7 +125,7 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
 }
 
 fn refused(why: String) -> StepDone {
-    StepDone { ok: false, detail: why.clone(), errors: vec![why.clone()], status: "refused".into(), evidence: why }
+    StepDone { ok: false, clean: false, detail: why.clone(), errors: vec![why.clone()], status: "refused".into(), evidence: why }
 }
 
 fn code(c: Option<i32>) -> String {

@@ -15,6 +15,10 @@ use crate::{Error, Result};
 pub struct Snapshot {
     /// `schema.table` to `count(*)`, for every user table.
     pub rows: BTreeMap<String, i64>,
+    /// `schema.table` to an order-independent checksum of its rows (the sum
+    /// of a 64-bit hash of each row's text): `count(*)` alone would call a
+    /// restore green that lost one row and gained another.
+    pub content: BTreeMap<String, String>,
     pub schema: Fingerprint,
 }
 
@@ -149,28 +153,34 @@ const HYPERTABLES_SQL: &str = "SELECT 'hypertable ' || hypertable_schema || '.' 
 /// Reads row counts and the fingerprint of the database at `coords`.
 pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
     let mut conn = coords.connect().await?;
-    Ok(Snapshot { rows: row_counts(&mut conn).await?, schema: fingerprint(&mut conn).await? })
+    let (rows, content) = table_stats(&mut conn).await?;
+    Ok(Snapshot { rows, content, schema: fingerprint(&mut conn).await? })
 }
 
-/// `count(*)` of every user table (partitions and chunks count through
-/// their parent).
-pub async fn row_counts(conn: &mut PgConnection) -> Result<BTreeMap<String, i64>> {
+/// `count(*)` and a content checksum of every user table (partitions and
+/// chunks count through their parent), in one scan per table.
+pub async fn table_stats(conn: &mut PgConnection) -> Result<(BTreeMap<String, i64>, BTreeMap<String, String>)> {
     let sql = format!(
         "WITH ns AS ({USER_NS}) SELECT ns.nspname, c.relname FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
          WHERE c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1, 2"
     );
     let tables: Vec<(String, String)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("list tables"))?;
-    let mut out = BTreeMap::new();
+    let (mut rows, mut content) = (BTreeMap::new(), BTreeMap::new());
     for (schema, table) in tables {
-        let q = format!("SELECT count(*) FROM {}.{}", quote(&schema), quote(&table));
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(q))
+        let q = format!(
+            "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {}.{} t",
+            quote(&schema),
+            quote(&table)
+        );
+        let (n, sum): (i64, String) = sqlx::query_as(sqlx::AssertSqlSafe(q))
             .fetch_one(&mut *conn)
             .await
             .map_err(Error::sql(format!("count rows of {schema}.{table}")))?;
-        out.insert(format!("{schema}.{table}"), n);
+        rows.insert(format!("{schema}.{table}"), n);
+        content.insert(format!("{schema}.{table}"), sum);
     }
-    Ok(out)
+    Ok((rows, content))
 }
 
 /// The schema fingerprint of the connected database.
@@ -197,16 +207,18 @@ pub async fn fingerprint(conn: &mut PgConnection) -> Result<Fingerprint> {
 ///
 /// PostgreSQL does not deparse every expression the same way after it has
 /// been through `pg_dump` and back: `side IN ('buy','sell')` on a varchar
-/// column comes back with its casts moved and extra parentheses. This strips
-/// `::type` casts (outside string literals), parentheses around a single
-/// token, and doubled parentheses; it never reorders or drops operators,
-/// names or literals, so a real change still shows.
+/// column comes back as `ANY (ARRAY[('buy'::character varying)::text, ...])`
+/// instead of `ANY ((ARRAY['buy'::character varying, ...])::text[])`. Only
+/// that drift is normalised: casts on *constants* (a string literal, an
+/// `ARRAY[...]` constructor, or a parenthesised one of those) are dropped,
+/// and so are parentheses around a constant and doubled parentheses. Casts on
+/// columns and expressions stay, so `(ts)::date` still differs from `ts`.
 pub fn normalize_definition(def: &str) -> String {
-    let mut s = strip_casts(def);
+    let mut s: Vec<char> = def.chars().collect();
     loop {
-        let next = drop_redundant_parens(&s);
+        let next = normalize_once(&s);
         if next == s {
-            return next;
+            return s.into_iter().collect();
         }
         s = next;
     }
@@ -222,83 +234,96 @@ const MULTIWORD_TYPES: &[&str] = &[
     "bit varying",
 ];
 
-fn strip_casts(def: &str) -> String {
-    // Casts and type names are ASCII, so every cut lands on a char boundary.
-    let b = def.as_bytes();
-    let mut out = String::with_capacity(def.len());
-    let (mut i, mut run) = (0, 0);
-    let mut in_quote = false;
-    while i < b.len() {
-        if b[i] == b'\'' {
-            in_quote = !in_quote;
-        }
-        if in_quote || b[i] != b':' || b.get(i + 1) != Some(&b':') {
-            i += 1;
-            continue;
-        }
-        out.push_str(&def[run..i]);
-        i += 2;
-        if let Some(t) = MULTIWORD_TYPES.iter().find(|t| def[i..].starts_with(*t)) {
-            i += t.len();
-        } else {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'"')) {
-                i += 1;
-            }
-        }
-        // typmod "(20)" and array brackets "[]"
-        if b.get(i) == Some(&b'(')
-            && let Some(j) = b[i + 1..].iter().position(|&x| x == b')').map(|p| i + 1 + p)
-            && b[i + 1..j].iter().all(|x| x.is_ascii_digit() || *x == b',')
-        {
-            i = j + 1;
-        }
-        while def[i..].starts_with("[]") {
-            i += 2;
-        }
-        run = i;
-    }
-    out.push_str(&def[run..]);
-    out
-}
-
-/// One pass: `((x))` to `(x)`, and `(token)` to `token` where the paren is
-/// not a call's (not preceded by a name character).
-fn drop_redundant_parens(s: &str) -> String {
-    let b: Vec<char> = s.chars().collect();
-    // Match parentheses outside string literals.
-    let mut pair = vec![usize::MAX; b.len()];
+/// Matching parenthesis and bracket positions, outside string literals;
+/// and for each position whether it is inside a literal.
+fn pairs(s: &[char]) -> (Vec<Option<usize>>, Vec<bool>) {
+    let mut pair = vec![None; s.len()];
+    let mut quoted = vec![false; s.len()];
     let mut stack = Vec::new();
     let mut in_quote = false;
-    for (i, &c) in b.iter().enumerate() {
+    for (i, &c) in s.iter().enumerate() {
+        if c == '\'' {
+            in_quote = !in_quote;
+            quoted[i] = true;
+            continue;
+        }
+        quoted[i] = in_quote;
+        if in_quote {
+            continue;
+        }
         match c {
-            '\'' => in_quote = !in_quote,
-            '(' if !in_quote => stack.push(i),
-            ')' if !in_quote => {
+            '(' | '[' => stack.push(i),
+            ')' | ']' => {
                 if let Some(o) = stack.pop() {
-                    pair[o] = i;
-                    pair[i] = o;
+                    pair[o] = Some(i);
+                    pair[i] = Some(o);
                 }
             }
             _ => {}
         }
     }
-    let mut drop = vec![false; b.len()];
-    for o in 0..b.len() {
-        if b[o] != '(' || pair[o] == usize::MAX {
-            continue;
+    (pair, quoted)
+}
+
+/// A single string literal, or `ARRAY[...]`, and nothing else.
+fn is_constant(inner: &[char], pair: &[Option<usize>], offset: usize) -> bool {
+    let text: String = inner.iter().collect();
+    if text.starts_with('\'') && text.ends_with('\'') && text.len() >= 2 {
+        // One literal: no unescaped quote closes it early.
+        let body = &text[1..text.len() - 1];
+        return !body.replace("''", "").contains('\'');
+    }
+    if text.starts_with("ARRAY[") && text.ends_with(']') {
+        return pair[offset + 5] == Some(offset + inner.len() - 1);
+    }
+    false
+}
+
+fn normalize_once(s: &[char]) -> Vec<char> {
+    let (pair, quoted) = pairs(s);
+    for i in 0..s.len() {
+        // A cast: `::` outside a literal, after a constant.
+        if !quoted[i] && s[i] == ':' && s.get(i + 1) == Some(&':') && i > 0 {
+            let prev = i - 1;
+            let on_constant = match s[prev] {
+                '\'' => true,
+                ']' => pair[prev].is_some_and(|o| o >= 5 && s[o - 5..o].iter().collect::<String>() == "ARRAY"),
+                ')' => pair[prev].is_some_and(|o| is_constant(&s[o + 1..prev], &pair, o + 1)),
+                _ => false,
+            };
+            if on_constant {
+                let rest: String = s[i + 2..].iter().collect();
+                let mut len = MULTIWORD_TYPES.iter().find(|t| rest.starts_with(*t)).map(|t| t.len()).unwrap_or_else(|| {
+                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"')).count()
+                });
+                let after: Vec<char> = rest.chars().skip(len).collect();
+                if after.first() == Some(&'(')
+                    && let Some(close) = after.iter().position(|&c| c == ')')
+                    && after[1..close].iter().all(|c| c.is_ascii_digit() || *c == ',')
+                {
+                    len += close + 1;
+                }
+                while rest.chars().skip(len).take(2).collect::<String>() == "[]" {
+                    len += 2;
+                }
+                let mut out = s[..i].to_vec();
+                out.extend_from_slice(&s[i + 2 + len..]);
+                return out;
+            }
         }
-        let c = pair[o];
-        let doubled = o + 1 < c && b[o + 1] == '(' && pair[o + 1] == c - 1;
-        let inner = &b[o + 1..c];
-        let call = o > 0 && (b[o - 1].is_alphanumeric() || b[o - 1] == '_' || b[o - 1] == '"' || b[o - 1] == ']');
-        let atom = !inner.is_empty() && !call && inner.iter().all(|&x| !matches!(x, ' ' | ',' | '(' | ')'));
-        if doubled || atom {
-            drop[o] = true;
-            drop[c] = true;
-            break; // one at a time keeps the pairing valid
+        // Parentheses around a constant (not a call), or doubled.
+        if s[i] == '(' && !quoted[i] && let Some(c) = pair[i] {
+            let call = i > 0 && (s[i - 1].is_alphanumeric() || s[i - 1] == '_' || s[i - 1] == '"');
+            let doubled = i + 1 < c && s[i + 1] == '(' && pair[i + 1] == Some(c - 1);
+            if doubled || (!call && is_constant(&s[i + 1..c], &pair, i + 1)) {
+                let mut out = s[..i].to_vec();
+                out.extend_from_slice(&s[i + 1..c]);
+                out.extend_from_slice(&s[c + 1..]);
+                return out;
+            }
         }
     }
-    b.iter().zip(drop).filter(|(_, d)| !d).map(|(c, _)| *c).collect()
+    s.to_vec()
 }
 
 fn quote(ident: &str) -> String {
@@ -318,7 +343,15 @@ mod tests {
         let before = "CHECK (((side)::text = ANY ((ARRAY['buy'::character varying, 'sell'::character varying])::text[])))";
         let after = "CHECK (((side)::text = ANY (ARRAY[('buy'::character varying)::text, ('sell'::character varying)::text])))";
         assert_eq!(normalize_definition(before), normalize_definition(after));
-        assert_eq!(normalize_definition(before), "CHECK (side = ANY (ARRAY['buy', 'sell']))");
+        assert_eq!(normalize_definition(before), "CHECK ((side)::text = ANY ARRAY['buy', 'sell'])");
+        // Casts on columns and expressions are kept (found by review).
+        for (a, b) in [
+            ("CREATE INDEX i ON t USING btree (((ts)::date))", "CREATE INDEX i ON t USING btree (ts)"),
+            ("CHECK (((amount)::integer > 0))", "CHECK ((amount > 0))"),
+            ("CHECK ((price > (0)::numeric(10,2)))", "CHECK ((price > 0))"),
+        ] {
+            assert_ne!(normalize_definition(a), normalize_definition(b), "{a} vs {b}");
+        }
         // Real changes still show: another literal, another operator.
         assert_ne!(normalize_definition(before), normalize_definition(&before.replace("'sell'", "'hold'")));
         assert_ne!(normalize_definition("CHECK ((amount > (0)::double precision))"), normalize_definition("CHECK ((amount >= (0)::double precision))"));
@@ -326,6 +359,7 @@ mod tests {
         assert_eq!(normalize_definition("DEFAULT now()"), "DEFAULT now()");
         assert_eq!(normalize_definition("'a::b'::text"), "'a::b'");
         assert_eq!(normalize_definition("'café'::character varying(20)"), "'café'");
+        assert_eq!(normalize_definition("DEFAULT 'pacifica'::character varying"), "DEFAULT 'pacifica'");
     }
 
     #[test]

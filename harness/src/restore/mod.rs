@@ -26,6 +26,24 @@ pub(crate) fn with_timescaledb<T>(server: &dyn PostgresServer, on: bool, restore
     outcome
 }
 
+/// Calls `f` with every line of `r` (lossily decoded, without the line
+/// end), reading to the end even past bytes that are not UTF-8.
+pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                f(&String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)));
+            }
+        }
+    }
+}
+
 /// One `psql -c` that must succeed.
 pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> {
     let out = server

@@ -1,7 +1,6 @@
 //! `pg-restore`: restores a custom- or directory-format dump with the real
 //! pg_restore, as seed 004's full-recovery procedure does.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 
@@ -41,14 +40,14 @@ pub fn pg_restore(server: &dyn PostgresServer, path: &Path, exit_on_error: bool,
         let stderr = child.stderr.take().expect("piped");
         let mut first = Vec::new();
         let mut count = 0u64;
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+        super::each_line(stderr, |line| {
             if line.contains("error:") || line.contains("ERROR:") {
                 count += 1;
                 if first.len() < KEEP_ERRORS {
-                    first.push(line);
+                    first.push(line.to_string());
                 }
             }
-        }
+        });
         let status = child.wait().map_err(|source| Error::Spawn { command: command.clone(), source })?;
         Ok(PgRestoreOutcome { exit_code: status.code(), error_count: count, first_errors: first, timescaledb_wrapped: timescaledb, command: command.clone() })
     })

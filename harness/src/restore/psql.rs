@@ -4,7 +4,7 @@
 //! evidence; whether the data came back is for the checks to say.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -95,12 +95,14 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
     });
     let collector = std::thread::spawn(move || {
         let mut count = 0u64;
-        let mut first = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+        let mut first: Vec<String> = Vec::new();
+        // Read to the end whatever the bytes (a LATIN1 dump's errors are not
+        // UTF-8): stopping early would kill psql with SIGPIPE.
+        super::each_line(stderr, |line| {
             if line.contains("ERROR:") {
                 count += 1;
                 if first.len() < KEEP_ERRORS {
-                    first.push(line);
+                    first.push(line.to_string());
                 }
             } else if (line.starts_with("LINE ") || line.contains("DETAIL:"))
                 && count as usize <= KEEP_ERRORS
@@ -110,10 +112,9 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
                 last.push_str(" | ");
                 last.push_str(line.trim());
             }
-        }
+        });
         (count, first)
     });
-
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     let status = loop {
@@ -133,6 +134,9 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
         .map_err(|_| Error::server("restore", "the feeding thread panicked"))?
         .map_err(Error::io("read backup", &artifact.path))?;
     let (error_count, first_errors) = collector.join().unwrap_or_default();
+    if let Some(sig) = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
+        return Err(Error::server(format!("psql was killed by signal {sig} during the restore"), first_errors.join("\n")));
+    }
     Ok(PsqlOutcome {
         exit_code: status.and_then(|s| s.code()),
         timed_out,

@@ -10,23 +10,29 @@
 //!   every literal, so a function body line that reads `pg_dump: ...`
 //!   survives. pg_dump logs between archive entries, after flushing stdout,
 //!   so its messages always start at such a boundary.
-//! * **COPY data** (`COPY t (a, b) FROM stdin;` up to `\.`). Every row pg_dump
-//!   writes there has exactly as many tab-separated fields as the column list
-//!   (tabs and newlines inside values are escaped). A line is noise only when
-//!   it starts with `pg_dump: ` *and* has the wrong number of fields, so a row
-//!   whose text begins with `pg_dump:` survives. One exception, for
-//!   one-column tables where the field count cannot tell: pg_dump's
-//!   `dumping contents of table "s.t"` message, which it writes exactly once
-//!   as the first line of that table's block, is removed there when the
-//!   file has already shown other verbose output.
+//! * **COPY data** (`COPY t (a, b) FROM stdin;` up to `\.`; the header may
+//!   span lines when a name holds a newline, and names need not be UTF-8).
+//!   Every row pg_dump writes there has exactly as many tab-separated fields
+//!   as the column list (tabs and newlines inside values are escaped). A line
+//!   is noise only when it starts with `pg_dump: ` *and* has the wrong number
+//!   of fields, so a row whose text begins with `pg_dump:` survives.
+//! * **One-column tables**, where the field count cannot tell: only when
+//!   pg_dump announced this very table (`processing data for table "s.t"`
+//!   right before the COPY) is its `dumping contents of table "s.t"` line,
+//!   written once before the first row, removed, together with server
+//!   messages relayed before the first row (`pg_dump: NOTICE:  ...` and its
+//!   `DETAIL:`/`HINT:` lines, as TimescaleDB sends for a hypertable).
 //! * **Multi-line messages** relayed from the server (a NOTICE followed by
 //!   `DETAIL:`, `HINT:`, `CONTEXT:`, `LINE n:` ... lines without the prefix)
 //!   are removed when they directly follow a removed line and, inside COPY
 //!   data, also have the wrong field count.
 //!
-//! Anything that looks like noise but cannot be proven so is kept and listed
-//! in [`SanitizeReport::kept_suspicious`], so a person can look. Memory is one
-//! line buffer: it does not grow with the size of the dump.
+//! When the structure cannot be followed (a COPY header it cannot parse), it
+//! fails closed: it stops removing anything and says so in
+//! [`SanitizeReport::gave_up`]. Anything that looks like noise but cannot be
+//! proven so is kept and listed in [`SanitizeReport::kept_suspicious`].
+//! Memory is one line buffer: it grows with the longest line, never with the
+//! size of the dump. Windows line ends (`\r\n`) are understood.
 
 use std::io::{self, BufRead, Write};
 
@@ -48,9 +54,17 @@ pub struct SanitizeReport {
     pub copy_blocks: u64,
     /// The largest line buffer used, in bytes (memory stays at this).
     pub peak_line_bytes: usize,
+    /// Set when the sanitizer met structure it could not follow and kept
+    /// every line from there on (line number, why).
+    pub gave_up: Option<(u64, String)>,
 }
 
 const SAMPLE: usize = 20;
+/// Sampled lines are cut to this many characters: reports must not carry
+/// whole rows of customer data.
+const SAMPLE_CHARS: usize = 160;
+/// A COPY header longer than this is not followed (fail closed).
+const MAX_HEADER: usize = 64 * 1024;
 const PREFIX: &[u8] = b"pg_dump: ";
 
 /// Copies `input` to `output` without pg_dump's stderr lines.
@@ -78,10 +92,17 @@ pub fn sanitize<R: BufRead, W: Write>(mut input: R, mut output: W) -> io::Result
 struct Sanitizer {
     lex: Lexer,
     copy: Option<CopyBlock>,
+    /// A COPY header that spans lines, collected until `FROM stdin;`.
+    pending_header: Option<Vec<u8>>,
     /// The previous line was removed (continuations may follow).
     after_noise: bool,
-    /// Some verbose output was seen (pg_dump ran with --verbose).
-    seen_noise: bool,
+    /// pg_dump just announced `processing data for table "<this>"`.
+    announced: Option<Vec<u8>>,
+    /// Structure lost: keep everything from here.
+    passthrough: bool,
+    /// The last removed line left a double quote open: a name with a
+    /// newline in it split pg_dump's message over two lines.
+    open_quote: bool,
     report: SanitizeReport,
 }
 
@@ -89,8 +110,15 @@ struct Sanitizer {
 struct CopyBlock {
     columns: usize,
     /// Unquoted `schema.table`, as pg_dump's messages spell it.
-    table: String,
-    first_line: bool,
+    table: Vec<u8>,
+    /// pg_dump announced this table just before the header (verbose).
+    announced: bool,
+    /// No data row kept yet.
+    preamble: bool,
+    /// The `dumping contents` line was removed.
+    contents_removed: bool,
+    /// A relayed server message was removed before the first row.
+    notice_removed: bool,
 }
 
 impl Sanitizer {
@@ -98,67 +126,159 @@ impl Sanitizer {
     fn keep(&mut self, raw: &[u8]) -> bool {
         self.report.lines_in += 1;
         self.report.bytes_in += raw.len() as u64;
+        if self.passthrough {
+            return true;
+        }
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-        let noise = match &mut self.copy {
-            Some(block) => {
-                if line == b"\\." {
-                    self.copy = None;
-                    false
-                } else if line.starts_with(PREFIX) {
-                    if !valid_row(line, block.columns) {
-                        true
-                    } else if block.first_line && self.seen_noise && is_dumping_contents(line, &block.table) {
-                        // pg_dump writes it once per block: a second such
-                        // line is a row.
-                        block.first_line = false;
-                        true
-                    } else {
-                        if self.report.kept_suspicious.len() < SAMPLE {
-                            self.report.kept_suspicious.push((self.report.lines_in, lossy(line)));
-                        }
-                        false
-                    }
-                } else {
-                    self.after_noise && !valid_row(line, block.columns) && is_continuation(line)
-                }
-            }
-            None => {
-                let neutral = self.lex.is_neutral();
-                if neutral && (line.starts_with(PREFIX) || (self.after_noise && is_continuation(line))) {
-                    true
-                } else {
-                    if neutral && line.first() == Some(&b'\\') {
-                        // A psql meta-command (\connect, \restrict): not SQL.
-                    } else {
-                        if neutral && let Some(block) = parse_copy(line) {
-                            self.copy = Some(block);
-                            self.report.copy_blocks += 1;
-                        }
-                        self.lex.scan(line);
-                    }
-                    false
-                }
-            }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let noise = if self.closes_split_message(line) {
+            true
+        } else if self.copy.is_some() {
+            self.in_copy(line)
+        } else {
+            self.in_sql(line, raw)
         };
+        self.open_quote = noise && (self.open_quote ^ (quotes(line) % 2 == 1));
         if noise {
             self.report.removed += 1;
-            self.seen_noise = true;
             if self.report.removed_sample.len() < SAMPLE {
-                self.report.removed_sample.push((self.report.lines_in, lossy(line)));
-            }
-        } else if let Some(b) = &mut self.copy {
-            // The COPY line itself sets first_line; any kept data line clears it.
-            if line != b"\\." && !is_copy_header(line) {
-                b.first_line = false;
+                self.report.removed_sample.push((self.report.lines_in, sample(line)));
             }
         }
         self.after_noise = noise;
         !noise
     }
+
+    /// `pg_dump: creating TABLE "public.split` + `name"`: the second half of
+    /// a message whose quoted name holds a newline. It must close the quote
+    /// and end with it; a psql meta-command or a valid COPY row never is one.
+    fn closes_split_message(&self, line: &[u8]) -> bool {
+        self.open_quote
+            && line.ends_with(b"\"")
+            && quotes(line) % 2 == 1
+            && !line.starts_with(b"\\")
+            && !line.starts_with(PREFIX)
+            && self.copy.as_ref().is_none_or(|b| !valid_row(line, b.columns))
+    }
+
+    fn in_copy(&mut self, line: &[u8]) -> bool {
+        let block = self.copy.as_mut().expect("in a COPY block");
+        if line == b"\\." {
+            self.copy = None;
+            return false;
+        }
+        let valid = valid_row(line, block.columns);
+        let noise = if line.starts_with(PREFIX) {
+            if !valid {
+                true
+            } else if block.announced && block.preamble && !block.contents_removed && is_dumping_contents(line, &block.table) {
+                // Written once per block: a second such line is a row.
+                block.contents_removed = true;
+                true
+            } else if block.preamble && block.contents_removed && is_server_message(line) {
+                block.notice_removed = true;
+                true
+            } else {
+                if self.report.kept_suspicious.len() < SAMPLE {
+                    self.report.kept_suspicious.push((self.report.lines_in, sample(line)));
+                }
+                false
+            }
+        } else {
+            self.after_noise && (!valid || (block.preamble && block.notice_removed)) && is_continuation(line)
+        };
+        if !noise {
+            block.preamble = false;
+        }
+        noise
+    }
+
+    fn in_sql(&mut self, line: &[u8], raw: &[u8]) -> bool {
+        if let Some(header) = &mut self.pending_header {
+            header.extend_from_slice(raw);
+            self.lex.scan(line);
+            if self.lex.is_neutral() && line.ends_with(b";") {
+                let header = self.pending_header.take().expect("present");
+                let header = header.strip_suffix(b"\n").unwrap_or(&header);
+                let header = header.strip_suffix(b"\r").unwrap_or(header);
+                self.enter_copy(header);
+            } else if self.pending_header.as_ref().is_some_and(|h| h.len() > MAX_HEADER) {
+                self.give_up("a COPY header longer than 64 KiB");
+            }
+            return false;
+        }
+        let neutral = self.lex.is_neutral();
+        if neutral && line.starts_with(PREFIX) {
+            self.announced = announced_table(line);
+            return true;
+        }
+        if neutral && self.after_noise && is_continuation(line) {
+            return true;
+        }
+        if neutral && line.first() == Some(&b'\\') {
+            // A psql meta-command (\connect, \restrict): not SQL.
+            return false;
+        }
+        if neutral && line.starts_with(b"COPY ") {
+            self.lex.scan(line);
+            if self.lex.is_neutral() && line.ends_with(b";") {
+                self.enter_copy(line);
+            } else if !self.lex.is_neutral() {
+                // A quoted name with a newline in it: collect the header.
+                self.pending_header = Some(raw.to_vec());
+            }
+            return false;
+        }
+        self.lex.scan(line);
+        if !line.is_empty() {
+            self.announced = None;
+        }
+        false
+    }
+
+    /// A complete `COPY ...;` statement was read.
+    fn enter_copy(&mut self, header: &[u8]) {
+        if !header.ends_with(b" FROM stdin;") {
+            return; // not a data block (pg_dump writes none other, but be safe)
+        }
+        match parse_copy(header) {
+            Some(mut block) => {
+                block.announced = self.announced.take().is_some_and(|t| t == block.table);
+                self.copy = Some(block);
+                self.report.copy_blocks += 1;
+            }
+            None => self.give_up("a COPY header it could not parse"),
+        }
+    }
+
+    fn give_up(&mut self, why: &str) {
+        self.passthrough = true;
+        self.pending_header = None;
+        self.report.gave_up = Some((self.report.lines_in, format!("met {why}; kept every line from here on")));
+    }
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+fn quotes(line: &[u8]) -> usize {
+    line.iter().filter(|&&c| c == b'"').count()
+}
+
+/// `pg_dump: processing data for table "s.t"` names the next COPY's table.
+fn announced_table(line: &[u8]) -> Option<Vec<u8>> {
+    line[PREFIX.len()..].strip_prefix(b"processing data for table \"")?.strip_suffix(b"\"").map(<[u8]>::to_vec)
+}
+
+/// The first line of a message the server sent and pg_dump relayed.
+fn is_server_message(line: &[u8]) -> bool {
+    let rest = &line[PREFIX.len()..];
+    [&b"NOTICE:  "[..], b"WARNING:  ", b"INFO:  ", b"LOG:  ", b"DEBUG:  "].iter().any(|p| rest.starts_with(p))
+}
+
+fn sample(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    match text.char_indices().nth(SAMPLE_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.into_owned(),
+    }
 }
 
 /// A COPY text-format row has exactly `columns` tab-separated fields (an
@@ -170,11 +290,9 @@ fn valid_row(line: &[u8], columns: usize) -> bool {
     line.iter().filter(|&&c| c == b'\t').count() + 1 == columns
 }
 
-fn is_dumping_contents(line: &[u8], table: &str) -> bool {
+fn is_dumping_contents(line: &[u8], table: &[u8]) -> bool {
     let rest = &line[PREFIX.len()..];
-    rest.strip_prefix(b"dumping contents of table \"")
-        .and_then(|r| r.strip_suffix(b"\""))
-        .is_some_and(|name| name == table.as_bytes())
+    rest.strip_prefix(b"dumping contents of table \"").and_then(|r| r.strip_suffix(b"\"")).is_some_and(|name| name == table)
 }
 
 /// Lines libpq and PL/pgSQL put after the first line of a server message.
@@ -203,31 +321,28 @@ fn is_continuation(line: &[u8]) -> bool {
     t == b"^"
 }
 
-fn is_copy_header(line: &[u8]) -> bool {
-    line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;")
-}
-
 /// `COPY schema.table (a, "b c") FROM stdin;` to its block description.
+/// Works on bytes (names need not be UTF-8) and across embedded newlines.
 fn parse_copy(line: &[u8]) -> Option<CopyBlock> {
-    if !is_copy_header(line) {
-        return None;
-    }
-    let text = std::str::from_utf8(line).ok()?;
-    let body = text.strip_prefix("COPY ")?.strip_suffix(" FROM stdin;")?.trim_end();
-    let mut parts = Vec::new();
-    let mut cur = String::new();
-    let mut chars = body.chars().peekable();
+    let body = line.strip_prefix(b"COPY ")?.strip_suffix(b" FROM stdin;")?;
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut cur = Vec::new();
     let mut in_quote = false;
     let mut depth = 0;
     let mut columns = 0usize;
     let mut seen_column_char = false;
     let mut table_done = false;
-    while let Some(c) = chars.next() {
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        i += 1;
         if in_quote {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
+            if c == b'"' {
+                if body.get(i) == Some(&b'"') {
+                    i += 1;
+                    if !table_done {
+                        cur.push(b'"');
+                    }
                 } else {
                     in_quote = false;
                 }
@@ -239,37 +354,37 @@ fn parse_copy(line: &[u8]) -> Option<CopyBlock> {
             continue;
         }
         match c {
-            '"' => {
+            b'"' => {
                 in_quote = true;
                 if table_done {
                     seen_column_char = true;
                 }
             }
-            '.' if !table_done => parts.push(std::mem::take(&mut cur)),
-            ' ' if !table_done && depth == 0 => {
+            b'.' if !table_done => parts.push(std::mem::take(&mut cur)),
+            b' ' if !table_done && depth == 0 => {
                 if !cur.is_empty() {
                     parts.push(std::mem::take(&mut cur));
                 }
                 table_done = true;
             }
-            '(' if depth == 0 => {
+            b'(' if depth == 0 => {
                 if !table_done {
                     parts.push(std::mem::take(&mut cur));
                     table_done = true;
                 }
                 depth = 1;
             }
-            ')' if depth == 1 => {
+            b')' if depth == 1 => {
                 depth = 0;
                 if seen_column_char {
                     columns += 1;
                 }
             }
-            ',' if depth == 1 => {
+            b',' if depth == 1 => {
                 columns += 1;
                 seen_column_char = false;
             }
-            c if depth == 1 && !c.is_whitespace() => seen_column_char = true,
+            c if depth == 1 && !c.is_ascii_whitespace() => seen_column_char = true,
             c if !table_done => cur.push(c),
             _ => {}
         }
@@ -280,7 +395,7 @@ fn parse_copy(line: &[u8]) -> Option<CopyBlock> {
     if in_quote || depth != 0 || parts.is_empty() {
         return None;
     }
-    Some(CopyBlock { columns, table: parts.join("."), first_line: true })
+    Some(CopyBlock { columns, table: parts.join(&b'.'), announced: false, preamble: true, contents_removed: false, notice_removed: false })
 }
 
 /// Lexical state of SQL text between lines.

@@ -6,7 +6,7 @@
 //! stdout and stderr are merged into one log file (kept in the run's work
 //! dir) and the tail goes into the timeline.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,15 +55,20 @@ pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Opti
     let collector = std::thread::spawn(move || -> std::io::Result<Vec<String>> {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&log_path)?);
         let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
-        for line in BufReader::new(reader).lines() {
-            let line = line.unwrap_or_else(|e| format!("<unreadable output: {e}>"));
-            writeln!(file, "{line}")?;
+        let mut failed = None;
+        super::each_line(reader, |line| {
+            if let Err(e) = writeln!(file, "{line}") {
+                failed.get_or_insert(e);
+            }
             if tail.len() == TAIL_LINES {
                 tail.pop_front();
             }
-            tail.push_back(line);
+            tail.push_back(line.to_string());
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => file.flush().map(|()| tail.into()),
         }
-        Ok(tail.into())
     });
     let deadline = timeout.map(|t| started + t);
     let mut timed_out = false;

@@ -115,6 +115,27 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
     let Some(pg) = &sc.services.postgres else {
         return bad("services", "no service declared".into(), "add a `[services.postgres]` table");
     };
+    for (key, value) in [("database", &pg.database), ("user", &pg.user)] {
+        if value.is_empty() || value.contains(['\0', '\n']) || value.len() > 63 {
+            return bad(
+                &format!("services.postgres.{key}"),
+                format!("`{value}` is not a usable {key} name"),
+                "use 1 to 63 characters without newlines, e.g. `nexwave`",
+            );
+        }
+    }
+    for k in pg.settings.keys() {
+        if ["port", "listen_addresses", "unix_socket_directories", "data_directory", "hba_file", "shared_preload_libraries"].contains(&k.as_str()) {
+            return bad(
+                &format!("services.postgres.settings.{k}"),
+                format!("`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"),
+                "remove it; drill loads timescaledb itself when `engine` asks for it",
+            );
+        }
+    }
+    if sc.expect.rows == RowsExpect::Ignore && sc.expect.schema == SchemaExpect::Ignore {
+        return bad("expect", "both `rows` and `schema` are \"ignore\": nothing would be checked".into(), "check at least one of them");
+    }
     for (k, v) in &pg.settings {
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') || v.contains('\n')
         {

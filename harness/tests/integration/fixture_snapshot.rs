@@ -30,6 +30,14 @@ async fn fixture_loads_exactly_and_checks_see_a_partial_restore() {
     let (symbols,): (i64,) = sqlx::query_as("SELECT count(DISTINCT symbol) FROM candles_15m_ohlcv").fetch_one(&mut conn).await.unwrap();
     assert_eq!(symbols, 34, "the candles view must answer for every pair");
 
+    // Same count, different rows: the content checksum notices.
+    execute_script(&mut conn, "UPDATE ticks SET price = price + 1 WHERE ctid = (SELECT ctid FROM ticks LIMIT 1)", "change a row").await.unwrap();
+    let changed = snapshot::take(coords).await.unwrap();
+    assert_eq!(changed.rows, before.rows);
+    let content = check::content(&before.rows, &before.content, &changed.rows, &changed.content);
+    let red: Vec<&str> = content.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+    assert_eq!(red, ["content public.ticks"]);
+
     // Seed 001: the restore stopped and left only ticks.
     execute_script(
         &mut conn,

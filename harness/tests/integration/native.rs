@@ -89,3 +89,18 @@ fn timescaledb_availability_is_detected_and_reported() {
         assert_eq!(pg.info().timescaledb, None);
     }
 }
+
+/// `clean` must not kill a process just because its pid sits in a
+/// leftover postmaster.pid (found by review).
+#[test]
+fn reaping_never_kills_an_unrelated_process() {
+    let mut bystander = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let dir = std::env::temp_dir().join(format!("drill-pg-test-bystander-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/postmaster.pid"), format!("{}\n", bystander.id())).unwrap();
+    reap_leftovers();
+    assert!(!dir.exists(), "the stale dir is removed");
+    assert!(bystander.try_wait().unwrap().is_none(), "the unrelated process was killed");
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}

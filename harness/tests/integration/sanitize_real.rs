@@ -29,12 +29,17 @@ $fn$;
 COMMENT ON TABLE notes IS 'first line
 pg_dump: second line of a comment';
 CREATE VIEW v AS SELECT id, 'pg_dump: in a view' AS label FROM notes;
+CREATE TABLE "split
+name" ("note
+s" text, id int);
+INSERT INTO "split
+name" VALUES ('pg_dump: first row', 1), ('second', 2);
 "#;
 
 async fn contents(coords: &PgCoordinates) -> Vec<String> {
     let mut conn = coords.connect().await.unwrap();
     let mut out = Vec::new();
-    for (table, order) in [("onecol", "line"), ("notes", "id")] {
+    for (table, order) in [("onecol", "line"), ("notes", "id"), ("\"split\nname\"", "id")] {
         let (digest,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) || ':' || count(*) FROM {table} t"
         )))

@@ -43,11 +43,77 @@ fn one_column_table_keeps_a_row_equal_to_the_message_when_not_verbose() {
     assert_eq!(r.removed, 0);
 }
 
+/// Found by review: a header split by a newline in a column name, or a
+/// non-UTF-8 table name, must still be followed, or rows that begin with
+/// `pg_dump:` would be taken for noise.
+#[test]
+fn headers_with_newlines_or_latin1_names_keep_their_rows() {
+    for header in [&b"COPY public.t (\"note\ns\", id) FROM stdin;\n"[..], b"COPY public.\"caf\xe9\" (note, id) FROM stdin;\n"] {
+        let mut noisy = b"pg_dump: reading schemas\n".to_vec();
+        noisy.extend_from_slice(header);
+        noisy.extend_from_slice(b"pg_dump: dumping contents of table \"x\"\npg_dump: first row\t1\nsecond\t2\n\\.\n");
+        let mut out = Vec::new();
+        let r = sanitize(&noisy[..], &mut out).unwrap();
+        let mut want = header.to_vec();
+        want.extend_from_slice(b"pg_dump: first row\t1\nsecond\t2\n\\.\n");
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+        assert_eq!((r.removed, r.copy_blocks), (2, 1));
+    }
+}
+
+#[test]
+fn crlf_dumps_are_understood() {
+    let noisy = "pg_dump: reading schemas\r\nCOPY public.t (a, b) FROM stdin;\r\npg_dump: dumping contents of table \"public.t\"\r\n1\tx\r\n\\.\r\nSELECT 1;\r\n";
+    let (out, r) = run(noisy);
+    assert_eq!(out, "COPY public.t (a, b) FROM stdin;\r\n1\tx\r\n\\.\r\nSELECT 1;\r\n");
+    assert_eq!(r.removed, 2);
+}
+
+/// A one-column hypertable: TimescaleDB's NOTICE arrives before the first
+/// row, where the field count cannot tell it from data.
+#[test]
+fn notice_before_the_first_row_of_a_one_column_table() {
+    let noisy = "pg_dump: processing data for table \"public.ev\"\nCOPY public.ev (\"time\") FROM stdin;\npg_dump: dumping contents of table \"public.ev\"\npg_dump: NOTICE:  hypertable data are in the chunks, no data will be copied\nDETAIL:  Data for hypertables are stored in the chunks.\nHINT:  Use \"COPY (SELECT * FROM <hypertable>) TO ...\".\n\\.\n";
+    let (out, r) = run(noisy);
+    assert_eq!(out, "COPY public.ev (\"time\") FROM stdin;\n\\.\n");
+    assert_eq!(r.removed, 5);
+}
+
+/// Without pg_dump's announcement of this table, a one-column row equal to
+/// the message is data, even if other stderr lines were seen.
+#[test]
+fn the_contents_message_needs_the_announcement_for_this_table() {
+    let dump = "pg_dump: warning: there are circular foreign-key constraints on this table:\nCOPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n\\.\n";
+    let (out, r) = run(dump);
+    assert!(out.contains("COPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n"), "{out}");
+    assert_eq!(r.removed, 1);
+}
+
+#[test]
+fn an_unparseable_copy_header_fails_closed() {
+    let noisy = "pg_dump: reading schemas\nCOPY public.\"broken (a) FROM stdin;\npg_dump: creating TABLE\n";
+    let (out, r) = run(noisy);
+    assert_eq!(r.removed, 1);
+    assert!(out.ends_with("pg_dump: creating TABLE\n"), "kept everything after losing the structure: {out}");
+}
+
+#[test]
+fn samples_are_cut_short() {
+    let long = format!("pg_dump: {}\n", "x".repeat(1000));
+    let (_, r) = run(&long);
+    assert!(r.removed_sample[0].1.chars().count() <= 161);
+}
+
 #[test]
 fn quoted_names_and_column_counts() {
     let b = parse_copy(br#"COPY public."we""ird.t" (id, "a,b", "c d") FROM stdin;"#).unwrap();
-    assert_eq!((b.columns, b.table.as_str()), (3, "public.we\"ird.t"));
+    assert_eq!((b.columns, b.table.as_slice()), (3, &b"public.we\"ird.t"[..]));
+    let nl = parse_copy(b"COPY public.t (\"note\ns\", id) FROM stdin;").unwrap();
+    assert_eq!(nl.columns, 2);
+    let latin1 = parse_copy(b"COPY public.\"caf\xe9\" (x, id) FROM stdin;").unwrap();
+    assert_eq!(latin1.table, b"public.caf\xe9");
     let z = parse_copy(b"COPY public.empty  FROM stdin;").unwrap();
+    assert_eq!(z.table, b"public.empty");
     assert_eq!(z.columns, 0);
     assert!(parse_copy(b"COPY public.t (a) TO stdout;").is_none());
 }
@@ -124,7 +190,13 @@ fn copy_piece() -> impl Strategy<Value = Piece> {
             } else {
                 prop::collection::vec(prop::collection::vec(field(), columns).prop_map(|f| f.join("\t")), 0..8).boxed()
             };
-            let cols: Vec<String> = (0..columns).map(|i| if i % 2 == 0 { format!("c{i}") } else { format!("\"c,{i}\"") }).collect();
+            let cols: Vec<String> = (0..columns)
+                .map(|i| match i % 3 {
+                    0 => format!("c{i}"),
+                    1 => format!("\"c,{i}\""),
+                    _ => format!("\"c\n{i}\""), // a newline in a name splits the header
+                })
+                .collect();
             let header = if columns == 0 {
                 format!("COPY {}.{}  FROM stdin;", schema.0, table.0)
             } else {
@@ -208,10 +280,20 @@ fn render(
         match p {
             Piece::Sql(text) => s.push_str(text),
             Piece::Copy { header, table, columns, rows } => {
+                if before.is_some() {
+                    s.push_str(&format!("pg_dump: processing data for table \"{table}\"\n"));
+                }
                 s.push_str(header);
                 s.push('\n');
                 if before.is_some() {
                     s.push_str(&format!("pg_dump: dumping contents of table \"{table}\"\n"));
+                    // A relayed NOTICE before the first row (TimescaleDB does
+                    // this for hypertables), unless the first row itself reads
+                    // like a notice's continuation (documented ambiguity).
+                    let first_looks_like_detail = rows.first().is_some_and(|r| is_continuation(r.as_bytes()));
+                    if *columns == 1 && inside.is_some_and(|ins| !ins[i].is_empty()) && !first_looks_like_detail {
+                        s.push_str("pg_dump: NOTICE:  hypertable data are in the chunks, no data will be copied\nDETAIL:  Data for hypertables are stored in the chunks.\nHINT:  Use \"COPY (SELECT * FROM <hypertable>) TO ...\".\n");
+                    }
                 }
                 for (r, row) in rows.iter().enumerate() {
                     // Server notices can only be told from rows by field count.

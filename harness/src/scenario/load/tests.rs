@@ -150,3 +150,10 @@ fn shell_and_pg_restore_steps_parse() {
     let e = parse_str(&src.replace("run = \"./restore.sh", "command = \"./restore.sh"), Path::new("s.toml")).unwrap_err();
     assert!(e.to_string().contains("unknown field `command`"), "{e}");
 }
+
+#[test]
+fn settings_drill_manages_and_empty_names_are_refused() {
+    check("engine = \"postgres\"", "engine = \"postgres\"\nsettings = { port = \"5432\" }", &["settings.port", "managed by drill"]);
+    check("engine = \"postgres\"", "engine = \"postgres\"\ndatabase = \"\"", &["services.postgres.database", "not a usable database name"]);
+    check("rto = \"2 min\"", "rto = \"2 min\"\nrows = \"ignore\"\nschema = \"ignore\"", &["nothing would be checked"]);
+}
