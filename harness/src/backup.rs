@@ -39,7 +39,8 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
     let started = Instant::now();
     let db = &server.coordinates().database;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let stamp: String = drill_fixtures::timestamp_utc(stamp)[..19].chars().filter(|c| c.is_ascii_digit() || *c == ' ').collect();
+    // Millisecond stamps: scheduled backups may come seconds apart.
+    let stamp: String = drill_fixtures::timestamp_utc(stamp)[..23].chars().filter(|c| c.is_ascii_digit() || *c == ' ').collect();
     let gz = cfg.compress == Compress::Gzip;
     let path = dir.join(format!("{db}_backup_{}.sql{}", stamp.replace(' ', "_"), if gz { ".gz" } else { "" }));
 

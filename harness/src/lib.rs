@@ -18,5 +18,6 @@ pub mod postgres;
 pub mod report;
 pub mod restore;
 pub mod scenario;
+pub mod workload;
 
 pub use errors::{Error, Result};

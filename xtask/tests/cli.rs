@@ -30,7 +30,7 @@ fn a_malformed_scenario_is_bad_input_with_file_line_and_key() {
     std::fs::write(&bad, good.replace("action = \"wipe\"", "action = \"wipe-out\"")).unwrap();
     let out = xtask().args(["drill", bad.to_str().unwrap()]).assert().code(3).get_output().stderr.clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("typo.toml:26:10:") && text.contains("fault.action") && text.contains("drop-database"), "{text}");
+    assert!(text.contains("typo.toml:30:10:") && text.contains("fault.action") && text.contains("drop-database"), "{text}");
 }
 
 #[test]

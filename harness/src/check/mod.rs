@@ -103,6 +103,18 @@ pub fn rto(measured: Option<Duration>, target: Duration) -> CheckResult {
     }
 }
 
+/// The data-loss window against the objective, with the lost writes as
+/// evidence.
+pub fn rpo(m: &crate::workload::RpoMeasurement, target: Duration) -> CheckResult {
+    CheckResult {
+        name: "rpo".into(),
+        expected: format!("<= {}", fmt_duration(target)),
+        actual: format!("{} ({} of {} acknowledged writes lost)", fmt_duration(m.window), m.lost, m.acknowledged),
+        ok: m.window <= target,
+        evidence: (m.lost > 0).then(|| format!("oldest lost writes (time symbol): {}", m.lost_sample.join(", "))),
+    }
+}
+
 /// `1.234s`, `2m 03.456s`: milliseconds, always.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();

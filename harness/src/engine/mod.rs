@@ -119,6 +119,8 @@ pub struct RecoveryReport {
     /// Fault to all checks green; None when they never were.
     #[serde(rename = "rto_ms", with = "crate::report::millis::opt")]
     pub rto: Option<Duration>,
+    /// The data loss measured from the workload's ledger (None without one).
+    pub rpo: Option<crate::workload::RpoMeasurement>,
     pub checks: Vec<CheckResult>,
     /// Errors the recovery's tools printed (first few).
     pub errors: Vec<String>,
@@ -141,6 +143,8 @@ pub struct DrillReport {
     pub flavour: String,
     #[serde(rename = "rto_target_ms", with = "crate::report::millis")]
     pub rto_target: Duration,
+    #[serde(rename = "rpo_target_ms", with = "crate::report::millis::opt")]
+    pub rpo_target: Option<Duration>,
     pub baseline_rows: std::collections::BTreeMap<String, i64>,
     pub backup: Option<Artifact>,
     pub recoveries: Vec<RecoveryReport>,
@@ -213,6 +217,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         server: None,
         flavour: String::new(),
         rto_target: sc.expect.rto.0,
+        rpo_target: sc.expect.rpo.map(|r| r.0),
         baseline_rows: Default::default(),
         backup: None,
         recoveries: Vec::new(),
@@ -240,6 +245,13 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         settings: pg.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         run_id: run_id.clone(),
     };
+    // The work dir (backups, logs) is made and marked before any server
+    // exists, so an interrupt can never find one of ours unmarked.
+    let work = tempfile::Builder::new()
+        .prefix(&format!("{}{run_id}-", crate::backend::native::RUN_DIR_PREFIX))
+        .tempdir()
+        .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
+    crate::backend::native::mark_owner(work.path())?;
     let t = tl.start("setup", "start postgres");
     let started = tokio::task::block_in_place(|| NativePostgres::start(&spec));
     let mut server: Box<dyn PostgresServer> = match started {
@@ -263,11 +275,6 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         ),
     );
     report.server = Some(info);
-    let work = tempfile::Builder::new()
-        .prefix(&format!("{}{run_id}-", crate::backend::native::RUN_DIR_PREFIX))
-        .tempdir()
-        .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
-    crate::backend::native::mark_owner(work.path())?;
 
     // 2. Fixture.
     let dataset = Dataset { seed: sc.seed, ticks: sc.fixture.ticks, tick_interval_ms: sc.fixture.tick_interval.0.as_millis() as u64 };
@@ -282,32 +289,39 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     tl.finish("setup", "baseline", t, true, format!("{} tables, schema {} objects ({})", baseline.rows.len(), baseline.schema.objects.len(), baseline.schema.digest()));
     report.baseline_rows = baseline.rows.clone();
 
-    // 4. Backup.
+    // 4. Backup, and the workload with its backup schedule.
     let scenario_dir = sc.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (step_name, t) = match sc.backup.method {
-        BackupMethod::PgDump => ("pg_dump", tl.start("backup", "pg_dump")),
-        BackupMethod::Shell => ("shell", tl.start("backup", "shell")),
-    };
-    let taken = tokio::task::block_in_place(|| match sc.backup.method {
-        BackupMethod::PgDump => backup::pg_dump(server.as_ref(), &sc.backup, work.path()).map(|a| (a, None)),
-        BackupMethod::Shell => {
-            let dir = work.path().join("backups");
-            std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-            let workdir = scenario_dir.join(sc.backup.workdir.as_deref().unwrap_or(Path::new(".")));
-            backup::shell(server.as_ref(), &sc.backup, &workdir, &dir, &work.path().join("backup.log")).map(|(a, o)| (a, Some(o)))
+    let mut workload = None;
+    if let Some(w) = &sc.workload {
+        let t = tl.start("workload", "start writer");
+        let writer = crate::workload::Writer::start(server.coordinates(), w.rate, sc.seed).await?;
+        tl.finish("workload", "start writer", t, true, format!("{} ticks/s into public.ticks, every acknowledged write recorded", w.rate));
+        workload = Some((writer, Instant::now()));
+    }
+    let mut artifact = take_backup(sc, server.as_ref(), &scenario_dir, work.path(), &mut tl)?;
+    let mut fault_at = None;
+    let mut ledger = None;
+    if let (Some(w), Some((writer, started))) = (&sc.workload, workload) {
+        let jitter = w.jitter.map_or(Duration::ZERO, |j| {
+            use rand::{RngExt, SeedableRng};
+            j.0.mul_f64(rand::rngs::StdRng::seed_from_u64(sc.seed).random_range(0.0..1.0))
+        });
+        let deadline = started + w.run_for.0 + jitter;
+        if let Some(every) = sc.backup.every {
+            let mut next = started + every.0;
+            while next + Duration::from_millis(1) < deadline {
+                tokio::time::sleep_until(next.into()).await;
+                artifact = take_backup(sc, server.as_ref(), &scenario_dir, work.path(), &mut tl)?;
+                next += every.0;
+            }
         }
-    });
-    let artifact = match taken {
-        Ok((a, out)) => {
-            let output = out.map(|o| format!("; output: {}", o.output_tail.lines().last().unwrap_or(""))).unwrap_or_default();
-            tl.finish("backup", step_name, t, true, format!("{} → {} ({} bytes){output}", a.command, a.path.display(), a.bytes));
-            a
-        }
-        Err(e) => {
-            tl.finish("backup", step_name, t, false, e.to_string());
-            return Err(e);
-        }
-    };
+        tokio::time::sleep_until(deadline.into()).await;
+        let t = tl.start("workload", "stop writer");
+        let l = writer.stop().await?;
+        tl.finish("workload", "stop writer", t, true, format!("{} writes acknowledged, {} failed; the fault follows now", l.acks.len(), l.failed));
+        fault_at = Some(Instant::now());
+        ledger = Some(l);
+    }
     report.backup = Some(artifact.clone());
     opts.maybe_pause(&sc.name, "backup", &["backup"], server.as_ref());
 
@@ -315,9 +329,12 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     for rec in &sc.recoveries {
         let phase = format!("recovery {}", rec.name);
         let fault_name = format!("fault: {}", sc.fault.action.name());
-        let fault_at = tl.start(&phase, &fault_name);
+        let fault_started = tl.start(&phase, &fault_name);
+        // RPO is measured against the first fault: that is when data was lost.
+        let fault_at = *fault_at.get_or_insert(fault_started);
+        let fault_started_here = fault_started;
         let what = crate::fault::inject(server.as_mut(), sc.fault.action).await?;
-        tl.finish(&phase, &fault_name, fault_at, true, what);
+        tl.finish(&phase, &fault_name, fault_started_here, true, what);
         let mut paused = opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
 
         let mut errors = Vec::new();
@@ -347,15 +364,36 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         let now = snapshot::take(server.coordinates()).await?;
         let mut checks = Vec::new();
         if sc.expect.rows == RowsExpect::SameAsBefore {
-            checks.extend(check::rows(&baseline.rows, &now.rows));
-            checks.extend(check::content(&baseline.rows, &baseline.content, &now.rows, &now.content));
+            let mut rows = check::rows(&baseline.rows, &now.rows);
+            let mut content = check::content(&baseline.rows, &baseline.content, &now.rows, &now.content);
+            if ledger.is_some() {
+                // The workload adds ticks: the fixture's must all be back;
+                // what the workload wrote is judged by the RPO check.
+                for c in rows.iter_mut().filter(|c| c.name == "rows public.ticks") {
+                    let (want, got) = (baseline.rows["public.ticks"], now.rows.get("public.ticks").copied());
+                    c.expected = format!(">= {want} (fixture rows; workload rows are judged by the RPO)");
+                    c.ok = got.is_some_and(|g| g >= want);
+                    c.evidence = (!c.ok).then(|| format!("{} fixture rows lost", want - got.unwrap_or(0)));
+                }
+                content.retain(|c| c.name != "content public.ticks");
+            }
+            checks.extend(rows);
+            checks.extend(content);
+        }
+        let mut rpo = None;
+        if let Some(l) = &ledger {
+            let m = crate::workload::measure_rpo(server.coordinates(), l, fault_at).await?;
+            if let Some(target) = sc.expect.rpo {
+                checks.push(check::rpo(&m, target.0));
+            }
+            rpo = Some(m);
         }
         if sc.expect.schema == SchemaExpect::SameAsBefore {
             checks.push(check::schema(&baseline.schema, &now.schema));
         }
         let recovered = checks.iter().all(|c| c.ok) && step_checks.is_empty();
         checks.splice(0..0, step_checks);
-        let rto = recovered.then(|| fault_at.elapsed().saturating_sub(paused));
+        let rto = recovered.then(|| fault_started_here.elapsed().saturating_sub(paused));
         checks.push(check::rto(rto, sc.expect.rto.0));
         let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
         tl.finish(
@@ -383,6 +421,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             },
             recovered,
             rto,
+            rpo,
             checks,
             errors,
             met_expectation: met,
@@ -397,6 +436,34 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     }
     report.timeline = tl.entries;
     Ok(report)
+}
+
+/// One backup, the built-in way or the user's, recorded on the timeline.
+fn take_backup(sc: &Scenario, server: &dyn PostgresServer, scenario_dir: &Path, work: &Path, tl: &mut Timeline) -> Result<Artifact> {
+    let (step_name, t) = match sc.backup.method {
+        BackupMethod::PgDump => ("pg_dump", tl.start("backup", "pg_dump")),
+        BackupMethod::Shell => ("shell", tl.start("backup", "shell")),
+    };
+    let taken = tokio::task::block_in_place(|| match sc.backup.method {
+        BackupMethod::PgDump => backup::pg_dump(server, &sc.backup, work).map(|a| (a, None)),
+        BackupMethod::Shell => {
+            let dir = work.join("backups");
+            std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+            let workdir = scenario_dir.join(sc.backup.workdir.as_deref().unwrap_or(Path::new(".")));
+            backup::shell(server, &sc.backup, &workdir, &dir, &work.join("backup.log")).map(|(a, o)| (a, Some(o)))
+        }
+    });
+    match taken {
+        Ok((a, out)) => {
+            let output = out.map(|o| format!("; output: {}", o.output_tail.lines().last().unwrap_or(""))).unwrap_or_default();
+            tl.finish("backup", step_name, t, true, format!("{} → {} ({} bytes){output}", a.command, a.path.display(), a.bytes));
+            Ok(a)
+        }
+        Err(e) => {
+            tl.finish("backup", step_name, t, false, e.to_string());
+            Err(e)
+        }
+    }
 }
 
 fn summarize(expect: RecoveryExpect, recovered: bool, rto: Option<Duration>, failed: &[&CheckResult]) -> String {

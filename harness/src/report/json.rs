@@ -31,7 +31,8 @@ pub struct JsonScenario<'a> {
     /// The corrected recovery's RTO; null when it did not recover.
     pub rto_seconds: Option<f64>,
     pub rto_target_seconds: f64,
-    /// Data-loss window; null until a workload measures it.
+    /// Data-loss window measured from the workload's acknowledged writes;
+    /// null when the scenario runs no workload.
     pub rpo_seconds: Option<f64>,
     pub rpo_target_seconds: Option<f64>,
     /// Every check of every recovery, named `recovery/check`; a negative
@@ -110,8 +111,8 @@ pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonRepo
                 verdict: r.verdict,
                 rto_seconds: r.main_recovery().and_then(|m| m.rto).map(secs),
                 rto_target_seconds: secs(r.rto_target),
-                rpo_seconds: None,
-                rpo_target_seconds: None,
+                rpo_seconds: r.main_recovery().and_then(|m| m.rpo.as_ref()).map(|m| secs(m.window)),
+                rpo_target_seconds: r.rpo_target.map(secs),
                 checks: checks(r),
                 recoveries: &r.recoveries,
                 timeline: r

@@ -21,8 +21,14 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
             ("seed".into(), r.seed.to_string()),
             ("run_id".into(), r.run_id.clone()),
             ("rto_target_seconds".into(), format!("{:.3}", r.rto_target.as_secs_f64())),
-            ("rpo_seconds".into(), "not measured".into()),
         ];
+        match r.main_recovery().and_then(|m| m.rpo.as_ref()) {
+            Some(m) => props.push(("rpo_seconds".into(), format!("{:.3}", m.window.as_secs_f64()))),
+            None => props.push(("rpo_seconds".into(), "not measured".into())),
+        }
+        if let Some(t) = r.rpo_target {
+            props.push(("rpo_target_seconds".into(), format!("{:.3}", t.as_secs_f64())));
+        }
         if let Some(rto) = r.main_recovery().and_then(|m| m.rto) {
             props.push(("rto_seconds".into(), format!("{:.3}", rto.as_secs_f64())));
         }

@@ -11,7 +11,7 @@ use crate::engine::{DrillReport, Verdict};
 /// Renders the Markdown summary.
 pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
     let mut md = String::from("## drill results\n\n");
-    md.push_str("| scenario | backend | verdict | RTO | target | trend | rows | schema |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| scenario | backend | verdict | RTO | target | RPO | trend | rows | schema |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {
         let main = r.main_recovery();
         let rto = main.and_then(|m| m.rto).map_or("not recovered".into(), fmt_duration);
@@ -27,9 +27,10 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         });
         let schema = main.and_then(|m| m.checks.iter().find(|c| c.name == "schema")).map_or("–", |c| if c.ok { "equal" } else { "differs" });
         let verdict = if r.verdict == Verdict::Pass { "✅ pass" } else { "❌ fail" };
+        let rpo = main.and_then(|m| m.rpo.as_ref()).map_or("–".into(), |m| format!("{} ({} lost)", fmt_duration(m.window), m.lost));
         let _ = writeln!(
             md,
-            "| {} | {} | {verdict} | {rto} | {} | {} | {rows} | {schema} |",
+            "| {} | {} | {verdict} | {rto} | {} | {rpo} | {} | {rows} | {schema} |",
             cell(&r.name),
             cell(&r.backend),
             fmt_duration(r.rto_target),
@@ -68,7 +69,7 @@ mod tests {
     #[test]
     fn table_and_red_checks() {
         let md = render(&[report(Some(std::time::Duration::from_millis(1455))), report(None)], &[]);
-        assert!(md.contains("| verbose-dump | native | ✅ pass | 1.455s | 2m 00.000s | – | 1/1 equal | – |"), "{md}");
+        assert!(md.contains("| verbose-dump | native | ✅ pass | 1.455s | 2m 00.000s | – | – | 1/1 equal | – |"), "{md}");
         assert!(md.contains("❌ fail | not recovered"), "{md}");
         assert!(md.contains("- **sanitized/rows public.pairs**: expected 34, got missing"), "{md}");
     }

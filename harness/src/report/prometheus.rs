@@ -22,7 +22,7 @@ pub fn render(reports: &[DrillReport]) -> String {
             let value = match name {
                 "drill_rto_seconds" => r.main_recovery().and_then(|m| m.rto).map(|d| d.as_secs_f64()),
                 "drill_rto_target_seconds" => Some(r.rto_target.as_secs_f64()),
-                "drill_rpo_seconds" => None,
+                "drill_rpo_seconds" => r.main_recovery().and_then(|m| m.rpo.as_ref()).map(|m| m.window.as_secs_f64()),
                 _ => Some(if r.verdict == Verdict::Pass { 1.0 } else { 0.0 }),
             };
             if let Some(v) = value {

@@ -10,7 +10,7 @@ use crate::engine::{DrillReport, Verdict};
 pub fn table(reports: &[DrillReport]) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(vec![
-        "scenario", "backend", "recovery", "expect", "result", "RTO (target)", "rows", "schema",
+        "scenario", "backend", "recovery", "expect", "result", "RTO (target)", "RPO (target)", "rows", "schema",
     ]);
     for r in reports {
         let backend = match &r.server {
@@ -27,6 +27,10 @@ pub fn table(reports: &[DrillReport]) -> String {
                 Some(d) => format!("{} ({})", fmt_duration(d), fmt_duration(r.rto_target)),
                 None => format!("— ({})", fmt_duration(r.rto_target)),
             };
+            let rpo = match (&rec.rpo, r.rpo_target) {
+                (Some(m), t) => format!("{} ({}), {} lost", fmt_duration(m.window), t.map_or("–".into(), fmt_duration), m.lost),
+                (None, _) => "–".into(),
+            };
             let result = if rec.met_expectation { Cell::new(&rec.summary).fg(Color::Green) } else { Cell::new(&rec.summary).fg(Color::Red) };
             let name = if i == 0 {
                 let v = if r.verdict == Verdict::Pass { "PASS" } else { "FAIL" };
@@ -41,6 +45,7 @@ pub fn table(reports: &[DrillReport]) -> String {
                 Cell::new(&rec.expect),
                 result,
                 Cell::new(rto),
+                Cell::new(rpo),
                 Cell::new(format!("{ok}/{n} tables equal")),
                 Cell::new(schema),
             ]);

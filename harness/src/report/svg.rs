@@ -142,7 +142,22 @@ pub fn render(r: &DrillReport) -> String {
             );
         }
         y += 30.0;
-        let _ = writeln!(body, r##"<text x="20" y="{y:.1}" font-size="11" fill="#666">RPO: not measured (this scenario runs no workload)</text>"##);
+        let rpo_line = match (&rec.rpo, r.rpo_target) {
+            (Some(m), target) => format!(
+                "RPO {} ({} of {} acknowledged writes lost){}",
+                fmt_duration(m.window),
+                m.lost,
+                m.acknowledged,
+                target.map_or(String::new(), |t| format!(" · target {}", fmt_duration(t)))
+            ),
+            (None, _) => "RPO: not measured (this scenario runs no workload)".into(),
+        };
+        let colour = match (&rec.rpo, r.rpo_target) {
+            (Some(m), Some(t)) if m.window > t => BAD,
+            (Some(_), _) => RTO,
+            _ => "#666",
+        };
+        let _ = writeln!(body, r#"<text x="20" y="{y:.1}" font-size="11" fill="{colour}">{}</text>"#, esc(&rpo_line));
         y += 10.0;
     }
     let height = y + 20.0;

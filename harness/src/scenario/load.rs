@@ -165,6 +165,17 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
     if sc.backup.method == BackupMethod::PgDump && sc.backup.format != DumpFormat::Plain && sc.backup.stderr == StderrMode::Merged {
         return bad("backup.stderr", "stderr can only be merged into a plain-format dump".into(), "use `format = \"plain\"` or `stderr = \"separate\"`");
     }
+    if sc.expect.rpo.is_some() && sc.workload.is_none() {
+        return bad("expect.rpo", "an RPO can only be measured with a workload".into(), "add a `[workload]` table, e.g. `rate = 50` and `run-for = \"6s\"`");
+    }
+    if sc.backup.every.is_some() && sc.workload.is_none() {
+        return bad("backup.every", "scheduled backups need a workload to run alongside".into(), "add a `[workload]` table or remove `every`");
+    }
+    if let Some(w) = &sc.workload
+        && (w.rate == 0 || w.rate > 5_000)
+    {
+        return bad("workload.rate", format!("rate {} is out of range", w.rate), "use 1 to 5000 writes per second");
+    }
     if sc.fixture.ticks == 0 {
         return bad("fixture.ticks", "a drill needs at least one tick".into(), "set e.g. `ticks = 20000`");
     }

@@ -30,6 +30,9 @@ pub struct Scenario {
     pub services: Services,
     #[serde(default)]
     pub fixture: Fixture,
+    /// Writes during the drill, so RPO can be measured.
+    #[serde(default)]
+    pub workload: Option<Workload>,
     pub backup: Backup,
     pub fault: Fault,
     /// Recovery attempts; each starts again from the fault.
@@ -122,6 +125,21 @@ pub enum FixtureName {
     Nexwave,
 }
 
+/// A writer that inserts ticks while the drill runs and records every
+/// acknowledged write, so the data-loss window is measured, not estimated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Workload {
+    /// Acknowledged inserts per second (the seeds saw 22 to 250 ticks/s).
+    pub rate: u32,
+    /// How long it writes before the fault.
+    pub run_for: HumanDuration,
+    /// Up to this much more, chosen from the scenario's seed, so the fault
+    /// lands at a different point of the backup schedule per seed.
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+}
+
 /// How the backup is taken.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -149,6 +167,11 @@ pub struct Backup {
     /// shell: kill the command after this long.
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+    /// With a workload: take a backup every this long while it writes (the
+    /// scaled-down form of a cron schedule); the newest finished one is
+    /// restored. Without it, one backup is taken as the workload starts.
+    #[serde(default)]
+    pub every: Option<HumanDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -317,6 +340,10 @@ impl Step {
 pub struct Expect {
     /// Recovery time objective: fault to every check green.
     pub rto: HumanDuration,
+    /// Recovery point objective: the data-loss window (fault minus the
+    /// oldest acknowledged write that did not come back). Needs a workload.
+    #[serde(default)]
+    pub rpo: Option<HumanDuration>,
     #[serde(default)]
     pub rows: RowsExpect,
     #[serde(default)]

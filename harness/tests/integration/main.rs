@@ -4,6 +4,7 @@
 mod engine_pause;
 mod fixture_snapshot;
 mod native;
+mod rpo_property;
 mod sanitize_real;
 
 use drill::backend::{NativePostgres, PgSpec};

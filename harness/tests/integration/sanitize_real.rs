@@ -65,7 +65,7 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
     let want_schema = snapshot::take(source.coordinates()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: true, stderr: StderrMode::Merged, compress: Compress::Gzip, run: None, workdir: None, timeout: None };
+    let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: true, stderr: StderrMode::Merged, compress: Compress::Gzip, run: None, workdir: None, timeout: None, every: None };
     let artifact = tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
 
     // The naive restore reproduces the incident.
@@ -104,7 +104,7 @@ async fn timescaledb_notice_inside_copy_is_removed() {
     assert!(before.schema.objects.keys().any(|k| k.starts_with("hypertable public.ticks.time")), "ticks is a hypertable");
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: true, stderr: StderrMode::Merged, compress: Compress::Gzip, run: None, workdir: None, timeout: None };
+    let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: true, stderr: StderrMode::Merged, compress: Compress::Gzip, run: None, workdir: None, timeout: None, every: None };
     let artifact = tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
     let target = NativePostgres::start(&drill::backend::PgSpec { run_id: "test-tsdb-notice-dst".into(), ..spec }).unwrap();
     let opts = PsqlRestoreOptions { sanitize: true, on_error_stop: true, timescaledb: true, ..Default::default() };

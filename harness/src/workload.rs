@@ -1,0 +1,182 @@
+//! The workload: a writer that inserts ticks at a fixed rate while the drill
+//! runs and records every write the server acknowledged, with the moment it
+//! was acknowledged. After recovery, [`measure_rpo`] finds which acknowledged
+//! writes are missing: that set, not an estimate, is the data loss.
+//!
+//! Keys are unique by construction (a time far from the fixture's, one
+//! millisecond apart), and every random choice comes from the seed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use sqlx::postgres::PgConnection;
+
+use crate::postgres::PgCoordinates;
+use crate::{Error, Result};
+
+/// 2026-01-01 00:00:00 UTC in ms: workload ticks never collide with fixture ticks.
+const WORKLOAD_EPOCH_MS: i64 = 1_767_225_600_000;
+
+/// One acknowledged write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// `ticks.time` as written (text, UTC).
+    pub time: String,
+    pub symbol: &'static str,
+    /// When the server's acknowledgement arrived.
+    pub acked_at: Instant,
+}
+
+/// Every acknowledged write, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub acks: Vec<Ack>,
+    /// Writes that failed (the server went away mid-write): not acknowledged,
+    /// so their loss is no loss.
+    pub failed: u64,
+}
+
+/// A running writer; [`Writer::stop`] ends it and returns the ledger.
+#[derive(Debug)]
+pub struct Writer {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Result<Ledger>>,
+}
+
+impl Writer {
+    /// Starts writing `rate` ticks per second into `ticks`.
+    pub async fn start(coords: &PgCoordinates, rate: u32, seed: u64) -> Result<Writer> {
+        let mut conn = coords.connect().await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let pairs = drill_fixtures::pairs();
+            let symbols: Vec<&'static str> = pairs.iter().map(|p| p.symbol).collect();
+            let mut rng = StdRng::seed_from_u64(seed ^ 0x5757_5757);
+            let mut ledger = Ledger::default();
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut i: i64 = 0;
+            while !flag.load(Ordering::SeqCst) {
+                tick.tick().await;
+                let symbol = symbols[i as usize % symbols.len()];
+                let time = drill_fixtures::timestamp_utc(WORKLOAD_EPOCH_MS + i);
+                let price: f64 = pairs[i as usize % pairs.len()].ref_price * rng.random_range(0.99..1.01);
+                i += 1;
+                match insert(&mut conn, &time, symbol, price).await {
+                    Ok(()) => ledger.acks.push(Ack { time, symbol, acked_at: Instant::now() }),
+                    Err(_) => ledger.failed += 1,
+                }
+            }
+            Ok(ledger)
+        });
+        Ok(Writer { stop, task })
+    }
+
+    /// Stops after the write in flight; returns what was acknowledged.
+    pub async fn stop(self) -> Result<Ledger> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.map_err(|e| Error::server("stop the workload", e))?
+    }
+}
+
+async fn insert(conn: &mut PgConnection, time: &str, symbol: &str, price: f64) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO ticks (time, symbol, price, volume, bid, ask) VALUES ($1::timestamptz, $2, $3, 1.0, $3, $3)")
+        .bind(time)
+        .bind(symbol)
+        .bind(price)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The data loss after a recovery.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RpoMeasurement {
+    pub acknowledged: usize,
+    pub lost: usize,
+    /// Fault minus the acknowledgement of the oldest lost write; zero when
+    /// nothing was lost.
+    #[serde(with = "crate::report::millis")]
+    pub window: Duration,
+    /// A few lost keys, oldest first, for the evidence.
+    pub lost_sample: Vec<String>,
+}
+
+/// Which acknowledged writes are missing now, and the window they span.
+pub async fn measure_rpo(coords: &PgCoordinates, ledger: &Ledger, fault_at: Instant) -> Result<RpoMeasurement> {
+    let mut conn = coords.connect().await?;
+    let present = present_keys(&mut conn, ledger).await?;
+    Ok(rpo_from(ledger, &present, fault_at))
+}
+
+/// Pure part of the measurement: `present[i]` says whether ack `i` came back.
+pub fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> RpoMeasurement {
+    let lost: Vec<&Ack> = ledger.acks.iter().zip(present).filter(|(_, p)| !**p).map(|(a, _)| a).collect();
+    let window = lost.iter().map(|a| a.acked_at).min().map_or(Duration::ZERO, |oldest| fault_at.saturating_duration_since(oldest));
+    RpoMeasurement {
+        acknowledged: ledger.acks.len(),
+        lost: lost.len(),
+        window,
+        lost_sample: lost.iter().take(5).map(|a| format!("{} {}", a.time, a.symbol)).collect(),
+    }
+}
+
+/// For each ack, whether its row exists (one round trip: the keys go in
+/// through COPY into a temp table, then one anti-join).
+async fn present_keys(conn: &mut PgConnection, ledger: &Ledger) -> Result<Vec<bool>> {
+    crate::postgres::execute_script(conn, "CREATE TEMP TABLE drill_acks (n int, time timestamptz, symbol text)", "create the ack table").await?;
+    let mut copy = conn.copy_in_raw("COPY drill_acks (n, time, symbol) FROM STDIN").await.map_err(Error::sql("COPY acks"))?;
+    let mut buf = Vec::new();
+    for (n, a) in ledger.acks.iter().enumerate() {
+        buf.extend_from_slice(format!("{n}\t{}\t{}\n", a.time, a.symbol).as_bytes());
+    }
+    copy.send(buf.as_slice()).await.map_err(Error::sql("COPY acks"))?;
+    copy.finish().await.map_err(Error::sql("COPY acks"))?;
+    let missing: Vec<(i32,)> = sqlx::query_as(
+        "SELECT a.n FROM drill_acks a WHERE to_regclass('public.ticks') IS NULL
+            OR NOT EXISTS (SELECT 1 FROM ticks t WHERE t.time = a.time AND t.symbol = a.symbol)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .or_else(|e| match &e {
+        // No ticks table at all after a failed recovery: everything is lost.
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok((0..ledger.acks.len() as i32).map(|n| (n,)).collect()),
+        _ => Err(e),
+    })
+    .map_err(Error::sql("find lost writes"))?;
+    let mut present = vec![true; ledger.acks.len()];
+    for (n,) in missing {
+        present[n as usize] = false;
+    }
+    crate::postgres::execute_script(conn, "DROP TABLE drill_acks", "drop the ack table").await?;
+    Ok(present)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever survives, the measurement counts exactly the missing
+        /// acks and the window reaches back to the oldest of them.
+        #[test]
+        fn measured_loss_is_exactly_the_missing_acks(present in prop::collection::vec(any::<bool>(), 0..200), step_ms in 1u64..50) {
+            let t0 = Instant::now();
+            let ledger = Ledger {
+                acks: (0..present.len()).map(|i| Ack { time: format!("t{i}"), symbol: "BTC", acked_at: t0 + Duration::from_millis(i as u64 * step_ms) }).collect(),
+                failed: 0,
+            };
+            let fault_at = t0 + Duration::from_millis(present.len() as u64 * step_ms);
+            let m = rpo_from(&ledger, &present, fault_at);
+            prop_assert_eq!(m.lost, present.iter().filter(|p| !**p).count());
+            let oldest = present.iter().position(|p| !*p);
+            let want = oldest.map_or(Duration::ZERO, |i| fault_at - (t0 + Duration::from_millis(i as u64 * step_ms)));
+            prop_assert_eq!(m.window, want);
+        }
+    }
+}
