@@ -3,11 +3,11 @@
 
 use crate::Result;
 use crate::backend::PostgresServer;
-use crate::scenario::FaultAction;
+use crate::scenario::{Fault, FaultAction};
 
-/// Injects `action` into the server. See [`FaultAction`] for what survives.
-pub async fn inject(server: &mut dyn PostgresServer, action: FaultAction) -> Result<String> {
-    match action {
+/// Injects the fault into the server. See [`FaultAction`] for what survives.
+pub async fn inject(server: &mut dyn PostgresServer, fault: &Fault) -> Result<String> {
+    match fault.action {
         FaultAction::Wipe => {
             tokio::task::block_in_place(|| server.wipe())?;
             Ok("data directory destroyed; server re-initialised with an empty database".into())
@@ -15,6 +15,21 @@ pub async fn inject(server: &mut dyn PostgresServer, action: FaultAction) -> Res
         FaultAction::DropDatabase => {
             crate::postgres::drop_and_recreate(server.coordinates()).await?;
             Ok(format!("database {} dropped and created again, empty", server.coordinates().database))
+        }
+        FaultAction::RestartWith => {
+            let settings: Vec<(String, String)> = fault.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            tokio::task::block_in_place(|| server.restart_with(&settings, fault.reattach))?;
+            let flags: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            Ok(format!(
+                "restarted with {}; data directory {}",
+                if flags.is_empty() { "default settings".into() } else { flags.join(" ") },
+                if fault.reattach { "reattached" } else { "NOT reattached (a fresh, empty one)" }
+            ))
+        }
+        FaultAction::Sql => {
+            let sql = fault.sql.as_deref().expect("validated: sql faults carry sql");
+            tokio::task::block_in_place(|| crate::restore::run_sql(server, sql))?;
+            Ok(format!("ran: {}", sql.split_whitespace().collect::<Vec<_>>().join(" ")))
         }
     }
 }

@@ -37,7 +37,7 @@ fn a_malformed_scenario_is_bad_input_with_file_line_and_key() {
 fn an_unknown_scenario_name_lists_the_known_ones() {
     let out = xtask().args(["drill", "no-such-drill"]).assert().code(3).get_output().stderr.clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("known: custom-format-runbook, user-scripts, verbose-dump"), "{text}");
+    assert!(text.contains("known: config-restart, config-restart-volume-lost, custom-format-runbook, missing-pairs-fk, partial-restore, user-scripts, verbose-dump, volume-wipe"), "{text}");
 }
 
 /// A drill whose "corrected" recovery is the naive one misses its

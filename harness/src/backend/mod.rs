@@ -74,6 +74,9 @@ pub trait PostgresServer: Send + Sync + std::fmt::Debug {
     /// Fault: destroy the data directory and come back freshly initialised,
     /// with an empty application database. Survives: nothing on the server.
     fn wipe(&mut self) -> Result<()>;
+    /// Fault: stop, then start with `settings` (replacing the scenario's),
+    /// on the same data directory when `reattach`, else on a fresh one.
+    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()>;
     /// Leave the server running after the drill; returns how to reach it and
     /// how to remove it later.
     fn keep(&mut self) -> String;

@@ -285,6 +285,18 @@ impl PostgresServer for NativePostgres {
         self.init_and_start()
     }
 
+    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()> {
+        self.stop();
+        self.spec.settings = settings.to_vec();
+        if !reattach {
+            let data = self.data_dir();
+            fs::remove_dir_all(&data).map_err(Error::io("remove", &data))?;
+            return self.init_and_start();
+        }
+        self.coords.port = free_port()?;
+        self.spawn_and_wait()
+    }
+
     fn keep(&mut self) -> String {
         self.keep = true;
         format!("{}\n  remove with: cargo xtask clean", self.help())

@@ -115,6 +115,42 @@ pub fn rpo(m: &crate::workload::RpoMeasurement, target: Duration) -> CheckResult
     }
 }
 
+/// Referential integrity: at most `max` child rows without a parent, per
+/// foreign key of the baseline; the evidence names each orphan key and its
+/// count (seed 002: TRUMP, ICP, NEAR, STRK).
+pub fn fk_orphans(measured: &[crate::postgres::snapshot::Orphans], max: u64) -> Vec<CheckResult> {
+    measured
+        .iter()
+        .map(|o| {
+            let total: i64 = o.keys.iter().map(|(_, n)| n).sum();
+            CheckResult {
+                name: format!("fk orphans {}", o.foreign_key),
+                expected: format!("<= {max}"),
+                actual: format!("{total} rows in {} keys", o.keys.len()),
+                ok: total as u64 <= max,
+                evidence: (!o.keys.is_empty()).then(|| {
+                    let shown: Vec<String> = o.keys.iter().take(20).map(|(k, n)| format!("{k}: {n}")).collect();
+                    format!("child keys without a parent: {}{}", shown.join(", "), if o.keys.len() > 20 { ", ..." } else { "" })
+                }),
+            }
+        })
+        .collect()
+}
+
+/// A probe: SQL that must return true.
+pub fn probe(sql: &str, answer: &Result<bool, String>) -> CheckResult {
+    CheckResult {
+        name: format!("probe {sql}"),
+        expected: "true".into(),
+        actual: match answer {
+            Ok(b) => b.to_string(),
+            Err(e) => format!("error: {e}"),
+        },
+        ok: matches!(answer, Ok(true)),
+        evidence: answer.as_ref().err().cloned(),
+    }
+}
+
 /// `1.234s`, `2m 03.456s`: milliseconds, always.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();

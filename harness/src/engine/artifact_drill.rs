@@ -156,7 +156,7 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
                 (o.exit_code == Some(0), format!("{}: exit {:?}, {} errors{removed}", o.command, o.exit_code, o.error_count), o.first_errors)
             }
             DumpFormat::Custom | DumpFormat::Directory => {
-                let o = pg_restore(server.as_ref(), &artifact.path, true, wrap)?;
+                let o = pg_restore(server.as_ref(), &artifact.path, &crate::restore::PgRestoreOptions { exit_on_error: true, timescaledb: wrap, ..Default::default() })?;
                 (o.exit_code == Some(0), format!("{}: exit {:?}, {} errors", o.command, o.exit_code, o.error_count), o.first_errors)
             }
         })
@@ -196,16 +196,7 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     let mut conn = server.coordinates().connect().await?;
     for probe in &d.probes {
         let got: std::result::Result<(bool,), _> = sqlx::query_as(sqlx::AssertSqlSafe(probe.clone())).fetch_one(&mut conn).await;
-        checks.push(CheckResult {
-            name: format!("probe {probe}"),
-            expected: "true".into(),
-            actual: match &got {
-                Ok((b,)) => b.to_string(),
-                Err(e) => format!("error: {e}"),
-            },
-            ok: matches!(got, Ok((true,))),
-            evidence: None,
-        });
+        checks.push(check::probe(probe, &got.map(|(b,)| b).map_err(|e| e.to_string())));
     }
     drop(conn);
     let green = checks.iter().all(|c| c.ok);

@@ -333,7 +333,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         // RPO is measured against the first fault: that is when data was lost.
         let fault_at = *fault_at.get_or_insert(fault_started);
         let fault_started_here = fault_started;
-        let what = crate::fault::inject(server.as_mut(), sc.fault.action).await?;
+        let what = crate::fault::inject(server.as_mut(), &sc.fault).await?;
         tl.finish(&phase, &fault_name, fault_started_here, true, what);
         let mut paused = opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
 
@@ -379,6 +379,17 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             }
             checks.extend(rows);
             checks.extend(content);
+        }
+        if let Some(max) = sc.expect.fk_orphans {
+            let measured = snapshot::orphans(server.coordinates(), &baseline.foreign_keys).await?;
+            checks.extend(check::fk_orphans(&measured, max));
+        }
+        if !sc.expect.probes.is_empty() {
+            let mut conn = server.coordinates().connect().await?;
+            for p in &sc.expect.probes {
+                let answer: std::result::Result<(bool,), _> = sqlx::query_as(sqlx::AssertSqlSafe(p.clone())).fetch_one(&mut conn).await;
+                checks.push(check::probe(p, &answer.map(|(b,)| b).map_err(|e| e.to_string())));
+            }
         }
         let mut rpo = None;
         if let Some(l) = &ledger {
@@ -476,6 +487,13 @@ fn summarize(expect: RecoveryExpect, recovered: bool, rto: Option<Duration>, fai
     }
     if short > 0 {
         what.push(format!("{short} tables short"));
+    }
+    let orphaned = failed.iter().filter(|c| c.name.starts_with("fk orphans ")).count();
+    if orphaned > 0 {
+        what.push(format!("{orphaned} foreign keys with orphans"));
+    }
+    if failed.iter().any(|c| c.name == "rpo") {
+        what.push("RPO missed".into());
     }
     let changed = failed.iter().filter(|c| c.name.starts_with("content ")).count();
     if changed > 0 {

@@ -8,7 +8,7 @@ use drill_fixtures::Flavour;
 use crate::Result;
 use crate::backend::PostgresServer;
 use crate::backup::Artifact;
-use crate::restore::{PsqlRestoreOptions, pg_restore, psql_restore, shell};
+use crate::restore::{PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, shell};
 use crate::scenario::{DumpFormat, Step};
 
 /// What every step can see.
@@ -88,11 +88,19 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 errors: out.first_errors,
             })
         }
-        Step::PgRestore { exit_on_error } => {
+        Step::PgRestore { exit_on_error, tables, data_only, disable_triggers } => {
             if ctx.artifact.format == DumpFormat::Plain {
                 return Ok(refused(format!("pg-restore needs a custom- or directory-format dump; {} is plain SQL: use `psql-restore`", ctx.artifact.path.display())));
             }
-            let out = tokio::task::block_in_place(|| pg_restore(ctx.server, &ctx.artifact.path, *exit_on_error, ts))?;
+            let o = PgRestoreOptions {
+                exit_on_error: *exit_on_error,
+                tables: tables.clone(),
+                data_only: *data_only,
+                disable_triggers: *disable_triggers,
+                // Data-only into a schema drill made: no catalog to protect.
+                timescaledb: ts && !*data_only,
+            };
+            let out = tokio::task::block_in_place(|| pg_restore(ctx.server, &ctx.artifact.path, &o))?;
             let mut detail = format!("{}: exit {}, {} errors", out.command, code(out.exit_code), out.error_count);
             if let Some(e) = out.first_errors.first() {
                 detail.push_str(&format!("; first: {e}"));
@@ -106,6 +114,27 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 errors: out.first_errors,
             })
         }
+        Step::ApplySchema => {
+            let files = drill_fixtures::nexwave_schema(ctx.flavour);
+            let names: Vec<&str> = files.iter().map(|f| f.path).collect();
+            for f in &files {
+                if let Err(e) = crate::restore::run_sql(ctx.server, f.sql) {
+                    return Ok(failed(format!("fixtures/{} failed: {e}", f.path)));
+                }
+            }
+            Ok(StepDone { ok: true, clean: true, detail: format!("applied {}", names.join(", ")), errors: vec![], status: String::new(), evidence: String::new() })
+        }
+        Step::Sql { run } => match crate::restore::run_sql(ctx.server, run) {
+            Ok(out) => Ok(StepDone {
+                ok: true,
+                clean: true,
+                detail: format!("ok{}", if out.is_empty() { String::new() } else { format!(": {}", out.lines().next().unwrap_or("")) }),
+                errors: vec![],
+                status: String::new(),
+                evidence: String::new(),
+            }),
+            Err(e) => Ok(failed(e.to_string())),
+        },
         Step::Shell { run, workdir, timeout } => {
             let dir = ctx.scenario_dir.join(workdir.as_deref().unwrap_or(Path::new(".")));
             let env = step_env(ctx.server, Some(ctx.artifact), ctx.work);
@@ -122,6 +151,10 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
             })
         }
     }
+}
+
+fn failed(why: String) -> StepDone {
+    StepDone { ok: false, clean: false, detail: why.clone(), errors: vec![why.clone()], status: "failed".into(), evidence: why }
 }
 
 fn refused(why: String) -> StepDone {

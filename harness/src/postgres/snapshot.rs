@@ -20,6 +20,26 @@ pub struct Snapshot {
     /// restore green that lost one row and gained another.
     pub content: BTreeMap<String, String>,
     pub schema: Fingerprint,
+    /// Foreign keys, so integrity can be checked even after they are gone.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// A foreign key: `child(columns)` references `parent(columns)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub child: String,
+    pub child_columns: Vec<String>,
+    pub parent: String,
+    pub parent_columns: Vec<String>,
+}
+
+/// Rows of a child table whose parent key is missing, per key value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Orphans {
+    pub foreign_key: String,
+    /// (key value, rows with it), most rows first.
+    pub keys: Vec<(String, i64)>,
 }
 
 /// A catalog fingerprint: one entry per schema object, keyed like
@@ -154,7 +174,57 @@ const HYPERTABLES_SQL: &str = "SELECT 'hypertable ' || hypertable_schema || '.' 
 pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
     let mut conn = coords.connect().await?;
     let (rows, content) = table_stats(&mut conn).await?;
-    Ok(Snapshot { rows, content, schema: fingerprint(&mut conn).await? })
+    let schema = fingerprint(&mut conn).await?;
+    Ok(Snapshot { rows, content, schema, foreign_keys: foreign_keys(&mut conn).await? })
+}
+
+/// Every foreign key between user tables.
+pub async fn foreign_keys(conn: &mut PgConnection) -> Result<Vec<ForeignKey>> {
+    let sql = format!(
+        "WITH ns AS ({USER_NS})
+         SELECT con.conname,
+                quote_ident(cn.nspname) || '.' || quote_ident(c.relname),
+                (SELECT array_agg(quote_ident(a.attname) ORDER BY k.i) FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+                   JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n),
+                quote_ident(pn.nspname) || '.' || quote_ident(p.relname),
+                (SELECT array_agg(quote_ident(a.attname) ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+                   JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n)
+           FROM pg_constraint con
+           JOIN pg_class c ON c.oid = con.conrelid JOIN ns cn ON cn.oid = c.relnamespace
+           JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+          WHERE con.contype = 'f' ORDER BY 2, 1"
+    );
+    type Row = (String, String, Vec<String>, String, Vec<String>);
+    let rows: Vec<Row> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("read foreign keys"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, child, child_columns, parent, parent_columns)| ForeignKey { name, child, child_columns, parent, parent_columns })
+        .collect())
+}
+
+/// For each foreign key of `fks` (typically the baseline's, so a dropped
+/// constraint is still checked), the child keys without a parent. A key
+/// whose tables are gone is reported by the row and schema checks instead.
+pub async fn orphans(coords: &PgCoordinates, fks: &[ForeignKey]) -> Result<Vec<Orphans>> {
+    let mut conn = coords.connect().await?;
+    let mut out = Vec::new();
+    for fk in fks {
+        let cols = |t: &str, c: &[String]| c.iter().map(|c| format!("{t}.{c}")).collect::<Vec<_>>();
+        let key = cols("c", &fk.child_columns).join(" || ',' || ");
+        let join = fk.child_columns.iter().zip(&fk.parent_columns).map(|(c, p)| format!("p.{p} = c.{c}")).collect::<Vec<_>>().join(" AND ");
+        let not_null = cols("c", &fk.child_columns).iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND ");
+        let sql = format!(
+            "SELECT ({key})::text, count(*) FROM {} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {join}) GROUP BY 1 ORDER BY 2 DESC, 1",
+            fk.child, fk.parent
+        );
+        match sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await {
+            Ok(keys) => out.push(Orphans { foreign_key: format!("{} ({} → {})", fk.name, fk.child, fk.parent), keys }),
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => {}
+            Err(e) => return Err(Error::sql(format!("count orphans of {}", fk.name))(e)),
+        }
+    }
+    Ok(out)
 }
 
 /// `count(*)` and a content checksum of every user table (partitions and

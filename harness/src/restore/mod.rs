@@ -7,7 +7,7 @@ pub mod psql;
 pub mod sanitize;
 pub mod shell;
 
-pub use pg_restore::{PgRestoreOutcome, pg_restore};
+pub use pg_restore::{PgRestoreOptions, PgRestoreOutcome, pg_restore};
 pub use psql::{PsqlOutcome, PsqlRestoreOptions, psql_restore};
 
 use crate::backend::{ClientTool, PostgresServer};
@@ -44,15 +44,26 @@ pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {
     }
 }
 
-/// One `psql -c` that must succeed.
+/// SQL fed to `psql -f -` (one statement at a time, as a person's script
+/// runs), stopping at the first error; returns what it printed.
 pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> {
-    let out = server
+    use std::io::Write;
+    let mut child = server
         .client(ClientTool::Psql)
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .map_err(|source| Error::Spawn { command: format!("psql -c '{sql}'"), source })?;
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn { command: "psql -f -".into(), source })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let text = sql.to_string();
+    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
+    let out = child.wait_with_output().map_err(|source| Error::Spawn { command: "psql -f -".into(), source })?;
+    let _ = feeder.join();
     if !out.status.success() {
-        return Err(Error::server(format!("`{sql}` failed"), String::from_utf8_lossy(&out.stderr)));
+        let first = sql.split_whitespace().take(12).collect::<Vec<_>>().join(" ");
+        return Err(Error::server(format!("`{first}` failed"), String::from_utf8_lossy(&out.stderr).trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

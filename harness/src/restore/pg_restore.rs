@@ -19,13 +19,32 @@ pub struct PgRestoreOutcome {
     pub command: String,
 }
 
-/// `pg_restore --no-owner --no-acl -d <db> [--exit-on-error] <path>`.
-pub fn pg_restore(server: &dyn PostgresServer, path: &Path, exit_on_error: bool, timescaledb: bool) -> Result<PgRestoreOutcome> {
+/// How pg_restore runs.
+#[derive(Debug, Clone, Default)]
+pub struct PgRestoreOptions {
+    pub exit_on_error: bool,
+    /// `--table` for each (only these tables).
+    pub tables: Vec<String>,
+    pub data_only: bool,
+    pub disable_triggers: bool,
+    pub timescaledb: bool,
+}
+
+/// `pg_restore --no-owner --no-acl -d <db> [options] <path>`.
+pub fn pg_restore(server: &dyn PostgresServer, path: &Path, o: &PgRestoreOptions) -> Result<PgRestoreOutcome> {
     let db = server.coordinates().database.clone();
     let mut args = vec!["--no-owner".to_string(), "--no-acl".into(), "-d".into(), db];
-    if exit_on_error {
+    if o.exit_on_error {
         args.push("--exit-on-error".into());
     }
+    if o.data_only {
+        args.push("--data-only".into());
+    }
+    if o.disable_triggers {
+        args.push("--disable-triggers".into());
+    }
+    args.extend(o.tables.iter().map(|t| format!("--table={t}")));
+    let timescaledb = o.timescaledb;
     let command = format!("pg_restore {} {}", args.join(" "), path.display());
     super::with_timescaledb(server, timescaledb, || {
         let mut child = server

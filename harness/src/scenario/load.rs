@@ -146,6 +146,16 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
+    match sc.fault.action {
+        FaultAction::Sql if sc.fault.sql.is_none() => {
+            return bad("fault.sql", "`action = \"sql\"` needs the statements".into(), "add `sql = \"...\"`");
+        }
+        FaultAction::RestartWith => {}
+        _ if !sc.fault.settings.is_empty() || !sc.fault.reattach => {
+            return bad("fault.settings", "`settings` and `reattach` belong to `action = \"restart-with\"`".into(), "remove them or change the action");
+        }
+        _ => {}
+    }
     if sc.fault.service != "postgres" {
         return bad(
             "fault.service",

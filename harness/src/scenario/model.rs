@@ -221,6 +221,17 @@ pub struct Fault {
     pub action: FaultAction,
     #[serde(default = "default_service")]
     pub service: String,
+    /// restart-with: the server's new command-line settings (`-c key=value`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// restart-with: whether the data directory is reattached (default true).
+    /// `false` is the compose file that forgot the volume: a fresh, empty
+    /// server with the new settings.
+    #[serde(default = "yes")]
+    pub reattach: bool,
+    /// sql: the statements that do the damage (run as the superuser).
+    #[serde(default)]
+    pub sql: Option<String>,
 }
 
 fn default_service() -> String {
@@ -238,6 +249,13 @@ pub enum FaultAction {
     /// The application database is dropped and created again empty.
     /// Survives: the server, its settings and other databases.
     DropDatabase,
+    /// The server is stopped and started again with other settings (seed
+    /// 000's crash-recovery flags). Survives: everything committed, when the
+    /// data directory is reattached; nothing when it is not.
+    RestartWith,
+    /// Arbitrary damage in SQL (e.g. seed 002: the foreign keys dropped and
+    /// four parent rows missing). Survives: whatever the SQL leaves.
+    Sql,
 }
 
 impl FaultAction {
@@ -246,6 +264,8 @@ impl FaultAction {
         match self {
             FaultAction::Wipe => "wipe",
             FaultAction::DropDatabase => "drop-database",
+            FaultAction::RestartWith => "restart-with",
+            FaultAction::Sql => "sql",
         }
     }
 }
@@ -293,6 +313,23 @@ pub enum Step {
         /// `--exit-on-error` (default true).
         #[serde(default = "yes", rename = "exit-on-error")]
         exit_on_error: bool,
+        /// `--table=...` for each: restore only these tables (seed 004's
+        /// single-table recovery).
+        #[serde(default)]
+        tables: Vec<String>,
+        /// `--data-only`: the schema is already there.
+        #[serde(default, rename = "data-only")]
+        data_only: bool,
+        /// `--disable-triggers` (with data-only: load children before parents).
+        #[serde(default, rename = "disable-triggers")]
+        disable_triggers: bool,
+    },
+    /// Recreate the schema from the version-controlled schema files (the
+    /// fixture's SQL), as seed 001's recovery did.
+    ApplySchema,
+    /// SQL run with psql, stopping at the first error.
+    Sql {
+        run: String,
     },
     /// The user's own command, e.g. `./restore-postgres.sh "$DRILL_BACKUP_FILE"`.
     Shell {
@@ -315,6 +352,8 @@ impl Step {
         match self {
             Step::PsqlRestore { .. } => "psql-restore",
             Step::PgRestore { .. } => "pg-restore",
+            Step::ApplySchema => "apply-schema",
+            Step::Sql { .. } => "sql",
             Step::Shell { .. } => "shell",
         }
     }
@@ -324,7 +363,21 @@ impl Step {
         match self {
             Step::PsqlRestore { sanitize: true, .. } => "psql-restore (sanitized)".into(),
             Step::PsqlRestore { .. } => "psql-restore".into(),
-            Step::PgRestore { .. } => "pg-restore".into(),
+            Step::PgRestore { tables, data_only, .. } => {
+                let mut l = "pg-restore".to_string();
+                if *data_only {
+                    l.push_str(" --data-only");
+                }
+                for t in tables {
+                    l.push_str(&format!(" --table={t}"));
+                }
+                l
+            }
+            Step::ApplySchema => "apply-schema".into(),
+            Step::Sql { run } => {
+                let first = run.lines().next().unwrap_or("").trim();
+                format!("sql: {}", first.chars().take(48).collect::<String>())
+            }
             Step::Shell { run, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();
                 let short: String = first.chars().take(48).collect();
@@ -348,6 +401,12 @@ pub struct Expect {
     pub rows: RowsExpect,
     #[serde(default)]
     pub schema: SchemaExpect,
+    /// Every foreign key of the baseline: rows whose parent is missing.
+    #[serde(default)]
+    pub fk_orphans: Option<u64>,
+    /// SQL returning one boolean that must be true after recovery.
+    #[serde(default)]
+    pub probes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

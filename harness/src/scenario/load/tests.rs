@@ -146,7 +146,7 @@ fn shell_and_pg_restore_steps_parse() {
     );
     let sc = parse_str(&src, Path::new("s.toml")).unwrap();
     assert_eq!(sc.recoveries[0].steps[0].kind(), "shell");
-    assert_eq!(sc.recoveries[0].steps[1], Step::PgRestore { exit_on_error: true });
+    assert_eq!(sc.recoveries[0].steps[1], Step::PgRestore { exit_on_error: true, tables: vec![], data_only: false, disable_triggers: false });
     let e = parse_str(&src.replace("run = \"./restore.sh", "command = \"./restore.sh"), Path::new("s.toml")).unwrap_err();
     assert!(e.to_string().contains("unknown field `command`"), "{e}");
 }
