@@ -40,6 +40,29 @@ pub fn rows(before: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) -> Vec<
         .collect()
 }
 
+/// Row counts the scenario names: exact or at least.
+pub fn table_rows(expected: &BTreeMap<String, crate::scenario::RowCount>, now: &BTreeMap<String, i64>) -> Vec<CheckResult> {
+    use crate::scenario::RowCount;
+    expected
+        .iter()
+        .map(|(table, want)| {
+            let key = if table.contains('.') { table.clone() } else { format!("public.{table}") };
+            let got = now.get(&key).copied();
+            let (expected, ok) = match want {
+                RowCount::Exactly(n) => (n.to_string(), got == Some(*n)),
+                RowCount::AtLeast(n) => (format!(">= {n}"), got.is_some_and(|g| g >= *n)),
+            };
+            CheckResult {
+                name: format!("rows {key}"),
+                expected,
+                actual: got.map_or("missing".into(), |g| g.to_string()),
+                ok,
+                evidence: got.is_none().then(|| format!("relation \"{key}\" does not exist")),
+            }
+        })
+        .collect()
+}
+
 /// Tables whose row count came back right must also hold the same rows
 /// (order-independent checksum); a table with the wrong count is already red
 /// in [`rows`] and is not repeated here.

@@ -380,6 +380,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             checks.extend(rows);
             checks.extend(content);
         }
+        checks.extend(check::table_rows(&sc.expect.table_rows, &now.rows));
         if let Some(max) = sc.expect.fk_orphans {
             let measured = snapshot::orphans(server.coordinates(), &baseline.foreign_keys).await?;
             checks.extend(check::fk_orphans(&measured, max));

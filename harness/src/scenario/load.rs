@@ -133,7 +133,7 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
-    if sc.expect.rows == RowsExpect::Ignore && sc.expect.schema == SchemaExpect::Ignore {
+    if sc.expect.rows == RowsExpect::Ignore && sc.expect.schema == SchemaExpect::Ignore && sc.expect.table_rows.is_empty() && sc.expect.probes.is_empty() && sc.expect.fk_orphans.is_none() {
         return bad("expect", "both `rows` and `schema` are \"ignore\": nothing would be checked".into(), "check at least one of them");
     }
     for (k, v) in &pg.settings {

@@ -401,12 +401,38 @@ pub struct Expect {
     pub rows: RowsExpect,
     #[serde(default)]
     pub schema: SchemaExpect,
+    /// Row counts for named tables: `"34"` (exactly) or `">= 20000"` (at
+    /// least); names without a schema mean `public`.
+    #[serde(default)]
+    pub table_rows: BTreeMap<String, RowCount>,
     /// Every foreign key of the baseline: rows whose parent is missing.
     #[serde(default)]
     pub fk_orphans: Option<u64>,
     /// SQL returning one boolean that must be true after recovery.
     #[serde(default)]
     pub probes: Vec<String>,
+}
+
+/// An expected row count: exact or a lower bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowCount {
+    Exactly(i64),
+    AtLeast(i64),
+}
+
+impl<'de> Deserialize<'de> for RowCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = text.trim();
+        let (at_least, n) = match t.strip_prefix(">=") {
+            Some(rest) => (true, rest.trim()),
+            None => (false, t),
+        };
+        let n: i64 = n.replace('_', "").parse().map_err(|_| {
+            serde::de::Error::custom(format!("row count `{text}`: write a number (\"34\") or a lower bound (\">= 20000\")"))
+        })?;
+        Ok(if at_least { RowCount::AtLeast(n) } else { RowCount::Exactly(n) })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -157,3 +157,11 @@ fn settings_drill_manages_and_empty_names_are_refused() {
     check("engine = \"postgres\"", "engine = \"postgres\"\ndatabase = \"\"", &["services.postgres.database", "not a usable database name"]);
     check("rto = \"2 min\"", "rto = \"2 min\"\nrows = \"ignore\"\nschema = \"ignore\"", &["nothing would be checked"]);
 }
+
+#[test]
+fn table_row_expectations_parse_or_say_how() {
+    let sc = parse_str(&GOOD.replace("rto = \"2 min\"", "rto = \"2 min\"\ntable-rows = { pairs = \"34\", \"public.ticks\" = \">= 20_000\" }"), Path::new("s.toml")).unwrap();
+    assert_eq!(sc.expect.table_rows["pairs"], RowCount::Exactly(34));
+    assert_eq!(sc.expect.table_rows["public.ticks"], RowCount::AtLeast(20_000));
+    check("rto = \"2 min\"", "rto = \"2 min\"\ntable-rows = { pairs = \"many\" }", &["expect.table-rows.pairs", "\">= 20000\""]);
+}
