@@ -58,23 +58,9 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     let info = server.info().clone();
     tl.finish("setup", "start postgres", t, true, format!("PostgreSQL {}, timescaledb: {}", info.version, info.timescaledb.as_deref().unwrap_or("not available")));
     let mut report = DrillReport {
-        name,
-        description: format!("restore {}", d.backup.display()),
-        file: d.backup.clone(),
-        run_id,
-        seed: 0,
-        backend: "native".into(),
         server: Some(info),
         flavour: if flavour == Flavour::TimescaleDb { "timescaledb".into() } else { "postgres".into() },
-        rto_target: d.rto,
-        rpo_target: None,
-        baseline_rows: Default::default(),
-        backup: None,
-        recoveries: Vec::new(),
-        verdict: Verdict::Fail,
-        timeline: Vec::new(),
-        warnings: Vec::new(),
-        kept: Vec::new(),
+        ..DrillReport::new(&name, &format!("restore {}", d.backup.display()), d.backup.clone(), &run_id, d.rto)
     };
 
     // Pick the backup: the file, or the newest whole one in a folder.

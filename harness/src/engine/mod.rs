@@ -158,6 +158,29 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
+    /// An empty report for a drill about to run (verdict `fail` until judged).
+    pub fn new(name: &str, description: &str, file: PathBuf, run_id: &str, rto_target: Duration) -> DrillReport {
+        DrillReport {
+            name: name.into(),
+            description: description.into(),
+            file,
+            run_id: run_id.into(),
+            seed: 0,
+            backend: "native".into(),
+            server: None,
+            flavour: String::new(),
+            rto_target,
+            rpo_target: None,
+            baseline_rows: Default::default(),
+            backup: None,
+            recoveries: Vec::new(),
+            verdict: Verdict::Fail,
+            timeline: Vec::new(),
+            warnings: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+
     /// The recovery that is expected to work (the first one, if several).
     pub fn main_recovery(&self) -> Option<&RecoveryReport> {
         self.recoveries.iter().find(|r| r.expect == "recovers")
@@ -208,23 +231,9 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     let mut tl = Timeline { t0: Instant::now(), scenario: sc.name.clone(), entries: Vec::new(), progress: opts.progress.clone() };
     let pg = sc.services.postgres.as_ref().expect("validated: postgres is declared");
     let mut report = DrillReport {
-        name: sc.name.clone(),
-        description: sc.description.clone(),
-        file: sc.path.clone(),
-        run_id: run_id.clone(),
         seed: sc.seed,
-        backend: "native".into(),
-        server: None,
-        flavour: String::new(),
-        rto_target: sc.expect.rto.0,
         rpo_target: sc.expect.rpo.map(|r| r.0),
-        baseline_rows: Default::default(),
-        backup: None,
-        recoveries: Vec::new(),
-        verdict: Verdict::Fail,
-        timeline: Vec::new(),
-        warnings: Vec::new(),
-        kept: Vec::new(),
+        ..DrillReport::new(&sc.name, &sc.description, sc.path.clone(), &run_id, sc.expect.rto.0)
     };
 
     // 1. Start services.
