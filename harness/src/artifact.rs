@@ -29,6 +29,9 @@ pub struct Inspection {
     pub problems: Vec<String>,
     /// The dump creates the timescaledb extension.
     pub timescaledb: bool,
+    /// The TimescaleDB version the dump was taken with (from its
+    /// `_timescaledb_catalog.metadata` rows), when it says.
+    pub timescaledb_version: Option<String>,
     /// Lines of pg_dump's own stderr found in a plain dump (verbose output
     /// merged into the file, seed 000).
     pub stderr_lines: u64,
@@ -46,6 +49,7 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
         ok: true,
         problems: Vec::new(),
         timescaledb: false,
+        timescaledb_version: None,
         stderr_lines: 0,
     };
     if path.is_dir() {
@@ -85,6 +89,16 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
             if out.status.success() {
                 let toc = String::from_utf8_lossy(&out.stdout);
                 i.timescaledb = toc.lines().any(|l| l.contains("EXTENSION - timescaledb") || l.contains(" EXTENSION public timescaledb"));
+                if i.timescaledb {
+                    // The metadata table's data, as SQL on stdout.
+                    let meta = server
+                        .client(ClientTool::PgRestore)
+                        .args(["--data-only", "--schema=_timescaledb_catalog", "--table=metadata", "-f", "-"])
+                        .arg(path)
+                        .output()
+                        .map_err(|source| Error::Spawn { command: "pg_restore --data-only --table=metadata".into(), source })?;
+                    i.timescaledb_version = String::from_utf8_lossy(&meta.stdout).lines().find_map(version_row);
+                }
             } else {
                 i.problems.push(format!("pg_restore cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim()));
             }
@@ -123,11 +137,20 @@ fn scan_plain(i: &mut Inspection) -> Result<()> {
         if !i.timescaledb && line.starts_with(b"CREATE EXTENSION") && line.windows(11).any(|w| w == b"timescaledb") {
             i.timescaledb = true;
         }
+        if i.timescaledb && i.timescaledb_version.is_none() && line.starts_with(b"timescaledb_version\t") {
+            i.timescaledb_version = version_row(&String::from_utf8_lossy(&line));
+        }
     }
     if total == 0 {
         i.problems.push("the dump holds no SQL".into());
     }
     Ok(())
+}
+
+/// `timescaledb_version<TAB>2.22.1<TAB>f` (a metadata COPY row) → `2.22.1`.
+fn version_row(line: &str) -> Option<String> {
+    let mut f = line.trim_end().split('\t');
+    (f.next()? == "timescaledb_version").then(|| f.next().map(str::to_string)).flatten()
 }
 
 /// The expected digest from `<file>.sha256` (sha256sum's format), if any.

@@ -45,8 +45,9 @@ fn restore(backup: &Path, extra: &[&str]) -> (i32, String, serde_json::Value) {
     let reports = tempfile::tempdir().unwrap();
     let out = cargo_bin_cmd!("xtask")
         .current_dir(root())
-        .args(["drill", "restore-artifact", "--engine", "postgres", "--require-table", "pairs", "--min-rows", "ticks=3400", "--backup"])
+        .args(["drill", "restore-artifact", "--require-table", "pairs", "--min-rows", "ticks=3400", "--backup"])
         .arg(backup)
+        .args(if extra.contains(&"--engine") { &[][..] } else { &["--engine", "postgres"][..] })
         .args(extra)
         .arg("--report-dir")
         .arg(reports.path())
@@ -68,6 +69,8 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     dump(&pg, "pg_dump --verbose --no-owner --no-acl 2>&1 | gzip > OUT", &verbose);
     let custom = d.join("custom.dump");
     dump(&pg, "pg_dump -Fc --no-owner --no-acl -f OUT", &custom);
+    let directory = d.join("directory.dump");
+    dump(&pg, "pg_dump -Fd --no-owner --no-acl -f OUT", &directory);
     let truncated = d.join("truncated.sql.gz");
     let bytes = std::fs::read(&clean).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -99,6 +102,10 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("pg_restore --no-owner"), "{out}");
 
+    // So does a directory-format dump.
+    let (code, out, _) = restore(&directory, &["--fingerprint", fp]);
+    assert_eq!(code, 0, "{out}");
+
     // A truncated gzip and a checksum mismatch are caught before any restore.
     for (bad, why) in [(&truncated, "gzip stream is damaged or truncated"), (&tampered, "sha256 mismatch")] {
         let (code, out, json) = restore(bad, &[]);
@@ -117,4 +124,41 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     let (code, out, _) = restore(&folder, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("fell back to an older one (1 rejected)"), "{out}");
+}
+
+/// A TimescaleDB dump restores between pre/post_restore, and a dump taken
+/// with another TimescaleDB version is refused before anything is restored.
+/// Needs the extension; says so and skips without it.
+#[test]
+fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
+    if !drill::backend::PgBinaries::locate().unwrap().has_timescaledb() {
+        eprintln!("SKIPPED: the timescaledb extension is not installed for this PostgreSQL; this test needs it");
+        return;
+    }
+    let spec = PgSpec { database: "nexwave".into(), user: "nexwave".into(), timescaledb: true, settings: vec![], run_id: "test-artifact-tsdb".into() };
+    let pg = NativePostgres::start(&spec).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let data = drill_fixtures::Dataset { ticks: 3_400, ..Default::default() };
+    rt.block_on(drill::postgres::fixture::load_nexwave(pg.coordinates(), drill_fixtures::Flavour::TimescaleDb, &data)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("tsdb.sql.gz");
+    dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &good);
+    let version = pg.info().timescaledb.clone().unwrap();
+    drop(pg);
+    let (code, out, json) = restore(&good, &["--engine", "timescaledb"]);
+    assert_eq!(code, 0, "{out}");
+    let checks = json["scenarios"][0]["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["name"] == "restore/timescaledb version" && c["ok"] == true), "{json}");
+
+    let other = dir.path().join("other-version.sql.gz");
+    let text = std::io::read_to_string(flate2::read::MultiGzDecoder::new(std::fs::File::open(&good).unwrap())).unwrap();
+    let changed = text.replace(&format!("timescaledb_version\t{version}\t"), "timescaledb_version\t1.7.5\t");
+    assert_ne!(changed, text, "the dump records the TimescaleDB version");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&other).unwrap(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, changed.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    let (code, out, _) = restore(&other, &["--engine", "timescaledb"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("timescaledb version: expected the server's") && out.contains("1.7.5"), "{out}");
+    assert!(!out.contains("recovery restore › restore"), "no restore may start: {out}");
 }

@@ -120,6 +120,23 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         });
         return Ok(finish(report, tl, checks, None, vec![], opts, server));
     }
+    if inspection.timescaledb && flavour == Flavour::TimescaleDb {
+        let server_version = report.server.as_ref().and_then(|s| s.timescaledb.clone());
+        let ok = match (&inspection.timescaledb_version, &server_version) {
+            (Some(dump), Some(server)) => dump == server,
+            _ => true, // the dump does not say: nothing to compare
+        };
+        checks.push(CheckResult {
+            name: "timescaledb version".into(),
+            expected: format!("the server's ({})", server_version.as_deref().unwrap_or("?")),
+            actual: inspection.timescaledb_version.clone().unwrap_or_else(|| "not recorded in the dump".into()),
+            ok,
+            evidence: (!ok).then(|| "TimescaleDB restores need the version the dump was taken with: install it, or restore into an image of that version".into()),
+        });
+        if !ok {
+            return Ok(finish(report, tl, checks, None, vec![], opts, server));
+        }
+    }
     let artifact = Artifact {
         path: inspection.path.clone(),
         bytes: inspection.bytes,
