@@ -6,6 +6,8 @@ mod deps;
 mod drill;
 mod fingerprint;
 mod list;
+mod sanitize;
+mod bench;
 mod test;
 
 use std::path::PathBuf;
@@ -49,6 +51,10 @@ enum Command {
     Clean,
     /// Save a live database's schema fingerprint to a file.
     Fingerprint(fingerprint::Args),
+    /// Filter stdin to stdout, removing pg_dump's stderr lines from a dump.
+    Sanitize,
+    /// Benchmarks: drill's overhead next to the raw tools; writes BENCHMARKS.md.
+    Bench(bench::Args),
     /// Install what drills and tests need (Debian's postgresql-15), if missing.
     Deps,
     /// Install what the tests need, then run them with nextest.
@@ -66,6 +72,8 @@ fn main() -> ExitCode {
         Command::List { scenarios_dir } => list::run(&scenarios_dir),
         Command::Clean => clean::run(),
         Command::Fingerprint(args) => fingerprint::run(args),
+        Command::Sanitize => sanitize::run(),
+        Command::Bench(args) => bench::run(args),
         Command::Deps => deps::run(),
         Command::Test { args } => test::run(&args),
     };
