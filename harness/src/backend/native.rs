@@ -382,8 +382,14 @@ fn reap(take: impl Fn(Option<i32>) -> bool) -> Vec<String> {
             }
             let _ = kill(pid, Signal::SIGKILL);
         }
-        if fs::remove_dir_all(&dir).is_ok() {
-            removed.push(dir.display().to_string());
+        // The postmaster's children may still be writing for a moment after
+        // it died: retry until the folder is really gone.
+        for _ in 0..50 {
+            if fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                removed.push(dir.display().to_string());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(40));
         }
     }
     removed
