@@ -86,7 +86,17 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
                 .arg(path)
                 .output()
                 .map_err(|source| Error::Spawn { command: "pg_restore --list".into(), source })?;
-            if out.status.success() {
+            // --list reads only the table of contents: read the data too,
+            // so a cut-off archive is caught before the restore.
+            let full = server
+                .client(ClientTool::PgRestore)
+                .args(["-f", "/dev/null"])
+                .arg(path)
+                .output()
+                .map_err(|source| Error::Spawn { command: "pg_restore -f /dev/null".into(), source })?;
+            if out.status.success() && !full.status.success() {
+                i.problems.push(format!("the archive is damaged or cut off: {}", String::from_utf8_lossy(&full.stderr).trim()));
+            } else if out.status.success() {
                 let toc = String::from_utf8_lossy(&out.stdout);
                 i.timescaledb = toc.lines().any(|l| l.contains("EXTENSION - timescaledb") || l.contains(" EXTENSION public timescaledb"));
                 if i.timescaledb {
@@ -117,6 +127,7 @@ fn scan_plain(i: &mut Inspection) -> Result<()> {
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let mut line = Vec::new();
     let mut total = 0u64;
+    let mut complete = false;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
@@ -134,6 +145,9 @@ fn scan_plain(i: &mut Inspection) -> Result<()> {
         if line.starts_with(b"pg_dump: ") {
             i.stderr_lines += 1;
         }
+        if line.starts_with(b"-- PostgreSQL database dump complete") {
+            complete = true;
+        }
         if !i.timescaledb && line.starts_with(b"CREATE EXTENSION") && line.windows(11).any(|w| w == b"timescaledb") {
             i.timescaledb = true;
         }
@@ -143,6 +157,10 @@ fn scan_plain(i: &mut Inspection) -> Result<()> {
     }
     if total == 0 {
         i.problems.push("the dump holds no SQL".into());
+    } else if !complete {
+        // pg_dump died mid-way (`pg_dump | gzip` still closes the gzip
+        // stream): the last line pg_dump writes is missing.
+        i.problems.push(format!("the dump is cut off: pg_dump's closing line `-- PostgreSQL database dump complete` is missing after {total} bytes"));
     }
     Ok(())
 }
@@ -189,6 +207,19 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Whether a path looks like a pg_dump backup at all: a gzip stream, a
+/// custom-format archive, a directory dump, or plain SQL with pg_dump's
+/// header. Sidecars, logs and notes are not candidates.
+fn looks_like_dump(p: &Path) -> bool {
+    if p.is_dir() {
+        return p.join("toc.dat").is_file();
+    }
+    let mut head = vec![0u8; 4096];
+    let n = File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let head = &head[..n];
+    head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PGDMP") || head.windows(24).any(|w| w == b"PostgreSQL database dump")
+}
+
 /// Candidates in a folder, newest first (by modification time, then name):
 /// dumps and dump folders, not sidecars or logs.
 pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -198,7 +229,7 @@ pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            !name.starts_with('.') && !name.ends_with(".sha256") && !name.ends_with(".log")
+            !name.starts_with('.') && !name.ends_with(".sha256") && !name.ends_with(".log") && looks_like_dump(p)
         })
         .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();

@@ -144,7 +144,8 @@ fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Res
     let started = Instant::now();
     let db = server.coordinates().database.clone();
     let (flag, suffix) = if cfg.format == DumpFormat::Custom { ("--format=custom", "dump") } else { ("--format=directory", "dir") };
-    let path = dir.join(format!("{db}_backup.{suffix}"));
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let path = dir.join(format!("{db}_backup_{stamp}.{suffix}"));
     let mut args = vec![flag.to_string(), "--no-owner".into(), "--no-acl".into(), format!("--file={}", path.display())];
     if cfg.verbose {
         args.push("--verbose".into());
@@ -170,7 +171,7 @@ pub fn shell(
 ) -> Result<(Artifact, crate::restore::shell::ShellOutcome)> {
     let started = Instant::now();
     let script = cfg.run.as_deref().expect("validated: shell backups have `run`");
-    let mut env = crate::engine::step_env(server, None, dir);
+    let mut env = crate::engine::step_env(server, None, dir.parent().unwrap_or(dir));
     env.push(("DRILL_BACKUP_DIR".into(), dir.display().to_string()));
     let out = crate::restore::shell::run(script, workdir, &env, cfg.timeout.map(|t| t.0), log)?;
     if !out.ok() {
@@ -183,6 +184,12 @@ pub fn shell(
         Error::server(format!("backup command wrote nothing into $DRILL_BACKUP_DIR ({})", dir.display()), &out.output_tail)
     })?;
     let inspected = crate::artifact::inspect(&newest, server)?;
+    if !inspected.ok {
+        return Err(Error::server(
+            format!("the backup the command wrote is not usable: {}", newest.display()),
+            inspected.problems.join("; "),
+        ));
+    }
     let artifact = Artifact {
         path: newest,
         bytes: inspected.bytes,

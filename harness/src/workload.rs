@@ -19,6 +19,8 @@ use crate::{Error, Result};
 
 /// 2026-01-01 00:00:00 UTC in ms: workload ticks never collide with fixture ticks.
 const WORKLOAD_EPOCH_MS: i64 = 1_767_225_600_000;
+/// The same instant for SQL: ticks before it are the fixture's.
+pub const WORKLOAD_EPOCH_SQL: &str = "2026-01-01 00:00:00+00";
 
 /// One acknowledged write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,9 +79,18 @@ impl Writer {
     }
 
     /// Stops after the write in flight; returns what was acknowledged.
-    pub async fn stop(self) -> Result<Ledger> {
+    pub async fn stop(mut self) -> Result<Ledger> {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.await.map_err(|e| Error::server("stop the workload", e))?
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(Ledger::default()) }));
+        task.await.map_err(|e| Error::server("stop the workload", e))?
+    }
+}
+
+impl Drop for Writer {
+    /// A drill that fails half-way must not leave a writer inserting forever.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.abort();
     }
 }
 

@@ -135,7 +135,7 @@ fn start(reps: usize) -> anyhow::Result<Row> {
             "{} && {} && {}",
             as_pg(&format!("{bin}/initdb -D {p}/data -U postgres -A trust -E UTF8 --locale=C --no-instructions >/dev/null")),
             as_pg(&format!("{bin}/pg_ctl -D {p}/data -l {p}/log -o \"-p {port} -k {p} -c listen_addresses=127.0.0.1\" -w start >/dev/null")),
-            format!("{bin}/createdb -h 127.0.0.1 -p {port} -U postgres nexwave"),
+            format_args!("{bin}/createdb -h 127.0.0.1 -p {port} -U postgres nexwave"),
         );
         r.push(sh(&script, &[])?.as_secs_f64());
         let _ = sh(&as_pg(&format!("{bin}/pg_ctl -D {p}/data -m fast -w stop >/dev/null")), &[]);

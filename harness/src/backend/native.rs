@@ -238,9 +238,16 @@ impl NativePostgres {
 
     /// Fast shutdown, then SIGKILL after 10 s.
     fn stop(&mut self) {
+        self.stop_with(Signal::SIGINT);
+    }
+
+    /// Stops with `signal` (SIGINT: fast shutdown with a checkpoint; SIGQUIT:
+    /// immediate, no checkpoint, crash recovery at the next start), then
+    /// SIGKILL after 10 s.
+    fn stop_with(&mut self, signal: Signal) {
         let Some(mut child) = self.child.take() else { return };
         let pid = Pid::from_raw(child.id() as i32);
-        let _ = kill(pid, Signal::SIGINT);
+        let _ = kill(pid, signal);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if child.try_wait().ok().flatten().is_some() {
@@ -274,6 +281,7 @@ impl PostgresServer for NativePostgres {
 
     fn client(&self, tool: ClientTool) -> Command {
         let mut cmd = Command::new(self.bins.tool(tool.program()));
+        crate::postgres::scrub_pg_env(&mut cmd);
         cmd.envs(self.coords.env());
         cmd
     }
@@ -286,7 +294,9 @@ impl PostgresServer for NativePostgres {
     }
 
     fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()> {
-        self.stop();
+        // Abruptly, as a container is when compose recreates it: what was
+        // acknowledged survives only through the WAL and the new settings.
+        self.stop_with(Signal::SIGQUIT);
         self.spec.settings = settings.to_vec();
         if !reattach {
             let data = self.data_dir();

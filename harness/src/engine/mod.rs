@@ -310,6 +310,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     let mut artifact = take_backup(sc, server.as_ref(), &scenario_dir, work.path(), &mut tl)?;
     let mut fault_at = None;
     let mut ledger = None;
+    let mut running_writer = None;
     if let (Some(w), Some((writer, started))) = (&sc.workload, workload) {
         let jitter = w.jitter.map_or(Duration::ZERO, |j| {
             use rand::{RngExt, SeedableRng};
@@ -325,11 +326,9 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             }
         }
         tokio::time::sleep_until(deadline.into()).await;
-        let t = tl.start("workload", "stop writer");
-        let l = writer.stop().await?;
-        tl.finish("workload", "stop writer", t, true, format!("{} writes acknowledged, {} failed; the fault follows now", l.acks.len(), l.failed));
-        fault_at = Some(Instant::now());
-        ledger = Some(l);
+        // The writer keeps writing into the fault: what is in flight then is
+        // exactly what an incident catches.
+        running_writer = Some(writer);
     }
     report.backup = Some(artifact.clone());
     opts.maybe_pause(&sc.name, "backup", &["backup"], server.as_ref());
@@ -344,6 +343,12 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         let fault_started_here = fault_started;
         let what = crate::fault::inject(server.as_mut(), &sc.fault).await?;
         tl.finish(&phase, &fault_name, fault_started_here, true, what);
+        if let Some(writer) = running_writer.take() {
+            let t = tl.start("workload", "stop writer");
+            let l = writer.stop().await?;
+            tl.finish("workload", "stop writer", t, true, format!("{} writes acknowledged, {} failed (in flight at the fault or after it)", l.acks.len(), l.failed));
+            ledger = Some(l);
+        }
         let mut paused = opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
 
         let mut errors = Vec::new();
@@ -376,15 +381,29 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             let mut rows = check::rows(&baseline.rows, &now.rows);
             let mut content = check::content(&baseline.rows, &baseline.content, &now.rows, &now.content);
             if ledger.is_some() {
-                // The workload adds ticks: the fixture's must all be back;
-                // what the workload wrote is judged by the RPO check.
+                // The workload adds ticks (from 2026-01-01): the fixture's
+                // must all be back, exactly; the workload's are judged by
+                // the RPO check.
+                let fixture = snapshot::filtered_stats(server.coordinates(), "public.ticks", &format!("time < '{}'", crate::workload::WORKLOAD_EPOCH_SQL)).await?;
+                let (want, want_sum) = (baseline.rows["public.ticks"], baseline.content["public.ticks"].clone());
                 for c in rows.iter_mut().filter(|c| c.name == "rows public.ticks") {
-                    let (want, got) = (baseline.rows["public.ticks"], now.rows.get("public.ticks").copied());
-                    c.expected = format!(">= {want} (fixture rows; workload rows are judged by the RPO)");
-                    c.ok = got.is_some_and(|g| g >= want);
-                    c.evidence = (!c.ok).then(|| format!("{} fixture rows lost", want - got.unwrap_or(0)));
+                    c.name = "rows public.ticks (fixture rows)".into();
+                    c.actual = fixture.as_ref().map_or("missing".into(), |(n, _)| n.to_string());
+                    c.ok = fixture.as_ref().is_some_and(|(n, _)| *n == want);
+                    c.evidence = (!c.ok).then(|| format!("{} fixture rows lost or added", fixture.as_ref().map_or(want, |(n, _)| (want - n).abs())));
                 }
                 content.retain(|c| c.name != "content public.ticks");
+                if let Some((n, sum)) = &fixture
+                    && *n == want
+                {
+                    content.push(CheckResult {
+                        name: "content public.ticks (fixture rows)".into(),
+                        expected: "the checksum before the fault".into(),
+                        actual: if *sum == want_sum { "the same".into() } else { "different".into() },
+                        ok: *sum == want_sum,
+                        evidence: (*sum != want_sum).then(|| "same number of fixture rows, different rows".into()),
+                    });
+                }
             }
             checks.extend(rows);
             checks.extend(content);
@@ -430,9 +449,26 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         );
         let met = match rec.expect {
             RecoveryExpect::Recovers => failed.is_empty(),
-            RecoveryExpect::Fails => !recovered,
+            RecoveryExpect::Fails => {
+                let shown: Vec<&str> = errors
+                    .iter()
+                    .map(String::as_str)
+                    .chain(failed.iter().flat_map(|c| [c.actual.as_str(), c.evidence.as_deref().unwrap_or("")]))
+                    .collect();
+                let reason_ok = rec.expect_error.as_ref().is_none_or(|want| shown.iter().any(|s| s.contains(want.as_str())));
+                if !recovered && !reason_ok {
+                    errors.push(format!(
+                        "the negative control failed, but not with `{}`: it no longer reproduces the incident it names",
+                        rec.expect_error.as_deref().unwrap_or("")
+                    ));
+                }
+                !recovered && reason_ok
+            }
         };
-        let summary = summarize(rec.expect, recovered, rto, &failed);
+        let mut summary = summarize(rec.expect, recovered, rto, &failed);
+        if rec.expect == RecoveryExpect::Fails && !recovered && !met {
+            summary = format!("failed, but not as the incident did (no `{}`)", rec.expect_error.as_deref().unwrap_or(""));
+        }
         opts.maybe_pause(&sc.name, &phase, &["checks"], server.as_ref());
         report.recoveries.push(RecoveryReport {
             name: rec.name.clone(),

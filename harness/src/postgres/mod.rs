@@ -61,6 +61,19 @@ impl PgCoordinates {
     }
 }
 
+/// Removes every inherited libpq variable (PGSERVICE, PGHOSTADDR,
+/// PGSERVICEFILE, PGPASSFILE, ...) from a command's environment. Some of them
+/// beat PGHOST/PGPORT, so on an operator's machine a restore meant for the
+/// disposable server could otherwise reach a real one.
+pub fn scrub_pg_env(cmd: &mut std::process::Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env_remove("DATABASE_URL");
+}
+
 /// Runs several statements as one simple-query message.
 pub async fn execute_script(conn: &mut PgConnection, sql: &str, context: &str) -> Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut *conn).await.map_err(Error::sql(context))?;

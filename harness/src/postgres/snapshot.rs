@@ -178,6 +178,18 @@ pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
     Ok(Snapshot { rows, content, schema, foreign_keys: foreign_keys(&mut conn).await? })
 }
 
+/// Count and checksum of the rows of `table` matching `filter` (SQL), in
+/// the same form as [`Snapshot::content`]; None when the table is gone.
+pub async fn filtered_stats(coords: &PgCoordinates, table: &str, filter: &str) -> Result<Option<(i64, String)>> {
+    let mut conn = coords.connect().await?;
+    let q = format!("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t WHERE {filter}");
+    match sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(q)).fetch_one(&mut conn).await {
+        Ok(r) => Ok(Some(r)),
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => Ok(None),
+        Err(e) => Err(Error::sql(format!("count rows of {table}"))(e)),
+    }
+}
+
 /// Every foreign key between user tables.
 pub async fn foreign_keys(conn: &mut PgConnection) -> Result<Vec<ForeignKey>> {
     let sql = format!(

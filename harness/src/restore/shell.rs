@@ -42,6 +42,7 @@ pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Opti
     let started = Instant::now();
     let (reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", workdir))?;
     let mut cmd = Command::new("bash");
+    crate::postgres::scrub_pg_env(&mut cmd);
     cmd.args(["-c", script])
         .current_dir(workdir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -72,19 +73,23 @@ pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Opti
     });
     let deadline = timeout.map(|t| started + t);
     let mut timed_out = false;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
     let status = loop {
         if let Some(s) = child.try_wait().map_err(|source| Error::Spawn { command: script.to_string(), source })? {
             break Some(s);
         }
         if deadline.is_some_and(|d| Instant::now() > d) {
-            // The whole group: a script's children must not outlive it.
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
             let _ = child.wait();
             timed_out = true;
             break None;
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    // Whatever the step left running in the background (a daemon, a stray
+    // `sleep &`) ends with it: it would hold the output pipe open and outlive
+    // the drill.
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let tail = collector.join().map_err(|_| Error::server("run a step", "the output thread panicked"))?.map_err(Error::io("write", log))?;
     Ok(ShellOutcome {
         command: script.to_string(),
@@ -112,5 +117,15 @@ mod tests {
         assert!(out.output_tail.contains(&*dir.path().to_string_lossy()));
         let slow = run("sleep 30 & sleep 30", dir.path(), &[], Some(Duration::from_millis(300)), &dir.path().join("b.log")).unwrap();
         assert!(slow.timed_out && slow.took < Duration::from_secs(5), "{slow:?}");
+        // A background process does not outlive its step nor hold it up.
+        let t = Instant::now();
+        let bg = run("sleep 4 & echo started", dir.path(), &[], Some(Duration::from_millis(500)), &dir.path().join("c.log")).unwrap();
+        assert!(bg.ok() && t.elapsed() < Duration::from_secs(2), "{bg:?}");
+        // Inherited libpq variables never reach a step.
+        // SAFETY: test-only, single-threaded use of the environment.
+        unsafe { std::env::set_var("PGSERVICE", "prod") };
+        let env = run("echo service=${PGSERVICE:-none}", dir.path(), &[], None, &dir.path().join("d.log")).unwrap();
+        unsafe { std::env::remove_var("PGSERVICE") };
+        assert!(env.output_tail.contains("service=none"), "{}", env.output_tail);
     }
 }

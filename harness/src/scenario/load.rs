@@ -186,6 +186,19 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
     {
         return bad("workload.rate", format!("rate {} is out of range", w.rate), "use 1 to 5000 writes per second");
     }
+    if sc.backup.every.is_some_and(|e| e.0 < std::time::Duration::from_millis(100)) {
+        return bad("backup.every", "backups cannot be scheduled less than 100ms apart".into(), "use e.g. `every = \"2s\"`");
+    }
+    // Workload ticks start at 2026-01-01; fixture ticks (from 2025-11-14)
+    // must end well before, or the two would collide.
+    let span = sc.fixture.tick_interval.0.as_secs_f64() * (sc.fixture.ticks as f64 / 34.0);
+    if sc.workload.is_some() && span > 40.0 * 86_400.0 {
+        return bad(
+            "fixture.tick-interval",
+            format!("the fixture's ticks would span {:.0} days and reach the workload's (from 2026-01-01)", span / 86_400.0),
+            "use fewer ticks or a shorter `tick-interval`",
+        );
+    }
     if sc.fixture.ticks == 0 {
         return bad("fixture.ticks", "a drill needs at least one tick".into(), "set e.g. `ticks = 20000`");
     }
@@ -201,6 +214,13 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
                 &format!("recovery[{i}].name"),
                 format!("recovery `{}` is declared twice", r.name),
                 "give each recovery its own name",
+            );
+        }
+        if r.expect_error.is_some() && r.expect != RecoveryExpect::Fails {
+            return bad(
+                &format!("recovery[{i}].expect-error"),
+                "`expect-error` is for negative controls".into(),
+                "add `expect = \"fails\"` or remove `expect-error`",
             );
         }
         if r.steps.is_empty() {

@@ -249,9 +249,11 @@ pub enum FaultAction {
     /// The application database is dropped and created again empty.
     /// Survives: the server, its settings and other databases.
     DropDatabase,
-    /// The server is stopped and started again with other settings (seed
-    /// 000's crash-recovery flags). Survives: everything committed, when the
-    /// data directory is reattached; nothing when it is not.
+    /// The server is stopped abruptly (immediate shutdown: no checkpoint, as
+    /// when a container is recreated) and started again with other settings
+    /// (seed 000's crash-recovery flags), replaying its WAL. Survives: what
+    /// the WAL made durable, when the data directory is reattached; nothing
+    /// when it is not.
     RestartWith,
     /// Arbitrary damage in SQL (e.g. seed 002: the foreign keys dropped and
     /// four parent rows missing). Survives: whatever the SQL leaves.
@@ -281,6 +283,11 @@ pub struct Recovery {
     /// control that must reproduce the incident.
     #[serde(default)]
     pub expect: RecoveryExpect,
+    /// With `expect = "fails"`: text the failure must show (a tool's error
+    /// or a check's evidence), so a negative control cannot pass by failing
+    /// for an unrelated reason.
+    #[serde(default)]
+    pub expect_error: Option<String>,
     pub steps: Vec<Step>,
 }
 
