@@ -343,7 +343,7 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
         if let (Some(a), Some(b)) = (t.find("[workload]"), t.find("[backup]")) {
             t.replace_range(a..b, "");
         }
-        t = t.lines().filter(|l| !l.starts_with("rpo =")).collect::<Vec<_>>().join("\n");
+        t = t.lines().filter(|l| !l.starts_with("rpo =") && !l.starts_with("every =")).collect::<Vec<_>>().join("\n");
         t = t.replace("rto = \"2 min\"", "rto = \"1h\"");
         let sc = drill::scenario::parse_str(&t, path)?;
         eprintln!("  {n} ticks ...");
