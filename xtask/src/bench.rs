@@ -38,6 +38,8 @@ struct Row {
     ratio: String,
     target: String,
     met: Option<bool>,
+    /// Why a target was missed, from the numbers.
+    note: Option<String>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -148,6 +150,7 @@ fn start(reps: usize) -> anyhow::Result<Row> {
         ratio: format!("{:.2}", dm / rm),
         target: "≤ 1.2".into(),
         met: Some(dm / rm <= 1.2),
+        note: None,
     })
 }
 
@@ -197,6 +200,7 @@ async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
         ratio: format!("{:.2}", dm / rm),
         target: "≥ 0.8".into(),
         met: Some(dm / rm >= 0.8),
+        note: None,
     })
 }
 
@@ -279,6 +283,7 @@ fn sanitizer(args: &Args, dir: &Path) -> anyhow::Result<Vec<Row>> {
             ratio: format!("{:.2}", dm / rm),
             target: "≥ 1.0".into(),
             met: Some(dm / rm >= 1.0),
+            note: Some("Both pipelines include gunzip, which bounds them; grep -v also drops legitimate rows that begin with `pg_dump:`.".into()),
         },
         Row {
             what: "sanitizer peak memory (VmHWM)".into(),
@@ -287,6 +292,7 @@ fn sanitizer(args: &Args, dir: &Path) -> anyhow::Result<Vec<Row>> {
             ratio: format!("{:.2}", peak_big as f64 / peak_small.max(1) as f64),
             target: "flat (ratio ≈ 1)".into(),
             met: Some((peak_big as f64) < peak_small as f64 * 1.5 + 4096.0),
+            note: None,
         },
     ])
 }
@@ -330,6 +336,11 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
         ratio: format!("{:.2}", dm / rm),
         target: format!("≤ 1.05 × raw + 0.3 s = {limit:.3} s"),
         met: Some(dm <= limit),
+        note: Some(format!(
+            "drill's RTO stops only when every check is green: row counts, a checksum scan of every table and the catalog fingerprint ({cm:.3} s here); the raw command proves nothing about what came back. The restore alone took {:.3} s, which is {} the target of {limit:.3} s.",
+            dm - cm,
+            if dm - cm <= limit { "within" } else { "over" }
+        )),
     })
 }
 
@@ -425,11 +436,7 @@ fn render(args: &Args, rows: &[Row], scale: &[(u64, Vec<(String, f64)>)], suite:
         md.push_str("None of the measured ones.\n");
     }
     for r in missed {
-        let why = if r.what.starts_with("restore overhead") {
-            "drill's RTO stops only when every check is green: row counts, a checksum scan of every table and the catalog fingerprint (the `checks` time above). The raw command proves nothing about what came back. The restore itself (streamed through the sanitizer, wrapped as needed) is within the target once the checks are taken out."
-        } else {
-            "see the numbers above."
-        };
+        let why = r.note.as_deref().unwrap_or("see the numbers above.");
         let _ = writeln!(md, "- **{}**: {} vs {} (target {}). {why}", r.what, r.drill, r.raw, r.target);
     }
     md.push_str("\n## Scale: the verbose-dump drill (sanitized recovery), seconds per phase\n\n| ticks | load | backup | fault (wipe) | restore | checks | restore s per 1M ticks |\n|---|---|---|---|---|---|---|\n");
