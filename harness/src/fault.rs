@@ -6,7 +6,13 @@ use crate::backend::PostgresServer;
 use crate::scenario::{Fault, FaultAction};
 
 /// Injects the fault into the server. See [`FaultAction`] for what survives.
-pub async fn inject(server: &mut dyn PostgresServer, fault: &Fault) -> Result<String> {
+/// `base_settings` are the service's own `-c` settings; a restart keeps
+/// them unless the fault overrides them.
+pub async fn inject(
+    server: &mut dyn PostgresServer,
+    fault: &Fault,
+    base_settings: &std::collections::BTreeMap<String, String>,
+) -> Result<String> {
     match fault.action {
         FaultAction::Wipe => {
             tokio::task::block_in_place(|| server.wipe())?;
@@ -17,7 +23,10 @@ pub async fn inject(server: &mut dyn PostgresServer, fault: &Fault) -> Result<St
             Ok(format!("database {} dropped and created again, empty", server.coordinates().database))
         }
         FaultAction::RestartWith => {
-            let settings: Vec<(String, String)> = fault.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            // The service's own settings, overridden by the restart's.
+            let mut merged = base_settings.clone();
+            merged.extend(fault.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let settings: Vec<(String, String)> = merged.into_iter().collect();
             tokio::task::block_in_place(|| server.restart_with(&settings, fault.reattach))?;
             let flags: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
             Ok(format!(

@@ -341,7 +341,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         // RPO is measured against the first fault: that is when data was lost.
         let fault_at = *fault_at.get_or_insert(fault_started);
         let fault_started_here = fault_started;
-        let what = crate::fault::inject(server.as_mut(), &sc.fault).await?;
+        let what = crate::fault::inject(server.as_mut(), &sc.fault, &pg.settings).await?;
         tl.finish(&phase, &fault_name, fault_started_here, true, what);
         if let Some(writer) = running_writer.take() {
             let t = tl.start("workload", "stop writer");

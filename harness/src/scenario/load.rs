@@ -124,8 +124,18 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
+    let managed = ["port", "listen_addresses", "unix_socket_directories", "data_directory", "hba_file", "shared_preload_libraries"];
+    for k in sc.fault.settings.keys() {
+        if managed.contains(&k.as_str()) {
+            return bad(
+                &format!("fault.settings.{k}"),
+                format!("`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"),
+                "remove it from the restart's settings",
+            );
+        }
+    }
     for k in pg.settings.keys() {
-        if ["port", "listen_addresses", "unix_socket_directories", "data_directory", "hba_file", "shared_preload_libraries"].contains(&k.as_str()) {
+        if managed.contains(&k.as_str()) {
             return bad(
                 &format!("services.postgres.settings.{k}"),
                 format!("`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"),

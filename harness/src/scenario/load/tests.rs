@@ -165,3 +165,12 @@ fn table_row_expectations_parse_or_say_how() {
     assert_eq!(sc.expect.table_rows["public.ticks"], RowCount::AtLeast(20_000));
     check("rto = \"2 min\"", "rto = \"2 min\"\ntable-rows = { pairs = \"many\" }", &["expect.table-rows.pairs", "\">= 20000\""]);
 }
+
+#[test]
+fn restart_settings_drill_manages_are_refused() {
+    check(
+        "action = \"wipe\"",
+        "action = \"restart-with\"\nsettings = { port = \"5433\" }",
+        &["fault.settings.port", "managed by drill"],
+    );
+}
