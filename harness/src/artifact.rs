@@ -55,13 +55,16 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
     if path.is_dir() {
         i.format = DumpFormat::Directory;
         if !path.join("toc.dat").is_file() {
-            i.problems.push("folder has no toc.dat: not a pg_dump directory-format backup".into());
+            i.problems
+                .push("folder has no toc.dat: not a pg_dump directory-format backup".into());
         }
     } else {
         let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
         i.bytes = meta.len();
         let mut head = [0u8; 5];
-        let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(Error::io("read", path))?;
+        let n = File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .map_err(Error::io("read", path))?;
         i.gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
         if n == 5 && &head == b"PGDMP" {
             i.format = DumpFormat::Custom;
@@ -70,7 +73,9 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
             let actual = sha256_file(path)?;
             i.sha256_matches = Some(actual == expected);
             if actual != expected {
-                i.problems.push(format!("sha256 mismatch: sidecar says {expected}, file is {actual}"));
+                i.problems.push(format!(
+                    "sha256 mismatch: sidecar says {expected}, file is {actual}"
+                ));
             }
         }
         if i.bytes == 0 {
@@ -85,7 +90,10 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
                 .arg("--list")
                 .arg(path)
                 .output()
-                .map_err(|source| Error::Spawn { command: "pg_restore --list".into(), source })?;
+                .map_err(|source| Error::Spawn {
+                    command: "pg_restore --list".into(),
+                    source,
+                })?;
             // --list reads only the table of contents: read the data too,
             // so a cut-off archive is caught before the restore.
             let full = server
@@ -93,24 +101,47 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
                 .args(["-f", "/dev/null"])
                 .arg(path)
                 .output()
-                .map_err(|source| Error::Spawn { command: "pg_restore -f /dev/null".into(), source })?;
+                .map_err(|source| Error::Spawn {
+                    command: "pg_restore -f /dev/null".into(),
+                    source,
+                })?;
             if out.status.success() && !full.status.success() {
-                i.problems.push(format!("the archive is damaged or cut off: {}", String::from_utf8_lossy(&full.stderr).trim()));
+                i.problems.push(format!(
+                    "the archive is damaged or cut off: {}",
+                    String::from_utf8_lossy(&full.stderr).trim()
+                ));
             } else if out.status.success() {
                 let toc = String::from_utf8_lossy(&out.stdout);
-                i.timescaledb = toc.lines().any(|l| l.contains("EXTENSION - timescaledb") || l.contains(" EXTENSION public timescaledb"));
+                i.timescaledb = toc.lines().any(|l| {
+                    l.contains("EXTENSION - timescaledb")
+                        || l.contains(" EXTENSION public timescaledb")
+                });
                 if i.timescaledb {
                     // The metadata table's data, as SQL on stdout.
                     let meta = server
                         .client(ClientTool::PgRestore)
-                        .args(["--data-only", "--schema=_timescaledb_catalog", "--table=metadata", "-f", "-"])
+                        .args([
+                            "--data-only",
+                            "--schema=_timescaledb_catalog",
+                            "--table=metadata",
+                            "-f",
+                            "-",
+                        ])
                         .arg(path)
                         .output()
-                        .map_err(|source| Error::Spawn { command: "pg_restore --data-only --table=metadata".into(), source })?;
-                    i.timescaledb_version = String::from_utf8_lossy(&meta.stdout).lines().find_map(version_row);
+                        .map_err(|source| Error::Spawn {
+                            command: "pg_restore --data-only --table=metadata".into(),
+                            source,
+                        })?;
+                    i.timescaledb_version = String::from_utf8_lossy(&meta.stdout)
+                        .lines()
+                        .find_map(version_row);
                 }
             } else {
-                i.problems.push(format!("pg_restore cannot read it: {}", String::from_utf8_lossy(&out.stderr).trim()));
+                i.problems.push(format!(
+                    "pg_restore cannot read it: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
             }
         }
         _ => {}
@@ -123,7 +154,11 @@ pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
 /// stream shows up here, before psql sees a byte.
 fn scan_plain(i: &mut Inspection) -> Result<()> {
     let file = File::open(&i.path).map_err(Error::io("read", &i.path))?;
-    let reader: Box<dyn Read> = if i.gzip { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
+    let reader: Box<dyn Read> = if i.gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
     let mut reader = BufReader::with_capacity(256 * 1024, reader);
     let mut line = Vec::new();
     let mut total = 0u64;
@@ -148,10 +183,16 @@ fn scan_plain(i: &mut Inspection) -> Result<()> {
         if line.starts_with(b"-- PostgreSQL database dump complete") {
             complete = true;
         }
-        if !i.timescaledb && line.starts_with(b"CREATE EXTENSION") && line.windows(11).any(|w| w == b"timescaledb") {
+        if !i.timescaledb
+            && line.starts_with(b"CREATE EXTENSION")
+            && line.windows(11).any(|w| w == b"timescaledb")
+        {
             i.timescaledb = true;
         }
-        if i.timescaledb && i.timescaledb_version.is_none() && line.starts_with(b"timescaledb_version\t") {
+        if i.timescaledb
+            && i.timescaledb_version.is_none()
+            && line.starts_with(b"timescaledb_version\t")
+        {
             i.timescaledb_version = version_row(&String::from_utf8_lossy(&line));
         }
     }
@@ -168,7 +209,9 @@ fn scan_plain(i: &mut Inspection) -> Result<()> {
 /// `timescaledb_version<TAB>2.22.1<TAB>f` (a metadata COPY row) → `2.22.1`.
 fn version_row(line: &str) -> Option<String> {
     let mut f = line.trim_end().split('\t');
-    (f.next()? == "timescaledb_version").then(|| f.next().map(str::to_string)).flatten()
+    (f.next()? == "timescaledb_version")
+        .then(|| f.next().map(str::to_string))
+        .flatten()
 }
 
 /// The expected digest from `<file>.sha256` (sha256sum's format), if any.
@@ -178,7 +221,11 @@ fn sidecar(path: &Path) -> Result<Option<String>> {
     let side = PathBuf::from(name);
     match std::fs::read_to_string(&side) {
         Ok(text) => {
-            let digest = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let digest = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(Error::server(
                     format!("{} is not a sha256 sidecar", side.display()),
@@ -215,9 +262,13 @@ fn looks_like_dump(p: &Path) -> bool {
         return p.join("toc.dat").is_file();
     }
     let mut head = vec![0u8; 4096];
-    let n = File::open(p).and_then(|mut f| f.read(&mut head)).unwrap_or(0);
+    let n = File::open(p)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
     let head = &head[..n];
-    head.starts_with(&[0x1f, 0x8b]) || head.starts_with(b"PGDMP") || head.windows(24).any(|w| w == b"PostgreSQL database dump")
+    head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(b"PGDMP")
+        || head.windows(24).any(|w| w == b"PostgreSQL database dump")
 }
 
 /// Candidates in a folder, newest first (by modification time, then name):
@@ -228,8 +279,14 @@ pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            !name.starts_with('.') && !name.ends_with(".sha256") && !name.ends_with(".log") && looks_like_dump(p)
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            !name.starts_with('.')
+                && !name.ends_with(".sha256")
+                && !name.ends_with(".log")
+                && looks_like_dump(p)
         })
         .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();

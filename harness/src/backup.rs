@@ -38,11 +38,21 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
     }
     let started = Instant::now();
     let db = &server.coordinates().database;
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     // Millisecond stamps: scheduled backups may come seconds apart.
-    let stamp: String = drill_fixtures::timestamp_utc(stamp)[..23].chars().filter(|c| c.is_ascii_digit() || *c == ' ').collect();
+    let stamp: String = drill_fixtures::timestamp_utc(stamp)[..23]
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .collect();
     let gz = cfg.compress == Compress::Gzip;
-    let path = dir.join(format!("{db}_backup_{}.sql{}", stamp.replace(' ', "_"), if gz { ".gz" } else { "" }));
+    let path = dir.join(format!(
+        "{db}_backup_{}.sql{}",
+        stamp.replace(' ', "_"),
+        if gz { ".gz" } else { "" }
+    ));
 
     let mut cmd = server.client(ClientTool::PgDump);
     let mut args = vec!["--format=plain", "--no-owner", "--no-acl"];
@@ -53,8 +63,16 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
     let shown = format!(
         "pg_dump {}{} {}",
         args.join(" "),
-        if cfg.stderr == StderrMode::Merged { " 2>&1" } else { "" },
-        if gz { format!("| gzip > {}", path.display()) } else { format!("> {}", path.display()) }
+        if cfg.stderr == StderrMode::Merged {
+            " 2>&1"
+        } else {
+            ""
+        },
+        if gz {
+            format!("| gzip > {}", path.display())
+        } else {
+            format!("> {}", path.display())
+        }
     );
 
     let file = File::create(&path).map_err(Error::io("create", &path))?;
@@ -62,13 +80,21 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
     let mut stderr_thread = None;
     match cfg.stderr {
         StderrMode::Merged => {
-            cmd.stdout(writer.try_clone().map_err(Error::io("clone a pipe for", "pg_dump"))?).stderr(writer);
+            cmd.stdout(
+                writer
+                    .try_clone()
+                    .map_err(Error::io("clone a pipe for", "pg_dump"))?,
+            )
+            .stderr(writer);
         }
         StderrMode::Separate => {
             cmd.stdout(writer).stderr(Stdio::piped());
         }
     }
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        command: shown.clone(),
+        source,
+    })?;
     drop(cmd); // closes our copies of the write end
     if let Some(mut err) = child.stderr.take() {
         stderr_thread = Some(std::thread::spawn(move || {
@@ -78,20 +104,33 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
         }));
     }
     // Keep the end of the stream: in merged mode pg_dump's error is there.
-    let mut reader = TailReader { inner: reader, tail: Vec::new() };
+    let mut reader = TailReader {
+        inner: reader,
+        tail: Vec::new(),
+    };
     let written = write_dump(&mut reader, file, gz);
     if let Err(e) = written {
         let _ = child.kill();
         let _ = child.wait();
         return Err(Error::io("write", &path)(e));
     }
-    let status = child.wait().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let status = child.wait().map_err(|source| Error::Spawn {
+        command: shown.clone(),
+        source,
+    })?;
     let stderr_text = match stderr_thread {
         Some(t) => t.join().unwrap_or_default(),
-        None => String::from_utf8_lossy(&reader.tail).lines().filter(|l| l.starts_with("pg_dump: ")).collect::<Vec<_>>().join("\n"),
+        None => String::from_utf8_lossy(&reader.tail)
+            .lines()
+            .filter(|l| l.starts_with("pg_dump: "))
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     if !status.success() {
-        return Err(Error::server(format!("backup command failed ({status}): {shown}"), tail(&stderr_text, 10)));
+        return Err(Error::server(
+            format!("backup command failed ({status}): {shown}"),
+            tail(&stderr_text, 10),
+        ));
     }
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Artifact {
@@ -143,21 +182,51 @@ impl<R: Read> Read for TailReader<R> {
 fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<Artifact> {
     let started = Instant::now();
     let db = server.coordinates().database.clone();
-    let (flag, suffix) = if cfg.format == DumpFormat::Custom { ("--format=custom", "dump") } else { ("--format=directory", "dir") };
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let (flag, suffix) = if cfg.format == DumpFormat::Custom {
+        ("--format=custom", "dump")
+    } else {
+        ("--format=directory", "dir")
+    };
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let path = dir.join(format!("{db}_backup_{stamp}.{suffix}"));
-    let mut args = vec![flag.to_string(), "--no-owner".into(), "--no-acl".into(), format!("--file={}", path.display())];
+    let mut args = vec![
+        flag.to_string(),
+        "--no-owner".into(),
+        "--no-acl".into(),
+        format!("--file={}", path.display()),
+    ];
     if cfg.verbose {
         args.push("--verbose".into());
     }
     let shown = format!("pg_dump {}", args.join(" "));
-    let out = server.client(ClientTool::PgDump).args(&args).output().map_err(|source| Error::Spawn { command: shown.clone(), source })?;
+    let out = server
+        .client(ClientTool::PgDump)
+        .args(&args)
+        .output()
+        .map_err(|source| Error::Spawn {
+            command: shown.clone(),
+            source,
+        })?;
     let stderr_text = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        return Err(Error::server(format!("backup command failed ({}): {shown}", out.status), tail(&stderr_text, 10)));
+        return Err(Error::server(
+            format!("backup command failed ({}): {shown}", out.status),
+            tail(&stderr_text, 10),
+        ));
     }
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    Ok(Artifact { path, bytes, format: cfg.format, compressed: false, command: shown, stderr_tail: tail(&stderr_text, 5), took: started.elapsed() })
+    Ok(Artifact {
+        path,
+        bytes,
+        format: cfg.format,
+        compressed: false,
+        command: shown,
+        stderr_tail: tail(&stderr_text, 5),
+        took: started.elapsed(),
+    })
 }
 
 /// Runs the user's backup command with `$DRILL_BACKUP_DIR` set to `dir`,
@@ -170,23 +239,42 @@ pub fn shell(
     log: &Path,
 ) -> Result<(Artifact, crate::restore::shell::ShellOutcome)> {
     let started = Instant::now();
-    let script = cfg.run.as_deref().expect("validated: shell backups have `run`");
+    let script = cfg
+        .run
+        .as_deref()
+        .expect("validated: shell backups have `run`");
     let mut env = crate::engine::step_env(server, None, dir.parent().unwrap_or(dir));
     env.push(("DRILL_BACKUP_DIR".into(), dir.display().to_string()));
     let out = crate::restore::shell::run(script, workdir, &env, cfg.timeout.map(|t| t.0), log)?;
     if !out.ok() {
         return Err(Error::server(
-            format!("backup command failed (exit {:?}{}): {script}", out.exit_code, if out.timed_out { ", timed out" } else { "" }),
+            format!(
+                "backup command failed (exit {:?}{}): {script}",
+                out.exit_code,
+                if out.timed_out { ", timed out" } else { "" }
+            ),
             &out.output_tail,
         ));
     }
-    let newest = crate::artifact::candidates(dir)?.into_iter().next().ok_or_else(|| {
-        Error::server(format!("backup command wrote nothing into $DRILL_BACKUP_DIR ({})", dir.display()), &out.output_tail)
-    })?;
+    let newest = crate::artifact::candidates(dir)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::server(
+                format!(
+                    "backup command wrote nothing into $DRILL_BACKUP_DIR ({})",
+                    dir.display()
+                ),
+                &out.output_tail,
+            )
+        })?;
     let inspected = crate::artifact::inspect(&newest, server)?;
     if !inspected.ok {
         return Err(Error::server(
-            format!("the backup the command wrote is not usable: {}", newest.display()),
+            format!(
+                "the backup the command wrote is not usable: {}",
+                newest.display()
+            ),
             inspected.problems.join("; "),
         ));
     }

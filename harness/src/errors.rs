@@ -18,7 +18,11 @@ pub enum Error {
 
     /// A server binary or client tool is not installed.
     #[error("{tool} not found (looked in {looked_in}); install it with `{install}`")]
-    MissingTool { tool: String, looked_in: String, install: String },
+    MissingTool {
+        tool: String,
+        looked_in: String,
+        install: String,
+    },
 
     /// A server process could not be started or stopped.
     #[error("{what}: {detail}")]
@@ -26,15 +30,25 @@ pub enum Error {
 
     /// An external command failed to run (not: ran and reported failure).
     #[error("could not run `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
 
     /// A SQL query the harness needs failed.
     #[error("query failed ({context}): {source}")]
-    Sql { context: String, source: sqlx::Error },
+    Sql {
+        context: String,
+        source: sqlx::Error,
+    },
 
     /// File system trouble, with the path involved.
     #[error("{action} {}: {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// The run was interrupted (Ctrl-C); everything started was torn down.
     #[error("interrupted; servers and temp dirs were removed")]
@@ -42,9 +56,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { action, path, source }
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
     }
 
     pub(crate) fn sql(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
@@ -53,6 +74,9 @@ impl Error {
     }
 
     pub(crate) fn server(what: impl Into<String>, detail: impl std::fmt::Display) -> Error {
-        Error::Server { what: what.into(), detail: detail.to_string() }
+        Error::Server {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
     }
 }

@@ -20,7 +20,10 @@ pub async fn inject(
         }
         FaultAction::DropDatabase => {
             crate::postgres::drop_and_recreate(server.coordinates()).await?;
-            Ok(format!("database {} dropped and created again, empty", server.coordinates().database))
+            Ok(format!(
+                "database {} dropped and created again, empty",
+                server.coordinates().database
+            ))
         }
         FaultAction::RestartWith => {
             // The service's own settings, overridden by the restart's.
@@ -31,14 +34,28 @@ pub async fn inject(
             let flags: Vec<String> = settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
             Ok(format!(
                 "restarted with {}; data directory {}",
-                if flags.is_empty() { "default settings".into() } else { flags.join(" ") },
-                if fault.reattach { "reattached" } else { "NOT reattached (a fresh, empty one)" }
+                if flags.is_empty() {
+                    "default settings".into()
+                } else {
+                    flags.join(" ")
+                },
+                if fault.reattach {
+                    "reattached"
+                } else {
+                    "NOT reattached (a fresh, empty one)"
+                }
             ))
         }
         FaultAction::Sql => {
-            let sql = fault.sql.as_deref().expect("validated: sql faults carry sql");
+            let sql = fault
+                .sql
+                .as_deref()
+                .expect("validated: sql faults carry sql");
             tokio::task::block_in_place(|| crate::restore::run_sql(server, sql))?;
-            Ok(format!("ran: {}", sql.split_whitespace().collect::<Vec<_>>().join(" ")))
+            Ok(format!(
+                "ran: {}",
+                sql.split_whitespace().collect::<Vec<_>>().join(" ")
+            ))
         }
     }
 }

@@ -7,8 +7,8 @@
 //! runs that flow for a [`scenario`] and returns a [`engine::DrillReport`];
 //! [`report`] turns reports into something to read.
 
-pub mod backend;
 pub mod artifact;
+pub mod backend;
 pub mod backup;
 pub mod check;
 pub mod engine;

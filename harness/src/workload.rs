@@ -66,10 +66,15 @@ impl Writer {
                 tick.tick().await;
                 let symbol = symbols[i as usize % symbols.len()];
                 let time = drill_fixtures::timestamp_utc(WORKLOAD_EPOCH_MS + i);
-                let price: f64 = pairs[i as usize % pairs.len()].ref_price * rng.random_range(0.99..1.01);
+                let price: f64 =
+                    pairs[i as usize % pairs.len()].ref_price * rng.random_range(0.99..1.01);
                 i += 1;
                 match insert(&mut conn, &time, symbol, price).await {
-                    Ok(()) => ledger.acks.push(Ack { time, symbol, acked_at: Instant::now() }),
+                    Ok(()) => ledger.acks.push(Ack {
+                        time,
+                        symbol,
+                        acked_at: Instant::now(),
+                    }),
                     Err(_) => ledger.failed += 1,
                 }
             }
@@ -81,8 +86,12 @@ impl Writer {
     /// Stops after the write in flight; returns what was acknowledged.
     pub async fn stop(mut self) -> Result<Ledger> {
         self.stop.store(true, Ordering::SeqCst);
-        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(Ledger::default()) }));
-        task.await.map_err(|e| Error::server("stop the workload", e))?
+        let task = std::mem::replace(
+            &mut self.task,
+            tokio::spawn(async { Ok(Ledger::default()) }),
+        );
+        task.await
+            .map_err(|e| Error::server("stop the workload", e))?
     }
 }
 
@@ -94,7 +103,12 @@ impl Drop for Writer {
     }
 }
 
-async fn insert(conn: &mut PgConnection, time: &str, symbol: &str, price: f64) -> std::result::Result<(), sqlx::Error> {
+async fn insert(
+    conn: &mut PgConnection,
+    time: &str,
+    symbol: &str,
+    price: f64,
+) -> std::result::Result<(), sqlx::Error> {
     sqlx::query("INSERT INTO ticks (time, symbol, price, volume, bid, ask) VALUES ($1::timestamptz, $2, $3, 1.0, $3, $3)")
         .bind(time)
         .bind(symbol)
@@ -118,7 +132,11 @@ pub struct RpoMeasurement {
 }
 
 /// Which acknowledged writes are missing now, and the window they span.
-pub async fn measure_rpo(coords: &PgCoordinates, ledger: &Ledger, fault_at: Instant) -> Result<RpoMeasurement> {
+pub async fn measure_rpo(
+    coords: &PgCoordinates,
+    ledger: &Ledger,
+    fault_at: Instant,
+) -> Result<RpoMeasurement> {
     let mut conn = coords.connect().await?;
     let present = present_keys(&mut conn, ledger).await?;
     Ok(rpo_from(ledger, &present, fault_at))
@@ -126,26 +144,52 @@ pub async fn measure_rpo(coords: &PgCoordinates, ledger: &Ledger, fault_at: Inst
 
 /// Pure part of the measurement: `present[i]` says whether ack `i` came back.
 pub fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> RpoMeasurement {
-    let lost: Vec<&Ack> = ledger.acks.iter().zip(present).filter(|(_, p)| !**p).map(|(a, _)| a).collect();
-    let window = lost.iter().map(|a| a.acked_at).min().map_or(Duration::ZERO, |oldest| fault_at.saturating_duration_since(oldest));
+    let lost: Vec<&Ack> = ledger
+        .acks
+        .iter()
+        .zip(present)
+        .filter(|(_, p)| !**p)
+        .map(|(a, _)| a)
+        .collect();
+    let window = lost
+        .iter()
+        .map(|a| a.acked_at)
+        .min()
+        .map_or(Duration::ZERO, |oldest| {
+            fault_at.saturating_duration_since(oldest)
+        });
     RpoMeasurement {
         acknowledged: ledger.acks.len(),
         lost: lost.len(),
         window,
-        lost_sample: lost.iter().take(5).map(|a| format!("{} {}", a.time, a.symbol)).collect(),
+        lost_sample: lost
+            .iter()
+            .take(5)
+            .map(|a| format!("{} {}", a.time, a.symbol))
+            .collect(),
     }
 }
 
 /// For each ack, whether its row exists (one round trip: the keys go in
 /// through COPY into a temp table, then one anti-join).
 async fn present_keys(conn: &mut PgConnection, ledger: &Ledger) -> Result<Vec<bool>> {
-    crate::postgres::execute_script(conn, "CREATE TEMP TABLE drill_acks (n int, time timestamptz, symbol text)", "create the ack table").await?;
-    let mut copy = conn.copy_in_raw("COPY drill_acks (n, time, symbol) FROM STDIN").await.map_err(Error::sql("COPY acks"))?;
+    crate::postgres::execute_script(
+        conn,
+        "CREATE TEMP TABLE drill_acks (n int, time timestamptz, symbol text)",
+        "create the ack table",
+    )
+    .await?;
+    let mut copy = conn
+        .copy_in_raw("COPY drill_acks (n, time, symbol) FROM STDIN")
+        .await
+        .map_err(Error::sql("COPY acks"))?;
     let mut buf = Vec::new();
     for (n, a) in ledger.acks.iter().enumerate() {
         buf.extend_from_slice(format!("{n}\t{}\t{}\n", a.time, a.symbol).as_bytes());
     }
-    copy.send(buf.as_slice()).await.map_err(Error::sql("COPY acks"))?;
+    copy.send(buf.as_slice())
+        .await
+        .map_err(Error::sql("COPY acks"))?;
     copy.finish().await.map_err(Error::sql("COPY acks"))?;
     let missing: Vec<(i32,)> = sqlx::query_as(
         "SELECT a.n FROM drill_acks a WHERE to_regclass('public.ticks') IS NULL
@@ -155,7 +199,9 @@ async fn present_keys(conn: &mut PgConnection, ledger: &Ledger) -> Result<Vec<bo
     .await
     .or_else(|e| match &e {
         // No ticks table at all after a failed recovery: everything is lost.
-        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => Ok((0..ledger.acks.len() as i32).map(|n| (n,)).collect()),
+        sqlx::Error::Database(d) if d.code().as_deref() == Some("42P01") => {
+            Ok((0..ledger.acks.len() as i32).map(|n| (n,)).collect())
+        }
         _ => Err(e),
     })
     .map_err(Error::sql("find lost writes"))?;

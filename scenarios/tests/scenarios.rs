@@ -16,21 +16,43 @@ fn drill(path: &Path) -> datatest_stable::Result<()> {
     let scenario = drill::scenario::load_file(path)?;
     let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| {
         if let Progress::Finished { entry, .. } = p {
-            eprintln!("{} {} › {} ({:?}) {}", if entry.ok { "✓" } else { "✗" }, entry.phase, entry.step, entry.duration, entry.detail);
+            eprintln!(
+                "{} {} › {} ({:?}) {}",
+                if entry.ok { "✓" } else { "✗" },
+                entry.phase,
+                entry.step,
+                entry.duration,
+                entry.detail
+            );
         }
     });
-    let opts = DrillOptions { progress: Some(progress), ..Default::default() };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let opts = DrillOptions {
+        progress: Some(progress),
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(drill::engine::run(&scenario, &opts))?;
-    println!("{}", drill::report::summary::table(std::slice::from_ref(&report)));
+    println!(
+        "{}",
+        drill::report::summary::table(std::slice::from_ref(&report))
+    );
     if report.verdict == Verdict::Pass {
         return Ok(());
     }
     let mut why = String::new();
     for rec in report.recoveries.iter().filter(|r| !r.met_expectation) {
-        why.push_str(&format!("{} › {}: {}\n", report.name, rec.name, rec.summary));
+        why.push_str(&format!(
+            "{} › {}: {}\n",
+            report.name, rec.name, rec.summary
+        ));
         for c in rec.checks.iter().filter(|c| !c.ok) {
-            why.push_str(&format!("  ✗ {}: expected {}, got {}\n", c.name, c.expected, c.actual));
+            why.push_str(&format!(
+                "  ✗ {}: expected {}, got {}\n",
+                c.name, c.expected, c.actual
+            ));
             if let Some(e) = &c.evidence {
                 why.push_str(&format!("    {}\n", e.replace('\n', "\n    ")));
             }

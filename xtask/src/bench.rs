@@ -45,22 +45,40 @@ struct Row {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn spec(run: &str) -> PgSpec {
-    PgSpec { database: "nexwave".into(), user: "nexwave".into(), timescaledb: false, settings: vec![], run_id: format!("bench-{run}") }
+    PgSpec {
+        database: "nexwave".into(),
+        user: "nexwave".into(),
+        timescaledb: false,
+        settings: vec![],
+        run_id: format!("bench-{run}"),
+    }
 }
 
 fn sh(script: &str, env: &[(String, String)]) -> anyhow::Result<Duration> {
     let t = Instant::now();
-    let status = Command::new("bash").args(["-c", script]).envs(env.iter().map(|(k, v)| (k, v))).status()?;
+    let status = Command::new("bash")
+        .args(["-c", script])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .status()?;
     anyhow::ensure!(status.success(), "`{script}` failed: {status}");
     Ok(t.elapsed())
 }
 
 fn env_of(pg: &NativePostgres) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = pg.coordinates().env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut env: Vec<(String, String)> = pg
+        .coordinates()
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     let path = std::env::var("PATH").unwrap_or_default();
     env.push(("PATH".into(), format!("{}:{path}", pg.info().source)));
     env
@@ -72,7 +90,15 @@ pub(crate) fn run(args: Args) -> u8 {
         eprintln!("bench: re-running itself as a release build ...");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench"])
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "xtask",
+                "--",
+                "bench",
+            ])
             .args(std::env::args().skip_while(|a| a != "bench").skip(1))
             .status();
         return match status {
@@ -94,7 +120,10 @@ pub(crate) fn run(args: Args) -> u8 {
 }
 
 fn bench(args: &Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
@@ -127,20 +156,33 @@ fn start(reps: usize) -> anyhow::Result<Row> {
         d.push(t.elapsed().as_secs_f64());
         drop(pg);
 
-        let tmp = tempfile::Builder::new().prefix("drill-bench-raw-").tempdir()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("drill-bench-raw-")
+            .tempdir()?;
         let p = tmp.path().display().to_string();
         let bin = bins.bin_dir.display().to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         Command::new("chown").args(["postgres", &p]).status()?;
         let as_pg = |cmd: &str| format!("runuser -u postgres -- bash -c '{cmd}'");
         let script = format!(
             "{} && {} && {}",
-            as_pg(&format!("{bin}/initdb -D {p}/data -U postgres -A trust -E UTF8 --locale=C --no-instructions >/dev/null")),
-            as_pg(&format!("{bin}/pg_ctl -D {p}/data -l {p}/log -o \"-p {port} -k {p} -c listen_addresses=127.0.0.1\" -w start >/dev/null")),
+            as_pg(&format!(
+                "{bin}/initdb -D {p}/data -U postgres -A trust -E UTF8 --locale=C --no-instructions >/dev/null"
+            )),
+            as_pg(&format!(
+                "{bin}/pg_ctl -D {p}/data -l {p}/log -o \"-p {port} -k {p} -c listen_addresses=127.0.0.1\" -w start >/dev/null"
+            )),
             format_args!("{bin}/createdb -h 127.0.0.1 -p {port} -U postgres nexwave"),
         );
         r.push(sh(&script, &[])?.as_secs_f64());
-        let _ = sh(&as_pg(&format!("{bin}/pg_ctl -D {p}/data -m fast -w stop >/dev/null")), &[]);
+        let _ = sh(
+            &as_pg(&format!(
+                "{bin}/pg_ctl -D {p}/data -m fast -w stop >/dev/null"
+            )),
+            &[],
+        );
     }
     let (dm, rm) = (median(d), median(r));
     Ok(Row {
@@ -158,14 +200,18 @@ fn start(reps: usize) -> anyhow::Result<Row> {
 async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let n = 1_000_000u64;
     let pg = NativePostgres::start(&spec("load"))?;
-    let data = Dataset { ticks: n, ..Dataset::default() };
+    let data = Dataset {
+        ticks: n,
+        ..Dataset::default()
+    };
     let mut conn = pg.coordinates().connect().await?;
     for f in drill_fixtures::nexwave_schema(Flavour::Postgres) {
         drill::postgres::execute_script(&mut conn, f.sql, f.path).await?;
     }
     let mut tables = data.tables();
     let mut pairs = tables.remove(0);
-    drill::postgres::fixture::copy_rows(&mut conn, pairs.table, pairs.columns, pairs.rows.as_mut()).await?;
+    drill::postgres::fixture::copy_rows(&mut conn, pairs.table, pairs.columns, pairs.rows.as_mut())
+        .await?;
     let file = dir.join("ticks.copy");
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
@@ -186,10 +232,22 @@ async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
         drill::postgres::execute_script(&mut conn, "TRUNCATE ticks", "truncate").await?;
         let mut ticks = data.tables().remove(1);
         let t = Instant::now();
-        drill::postgres::fixture::copy_rows(&mut conn, ticks.table, ticks.columns, ticks.rows.as_mut()).await?;
+        drill::postgres::fixture::copy_rows(
+            &mut conn,
+            ticks.table,
+            ticks.columns,
+            ticks.rows.as_mut(),
+        )
+        .await?;
         d.push(n as f64 / t.elapsed().as_secs_f64());
         drill::postgres::execute_script(&mut conn, "TRUNCATE ticks", "truncate").await?;
-        let raw = sh(&format!("psql -X -q -c \"\\copy ticks ({cols}) FROM '{}'\"", file.display()), &env)?;
+        let raw = sh(
+            &format!(
+                "psql -X -q -c \"\\copy ticks ({cols}) FROM '{}'\"",
+                file.display()
+            ),
+            &env,
+        )?;
         r.push(n as f64 / raw.as_secs_f64());
     }
     let (dm, rm) = (median(d), median(r));
@@ -211,17 +269,29 @@ fn noisy_dump(path: &Path, bytes: u64) -> anyhow::Result<u64> {
         && m.len() > 0
         && path.exists()
     {
-        return Ok(std::fs::read_to_string(path.with_extension("size"))?.trim().parse()?);
+        return Ok(std::fs::read_to_string(path.with_extension("size"))?
+            .trim()
+            .parse()?);
     }
-    let mut gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(std::fs::File::create(path)?), flate2::Compression::fast());
+    let mut gz = flate2::write::GzEncoder::new(
+        std::io::BufWriter::new(std::fs::File::create(path)?),
+        flate2::Compression::fast(),
+    );
     let mut written = 0u64;
     let mut table = 0;
     while written < bytes {
-        let mut block = format!("pg_dump: processing data for table \"public.t{table}\"\nCOPY public.t{table} (id, symbol, note) FROM stdin;\npg_dump: dumping contents of table \"public.t{table}\"\n");
+        let mut block = format!(
+            "pg_dump: processing data for table \"public.t{table}\"\nCOPY public.t{table} (id, symbol, note) FROM stdin;\npg_dump: dumping contents of table \"public.t{table}\"\n"
+        );
         for i in 0..100_000u64 {
-            let _ = writeln!(block, "{i}\tBTC\tpg_dump: a row whose text begins like a message, padded to about a hundred bytes {i}");
+            let _ = writeln!(
+                block,
+                "{i}\tBTC\tpg_dump: a row whose text begins like a message, padded to about a hundred bytes {i}"
+            );
         }
-        block.push_str("\\.\n\npg_dump: creating INDEX \"public.ix\"\nCREATE INDEX ix ON public.t (id);\n");
+        block.push_str(
+            "\\.\n\npg_dump: creating INDEX \"public.ix\"\nCREATE INDEX ix ON public.t (id);\n",
+        );
         gz.write_all(block.as_bytes())?;
         written += block.len() as u64;
         table += 1;
@@ -235,7 +305,11 @@ fn noisy_dump(path: &Path, bytes: u64) -> anyhow::Result<u64> {
 /// time and the sanitizer's peak resident memory (VmHWM, polled).
 fn run_sanitizer(dump: &Path) -> anyhow::Result<(Duration, u64)> {
     let t = Instant::now();
-    let mut gunzip = Command::new("gunzip").arg("-c").arg(dump).stdout(Stdio::piped()).spawn()?;
+    let mut gunzip = Command::new("gunzip")
+        .arg("-c")
+        .arg(dump)
+        .stdout(Stdio::piped())
+        .spawn()?;
     let mut san = Command::new(std::env::current_exe()?)
         .arg("sanitize")
         .stdin(gunzip.stdout.take().expect("piped"))
@@ -245,7 +319,11 @@ fn run_sanitizer(dump: &Path) -> anyhow::Result<(Duration, u64)> {
     let mut peak = 0u64;
     loop {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", san.id())) {
-            let kb = s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
+            let kb = s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+                .unwrap_or(0);
             peak = peak.max(kb);
         }
         if san.try_wait()?.is_some() {
@@ -270,7 +348,13 @@ fn sanitizer(args: &Args, dir: &Path) -> anyhow::Result<Vec<Row>> {
         let (t, p) = run_sanitizer(&big)?;
         peak_big = peak_big.max(p);
         d.push(big_bytes as f64 / 1e6 / t.as_secs_f64());
-        let raw = sh(&format!("gunzip -c {} | grep -v '^pg_dump:' > /dev/null", big.display()), &[])?;
+        let raw = sh(
+            &format!(
+                "gunzip -c {} | grep -v '^pg_dump:' > /dev/null",
+                big.display()
+            ),
+            &[],
+        )?;
         r.push(big_bytes as f64 / 1e6 / raw.as_secs_f64());
     }
     let (_, peak_small) = run_sanitizer(&small)?;
@@ -301,14 +385,34 @@ fn sanitizer(args: &Args, dir: &Path) -> anyhow::Result<Vec<Row>> {
 async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let n = 1_000_000u64;
     let src = NativePostgres::start(&spec("restore-src"))?;
-    drill::postgres::fixture::load_nexwave(src.coordinates(), Flavour::Postgres, &Dataset { ticks: n, ..Dataset::default() }).await?;
+    drill::postgres::fixture::load_nexwave(
+        src.coordinates(),
+        Flavour::Postgres,
+        &Dataset {
+            ticks: n,
+            ..Dataset::default()
+        },
+    )
+    .await?;
     let dump = dir.join("clean.sql.gz");
-    sh(&format!("pg_dump --no-owner --no-acl | gzip -1 > {}", dump.display()), &env_of(&src))?;
+    sh(
+        &format!("pg_dump --no-owner --no-acl | gzip -1 > {}", dump.display()),
+        &env_of(&src),
+    )?;
     drop(src);
     let (mut d, mut r, mut checks) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..reps {
         let pg = NativePostgres::start(&spec(&format!("restore-raw{i}")))?;
-        r.push(sh(&format!("gunzip -c {} | psql -X -q -v ON_ERROR_STOP=1 > /dev/null", dump.display()), &env_of(&pg))?.as_secs_f64());
+        r.push(
+            sh(
+                &format!(
+                    "gunzip -c {} | psql -X -q -v ON_ERROR_STOP=1 > /dev/null",
+                    dump.display()
+                ),
+                &env_of(&pg),
+            )?
+            .as_secs_f64(),
+        );
         drop(pg);
         let a = ArtifactDrill {
             backup: dump.clone(),
@@ -323,15 +427,28 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             rto: Duration::from_secs(3600),
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
-        let rto = report.main_recovery().and_then(|m| m.rto).ok_or_else(|| anyhow::anyhow!("the drill did not restore"))?;
+        let rto = report
+            .main_recovery()
+            .and_then(|m| m.rto)
+            .ok_or_else(|| anyhow::anyhow!("the drill did not restore"))?;
         d.push(rto.as_secs_f64());
-        checks.push(report.timeline.iter().filter(|e| e.step == "checks").map(|e| e.duration.as_secs_f64()).sum());
+        checks.push(
+            report
+                .timeline
+                .iter()
+                .filter(|e| e.step == "checks")
+                .map(|e| e.duration.as_secs_f64())
+                .sum(),
+        );
     }
     let (dm, rm, cm) = (median(d), median(r), median(checks));
     let limit = 1.05 * rm + 0.3;
     Ok(Row {
         what: format!("restore overhead, clean plain dump of {n} ticks"),
-        drill: format!("{dm:.3} s (measured RTO = restore {:.3} s + checks {cm:.3} s)", dm - cm),
+        drill: format!(
+            "{dm:.3} s (measured RTO = restore {:.3} s + checks {cm:.3} s)",
+            dm - cm
+        ),
         raw: format!("{rm:.3} s (gunzip -c | psql)"),
         ratio: format!("{:.2}", dm / rm),
         target: format!("≤ 1.05 × raw + 0.3 s = {limit:.3} s"),
@@ -346,7 +463,11 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
 
 /// Phase times of the verbose-dump drill (no workload) as the data grows.
 async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
-    let sizes: &[u64] = if args.quick { &[100_000, 1_000_000] } else { &[100_000, 1_000_000, 10_000_000] };
+    let sizes: &[u64] = if args.quick {
+        &[100_000, 1_000_000]
+    } else {
+        &[100_000, 1_000_000, 10_000_000]
+    };
     let path = Path::new("scenarios/verbose-dump.toml");
     let text = std::fs::read_to_string(path)?;
     let mut out = Vec::new();
@@ -355,14 +476,26 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
         if let (Some(a), Some(b)) = (t.find("[workload]"), t.find("[backup]")) {
             t.replace_range(a..b, "");
         }
-        t = t.lines().filter(|l| !l.starts_with("rpo =") && !l.starts_with("every =")).collect::<Vec<_>>().join("\n");
+        t = t
+            .lines()
+            .filter(|l| !l.starts_with("rpo =") && !l.starts_with("every ="))
+            .collect::<Vec<_>>()
+            .join("\n");
         t = t.replace("rto = \"2 min\"", "rto = \"1h\"");
         let sc = drill::scenario::parse_str(&t, path)?;
         eprintln!("  {n} ticks ...");
         let report = drill::engine::run(&sc, &DrillOptions::default()).await?;
-        anyhow::ensure!(report.verdict == drill::engine::Verdict::Pass, "the drill failed at {n} ticks");
+        anyhow::ensure!(
+            report.verdict == drill::engine::Verdict::Pass,
+            "the drill failed at {n} ticks"
+        );
         let pick = |phase: &str, step: &str| -> f64 {
-            report.timeline.iter().filter(|e| e.phase.contains(phase) && e.step == step).map(|e| e.duration.as_secs_f64()).sum()
+            report
+                .timeline
+                .iter()
+                .filter(|e| e.phase.contains(phase) && e.step == step)
+                .map(|e| e.duration.as_secs_f64())
+                .sum()
         };
         out.push((
             n,
@@ -370,7 +503,10 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
                 ("load".into(), pick("setup", "load fixture")),
                 ("backup".into(), pick("backup", "pg_dump")),
                 ("fault".into(), pick("sanitized", "fault: wipe")),
-                ("restore".into(), pick("sanitized", "psql-restore (sanitized)")),
+                (
+                    "restore".into(),
+                    pick("sanitized", "psql-restore (sanitized)"),
+                ),
                 ("checks".into(), pick("sanitized", "checks")),
             ],
         ));
@@ -381,13 +517,22 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
 /// The scenario suite under nextest, one test thread vs two.
 fn suite() -> anyhow::Result<Vec<(usize, f64)>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo).args(["nextest", "run", "-p", "drill-scenarios", "--no-run"]).status()?;
+    let status = Command::new(&cargo)
+        .args(["nextest", "run", "-p", "drill-scenarios", "--no-run"])
+        .status()?;
     anyhow::ensure!(status.success(), "building the scenario tests failed");
     let mut out = Vec::new();
     for threads in [1usize, 2] {
         let t = Instant::now();
         let status = Command::new(&cargo)
-            .args(["nextest", "run", "-p", "drill-scenarios", "--test-threads", &threads.to_string()])
+            .args([
+                "nextest",
+                "run",
+                "-p",
+                "drill-scenarios",
+                "--test-threads",
+                &threads.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()?;
@@ -400,23 +545,53 @@ fn suite() -> anyhow::Result<Vec<(usize, f64)>> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
-    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| s.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())).unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .unwrap_or_default();
     let mem_gib = mem.parse::<f64>().unwrap_or(0.0) / 1024.0 / 1024.0;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let pg = Command::new("pg_dump").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let pg = Command::new("pg_dump")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     format!("{cores} cores ({cpu}), {mem_gib:.0} GiB memory; {pg}")
 }
 
-fn render(args: &Args, rows: &[Row], scale: &[(u64, Vec<(String, f64)>)], suite: &[(usize, f64)]) -> String {
+fn render(
+    args: &Args,
+    rows: &[Row],
+    scale: &[(u64, Vec<(String, f64)>)],
+    suite: &[(usize, f64)],
+) -> String {
     let mut md = String::from("# Benchmarks\n\n");
-    let rev = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     let _ = writeln!(
         md,
         "Produced by `cargo xtask bench{}{}` at commit {rev} on {}.\nEach pair ran in one process, drill and raw alternating, {} repetitions; the table shows medians.\n",
         if args.quick { " --quick" } else { "" },
-        if args.reps != 5 { format!(" --reps {}", args.reps) } else { String::new() },
+        if args.reps != 5 {
+            format!(" --reps {}", args.reps)
+        } else {
+            String::new()
+        },
         machine(),
         args.reps
     );
@@ -427,7 +602,15 @@ fn render(args: &Args, rows: &[Row], scale: &[(u64, Vec<(String, f64)>)], suite:
             Some(false) => "**no**",
             None => "–",
         };
-        let _ = writeln!(md, "| {} | {} | {} | {} | {} | {met} |", r.what, r.drill, r.raw.replace('|', "\\|"), r.ratio, r.target);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {met} |",
+            r.what,
+            r.drill,
+            r.raw.replace('|', "\\|"),
+            r.ratio,
+            r.target
+        );
     }
     md.push_str("| container start to ready | not measured | docker run until pg_isready | – | ≤ 1.2 | blocked: the container backend does not exist yet |\n");
     md.push_str("\n### Missed targets, and why\n\n");
@@ -437,7 +620,11 @@ fn render(args: &Args, rows: &[Row], scale: &[(u64, Vec<(String, f64)>)], suite:
     }
     for r in missed {
         let why = r.note.as_deref().unwrap_or("see the numbers above.");
-        let _ = writeln!(md, "- **{}**: {} vs {} (target {}). {why}", r.what, r.drill, r.raw, r.target);
+        let _ = writeln!(
+            md,
+            "- **{}**: {} vs {} (target {}). {why}",
+            r.what, r.drill, r.raw, r.target
+        );
     }
     md.push_str("\n## Scale: the verbose-dump drill (sanitized recovery), seconds per phase\n\n| ticks | load | backup | fault (wipe) | restore | checks | restore s per 1M ticks |\n|---|---|---|---|---|---|---|\n");
     for (n, phases) in scale {

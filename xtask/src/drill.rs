@@ -136,8 +136,15 @@ fn parse_engine(s: &str) -> Result<PgEngine, String> {
 }
 
 fn parse_min_rows(s: &str) -> Result<(String, i64), String> {
-    let (t, n) = s.split_once('=').ok_or_else(|| format!("`{s}`: write TABLE=N, e.g. ticks=1000"))?;
-    Ok((t.trim().to_string(), n.trim().parse().map_err(|_| format!("`{n}` in `{s}` is not a number"))?))
+    let (t, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: write TABLE=N, e.g. ticks=1000"))?;
+    Ok((
+        t.trim().to_string(),
+        n.trim()
+            .parse()
+            .map_err(|_| format!("`{n}` in `{s}` is not a number"))?,
+    ))
 }
 
 /// One kind of work the runner does.
@@ -164,7 +171,10 @@ pub(crate) fn run(args: Args) -> u8 {
         return exit::HARNESS_ERROR;
     }
     eprintln!("drill: backend auto → native (local PostgreSQL binaries)");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     // Take over SIGINT before any server starts, so Ctrl-C always reaches
     // the teardown (a lazily registered handler could miss an early one).
     let mut sigint = {
@@ -181,8 +191,14 @@ pub(crate) fn run(args: Args) -> u8 {
     let mut reports = Vec::new();
     let mut harness_failed = false;
     let jobs: Vec<(String, String)> = match &work {
-        Work::Scenarios(s) => s.iter().map(|s| (s.name.clone(), s.description.clone())).collect(),
-        Work::Artifact(a) => vec![("restore-artifact".into(), format!("restore {}", a.backup.display()))],
+        Work::Scenarios(s) => s
+            .iter()
+            .map(|s| (s.name.clone(), s.description.clone()))
+            .collect(),
+        Work::Artifact(a) => vec![(
+            "restore-artifact".into(),
+            format!("restore {}", a.backup.display()),
+        )],
     };
     let work = Arc::new(work);
     for (i, (name, description)) in jobs.iter().enumerate() {
@@ -206,7 +222,10 @@ pub(crate) fn run(args: Args) -> u8 {
         match outcome {
             None => {
                 let removed = drill::backend::native::reap_own();
-                eprintln!("interrupted: stopped and removed {} servers and temp dirs", removed.len());
+                eprintln!(
+                    "interrupted: stopped and removed {} servers and temp dirs",
+                    removed.len()
+                );
                 // Do not wait for a step that is still blocked on a server
                 // that no longer exists.
                 std::process::exit(i32::from(exit::INTERRUPTED));
@@ -233,7 +252,8 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, String> {
         }
         let fingerprint = match &a.fingerprint {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 Some(serde_json::from_str(&text).map_err(|e| {
                     format!("{}:{}:{}: not a drill fingerprint ({e}); write one with `cargo xtask fingerprint`", p.display(), e.line(), e.column())
                 })?)
@@ -288,7 +308,12 @@ fn options(run: &RunArgs) -> DrillOptions {
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
     });
-    DrillOptions { keep: run.keep, progress: Some(progress), pause_at: run.pause_at.clone(), pause: Some(pause) }
+    DrillOptions {
+        keep: run.keep,
+        progress: Some(progress),
+        pause_at: run.pause_at.clone(),
+        pause: Some(pause),
+    }
 }
 
 fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u8 {
@@ -298,8 +323,16 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u
             for w in &r.warnings {
                 println!("⚠ {}: {w}", r.name);
             }
-            for rec in r.recoveries.iter().filter(|x| !x.recovered || !x.met_expectation) {
-                let mark = if rec.met_expectation { "as expected" } else { "EXPECTATION MISSED" };
+            for rec in r
+                .recoveries
+                .iter()
+                .filter(|x| !x.recovered || !x.met_expectation)
+            {
+                let mark = if rec.met_expectation {
+                    "as expected"
+                } else {
+                    "EXPECTATION MISSED"
+                };
                 println!("\n{} › {} ({mark}): {}", r.name, rec.name, rec.summary);
                 for e in rec.errors.iter().take(3) {
                     println!("  tool said: {e}");
@@ -313,7 +346,11 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u
                     }
                 }
             }
-            println!("\ntimeline of {}:\n{}", r.name, drill::report::timeline_text(r));
+            println!(
+                "\ntimeline of {}:\n{}",
+                r.name,
+                drill::report::timeline_text(r)
+            );
             for k in &r.kept {
                 println!("kept: {k}");
             }
@@ -332,9 +369,18 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u
         println!("{mark}: {} [{}]: {}", t.scenario, t.backend, t.note);
     }
     if !reports.is_empty() {
-        let opts = drill::report::WriteOptions { prometheus: run.prometheus };
+        let opts = drill::report::WriteOptions {
+            prometheus: run.prometheus,
+        };
         match drill::report::write_all(&run.report_dir, reports, &trends, opts) {
-            Ok(paths) => eprintln!("reports: {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")),
+            Ok(paths) => eprintln!(
+                "reports: {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Err(e) => {
                 eprintln!("error: {e}");
                 harness_failed = true;
@@ -353,9 +399,14 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u
 }
 
 /// Reads the history, judges this run against it, then appends this run.
-fn trend(run: &RunArgs, reports: &[DrillReport]) -> drill::Result<Vec<drill::report::history::Trend>> {
+fn trend(
+    run: &RunArgs,
+    reports: &[DrillReport],
+) -> drill::Result<Vec<drill::report::history::Trend>> {
     use drill::report::history;
-    let Some(path) = &run.history else { return Ok(Vec::new()) };
+    let Some(path) = &run.history else {
+        return Ok(Vec::new());
+    };
     let past = history::read(path)?;
     let policy = history::GatePolicy {
         margin: run.gate_margin / 100.0,
@@ -364,7 +415,10 @@ fn trend(run: &RunArgs, reports: &[DrillReport]) -> drill::Result<Vec<drill::rep
         min_runs: run.gate_min_runs,
     };
     let trends = history::judge(reports, &past, &policy);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     history::append(path, &history::entries(reports, now))?;
     Ok(trends)
 }
@@ -388,13 +442,21 @@ fn select(args: &Args) -> Result<Vec<Scenario>, String> {
                 return drill::scenario::load_file(&direct).map_err(|e| e.to_string());
             }
             if all.is_none() {
-                all = Some(drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string())?);
+                all = Some(
+                    drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string())?,
+                );
             }
             let all = all.as_ref().expect("loaded");
-            all.iter().find(|s| &s.name == want).cloned().ok_or_else(|| {
-                let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-                format!("no scenario named `{want}`; known: {} (see `cargo xtask list`)", names.join(", "))
-            })
+            all.iter()
+                .find(|s| &s.name == want)
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                    format!(
+                        "no scenario named `{want}`; known: {} (see `cargo xtask list`)",
+                        names.join(", ")
+                    )
+                })
         })
         .collect()
 }

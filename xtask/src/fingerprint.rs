@@ -18,11 +18,18 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> u8 {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         use sqlx::Connection;
-        let mut conn = sqlx::postgres::PgConnection::connect(&args.url).await.map_err(|e| format!("cannot connect: {e}"))?;
-        drill::postgres::snapshot::fingerprint(&mut conn).await.map_err(|e| e.to_string())
+        let mut conn = sqlx::postgres::PgConnection::connect(&args.url)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        drill::postgres::snapshot::fingerprint(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(fp) => {
@@ -31,7 +38,12 @@ pub(crate) fn run(args: Args) -> u8 {
                 eprintln!("error: cannot write {}: {e}", args.out.display());
                 return exit::HARNESS_ERROR;
             }
-            println!("{} objects (digest {}) written to {}", fp.objects.len(), fp.digest(), args.out.display());
+            println!(
+                "{} objects (digest {}) written to {}",
+                fp.objects.len(),
+                fp.digest(),
+                args.out.display()
+            );
             exit::OK
         }
         Err(e) => {

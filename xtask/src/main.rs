@@ -1,13 +1,13 @@
 //! `cargo xtask`: the friendly face over drill's engine. This file only
 //! parses flags and dispatches; each command lives in its own module.
 
+mod bench;
 mod clean;
 mod deps;
 mod drill;
 mod fingerprint;
 mod list;
 mod sanitize;
-mod bench;
 mod test;
 
 use std::path::PathBuf;
@@ -32,7 +32,10 @@ pub(crate) mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "drill: disaster-recovery drills against disposable servers")]
+#[command(
+    name = "cargo xtask",
+    about = "drill: disaster-recovery drills against disposable servers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -12,7 +12,10 @@ pub(crate) fn run() -> u8 {
     let stdout = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
     match drill::restore::sanitize::sanitize(stdin, stdout) {
         Ok(r) => {
-            eprintln!("drill sanitize: removed {} of {} lines ({} bytes in, {} out)", r.removed, r.lines_in, r.bytes_in, r.bytes_out);
+            eprintln!(
+                "drill sanitize: removed {} of {} lines ({} bytes in, {} out)",
+                r.removed, r.lines_in, r.bytes_in, r.bytes_out
+            );
             for (n, l) in &r.kept_suspicious {
                 eprintln!("  kept line {n} (could be data): {l}");
             }

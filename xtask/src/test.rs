@@ -10,7 +10,11 @@ pub(crate) fn run(extra: &[String]) -> u8 {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
     }
-    let profile = if std::env::var_os("CI").is_some() { "ci" } else { "default" };
+    let profile = if std::env::var_os("CI").is_some() {
+        "ci"
+    } else {
+        "default"
+    };
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["nextest", "run", "--workspace", "--profile", profile])
         .args(extra)
@@ -19,7 +23,9 @@ pub(crate) fn run(extra: &[String]) -> u8 {
         Ok(s) if s.success() => exit::OK,
         Ok(_) => exit::EXPECTATION_MISSED,
         Err(e) => {
-            eprintln!("error: could not run cargo nextest ({e}); install it with `cargo install cargo-nextest --locked`");
+            eprintln!(
+                "error: could not run cargo nextest ({e}); install it with `cargo install cargo-nextest --locked`"
+            );
             exit::HARNESS_ERROR
         }
     }

@@ -9,17 +9,38 @@ use assert_cmd::cargo::cargo_bin_cmd;
 use drill::backend::{ClientTool, NativePostgres, PgSpec, PostgresServer};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// A source database with the fixture (plain PostgreSQL flavour, so the
 /// dumps restore on any server) and a folder for its backups.
 fn source(test: &str) -> (NativePostgres, tempfile::TempDir) {
-    let spec = PgSpec { database: "nexwave".into(), user: "nexwave".into(), timescaledb: false, settings: vec![], run_id: format!("test-{test}") };
+    let spec = PgSpec {
+        database: "nexwave".into(),
+        user: "nexwave".into(),
+        timescaledb: false,
+        settings: vec![],
+        run_id: format!("test-{test}"),
+    };
     let pg = NativePostgres::start(&spec).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let data = drill_fixtures::Dataset { ticks: 3_400, ..Default::default() };
-    rt.block_on(drill::postgres::fixture::load_nexwave(pg.coordinates(), drill_fixtures::Flavour::Postgres, &data)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = drill_fixtures::Dataset {
+        ticks: 3_400,
+        ..Default::default()
+    };
+    rt.block_on(drill::postgres::fixture::load_nexwave(
+        pg.coordinates(),
+        drill_fixtures::Flavour::Postgres,
+        &data,
+    ))
+    .unwrap();
     (pg, tempfile::tempdir().unwrap())
 }
 
@@ -28,8 +49,16 @@ fn dump(pg: &NativePostgres, shell: &str, path: &Path) {
     let cmd = pg.client(ClientTool::PgDump);
     let pg_dump = cmd.get_program().to_owned();
     let status = std::process::Command::new("bash")
-        .args(["-c", &shell.replace("pg_dump", &pg_dump.to_string_lossy()).replace("OUT", &path.to_string_lossy())])
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
+        .args([
+            "-c",
+            &shell
+                .replace("pg_dump", &pg_dump.to_string_lossy())
+                .replace("OUT", &path.to_string_lossy()),
+        ])
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        )
         .status()
         .unwrap();
     assert!(status.success(), "{shell}");
@@ -37,7 +66,14 @@ fn dump(pg: &NativePostgres, shell: &str, path: &Path) {
 
 fn sidecar(path: &Path) {
     let digest = drill::artifact::sha256_file(path).unwrap();
-    std::fs::write(format!("{}.sha256", path.display()), format!("{digest}  {}\n", path.file_name().unwrap().to_string_lossy())).unwrap();
+    std::fs::write(
+        format!("{}.sha256", path.display()),
+        format!(
+            "{digest}  {}\n",
+            path.file_name().unwrap().to_string_lossy()
+        ),
+    )
+    .unwrap();
 }
 
 /// Runs restore-artifact; returns (exit code, stdout, report.json).
@@ -45,16 +81,30 @@ fn restore(backup: &Path, extra: &[&str]) -> (i32, String, serde_json::Value) {
     let reports = tempfile::tempdir().unwrap();
     let out = cargo_bin_cmd!("xtask")
         .current_dir(root())
-        .args(["drill", "restore-artifact", "--require-table", "pairs", "--min-rows", "ticks=3400", "--backup"])
+        .args([
+            "drill",
+            "restore-artifact",
+            "--require-table",
+            "pairs",
+            "--min-rows",
+            "ticks=3400",
+            "--backup",
+        ])
         .arg(backup)
-        .args(if extra.contains(&"--engine") { &[][..] } else { &["--engine", "postgres"][..] })
+        .args(if extra.contains(&"--engine") {
+            &[][..]
+        } else {
+            &["--engine", "postgres"][..]
+        })
         .args(extra)
         .arg("--report-dir")
         .arg(reports.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = std::fs::read_to_string(reports.path().join("report.json")).map(|t| serde_json::from_str(&t).unwrap()).unwrap_or_default();
+    let json = std::fs::read_to_string(reports.path().join("report.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_default();
     (out.status.code().unwrap_or(-1), stdout, json)
 }
 
@@ -66,7 +116,11 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &clean);
     sidecar(&clean);
     let verbose = d.join("verbose.sql.gz");
-    dump(&pg, "pg_dump --verbose --no-owner --no-acl 2>&1 | gzip > OUT", &verbose);
+    dump(
+        &pg,
+        "pg_dump --verbose --no-owner --no-acl 2>&1 | gzip > OUT",
+        &verbose,
+    );
     let custom = d.join("custom.dump");
     dump(&pg, "pg_dump -Fc --no-owner --no-acl -f OUT", &custom);
     let directory = d.join("directory.dump");
@@ -76,14 +130,30 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let tampered = d.join("tampered.sql.gz");
     std::fs::copy(&clean, &tampered).unwrap();
-    std::fs::write(format!("{}.sha256", tampered.display()), format!("{}  tampered.sql.gz\n", "0".repeat(64))).unwrap();
+    std::fs::write(
+        format!("{}.sha256", tampered.display()),
+        format!("{}  tampered.sql.gz\n", "0".repeat(64)),
+    )
+    .unwrap();
     let fingerprint = d.join("prod.fingerprint.json");
-    cargo_bin_cmd!("xtask").args(["fingerprint", "--url", &pg.coordinates().url(), "--out"]).arg(&fingerprint).assert().success();
+    cargo_bin_cmd!("xtask")
+        .args(["fingerprint", "--url", &pg.coordinates().url(), "--out"])
+        .arg(&fingerprint)
+        .assert()
+        .success();
     drop(pg);
 
     // A clean plain dump, its checksum and the production fingerprint.
     let fp = fingerprint.to_str().unwrap();
-    let (code, out, json) = restore(&clean, &["--fingerprint", fp, "--probe", "SELECT count(DISTINCT symbol) = 34 FROM candles_15m_ohlcv"]);
+    let (code, out, json) = restore(
+        &clean,
+        &[
+            "--fingerprint",
+            fp,
+            "--probe",
+            "SELECT count(DISTINCT symbol) = 34 FROM candles_15m_ohlcv",
+        ],
+    );
     assert_eq!(code, 0, "{out}");
     assert_eq!(json["scenarios"][0]["verdict"], "pass");
     assert!(out.contains("sha256 matches its sidecar"), "{out}");
@@ -92,7 +162,10 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     // plain `gunzip | psql` procedure fails.
     let (code, out, _) = restore(&verbose, &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("lines of pg_dump's own stderr are inside"), "{out}");
+    assert!(
+        out.contains("lines of pg_dump's own stderr are inside"),
+        "{out}"
+    );
     let (code, out, _) = restore(&verbose, &["--no-sanitize"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("syntax error at or near \"pg_dump\""), "{out}");
@@ -107,12 +180,21 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     assert_eq!(code, 0, "{out}");
 
     // A truncated gzip and a checksum mismatch are caught before any restore.
-    for (bad, why) in [(&truncated, "gzip stream is damaged or truncated"), (&tampered, "sha256 mismatch")] {
+    for (bad, why) in [
+        (&truncated, "gzip stream is damaged or truncated"),
+        (&tampered, "sha256 mismatch"),
+    ] {
         let (code, out, json) = restore(bad, &[]);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains(why), "{out}");
-        assert!(!out.contains("recovery restore › restore"), "no restore may start: {out}");
-        assert_eq!(json["scenarios"][0]["checks"][0]["name"], "restore/backup integrity");
+        assert!(
+            !out.contains("recovery restore › restore"),
+            "no restore may start: {out}"
+        );
+        assert_eq!(
+            json["scenarios"][0]["checks"][0]["name"],
+            "restore/backup integrity"
+        );
     }
 
     // A folder whose newest backup is truncated: the next-best is used.
@@ -123,7 +205,10 @@ fn every_kind_of_backup_gets_the_right_verdict() {
     std::fs::copy(&truncated, folder.join("nexwave_backup_2.sql.gz")).unwrap();
     let (code, out, _) = restore(&folder, &[]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("fell back to an older one (1 rejected)"), "{out}");
+    assert!(
+        out.contains("fell back to an older one (1 rejected)"),
+        "{out}"
+    );
 }
 
 /// A TimescaleDB dump restores between pre/post_restore, and a dump taken
@@ -131,15 +216,38 @@ fn every_kind_of_backup_gets_the_right_verdict() {
 /// Needs the extension; says so and skips without it.
 #[test]
 fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
-    if !drill::backend::PgBinaries::locate().unwrap().has_timescaledb() {
-        eprintln!("SKIPPED: the timescaledb extension is not installed for this PostgreSQL; this test needs it");
+    if !drill::backend::PgBinaries::locate()
+        .unwrap()
+        .has_timescaledb()
+    {
+        eprintln!(
+            "SKIPPED: the timescaledb extension is not installed for this PostgreSQL; this test needs it"
+        );
         return;
     }
-    let spec = PgSpec { database: "nexwave".into(), user: "nexwave".into(), timescaledb: true, settings: vec![], run_id: "test-artifact-tsdb".into() };
+    let spec = PgSpec {
+        database: "nexwave".into(),
+        user: "nexwave".into(),
+        timescaledb: true,
+        settings: vec![],
+        run_id: "test-artifact-tsdb".into(),
+    };
     let pg = NativePostgres::start(&spec).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let data = drill_fixtures::Dataset { ticks: 3_400, ..Default::default() };
-    rt.block_on(drill::postgres::fixture::load_nexwave(pg.coordinates(), drill_fixtures::Flavour::TimescaleDb, &data)).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let data = drill_fixtures::Dataset {
+        ticks: 3_400,
+        ..Default::default()
+    };
+    rt.block_on(drill::postgres::fixture::load_nexwave(
+        pg.coordinates(),
+        drill_fixtures::Flavour::TimescaleDb,
+        &data,
+    ))
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("tsdb.sql.gz");
     dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &good);
@@ -148,17 +256,37 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
     let (code, out, json) = restore(&good, &["--engine", "timescaledb"]);
     assert_eq!(code, 0, "{out}");
     let checks = json["scenarios"][0]["checks"].as_array().unwrap();
-    assert!(checks.iter().any(|c| c["name"] == "restore/timescaledb version" && c["ok"] == true), "{json}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "restore/timescaledb version" && c["ok"] == true),
+        "{json}"
+    );
 
     let other = dir.path().join("other-version.sql.gz");
-    let text = std::io::read_to_string(flate2::read::MultiGzDecoder::new(std::fs::File::open(&good).unwrap())).unwrap();
-    let changed = text.replace(&format!("timescaledb_version\t{version}\t"), "timescaledb_version\t1.7.5\t");
+    let text = std::io::read_to_string(flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(&good).unwrap(),
+    ))
+    .unwrap();
+    let changed = text.replace(
+        &format!("timescaledb_version\t{version}\t"),
+        "timescaledb_version\t1.7.5\t",
+    );
     assert_ne!(changed, text, "the dump records the TimescaleDB version");
-    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&other).unwrap(), flate2::Compression::fast());
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&other).unwrap(),
+        flate2::Compression::fast(),
+    );
     std::io::Write::write_all(&mut enc, changed.as_bytes()).unwrap();
     enc.finish().unwrap();
     let (code, out, _) = restore(&other, &["--engine", "timescaledb"]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("timescaledb version: expected the server's") && out.contains("1.7.5"), "{out}");
-    assert!(!out.contains("recovery restore › restore"), "no restore may start: {out}");
+    assert!(
+        out.contains("timescaledb version: expected the server's") && out.contains("1.7.5"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("recovery restore › restore"),
+        "no restore may start: {out}"
+    );
 }

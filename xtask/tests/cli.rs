@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use assert_cmd::cargo::cargo_bin_cmd;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn xtask() -> assert_cmd::Command {
@@ -17,9 +20,18 @@ fn xtask() -> assert_cmd::Command {
 
 #[test]
 fn list_shows_every_scenario_with_its_description() {
-    let out = xtask().arg("list").assert().success().get_output().stdout.clone();
+    let out = xtask()
+        .arg("list")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("verbose-dump") && text.contains("pg_dump --verbose"), "{text}");
+    assert!(
+        text.contains("verbose-dump") && text.contains("pg_dump --verbose"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -27,18 +39,50 @@ fn a_malformed_scenario_is_bad_input_with_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("typo.toml");
     let good = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml")).unwrap();
-    std::fs::write(&bad, good.replace("action = \"wipe\"", "action = \"wipe-out\"")).unwrap();
-    let line = good.lines().position(|l| l.starts_with("action = \"wipe\"")).unwrap() + 1;
-    let out = xtask().args(["drill", bad.to_str().unwrap()]).assert().code(3).get_output().stderr.clone();
+    std::fs::write(
+        &bad,
+        good.replace("action = \"wipe\"", "action = \"wipe-out\""),
+    )
+    .unwrap();
+    let line = good
+        .lines()
+        .position(|l| l.starts_with("action = \"wipe\""))
+        .unwrap()
+        + 1;
+    let out = xtask()
+        .args(["drill", bad.to_str().unwrap()])
+        .assert()
+        .code(3)
+        .get_output()
+        .stderr
+        .clone();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains(&format!("typo.toml:{line}:10:")) && text.contains("fault.action") && text.contains("drop-database"), "{text}");
+    assert!(
+        text.contains(&format!("typo.toml:{line}:10:"))
+            && text.contains("fault.action")
+            && text.contains("drop-database"),
+        "{text}"
+    );
 }
 
 #[test]
 fn an_unknown_scenario_name_lists_the_known_ones() {
-    let out = xtask().args(["drill", "no-such-drill"]).assert().code(3).get_output().stderr.clone();
+    let out = xtask()
+        .args(["drill", "no-such-drill"])
+        .assert()
+        .code(3)
+        .get_output()
+        .stderr
+        .clone();
     let text = String::from_utf8(out).unwrap();
-    for name in ["verbose-dump", "volume-wipe", "partial-restore", "missing-pairs-fk", "config-restart", "user-scripts"] {
+    for name in [
+        "verbose-dump",
+        "volume-wipe",
+        "partial-restore",
+        "missing-pairs-fk",
+        "config-restart",
+        "user-scripts",
+    ] {
         assert!(text.contains(name), "{name} not listed: {text}");
     }
     assert!(text.contains("known: "), "{text}");
@@ -53,20 +97,34 @@ fn a_missed_expectation_exits_1_with_evidence() {
     let sc = dir.path().join("broken-fix.toml");
     let text = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml"))
         .unwrap()
-        .replace("steps = [{ step = \"psql-restore\", sanitize = true, on-error-stop = true }]", "steps = [{ step = \"psql-restore\" }]")
+        .replace(
+            "steps = [{ step = \"psql-restore\", sanitize = true, on-error-stop = true }]",
+            "steps = [{ step = \"psql-restore\" }]",
+        )
         .replace("ticks = 20000 ", "ticks = 2000  ");
     std::fs::write(&sc, text).unwrap();
     let report_dir = dir.path().join("reports");
     let out = xtask()
-        .args(["drill", sc.to_str().unwrap(), "--report-dir", report_dir.to_str().unwrap()])
+        .args([
+            "drill",
+            sc.to_str().unwrap(),
+            "--report-dir",
+            report_dir.to_str().unwrap(),
+        ])
         .assert()
         .code(1)
         .get_output()
         .clone();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("broken-fix FAIL"), "{stdout}");
-    assert!(stdout.contains("EXPECTATION MISSED") && stdout.contains("relation \"public.pairs\" does not exist"), "{stdout}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap()).unwrap();
+    assert!(
+        stdout.contains("EXPECTATION MISSED")
+            && stdout.contains("relation \"public.pairs\" does not exist"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
+            .unwrap();
     let sc = &json["scenarios"][0];
     assert_eq!(sc["verdict"], "fail");
     assert!(sc["rto_seconds"].is_null());
@@ -97,16 +155,25 @@ fn every_rust_file_documents_itself() {
             }
         }
     }
-    assert!(missing.is_empty(), "files without a //! header: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a //! header: {missing:?}"
+    );
 }
 
 /// `.ci/run` and ci.yml run the README's test command.
 #[test]
 fn ci_runs_the_readme_test_command() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    assert!(readme.contains("cargo xtask test"), "README must give the test command");
+    assert!(
+        readme.contains("cargo xtask test"),
+        "README must give the test command"
+    );
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    assert!(ci.contains("cargo xtask test"), ".ci/run must call the README's test command");
+    assert!(
+        ci.contains("cargo xtask test"),
+        ".ci/run must call the README's test command"
+    );
 }
 
 /// Every workflow parses, follows the house rules (read-only token by
@@ -123,9 +190,15 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
         let text = std::fs::read_to_string(&path).unwrap();
         let doc = &YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))[0];
         seen.push(name.clone());
-        assert_eq!(doc["permissions"]["contents"].as_str(), Some("read"), "{name}: default token must be read-only");
+        assert_eq!(
+            doc["permissions"]["contents"].as_str(),
+            Some("read"),
+            "{name}: default token must be read-only"
+        );
         assert!(!doc["on"].is_badvalue(), "{name}: no triggers");
-        let jobs = doc["jobs"].as_hash().unwrap_or_else(|| panic!("{name}: no jobs"));
+        let jobs = doc["jobs"]
+            .as_hash()
+            .unwrap_or_else(|| panic!("{name}: no jobs"));
         for (job_name, job) in jobs {
             let job_name = job_name.as_str().unwrap();
             let needs: Vec<&str> = match &job["needs"] {
@@ -134,15 +207,26 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
                 _ => vec![],
             };
             for n in needs {
-                assert!(jobs.contains_key(&Yaml::String(n.into())), "{name}: job {job_name} needs unknown job {n}");
+                assert!(
+                    jobs.contains_key(&Yaml::String(n.into())),
+                    "{name}: job {job_name} needs unknown job {n}"
+                );
             }
-            for step in job["steps"].as_vec().unwrap_or_else(|| panic!("{name}: job {job_name} has no steps")) {
+            for step in job["steps"]
+                .as_vec()
+                .unwrap_or_else(|| panic!("{name}: job {job_name} has no steps"))
+            {
                 if let Some(uses) = step["uses"].as_str() {
                     let sha = uses.split('@').nth(1).unwrap_or("");
-                    assert!(sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()), "{name}: `{uses}` is not pinned to a commit");
+                    assert!(
+                        sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+                        "{name}: `{uses}` is not pinned to a commit"
+                    );
                 }
                 for line in step["run"].as_str().unwrap_or("").lines() {
-                    let Some(rest) = line.trim().strip_prefix("cargo xtask ") else { continue };
+                    let Some(rest) = line.trim().strip_prefix("cargo xtask ") else {
+                        continue;
+                    };
                     let args: Vec<&str> = rest.split_whitespace().collect();
                     let mut cmd = xtask();
                     if args[0] == "drill" {
@@ -157,9 +241,15 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
     seen.sort();
     assert_eq!(seen, ["ci.yml", "nightly.yml", "release.yml"]);
     let ci = std::fs::read_to_string(dir.join("ci.yml")).unwrap();
-    assert!(ci.contains("run: cargo xtask test"), "ci.yml must run the README's test command");
+    assert!(
+        ci.contains("run: cargo xtask test"),
+        "ci.yml must run the README's test command"
+    );
     let release = std::fs::read_to_string(dir.join("release.yml")).unwrap();
-    assert!(release.contains("--gate"), "the release gate runs with --gate");
+    assert!(
+        release.contains("--gate"),
+        "the release gate runs with --gate"
+    );
 }
 
 /// The annotated example in scenarios/README.md is a valid scenario.
@@ -188,7 +278,10 @@ fn drill_until_server_is_up(tmp: &Path) -> std::process::Child {
         .spawn()
         .unwrap();
     for _ in 0..600 {
-        if leftovers(tmp).iter().any(|d| d.join("data/postmaster.pid").exists()) {
+        if leftovers(tmp)
+            .iter()
+            .any(|d| d.join("data/postmaster.pid").exists())
+        {
             return child;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -201,7 +294,12 @@ fn leftovers(tmp: &Path) -> Vec<PathBuf> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("drill-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("drill-")
+        })
         .collect()
 }
 
@@ -230,11 +328,22 @@ fn ctrl_c_tears_everything_down() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = drill_until_server_is_up(tmp.path());
     let pids = postmaster_pids(tmp.path());
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(leftovers(tmp.path()).is_empty(), "left behind: {:?}", leftovers(tmp.path()));
-    assert!(pids.iter().all(|&p| gone(p)), "postgres still running: {pids:?}");
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        leftovers(tmp.path())
+    );
+    assert!(
+        pids.iter().all(|&p| gone(p)),
+        "postgres still running: {pids:?}"
+    );
 }
 
 /// SIGKILL cannot be caught: the server and dirs survive the harness, and
@@ -246,23 +355,48 @@ fn sigkill_leftovers_are_removed_by_clean() {
     let pids = postmaster_pids(tmp.path());
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!leftovers(tmp.path()).is_empty(), "SIGKILL should leave something to clean");
-    let out = xtask().env("TMPDIR", tmp.path()).arg("clean").assert().success().get_output().stdout.clone();
-    assert!(String::from_utf8(out).unwrap().contains("leftovers removed"));
-    assert!(leftovers(tmp.path()).is_empty(), "clean left: {:?}", leftovers(tmp.path()));
-    assert!(pids.iter().all(|&p| gone(p)), "postgres still running after clean: {pids:?}");
+    assert!(
+        !leftovers(tmp.path()).is_empty(),
+        "SIGKILL should leave something to clean"
+    );
+    let out = xtask()
+        .env("TMPDIR", tmp.path())
+        .arg("clean")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("leftovers removed")
+    );
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "clean left: {:?}",
+        leftovers(tmp.path())
+    );
+    assert!(
+        pids.iter().all(|&p| gone(p)),
+        "postgres still running after clean: {pids:?}"
+    );
 }
 
 /// A small, fast copy of the verbose-dump drill in `dir`.
 fn small_drill(dir: &Path) -> PathBuf {
     let path = dir.join("gate-drill.toml");
-    let text = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml")).unwrap().replace("ticks = 20000 ", "ticks = 2000  ");
+    let text = std::fs::read_to_string(root().join("scenarios/verbose-dump.toml"))
+        .unwrap()
+        .replace("ticks = 20000 ", "ticks = 2000  ");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn history_line(ms: u64) -> String {
-    format!(r#"{{"time":1,"run_id":"old","scenario":"gate-drill","backend":"native","verdict":"pass","rto_ms":{ms}}}"#)
+    format!(
+        r#"{{"time":1,"run_id":"old","scenario":"gate-drill","backend":"native","verdict":"pass","rto_ms":{ms}}}"#
+    )
 }
 
 /// `--gate` trips (exit 4) when this run's RTO is far above the median of a
@@ -274,9 +408,25 @@ fn the_regression_gate_trips_on_an_rto_regression_and_passes_otherwise() {
     let sc = small_drill(dir.path());
     for (past_ms, code, word) in [(5u64, 4, "REGRESSION"), (600_000, 0, "trend")] {
         let hist = dir.path().join(format!("history-{past_ms}.jsonl"));
-        std::fs::write(&hist, [history_line(past_ms), history_line(past_ms), history_line(past_ms)].join("\n")).unwrap();
+        std::fs::write(
+            &hist,
+            [
+                history_line(past_ms),
+                history_line(past_ms),
+                history_line(past_ms),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
         let out = xtask()
-            .args(["drill", sc.to_str().unwrap(), "--gate", "--gate-slack", "10ms", "--history"])
+            .args([
+                "drill",
+                sc.to_str().unwrap(),
+                "--gate",
+                "--gate-slack",
+                "10ms",
+                "--history",
+            ])
             .arg(&hist)
             .arg("--report-dir")
             .arg(dir.path().join(format!("r{past_ms}")))
@@ -287,8 +437,13 @@ fn the_regression_gate_trips_on_an_rto_regression_and_passes_otherwise() {
             .clone();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains(word), "{text}");
-        assert_eq!(std::fs::read_to_string(&hist).unwrap().lines().count(), 4, "this run appended");
-        let md = std::fs::read_to_string(dir.path().join(format!("r{past_ms}/summary.md"))).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&hist).unwrap().lines().count(),
+            4,
+            "this run appended"
+        );
+        let md =
+            std::fs::read_to_string(dir.path().join(format!("r{past_ms}/summary.md"))).unwrap();
         assert!(md.contains("of 3 runs"), "{md}");
     }
 }

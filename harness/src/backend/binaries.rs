@@ -41,14 +41,21 @@ impl PgBinaries {
         if let Some(found) = candidates.iter().rev().find_map(|(_, d)| Self::check(d)) {
             return Ok(found);
         }
-        if let Ok(out) = std::process::Command::new("pg_config").arg("--bindir").output() {
+        if let Ok(out) = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+        {
             let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             looked.push(dir.display().to_string());
             if let Some(found) = Self::check(&dir) {
                 return Ok(found);
             }
         }
-        Err(Error::MissingTool { tool: "initdb/postgres".into(), looked_in: looked.join(", "), install: INSTALL_HINT.into() })
+        Err(Error::MissingTool {
+            tool: "initdb/postgres".into(),
+            looked_in: looked.join(", "),
+            install: INSTALL_HINT.into(),
+        })
     }
 
     fn check(dir: &Path) -> Option<PgBinaries> {
@@ -57,12 +64,18 @@ impl PgBinaries {
                 return None;
             }
         }
-        let out = std::process::Command::new(dir.join("postgres")).arg("--version").output().ok()?;
+        let out = std::process::Command::new(dir.join("postgres"))
+            .arg("--version")
+            .output()
+            .ok()?;
         // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
         let text = String::from_utf8_lossy(&out.stdout);
         let version = text.split_whitespace().nth(2)?;
         let major = version.split('.').next()?.parse().ok()?;
-        Some(PgBinaries { bin_dir: dir.to_owned(), major })
+        Some(PgBinaries {
+            bin_dir: dir.to_owned(),
+            major,
+        })
     }
 
     pub fn tool(&self, name: &str) -> PathBuf {
@@ -72,18 +85,30 @@ impl PgBinaries {
     /// The server's library folder (`../lib` on Debian), where extensions'
     /// shared objects live.
     pub fn pkglib_dir(&self) -> PathBuf {
-        self.bin_dir.parent().map(|p| p.join("lib")).unwrap_or_default()
+        self.bin_dir
+            .parent()
+            .map(|p| p.join("lib"))
+            .unwrap_or_default()
     }
 
     /// The share folder with extension control files.
     pub fn share_dir(&self) -> PathBuf {
         let debian = PathBuf::from(format!("/usr/share/postgresql/{}", self.major));
-        if debian.is_dir() { debian } else { self.bin_dir.parent().map(|p| p.join("share")).unwrap_or_default() }
+        if debian.is_dir() {
+            debian
+        } else {
+            self.bin_dir
+                .parent()
+                .map(|p| p.join("share"))
+                .unwrap_or_default()
+        }
     }
 
     /// Whether the timescaledb extension is installed for this server.
     pub fn has_timescaledb(&self) -> bool {
-        self.share_dir().join("extension/timescaledb.control").is_file()
+        self.share_dir()
+            .join("extension/timescaledb.control")
+            .is_file()
             && std::fs::read_dir(self.pkglib_dir())
                 .into_iter()
                 .flatten()

@@ -57,8 +57,16 @@ impl NativePostgres {
             });
         }
         let run_as = if nix::unistd::geteuid().is_root() {
-            let user = User::from_name("postgres").ok().flatten().or_else(|| User::from_name("nobody").ok().flatten());
-            Some(user.ok_or_else(|| Error::server("find an unprivileged user to run postgres as", "neither `postgres` nor `nobody` exists; create one with `useradd postgres`"))?)
+            let user = User::from_name("postgres")
+                .ok()
+                .flatten()
+                .or_else(|| User::from_name("nobody").ok().flatten());
+            Some(user.ok_or_else(|| {
+                Error::server(
+                    "find an unprivileged user to run postgres as",
+                    "neither `postgres` nor `nobody` exists; create one with `useradd postgres`",
+                )
+            })?)
         } else {
             None
         };
@@ -70,10 +78,15 @@ impl NativePostgres {
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
             .map_err(Error::io("chmod", dir.path()))?;
         if let Some(u) = &run_as {
-            nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid))
-                .map_err(|e| Error::server(format!("chown {} to {}", dir.path().display(), u.name), e))?;
+            nix::unistd::chown(dir.path(), Some(u.uid), Some(u.gid)).map_err(|e| {
+                Error::server(format!("chown {} to {}", dir.path().display(), u.name), e)
+            })?;
         }
-        let password: String = rand::rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect();
+        let password: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
         let coords = PgCoordinates {
             host: "127.0.0.1".into(),
             port: 0,
@@ -87,13 +100,25 @@ impl NativePostgres {
             version: String::new(),
             timescaledb: None,
         };
-        let mut pg = NativePostgres { spec: spec.clone(), bins, dir: Some(dir), run_as, child: None, coords, info, keep: false };
+        let mut pg = NativePostgres {
+            spec: spec.clone(),
+            bins,
+            dir: Some(dir),
+            run_as,
+            child: None,
+            coords,
+            info,
+            keep: false,
+        };
         pg.init_and_start()?;
         Ok(pg)
     }
 
     fn root(&self) -> &Path {
-        self.dir.as_ref().map(|d| d.path()).expect("temp dir is present until drop")
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .expect("temp dir is present until drop")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -146,31 +171,52 @@ impl NativePostgres {
             .command(self.bins.tool("initdb"))
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-U", &self.spec.user, "-E", "UTF8", "--locale=C", "--no-instructions"])
+            .args([
+                "-U",
+                &self.spec.user,
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ])
             .args(["--auth-host=scram-sha-256", "--auth-local=trust"])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
-            .map_err(|source| Error::Spawn { command: "initdb".into(), source })?;
+            .map_err(|source| Error::Spawn {
+                command: "initdb".into(),
+                source,
+            })?;
         let _ = fs::remove_file(&pwfile);
         if !out.status.success() {
             return Err(Error::server(
                 "initdb failed",
-                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             ));
         }
         Ok(())
     }
 
     fn spawn_and_wait(&mut self) -> Result<()> {
-        let log = fs::File::create(self.log_path()).map_err(Error::io("create", self.log_path()))?;
+        let log =
+            fs::File::create(self.log_path()).map_err(Error::io("create", self.log_path()))?;
         if let Some(u) = &self.run_as {
             let _ = nix::unistd::chown(&self.log_path(), Some(u.uid), Some(u.gid));
         }
         let mut cmd = self.command(self.bins.tool("postgres"));
-        cmd.arg("-D").arg(self.data_dir()).arg("-p").arg(self.coords.port.to_string());
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(self.coords.port.to_string());
         let mut settings = vec![
             ("listen_addresses".to_string(), "127.0.0.1".to_string()),
-            ("unix_socket_directories".to_string(), self.root().display().to_string()),
+            (
+                "unix_socket_directories".to_string(),
+                self.root().display().to_string(),
+            ),
         ];
         if self.spec.timescaledb {
             settings.push(("shared_preload_libraries".into(), "timescaledb".into()));
@@ -182,12 +228,25 @@ impl NativePostgres {
         }
         // Own process group: a terminal's Ctrl-C reaches the harness, which
         // then shuts the server down in order (and --keep can keep it).
-        cmd.process_group(0).stdin(Stdio::null()).stdout(log.try_clone().map_err(Error::io("open", self.log_path()))?).stderr(log);
-        let child = cmd.spawn().map_err(|source| Error::Spawn { command: "postgres".into(), source })?;
+        cmd.process_group(0)
+            .stdin(Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(Error::io("open", self.log_path()))?,
+            )
+            .stderr(log);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            command: "postgres".into(),
+            source,
+        })?;
         self.child = Some(child);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Err(Error::server(
                     format!("postgres exited during start-up ({status})"),
@@ -198,7 +257,10 @@ impl NativePostgres {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(Error::server("postgres did not accept connections within 60s", tail(&fs::read_to_string(self.log_path()).unwrap_or_default(), 15)));
+                return Err(Error::server(
+                    "postgres did not accept connections within 60s",
+                    tail(&fs::read_to_string(self.log_path()).unwrap_or_default(), 15),
+                ));
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -207,7 +269,15 @@ impl NativePostgres {
     /// pg_isready: the server accepts connections (not "starting up").
     fn answers(&self) -> bool {
         Command::new(self.bins.tool("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &self.coords.port.to_string(), "-d", "postgres"])
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.coords.port.to_string(),
+                "-d",
+                "postgres",
+            ])
             .status()
             .is_ok_and(|s| s.success())
     }
@@ -218,19 +288,42 @@ impl NativePostgres {
         let psql = |sql: &str, db: &str| -> Result<String> {
             let out = self
                 .client(ClientTool::Psql)
-                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    db,
+                    "-c",
+                    sql,
+                ])
                 .output()
-                .map_err(|source| Error::Spawn { command: "psql".into(), source })?;
+                .map_err(|source| Error::Spawn {
+                    command: "psql".into(),
+                    source,
+                })?;
             if !out.status.success() {
-                return Err(Error::server(format!("`{sql}` failed"), String::from_utf8_lossy(&out.stderr)));
+                return Err(Error::server(
+                    format!("`{sql}` failed"),
+                    String::from_utf8_lossy(&out.stderr),
+                ));
             }
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         };
         if self.spec.database != "postgres" {
-            psql(&format!("CREATE DATABASE {}", quote_ident(&self.spec.database)), "postgres")?;
+            psql(
+                &format!("CREATE DATABASE {}", quote_ident(&self.spec.database)),
+                "postgres",
+            )?;
         }
         let version = psql("SHOW server_version", "postgres")?;
-        let ts = psql("SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'", "postgres")?;
+        let ts = psql(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
+            "postgres",
+        )?;
         self.info.version = version;
         self.info.timescaledb = (!ts.is_empty()).then_some(ts);
         Ok(())
@@ -245,7 +338,9 @@ impl NativePostgres {
     /// immediate, no checkpoint, crash recovery at the next start), then
     /// SIGKILL after 10 s.
     fn stop_with(&mut self, signal: Signal) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = Pid::from_raw(child.id() as i32);
         let _ = kill(pid, signal);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -319,7 +414,12 @@ impl PostgresServer for NativePostgres {
 
 impl NativePostgres {
     fn help(&self) -> String {
-        format!("postgres (native, pid {}): psql '{}'  (data and log: {})", self.pid().unwrap_or(0), self.coords.url(), self.root().display())
+        format!(
+            "postgres (native, pid {}): psql '{}'  (data and log: {})",
+            self.pid().unwrap_or(0),
+            self.coords.url(),
+            self.root().display()
+        )
     }
 }
 
@@ -341,7 +441,8 @@ impl Drop for NativePostgres {
 
 /// Writes the marker that ties a temp dir to this process, for reaping.
 pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
-    fs::write(dir.join(MARKER), format!("{}\n", std::process::id())).map_err(Error::io("write", dir.join(MARKER)))
+    fs::write(dir.join(MARKER), format!("{}\n", std::process::id()))
+        .map_err(Error::io("write", dir.join(MARKER)))
 }
 
 /// Stops servers and removes temp dirs that earlier runs left behind (a run
@@ -350,9 +451,10 @@ pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
 /// still alive is left alone. Returns what was removed.
 pub fn reap_leftovers() -> Vec<String> {
     reap(|owner| match owner {
-        Some(pid) if pid as u32 != std::process::id() => {
-            !matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
-        }
+        Some(pid) if pid as u32 != std::process::id() => !matches!(
+            kill(Pid::from_raw(pid), None),
+            Ok(()) | Err(nix::errno::Errno::EPERM)
+        ),
         _ => true,
     })
 }
@@ -366,14 +468,18 @@ pub fn reap_own() -> Vec<String> {
 /// Removes every drill dir for which `take(owner pid)` says yes.
 fn reap(take: impl Fn(Option<i32>) -> bool) -> Vec<String> {
     let mut removed = Vec::new();
-    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else { return removed };
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return removed;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with(DIR_PREFIX) && !name.starts_with(RUN_DIR_PREFIX) {
             continue;
         }
         let dir = entry.path();
-        let owner: Option<i32> = fs::read_to_string(dir.join(MARKER)).ok().and_then(|s| s.trim().parse().ok());
+        let owner: Option<i32> = fs::read_to_string(dir.join(MARKER))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
         if !take(owner) {
             continue; // e.g. a live drill owns it
         }
@@ -407,21 +513,33 @@ fn reap(take: impl Fn(Option<i32>) -> bool) -> Vec<String> {
 
 /// Alive and not a zombie.
 fn running(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
 }
 
 /// Whether `pid` is a postgres process serving a data dir inside `dir`.
 fn is_postgres_of(pid: i32, dir: &Path) -> bool {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    let exe_is_postgres = args.first().is_some_and(|a| a.ends_with(b"/postgres") || *a == b"postgres");
+    let exe_is_postgres = args
+        .first()
+        .is_some_and(|a| a.ends_with(b"/postgres") || *a == b"postgres");
     let data = dir.join("data");
-    exe_is_postgres && args.iter().any(|a| *a == data.as_os_str().as_encoded_bytes())
+    exe_is_postgres
+        && args
+            .iter()
+            .any(|a| *a == data.as_os_str().as_encoded_bytes())
 }
 
 fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(Error::io("bind", "127.0.0.1:0"))?;
-    Ok(l.local_addr().map_err(Error::io("bind", "127.0.0.1:0"))?.port())
+    Ok(l.local_addr()
+        .map_err(Error::io("bind", "127.0.0.1:0"))?
+        .port())
 }
 
 fn tail(text: &str, n: usize) -> String {

@@ -32,7 +32,11 @@ pub fn rows(before: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) -> Vec<
                 ok: got == Some(&want),
                 evidence: match got {
                     None => Some(format!("relation \"{table}\" does not exist")),
-                    Some(&n) if n != want => Some(format!("{} rows {}", (want - n).abs(), if n < want { "lost" } else { "extra" })),
+                    Some(&n) if n != want => Some(format!(
+                        "{} rows {}",
+                        (want - n).abs(),
+                        if n < want { "lost" } else { "extra" }
+                    )),
                     _ => None,
                 },
             }
@@ -41,12 +45,19 @@ pub fn rows(before: &BTreeMap<String, i64>, now: &BTreeMap<String, i64>) -> Vec<
 }
 
 /// Row counts the scenario names: exact or at least.
-pub fn table_rows(expected: &BTreeMap<String, crate::scenario::RowCount>, now: &BTreeMap<String, i64>) -> Vec<CheckResult> {
+pub fn table_rows(
+    expected: &BTreeMap<String, crate::scenario::RowCount>,
+    now: &BTreeMap<String, i64>,
+) -> Vec<CheckResult> {
     use crate::scenario::RowCount;
     expected
         .iter()
         .map(|(table, want)| {
-            let key = if table.contains('.') { table.clone() } else { format!("public.{table}") };
+            let key = if table.contains('.') {
+                table.clone()
+            } else {
+                format!("public.{table}")
+            };
             let got = now.get(&key).copied();
             let (expected, ok) = match want {
                 RowCount::Exactly(n) => (n.to_string(), got == Some(*n)),
@@ -57,7 +68,9 @@ pub fn table_rows(expected: &BTreeMap<String, crate::scenario::RowCount>, now: &
                 expected,
                 actual: got.map_or("missing".into(), |g| g.to_string()),
                 ok,
-                evidence: got.is_none().then(|| format!("relation \"{key}\" does not exist")),
+                evidence: got
+                    .is_none()
+                    .then(|| format!("relation \"{key}\" does not exist")),
             }
         })
         .collect()
@@ -91,7 +104,11 @@ pub fn content(
 
 fn short(sum: &str) -> String {
     let n = sum.len();
-    if n > 12 { format!("…{}", &sum[n - 12..]) } else { sum.to_string() }
+    if n > 12 {
+        format!("…{}", &sum[n - 12..])
+    } else {
+        sum.to_string()
+    }
 }
 
 /// The schema fingerprint must equal the baseline's.
@@ -107,7 +124,13 @@ pub fn schema(before: &Fingerprint, now: &Fingerprint) -> CheckResult {
         };
         format!("{head}{diff}")
     });
-    CheckResult { name: "schema".into(), expected: describe(before), actual: describe(now), ok: diff.is_empty(), evidence }
+    CheckResult {
+        name: "schema".into(),
+        expected: describe(before),
+        actual: describe(now),
+        ok: diff.is_empty(),
+        evidence,
+    }
 }
 
 /// Recovery time against the objective. `measured` is None when the checks
@@ -120,7 +143,9 @@ pub fn rto(measured: Option<Duration>, target: Duration) -> CheckResult {
         ok: measured.is_some_and(|m| m <= target),
         evidence: match measured {
             None => Some("the data checks never turned green".into()),
-            Some(m) if m > target => Some(format!("{} over the objective", fmt_duration(m - target))),
+            Some(m) if m > target => {
+                Some(format!("{} over the objective", fmt_duration(m - target)))
+            }
             _ => None,
         },
     }
@@ -132,9 +157,19 @@ pub fn rpo(m: &crate::workload::RpoMeasurement, target: Duration) -> CheckResult
     CheckResult {
         name: "rpo".into(),
         expected: format!("<= {}", fmt_duration(target)),
-        actual: format!("{} ({} of {} acknowledged writes lost)", fmt_duration(m.window), m.lost, m.acknowledged),
+        actual: format!(
+            "{} ({} of {} acknowledged writes lost)",
+            fmt_duration(m.window),
+            m.lost,
+            m.acknowledged
+        ),
         ok: m.window <= target,
-        evidence: (m.lost > 0).then(|| format!("oldest lost writes (time symbol): {}", m.lost_sample.join(", "))),
+        evidence: (m.lost > 0).then(|| {
+            format!(
+                "oldest lost writes (time symbol): {}",
+                m.lost_sample.join(", ")
+            )
+        }),
     }
 }
 
@@ -152,8 +187,17 @@ pub fn fk_orphans(measured: &[crate::postgres::snapshot::Orphans], max: u64) -> 
                 actual: format!("{total} rows in {} keys", o.keys.len()),
                 ok: total as u64 <= max,
                 evidence: (!o.keys.is_empty()).then(|| {
-                    let shown: Vec<String> = o.keys.iter().take(20).map(|(k, n)| format!("{k}: {n}")).collect();
-                    format!("child keys without a parent: {}{}", shown.join(", "), if o.keys.len() > 20 { ", ..." } else { "" })
+                    let shown: Vec<String> = o
+                        .keys
+                        .iter()
+                        .take(20)
+                        .map(|(k, n)| format!("{k}: {n}"))
+                        .collect();
+                    format!(
+                        "child keys without a parent: {}{}",
+                        shown.join(", "),
+                        if o.keys.len() > 20 { ", ..." } else { "" }
+                    )
                 }),
             }
         })
@@ -180,7 +224,12 @@ pub fn fmt_duration(d: Duration) -> String {
     if ms < 60_000 {
         format!("{}.{:03}s", ms / 1000, ms % 1000)
     } else {
-        format!("{}m {:02}.{:03}s", ms / 60_000, ms % 60_000 / 1000, ms % 1000)
+        format!(
+            "{}m {:02}.{:03}s",
+            ms / 60_000,
+            ms % 60_000 / 1000,
+            ms % 1000
+        )
     }
 }
 
@@ -190,11 +239,18 @@ mod tests {
 
     #[test]
     fn rows_name_lost_and_missing_tables() {
-        let before: BTreeMap<_, _> = [("public.pairs".to_string(), 34), ("public.ticks".to_string(), 100)].into();
+        let before: BTreeMap<_, _> = [
+            ("public.pairs".to_string(), 34),
+            ("public.ticks".to_string(), 100),
+        ]
+        .into();
         let now: BTreeMap<_, _> = [("public.ticks".to_string(), 0)].into();
         let r = rows(&before, &now);
         assert_eq!(r[0].actual, "missing");
-        assert_eq!(r[0].evidence.as_deref(), Some("relation \"public.pairs\" does not exist"));
+        assert_eq!(
+            r[0].evidence.as_deref(),
+            Some("relation \"public.pairs\" does not exist")
+        );
         assert_eq!(r[1].evidence.as_deref(), Some("100 rows lost"));
         assert!(rows(&before, &before).iter().all(|c| c.ok));
     }

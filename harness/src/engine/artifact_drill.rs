@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use drill_fixtures::Flavour;
 
 use super::{DrillOptions, DrillReport, RecoveryReport, Timeline, Verdict};
+use crate::Result;
 use crate::artifact::{self, Inspection};
 use crate::backend::{NativePostgres, PgBinaries, PgSpec, PostgresServer};
 use crate::backup::Artifact;
@@ -17,7 +18,6 @@ use crate::check::{self, CheckResult};
 use crate::postgres::snapshot::{self, Fingerprint};
 use crate::restore::{PsqlRestoreOptions, pg_restore, psql_restore};
 use crate::scenario::{DumpFormat, PgEngine};
-use crate::Result;
 
 /// What to restore and what must hold afterwards.
 #[derive(Debug, Clone)]
@@ -46,34 +46,86 @@ pub struct ArtifactDrill {
 pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<DrillReport> {
     let run_id = super::new_run_id();
     let name = "restore-artifact".to_string();
-    let mut tl = Timeline { t0: Instant::now(), scenario: name.clone(), entries: Vec::new(), progress: opts.progress.clone() };
+    let mut tl = Timeline {
+        t0: Instant::now(),
+        scenario: name.clone(),
+        entries: Vec::new(),
+        progress: opts.progress.clone(),
+    };
     let bins = PgBinaries::locate()?;
     let flavour = match (d.engine, bins.has_timescaledb()) {
         (PgEngine::Postgres, _) | (PgEngine::Auto, false) => Flavour::Postgres,
         _ => Flavour::TimescaleDb,
     };
-    let spec = PgSpec { database: d.database.clone(), user: d.user.clone(), timescaledb: flavour == Flavour::TimescaleDb, settings: vec![], run_id: run_id.clone() };
+    let spec = PgSpec {
+        database: d.database.clone(),
+        user: d.user.clone(),
+        timescaledb: flavour == Flavour::TimescaleDb,
+        settings: vec![],
+        run_id: run_id.clone(),
+    };
     let t = tl.start("setup", "start postgres");
-    let server: Box<dyn PostgresServer> = Box::new(tokio::task::block_in_place(|| NativePostgres::start(&spec))?);
+    let server: Box<dyn PostgresServer> = Box::new(tokio::task::block_in_place(|| {
+        NativePostgres::start(&spec)
+    })?);
     let info = server.info().clone();
-    tl.finish("setup", "start postgres", t, true, format!("PostgreSQL {}, timescaledb: {}", info.version, info.timescaledb.as_deref().unwrap_or("not available")));
+    tl.finish(
+        "setup",
+        "start postgres",
+        t,
+        true,
+        format!(
+            "PostgreSQL {}, timescaledb: {}",
+            info.version,
+            info.timescaledb.as_deref().unwrap_or("not available")
+        ),
+    );
     let mut report = DrillReport {
         server: Some(info),
-        flavour: if flavour == Flavour::TimescaleDb { "timescaledb".into() } else { "postgres".into() },
-        ..DrillReport::new(&name, &format!("restore {}", d.backup.display()), d.backup.clone(), &run_id, d.rto)
+        flavour: if flavour == Flavour::TimescaleDb {
+            "timescaledb".into()
+        } else {
+            "postgres".into()
+        },
+        ..DrillReport::new(
+            &name,
+            &format!("restore {}", d.backup.display()),
+            d.backup.clone(),
+            &run_id,
+            d.rto,
+        )
     };
 
     // Pick the backup: the file, or the newest whole one in a folder.
     let is_backup_folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
-    let candidates = if is_backup_folder { artifact::candidates(&d.backup)? } else { vec![d.backup.clone()] };
+    let candidates = if is_backup_folder {
+        artifact::candidates(&d.backup)?
+    } else {
+        vec![d.backup.clone()]
+    };
     let mut rejected: Vec<Inspection> = Vec::new();
     let mut chosen = None;
     for c in candidates {
-        let step = format!("inspect {}", c.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let step = format!(
+            "inspect {}",
+            c.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
         let t = tl.start("inspect", &step);
         let i = tokio::task::block_in_place(|| artifact::inspect(&c, server.as_ref()))?;
         let detail = if i.ok {
-            format!("{:?}{}, {} bytes, sha256 {}", i.format, if i.gzip { " (gzip)" } else { "" }, i.bytes, match i.sha256_matches { Some(true) => "matches its sidecar", Some(false) => "MISMATCH", None => "not given" })
+            format!(
+                "{:?}{}, {} bytes, sha256 {}",
+                i.format,
+                if i.gzip { " (gzip)" } else { "" },
+                i.bytes,
+                match i.sha256_matches {
+                    Some(true) => "matches its sidecar",
+                    Some(false) => "MISMATCH",
+                    None => "not given",
+                }
+            )
         } else {
             i.problems.join("; ")
         };
@@ -90,14 +142,27 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         expected: "a whole backup (gzip complete, checksum matching, readable)".into(),
         actual: match &chosen {
             Some(c) if rejected.is_empty() => format!("{} is whole", c.path.display()),
-            Some(c) => format!("{} is whole; {} newer backups rejected", c.path.display(), rejected.len()),
+            Some(c) => format!(
+                "{} is whole; {} newer backups rejected",
+                c.path.display(),
+                rejected.len()
+            ),
             None => "no usable backup".into(),
         },
         ok: chosen.is_some(),
-        evidence: (!rejected.is_empty()).then(|| rejected.iter().map(|r| format!("{}: {}", r.path.display(), r.problems.join("; "))).collect::<Vec<_>>().join("\n")),
+        evidence: (!rejected.is_empty()).then(|| {
+            rejected
+                .iter()
+                .map(|r| format!("{}: {}", r.path.display(), r.problems.join("; ")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }),
     });
     if chosen.is_some() && !rejected.is_empty() {
-        report.warnings.push(format!("the newest backup was unusable; fell back to an older one ({} rejected)", rejected.len()));
+        report.warnings.push(format!(
+            "the newest backup was unusable; fell back to an older one ({} rejected)",
+            rejected.len()
+        ));
     }
     let Some(inspection) = chosen else {
         return Ok(finish(report, tl, checks, None, vec![], opts, server));
@@ -116,7 +181,10 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
             expected: "the server has the timescaledb extension the dump needs".into(),
             actual: "not installed".into(),
             ok: false,
-            evidence: Some("install TimescaleDB for this PostgreSQL, or restore into an image that has it".into()),
+            evidence: Some(
+                "install TimescaleDB for this PostgreSQL, or restore into an image that has it"
+                    .into(),
+            ),
         });
         return Ok(finish(report, tl, checks, None, vec![], opts, server));
     }
@@ -151,22 +219,68 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     // Restore; the clock starts here.
     let wrap = inspection.timescaledb && flavour == Flavour::TimescaleDb;
     let restore_at = tl.start("recovery restore", "restore");
-    let (ok, detail, errors) = tokio::task::block_in_place(|| -> Result<(bool, String, Vec<String>)> {
-        Ok(match artifact.format {
-            DumpFormat::Plain => {
-                let o = psql_restore(server.as_ref(), &artifact, PsqlRestoreOptions { sanitize: d.sanitize, on_error_stop: true, timeout: None, timescaledb: wrap })?;
-                let removed = o.sanitize.as_ref().map_or(String::new(), |s| format!("; sanitizer removed {} lines", s.removed));
-                (o.exit_code == Some(0), format!("{}: exit {:?}, {} errors{removed}", o.command, o.exit_code, o.error_count), o.first_errors)
-            }
-            DumpFormat::Custom | DumpFormat::Directory => {
-                let o = pg_restore(server.as_ref(), &artifact.path, &crate::restore::PgRestoreOptions { exit_on_error: true, timescaledb: wrap, ..Default::default() })?;
-                (o.exit_code == Some(0), format!("{}: exit {:?}, {} errors", o.command, o.exit_code, o.error_count), o.first_errors)
-            }
-        })
-    })?;
-    tl.finish("recovery restore", "restore", restore_at, ok, detail.clone());
+    let (ok, detail, errors) =
+        tokio::task::block_in_place(|| -> Result<(bool, String, Vec<String>)> {
+            Ok(match artifact.format {
+                DumpFormat::Plain => {
+                    let o = psql_restore(
+                        server.as_ref(),
+                        &artifact,
+                        PsqlRestoreOptions {
+                            sanitize: d.sanitize,
+                            on_error_stop: true,
+                            timeout: None,
+                            timescaledb: wrap,
+                        },
+                    )?;
+                    let removed = o.sanitize.as_ref().map_or(String::new(), |s| {
+                        format!("; sanitizer removed {} lines", s.removed)
+                    });
+                    (
+                        o.exit_code == Some(0),
+                        format!(
+                            "{}: exit {:?}, {} errors{removed}",
+                            o.command, o.exit_code, o.error_count
+                        ),
+                        o.first_errors,
+                    )
+                }
+                DumpFormat::Custom | DumpFormat::Directory => {
+                    let o = pg_restore(
+                        server.as_ref(),
+                        &artifact.path,
+                        &crate::restore::PgRestoreOptions {
+                            exit_on_error: true,
+                            timescaledb: wrap,
+                            ..Default::default()
+                        },
+                    )?;
+                    (
+                        o.exit_code == Some(0),
+                        format!(
+                            "{}: exit {:?}, {} errors",
+                            o.command, o.exit_code, o.error_count
+                        ),
+                        o.first_errors,
+                    )
+                }
+            })
+        })?;
+    tl.finish(
+        "recovery restore",
+        "restore",
+        restore_at,
+        ok,
+        detail.clone(),
+    );
     if !ok {
-        checks.push(CheckResult { name: "step restore".into(), expected: "succeeds".into(), actual: "failed".into(), ok: false, evidence: Some(errors.join("\n")) });
+        checks.push(CheckResult {
+            name: "step restore".into(),
+            expected: "succeeds".into(),
+            actual: "failed".into(),
+            ok: false,
+            evidence: Some(errors.join("\n")),
+        });
     }
 
     let t = tl.start("recovery restore", "checks");
@@ -177,9 +291,15 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         checks.push(CheckResult {
             name: format!("table {key}"),
             expected: "exists".into(),
-            actual: if n.is_some() { "exists".into() } else { "missing".into() },
+            actual: if n.is_some() {
+                "exists".into()
+            } else {
+                "missing".into()
+            },
             ok: n.is_some(),
-            evidence: n.is_none().then(|| format!("relation \"{key}\" does not exist")),
+            evidence: n
+                .is_none()
+                .then(|| format!("relation \"{key}\" does not exist")),
         });
     }
     for (table, min) in &d.min_rows {
@@ -198,14 +318,38 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     }
     let mut conn = server.coordinates().connect().await?;
     for probe in &d.probes {
-        let got: std::result::Result<(bool,), _> = sqlx::query_as(sqlx::AssertSqlSafe(probe.clone())).fetch_one(&mut conn).await;
-        checks.push(check::probe(probe, &got.map(|(b,)| b).map_err(|e| e.to_string())));
+        let got: std::result::Result<(bool,), _> =
+            sqlx::query_as(sqlx::AssertSqlSafe(probe.clone()))
+                .fetch_one(&mut conn)
+                .await;
+        checks.push(check::probe(
+            probe,
+            &got.map(|(b,)| b).map_err(|e| e.to_string()),
+        ));
     }
     drop(conn);
     let green = checks.iter().all(|c| c.ok);
     let rto = green.then(|| restore_at.elapsed());
-    let failed: Vec<String> = checks.iter().filter(|c| !c.ok).map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual)).collect();
-    tl.finish("recovery restore", "checks", t, green, if green { format!("all green; {} tables, {} rows", now.rows.len(), now.rows.values().sum::<i64>()) } else { failed.join("; ") });
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
+        .collect();
+    tl.finish(
+        "recovery restore",
+        "checks",
+        t,
+        green,
+        if green {
+            format!(
+                "all green; {} tables, {} rows",
+                now.rows.len(),
+                now.rows.values().sum::<i64>()
+            )
+        } else {
+            failed.join("; ")
+        },
+    );
     report.baseline_rows = now.rows;
     Ok(finish(report, tl, checks, rto, errors, opts, server))
 }
@@ -223,7 +367,15 @@ fn finish(
     let met = checks.iter().all(|c| c.ok);
     let summary = match rto {
         Some(r) if met => format!("restored in {}", check::fmt_duration(r)),
-        _ => format!("NOT restored: {}", checks.iter().filter(|c| !c.ok && c.name != "rto").map(|c| c.name.clone()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "NOT restored: {}",
+            checks
+                .iter()
+                .filter(|c| !c.ok && c.name != "rto")
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     report.recoveries.push(RecoveryReport {
         name: "restore".into(),
@@ -246,5 +398,9 @@ fn finish(
 
 /// `ticks` → `public.ticks`.
 fn qualify(table: &str) -> String {
-    if table.contains('.') { table.to_string() } else { format!("public.{table}") }
+    if table.contains('.') {
+        table.to_string()
+    } else {
+        format!("public.{table}")
+    }
 }

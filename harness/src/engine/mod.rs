@@ -36,8 +36,15 @@ pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 /// A progress event.
 #[derive(Debug, Clone)]
 pub enum Progress {
-    Started { scenario: String, phase: String, step: String },
-    Finished { scenario: String, entry: TimelineEntry },
+    Started {
+        scenario: String,
+        phase: String,
+        step: String,
+    },
+    Finished {
+        scenario: String,
+        entry: TimelineEntry,
+    },
 }
 
 /// Called at a `--pause-at` point with how to reach every service; returns
@@ -69,19 +76,34 @@ pub struct DrillOptions {
 
 impl std::fmt::Debug for DrillOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DrillOptions").field("keep", &self.keep).field("pause_at", &self.pause_at).finish()
+        f.debug_struct("DrillOptions")
+            .field("keep", &self.keep)
+            .field("pause_at", &self.pause_at)
+            .finish()
     }
 }
 
 impl DrillOptions {
     /// Pauses if `names` hits `pause_at`; returns how long it paused.
-    fn maybe_pause(&self, scenario: &str, phase: &str, names: &[&str], server: &dyn PostgresServer) -> Duration {
-        let Some(pause) = &self.pause else { return Duration::ZERO };
+    fn maybe_pause(
+        &self,
+        scenario: &str,
+        phase: &str,
+        names: &[&str],
+        server: &dyn PostgresServer,
+    ) -> Duration {
+        let Some(pause) = &self.pause else {
+            return Duration::ZERO;
+        };
         if !self.pause_at.iter().any(|p| names.iter().any(|n| n == p)) {
             return Duration::ZERO;
         }
         let started = Instant::now();
-        let info = Pause { scenario: scenario.into(), at: format!("{phase} › {}", names[0]), connect: vec![server.connection_help()] };
+        let info = Pause {
+            scenario: scenario.into(),
+            at: format!("{phase} › {}", names[0]),
+            connect: vec![server.connection_help()],
+        };
         tokio::task::block_in_place(|| pause(&info));
         started.elapsed()
     }
@@ -159,7 +181,13 @@ pub struct DrillReport {
 
 impl DrillReport {
     /// An empty report for a drill about to run (verdict `fail` until judged).
-    pub fn new(name: &str, description: &str, file: PathBuf, run_id: &str, rto_target: Duration) -> DrillReport {
+    pub fn new(
+        name: &str,
+        description: &str,
+        file: PathBuf,
+        run_id: &str,
+        rto_target: Duration,
+    ) -> DrillReport {
         DrillReport {
             name: name.into(),
             description: description.into(),
@@ -197,7 +225,11 @@ struct Timeline {
 impl Timeline {
     fn start(&self, phase: &str, step: &str) -> Instant {
         if let Some(p) = &self.progress {
-            p(&Progress::Started { scenario: self.scenario.clone(), phase: phase.into(), step: step.into() });
+            p(&Progress::Started {
+                scenario: self.scenario.clone(),
+                phase: phase.into(),
+                step: step.into(),
+            });
         }
         Instant::now()
     }
@@ -212,7 +244,10 @@ impl Timeline {
             detail,
         };
         if let Some(p) = &self.progress {
-            p(&Progress::Finished { scenario: self.scenario.clone(), entry: entry.clone() });
+            p(&Progress::Finished {
+                scenario: self.scenario.clone(),
+                entry: entry.clone(),
+            });
         }
         self.entries.push(entry);
     }
@@ -220,20 +255,41 @@ impl Timeline {
 
 /// A fresh run id: 8 hex digits, in temp dir names and labels for reaping.
 pub fn new_run_id() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{:08x}", (u64::from(nanos) ^ (u64::from(std::process::id()) << 20)) as u32)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:08x}",
+        (u64::from(nanos) ^ (u64::from(std::process::id()) << 20)) as u32
+    )
 }
 
 /// Runs one scenario. Servers are torn down before this returns (also on
 /// error and panic) unless `opts.keep`.
 pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     let run_id = new_run_id();
-    let mut tl = Timeline { t0: Instant::now(), scenario: sc.name.clone(), entries: Vec::new(), progress: opts.progress.clone() };
-    let pg = sc.services.postgres.as_ref().expect("validated: postgres is declared");
+    let mut tl = Timeline {
+        t0: Instant::now(),
+        scenario: sc.name.clone(),
+        entries: Vec::new(),
+        progress: opts.progress.clone(),
+    };
+    let pg = sc
+        .services
+        .postgres
+        .as_ref()
+        .expect("validated: postgres is declared");
     let mut report = DrillReport {
         seed: sc.seed,
         rpo_target: sc.expect.rpo.map(|r| r.0),
-        ..DrillReport::new(&sc.name, &sc.description, sc.path.clone(), &run_id, sc.expect.rto.0)
+        ..DrillReport::new(
+            &sc.name,
+            &sc.description,
+            sc.path.clone(),
+            &run_id,
+            sc.expect.rto.0,
+        )
     };
 
     // 1. Start services.
@@ -244,20 +300,29 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     };
     report.flavour = match flavour {
         Flavour::TimescaleDb => "timescaledb".into(),
-        Flavour::Postgres if pg.engine == PgEngine::Auto => "postgres (timescaledb extension not installed)".into(),
+        Flavour::Postgres if pg.engine == PgEngine::Auto => {
+            "postgres (timescaledb extension not installed)".into()
+        }
         Flavour::Postgres => "postgres".into(),
     };
     let spec = PgSpec {
         database: pg.database.clone(),
         user: pg.user.clone(),
         timescaledb: flavour == Flavour::TimescaleDb,
-        settings: pg.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        settings: pg
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         run_id: run_id.clone(),
     };
     // The work dir (backups, logs) is made and marked before any server
     // exists, so an interrupt can never find one of ours unmarked.
     let work = tempfile::Builder::new()
-        .prefix(&format!("{}{run_id}-", crate::backend::native::RUN_DIR_PREFIX))
+        .prefix(&format!(
+            "{}{run_id}-",
+            crate::backend::native::RUN_DIR_PREFIX
+        ))
         .tempdir()
         .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
     crate::backend::native::mark_owner(work.path())?;
@@ -286,16 +351,42 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     report.server = Some(info);
 
     // 2. Fixture.
-    let dataset = Dataset { seed: sc.seed, ticks: sc.fixture.ticks, tick_interval_ms: sc.fixture.tick_interval.0.as_millis() as u64 };
+    let dataset = Dataset {
+        seed: sc.seed,
+        ticks: sc.fixture.ticks,
+        tick_interval_ms: sc.fixture.tick_interval.0.as_millis() as u64,
+    };
     let t = tl.start("setup", "load fixture");
     let loaded = fixture::load_nexwave(server.coordinates(), flavour, &dataset).await?;
     let total: u64 = loaded.tables.iter().map(|(_, n)| n).sum();
-    tl.finish("setup", "load fixture", t, true, format!("nexwave ({}), {total} rows in {} tables, seed {}", report.flavour, loaded.tables.len(), sc.seed));
+    tl.finish(
+        "setup",
+        "load fixture",
+        t,
+        true,
+        format!(
+            "nexwave ({}), {total} rows in {} tables, seed {}",
+            report.flavour,
+            loaded.tables.len(),
+            sc.seed
+        ),
+    );
 
     // 3. Baseline.
     let t = tl.start("setup", "baseline");
     let baseline = snapshot::take(server.coordinates()).await?;
-    tl.finish("setup", "baseline", t, true, format!("{} tables, schema {} objects ({})", baseline.rows.len(), baseline.schema.objects.len(), baseline.schema.digest()));
+    tl.finish(
+        "setup",
+        "baseline",
+        t,
+        true,
+        format!(
+            "{} tables, schema {} objects ({})",
+            baseline.rows.len(),
+            baseline.schema.objects.len(),
+            baseline.schema.digest()
+        ),
+    );
     report.baseline_rows = baseline.rows.clone();
 
     // 4. Backup, and the workload with its backup schedule.
@@ -304,7 +395,16 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     if let Some(w) = &sc.workload {
         let t = tl.start("workload", "start writer");
         let writer = crate::workload::Writer::start(server.coordinates(), w.rate, sc.seed).await?;
-        tl.finish("workload", "start writer", t, true, format!("{} ticks/s into public.ticks, every acknowledged write recorded", w.rate));
+        tl.finish(
+            "workload",
+            "start writer",
+            t,
+            true,
+            format!(
+                "{} ticks/s into public.ticks, every acknowledged write recorded",
+                w.rate
+            ),
+        );
         workload = Some((writer, Instant::now()));
     }
     let mut artifact = take_backup(sc, server.as_ref(), &scenario_dir, work.path(), &mut tl)?;
@@ -346,14 +446,31 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         if let Some(writer) = running_writer.take() {
             let t = tl.start("workload", "stop writer");
             let l = writer.stop().await?;
-            tl.finish("workload", "stop writer", t, true, format!("{} writes acknowledged, {} failed (in flight at the fault or after it)", l.acks.len(), l.failed));
+            tl.finish(
+                "workload",
+                "stop writer",
+                t,
+                true,
+                format!(
+                    "{} writes acknowledged, {} failed (in flight at the fault or after it)",
+                    l.acks.len(),
+                    l.failed
+                ),
+            );
             ledger = Some(l);
         }
-        let mut paused = opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
+        let mut paused =
+            opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
 
         let mut errors = Vec::new();
         let mut step_checks = Vec::new();
-        let ctx = steps::StepContext { server: server.as_ref(), artifact: &artifact, flavour, scenario_dir: &scenario_dir, work: work.path() };
+        let ctx = steps::StepContext {
+            server: server.as_ref(),
+            artifact: &artifact,
+            flavour,
+            scenario_dir: &scenario_dir,
+            work: work.path(),
+        };
         for (i, step) in rec.steps.iter().enumerate() {
             let label = step.label();
             let t = tl.start(&phase, &label);
@@ -379,18 +496,34 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         let mut checks = Vec::new();
         if sc.expect.rows == RowsExpect::SameAsBefore {
             let mut rows = check::rows(&baseline.rows, &now.rows);
-            let mut content = check::content(&baseline.rows, &baseline.content, &now.rows, &now.content);
+            let mut content =
+                check::content(&baseline.rows, &baseline.content, &now.rows, &now.content);
             if ledger.is_some() {
                 // The workload adds ticks (from 2026-01-01): the fixture's
                 // must all be back, exactly; the workload's are judged by
                 // the RPO check.
-                let fixture = snapshot::filtered_stats(server.coordinates(), "public.ticks", &format!("time < '{}'", crate::workload::WORKLOAD_EPOCH_SQL)).await?;
-                let (want, want_sum) = (baseline.rows["public.ticks"], baseline.content["public.ticks"].clone());
+                let fixture = snapshot::filtered_stats(
+                    server.coordinates(),
+                    "public.ticks",
+                    &format!("time < '{}'", crate::workload::WORKLOAD_EPOCH_SQL),
+                )
+                .await?;
+                let (want, want_sum) = (
+                    baseline.rows["public.ticks"],
+                    baseline.content["public.ticks"].clone(),
+                );
                 for c in rows.iter_mut().filter(|c| c.name == "rows public.ticks") {
                     c.name = "rows public.ticks (fixture rows)".into();
-                    c.actual = fixture.as_ref().map_or("missing".into(), |(n, _)| n.to_string());
+                    c.actual = fixture
+                        .as_ref()
+                        .map_or("missing".into(), |(n, _)| n.to_string());
                     c.ok = fixture.as_ref().is_some_and(|(n, _)| *n == want);
-                    c.evidence = (!c.ok).then(|| format!("{} fixture rows lost or added", fixture.as_ref().map_or(want, |(n, _)| (want - n).abs())));
+                    c.evidence = (!c.ok).then(|| {
+                        format!(
+                            "{} fixture rows lost or added",
+                            fixture.as_ref().map_or(want, |(n, _)| (want - n).abs())
+                        )
+                    });
                 }
                 content.retain(|c| c.name != "content public.ticks");
                 if let Some((n, sum)) = &fixture
@@ -399,9 +532,14 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
                     content.push(CheckResult {
                         name: "content public.ticks (fixture rows)".into(),
                         expected: "the checksum before the fault".into(),
-                        actual: if *sum == want_sum { "the same".into() } else { "different".into() },
+                        actual: if *sum == want_sum {
+                            "the same".into()
+                        } else {
+                            "different".into()
+                        },
                         ok: *sum == want_sum,
-                        evidence: (*sum != want_sum).then(|| "same number of fixture rows, different rows".into()),
+                        evidence: (*sum != want_sum)
+                            .then(|| "same number of fixture rows, different rows".into()),
                     });
                 }
             }
@@ -416,8 +554,14 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         if !sc.expect.probes.is_empty() {
             let mut conn = server.coordinates().connect().await?;
             for p in &sc.expect.probes {
-                let answer: std::result::Result<(bool,), _> = sqlx::query_as(sqlx::AssertSqlSafe(p.clone())).fetch_one(&mut conn).await;
-                checks.push(check::probe(p, &answer.map(|(b,)| b).map_err(|e| e.to_string())));
+                let answer: std::result::Result<(bool,), _> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(p.clone()))
+                        .fetch_one(&mut conn)
+                        .await;
+                checks.push(check::probe(
+                    p,
+                    &answer.map(|(b,)| b).map_err(|e| e.to_string()),
+                ));
             }
         }
         let mut rpo = None;
@@ -444,7 +588,11 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             if failed.is_empty() {
                 "all green".into()
             } else {
-                failed.iter().map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual)).collect::<Vec<_>>().join("; ")
+                failed
+                    .iter()
+                    .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             },
         );
         let met = match rec.expect {
@@ -453,9 +601,16 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
                 let shown: Vec<&str> = errors
                     .iter()
                     .map(String::as_str)
-                    .chain(failed.iter().flat_map(|c| [c.actual.as_str(), c.evidence.as_deref().unwrap_or("")]))
+                    .chain(
+                        failed
+                            .iter()
+                            .flat_map(|c| [c.actual.as_str(), c.evidence.as_deref().unwrap_or("")]),
+                    )
                     .collect();
-                let reason_ok = rec.expect_error.as_ref().is_none_or(|want| shown.iter().any(|s| s.contains(want.as_str())));
+                let reason_ok = rec
+                    .expect_error
+                    .as_ref()
+                    .is_none_or(|want| shown.iter().any(|s| s.contains(want.as_str())));
                 if !recovered && !reason_ok {
                     errors.push(format!(
                         "the negative control failed, but not with `{}`: it no longer reproduces the incident it names",
@@ -467,7 +622,10 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         };
         let mut summary = summarize(rec.expect, recovered, rto, &failed);
         if rec.expect == RecoveryExpect::Fails && !recovered && !met {
-            summary = format!("failed, but not as the incident did (no `{}`)", rec.expect_error.as_deref().unwrap_or(""));
+            summary = format!(
+                "failed, but not as the incident did (no `{}`)",
+                rec.expect_error.as_deref().unwrap_or("")
+            );
         }
         opts.maybe_pause(&sc.name, &phase, &["checks"], server.as_ref());
         report.recoveries.push(RecoveryReport {
@@ -486,17 +644,29 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         });
     }
 
-    report.verdict = if report.recoveries.iter().all(|r| r.met_expectation) { Verdict::Pass } else { Verdict::Fail };
+    report.verdict = if report.recoveries.iter().all(|r| r.met_expectation) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
     if opts.keep {
         report.kept.push(server.keep());
-        report.kept.push(format!("backups: {}", work.keep().display()));
+        report
+            .kept
+            .push(format!("backups: {}", work.keep().display()));
     }
     report.timeline = tl.entries;
     Ok(report)
 }
 
 /// One backup, the built-in way or the user's, recorded on the timeline.
-fn take_backup(sc: &Scenario, server: &dyn PostgresServer, scenario_dir: &Path, work: &Path, tl: &mut Timeline) -> Result<Artifact> {
+fn take_backup(
+    sc: &Scenario,
+    server: &dyn PostgresServer,
+    scenario_dir: &Path,
+    work: &Path,
+    tl: &mut Timeline,
+) -> Result<Artifact> {
     let (step_name, t) = match sc.backup.method {
         BackupMethod::PgDump => ("pg_dump", tl.start("backup", "pg_dump")),
         BackupMethod::Shell => ("shell", tl.start("backup", "shell")),
@@ -507,13 +677,27 @@ fn take_backup(sc: &Scenario, server: &dyn PostgresServer, scenario_dir: &Path, 
             let dir = work.join("backups");
             std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
             let workdir = scenario_dir.join(sc.backup.workdir.as_deref().unwrap_or(Path::new(".")));
-            backup::shell(server, &sc.backup, &workdir, &dir, &work.join("backup.log")).map(|(a, o)| (a, Some(o)))
+            backup::shell(server, &sc.backup, &workdir, &dir, &work.join("backup.log"))
+                .map(|(a, o)| (a, Some(o)))
         }
     });
     match taken {
         Ok((a, out)) => {
-            let output = out.map(|o| format!("; output: {}", o.output_tail.lines().last().unwrap_or(""))).unwrap_or_default();
-            tl.finish("backup", step_name, t, true, format!("{} → {} ({} bytes){output}", a.command, a.path.display(), a.bytes));
+            let output = out
+                .map(|o| format!("; output: {}", o.output_tail.lines().last().unwrap_or("")))
+                .unwrap_or_default();
+            tl.finish(
+                "backup",
+                step_name,
+                t,
+                true,
+                format!(
+                    "{} → {} ({} bytes){output}",
+                    a.command,
+                    a.path.display(),
+                    a.bytes
+                ),
+            );
             Ok(a)
         }
         Err(e) => {
@@ -523,25 +707,46 @@ fn take_backup(sc: &Scenario, server: &dyn PostgresServer, scenario_dir: &Path, 
     }
 }
 
-fn summarize(expect: RecoveryExpect, recovered: bool, rto: Option<Duration>, failed: &[&CheckResult]) -> String {
-    let missing = failed.iter().filter(|c| c.name.starts_with("rows ") && c.actual == "missing").count();
-    let short = failed.iter().filter(|c| c.name.starts_with("rows ") && c.actual != "missing").count();
+fn summarize(
+    expect: RecoveryExpect,
+    recovered: bool,
+    rto: Option<Duration>,
+    failed: &[&CheckResult],
+) -> String {
+    let missing = failed
+        .iter()
+        .filter(|c| c.name.starts_with("rows ") && c.actual == "missing")
+        .count();
+    let short = failed
+        .iter()
+        .filter(|c| c.name.starts_with("rows ") && c.actual != "missing")
+        .count();
     let schema = failed.iter().any(|c| c.name == "schema");
-    let mut what: Vec<String> = failed.iter().filter(|c| c.name.starts_with("step ")).map(|c| format!("{} failed", c.name)).collect();
+    let mut what: Vec<String> = failed
+        .iter()
+        .filter(|c| c.name.starts_with("step "))
+        .map(|c| format!("{} failed", c.name))
+        .collect();
     if missing > 0 {
         what.push(format!("{missing} tables missing"));
     }
     if short > 0 {
         what.push(format!("{short} tables short"));
     }
-    let orphaned = failed.iter().filter(|c| c.name.starts_with("fk orphans ")).count();
+    let orphaned = failed
+        .iter()
+        .filter(|c| c.name.starts_with("fk orphans "))
+        .count();
     if orphaned > 0 {
         what.push(format!("{orphaned} foreign keys with orphans"));
     }
     if failed.iter().any(|c| c.name == "rpo") {
         what.push("RPO missed".into());
     }
-    let changed = failed.iter().filter(|c| c.name.starts_with("content ")).count();
+    let changed = failed
+        .iter()
+        .filter(|c| c.name.starts_with("content "))
+        .count();
     if changed > 0 {
         what.push(format!("{changed} tables with changed rows"));
     }
@@ -557,6 +762,8 @@ fn summarize(expect: RecoveryExpect, recovered: bool, rto: Option<Duration>, fai
         },
         (RecoveryExpect::Recovers, false) => format!("NOT recovered: {what}"),
         (RecoveryExpect::Fails, false) => format!("incident reproduced: {what}"),
-        (RecoveryExpect::Fails, true) => "negative control recovered: the incident was NOT reproduced".into(),
+        (RecoveryExpect::Fails, true) => {
+            "negative control recovered: the incident was NOT reproduced".into()
+        }
     }
 }

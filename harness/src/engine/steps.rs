@@ -41,8 +41,17 @@ pub(crate) struct StepDone {
 /// The environment a user's command gets: PGHOST, PGPORT, PGUSER,
 /// PGPASSWORD, PGDATABASE, DATABASE_URL, DRILL_BACKUP_FILE (when there is a
 /// backup) and DRILL_WORK_DIR.
-pub fn step_env(server: &dyn PostgresServer, artifact: Option<&Artifact>, work: &Path) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = server.coordinates().env().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+pub fn step_env(
+    server: &dyn PostgresServer,
+    artifact: Option<&Artifact>,
+    work: &Path,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = server
+        .coordinates()
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     if let Some(a) = artifact {
         env.push(("DRILL_BACKUP_FILE".into(), a.path.display().to_string()));
     }
@@ -59,13 +68,31 @@ pub fn step_env(server: &dyn PostgresServer, artifact: Option<&Artifact>, work: 
 pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<StepDone> {
     let ts = ctx.flavour == Flavour::TimescaleDb;
     match step {
-        Step::PsqlRestore { sanitize, on_error_stop, timeout } => {
+        Step::PsqlRestore {
+            sanitize,
+            on_error_stop,
+            timeout,
+        } => {
             if ctx.artifact.format != DumpFormat::Plain {
-                return Ok(refused(format!("psql-restore needs a plain-format dump; {} is {:?}: use `pg-restore`", ctx.artifact.path.display(), ctx.artifact.format)));
+                return Ok(refused(format!(
+                    "psql-restore needs a plain-format dump; {} is {:?}: use `pg-restore`",
+                    ctx.artifact.path.display(),
+                    ctx.artifact.format
+                )));
             }
-            let opts = PsqlRestoreOptions { sanitize: *sanitize, on_error_stop: *on_error_stop, timeout: timeout.map(|t| t.0), timescaledb: ts };
+            let opts = PsqlRestoreOptions {
+                sanitize: *sanitize,
+                on_error_stop: *on_error_stop,
+                timeout: timeout.map(|t| t.0),
+                timescaledb: ts,
+            };
             let out = tokio::task::block_in_place(|| psql_restore(ctx.server, ctx.artifact, opts))?;
-            let mut detail = format!("{}: exit {}, {} errors", out.command, code(out.exit_code), out.error_count);
+            let mut detail = format!(
+                "{}: exit {}, {} errors",
+                out.command,
+                code(out.exit_code),
+                out.error_count
+            );
             if out.timescaledb_wrapped {
                 detail.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
             }
@@ -73,7 +100,12 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 detail.push_str(", killed at the timeout");
             }
             if let Some(s) = &out.sanitize {
-                detail.push_str(&format!("; sanitizer removed {} of {} lines ({} kept as possible data)", s.removed, s.lines_in, s.kept_suspicious.len()));
+                detail.push_str(&format!(
+                    "; sanitizer removed {} of {} lines ({} kept as possible data)",
+                    s.removed,
+                    s.lines_in,
+                    s.kept_suspicious.len()
+                ));
             }
             if let Some(e) = out.first_errors.first() {
                 detail.push_str(&format!("; first: {e}"));
@@ -83,14 +115,26 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 ok,
                 clean: ok && out.error_count == 0,
                 detail,
-                status: if out.timed_out { "timed out".into() } else { format!("exit {}", code(out.exit_code)) },
+                status: if out.timed_out {
+                    "timed out".into()
+                } else {
+                    format!("exit {}", code(out.exit_code))
+                },
                 evidence: out.first_errors.join("\n"),
                 errors: out.first_errors,
             })
         }
-        Step::PgRestore { exit_on_error, tables, data_only, disable_triggers } => {
+        Step::PgRestore {
+            exit_on_error,
+            tables,
+            data_only,
+            disable_triggers,
+        } => {
             if ctx.artifact.format == DumpFormat::Plain {
-                return Ok(refused(format!("pg-restore needs a custom- or directory-format dump; {} is plain SQL: use `psql-restore`", ctx.artifact.path.display())));
+                return Ok(refused(format!(
+                    "pg-restore needs a custom- or directory-format dump; {} is plain SQL: use `psql-restore`",
+                    ctx.artifact.path.display()
+                )));
             }
             let o = PgRestoreOptions {
                 exit_on_error: *exit_on_error,
@@ -100,8 +144,14 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 // Data-only into a schema drill made: no catalog to protect.
                 timescaledb: ts && !*data_only,
             };
-            let out = tokio::task::block_in_place(|| pg_restore(ctx.server, &ctx.artifact.path, &o))?;
-            let mut detail = format!("{}: exit {}, {} errors", out.command, code(out.exit_code), out.error_count);
+            let out =
+                tokio::task::block_in_place(|| pg_restore(ctx.server, &ctx.artifact.path, &o))?;
+            let mut detail = format!(
+                "{}: exit {}, {} errors",
+                out.command,
+                code(out.exit_code),
+                out.error_count
+            );
             if let Some(e) = out.first_errors.first() {
                 detail.push_str(&format!("; first: {e}"));
             }
@@ -122,31 +172,67 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                     return Ok(failed(format!("fixtures/{} failed: {e}", f.path)));
                 }
             }
-            Ok(StepDone { ok: true, clean: true, detail: format!("applied {}", names.join(", ")), errors: vec![], status: String::new(), evidence: String::new() })
+            Ok(StepDone {
+                ok: true,
+                clean: true,
+                detail: format!("applied {}", names.join(", ")),
+                errors: vec![],
+                status: String::new(),
+                evidence: String::new(),
+            })
         }
         Step::Sql { run } => match crate::restore::run_sql(ctx.server, run) {
             Ok(out) => Ok(StepDone {
                 ok: true,
                 clean: true,
-                detail: format!("ok{}", if out.is_empty() { String::new() } else { format!(": {}", out.lines().next().unwrap_or("")) }),
+                detail: format!(
+                    "ok{}",
+                    if out.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", out.lines().next().unwrap_or(""))
+                    }
+                ),
                 errors: vec![],
                 status: String::new(),
                 evidence: String::new(),
             }),
             Err(e) => Ok(failed(e.to_string())),
         },
-        Step::Shell { run, workdir, timeout } => {
-            let dir = ctx.scenario_dir.join(workdir.as_deref().unwrap_or(Path::new(".")));
+        Step::Shell {
+            run,
+            workdir,
+            timeout,
+        } => {
+            let dir = ctx
+                .scenario_dir
+                .join(workdir.as_deref().unwrap_or(Path::new(".")));
             let env = step_env(ctx.server, Some(ctx.artifact), ctx.work);
             let log = ctx.work.join(format!("step-{id}.log"));
-            let out = tokio::task::block_in_place(|| shell::run(run, &dir, &env, timeout.map(|t| t.0), &log))?;
+            let out = tokio::task::block_in_place(|| {
+                shell::run(run, &dir, &env, timeout.map(|t| t.0), &log)
+            })?;
             let last = out.output_tail.lines().last().unwrap_or("").to_string();
             Ok(StepDone {
                 ok: out.ok(),
                 clean: out.ok(),
-                detail: format!("exit {}{} in {}; last output: {last} (log: {})", code(out.exit_code), if out.timed_out { ", killed at the timeout" } else { "" }, dir.display(), out.log.display()),
+                detail: format!(
+                    "exit {}{} in {}; last output: {last} (log: {})",
+                    code(out.exit_code),
+                    if out.timed_out {
+                        ", killed at the timeout"
+                    } else {
+                        ""
+                    },
+                    dir.display(),
+                    out.log.display()
+                ),
                 errors: if out.ok() { vec![] } else { vec![last] },
-                status: if out.timed_out { "timed out".into() } else { format!("exit {}", code(out.exit_code)) },
+                status: if out.timed_out {
+                    "timed out".into()
+                } else {
+                    format!("exit {}", code(out.exit_code))
+                },
                 evidence: out.output_tail,
             })
         }
@@ -154,11 +240,25 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
 }
 
 fn failed(why: String) -> StepDone {
-    StepDone { ok: false, clean: false, detail: why.clone(), errors: vec![why.clone()], status: "failed".into(), evidence: why }
+    StepDone {
+        ok: false,
+        clean: false,
+        detail: why.clone(),
+        errors: vec![why.clone()],
+        status: "failed".into(),
+        evidence: why,
+    }
 }
 
 fn refused(why: String) -> StepDone {
-    StepDone { ok: false, clean: false, detail: why.clone(), errors: vec![why.clone()], status: "refused".into(), evidence: why }
+    StepDone {
+        ok: false,
+        clean: false,
+        detail: why.clone(),
+        errors: vec![why.clone()],
+        status: "refused".into(),
+        evidence: why,
+    }
 }
 
 fn code(c: Option<i32>) -> String {

@@ -21,11 +21,20 @@ pub struct LoadReport {
 }
 
 /// Applies the Nexwave schema of `flavour` and loads `dataset`.
-pub async fn load_nexwave(coords: &PgCoordinates, flavour: Flavour, dataset: &Dataset) -> Result<LoadReport> {
+pub async fn load_nexwave(
+    coords: &PgCoordinates,
+    flavour: Flavour,
+    dataset: &Dataset,
+) -> Result<LoadReport> {
     let started = Instant::now();
     let mut conn = coords.connect().await?;
     for file in nexwave_schema(flavour) {
-        execute_script(&mut conn, file.sql, &format!("apply fixtures/{}", file.path)).await?;
+        execute_script(
+            &mut conn,
+            file.sql,
+            &format!("apply fixtures/{}", file.path),
+        )
+        .await?;
     }
     let mut tables = Vec::new();
     for mut t in dataset.tables() {
@@ -33,7 +42,11 @@ pub async fn load_nexwave(coords: &PgCoordinates, flavour: Flavour, dataset: &Da
         tables.push((t.table.to_string(), n));
     }
     execute_script(&mut conn, "ANALYZE", "analyze").await?;
-    Ok(LoadReport { flavour: format!("{flavour:?}"), tables, elapsed: started.elapsed() })
+    Ok(LoadReport {
+        flavour: format!("{flavour:?}"),
+        tables,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Streams rows into a table with COPY; returns the server's row count.
@@ -44,14 +57,20 @@ pub async fn copy_rows(
     rows: &mut dyn drill_fixtures::RowSource,
 ) -> Result<u64> {
     let stmt = format!("COPY {table} ({}) FROM STDIN", columns.join(", "));
-    let mut copy = conn.copy_in_raw(&stmt).await.map_err(Error::sql(format!("start COPY into {table}")))?;
+    let mut copy = conn
+        .copy_in_raw(&stmt)
+        .await
+        .map_err(Error::sql(format!("start COPY into {table}")))?;
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     loop {
         let more = rows.next_row(&mut buf);
         if buf.len() >= CHUNK || (!more && !buf.is_empty()) {
             if let Err(e) = copy.send(buf.as_slice()).await {
                 let _ = copy.abort("drill: send failed").await;
-                return Err(Error::Sql { context: format!("COPY into {table}"), source: e });
+                return Err(Error::Sql {
+                    context: format!("COPY into {table}"),
+                    source: e,
+                });
             }
             buf.clear();
         }
@@ -59,5 +78,7 @@ pub async fn copy_rows(
             break;
         }
     }
-    copy.finish().await.map_err(Error::sql(format!("finish COPY into {table}")))
+    copy.finish()
+        .await
+        .map_err(Error::sql(format!("finish COPY into {table}")))
 }

@@ -25,7 +25,10 @@ pub struct PgCoordinates {
 impl PgCoordinates {
     /// `postgres://user:password@host:port/database`.
     pub fn url(&self) -> String {
-        format!("postgres://{}:{}@{}:{}/{}", self.user, self.password, self.host, self.port, self.database)
+        format!(
+            "postgres://{}:{}@{}:{}/{}",
+            self.user, self.password, self.host, self.port, self.database
+        )
     }
 
     /// The variables libpq and most tools read: PGHOST, PGPORT, PGUSER,
@@ -43,7 +46,10 @@ impl PgCoordinates {
 
     /// The same server, another database.
     pub fn with_database(&self, database: &str) -> PgCoordinates {
-        PgCoordinates { database: database.into(), ..self.clone() }
+        PgCoordinates {
+            database: database.into(),
+            ..self.clone()
+        }
     }
 
     pub async fn connect(&self) -> Result<PgConnection> {
@@ -57,7 +63,10 @@ impl PgCoordinates {
             .disable_statement_logging();
         PgConnection::connect_with(&opts)
             .await
-            .map_err(Error::sql(format!("connect to {}:{}/{}", self.host, self.port, self.database)))
+            .map_err(Error::sql(format!(
+                "connect to {}:{}/{}",
+                self.host, self.port, self.database
+            )))
     }
 }
 
@@ -76,7 +85,10 @@ pub fn scrub_pg_env(cmd: &mut std::process::Command) {
 
 /// Runs several statements as one simple-query message.
 pub async fn execute_script(conn: &mut PgConnection, sql: &str, context: &str) -> Result<()> {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut *conn).await.map_err(Error::sql(context))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut *conn)
+        .await
+        .map_err(Error::sql(context))?;
     Ok(())
 }
 
@@ -85,7 +97,17 @@ pub async fn execute_script(conn: &mut PgConnection, sql: &str, context: &str) -
 pub async fn drop_and_recreate(coords: &PgCoordinates) -> Result<()> {
     let mut admin = coords.with_database("postgres").connect().await?;
     let name = crate::backend::native::quote_ident(&coords.database);
-    execute_script(&mut admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), "drop database").await?;
-    execute_script(&mut admin, &format!("CREATE DATABASE {name}"), "create database").await?;
+    execute_script(
+        &mut admin,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        "drop database",
+    )
+    .await?;
+    execute_script(
+        &mut admin,
+        &format!("CREATE DATABASE {name}"),
+        "create database",
+    )
+    .await?;
     Ok(())
 }

@@ -82,7 +82,12 @@ impl Fingerprint {
                 Some(_) => {}
             }
         }
-        d.extra = now.objects.keys().filter(|k| !self.objects.contains_key(*k)).cloned().collect();
+        d.extra = now
+            .objects
+            .keys()
+            .filter(|k| !self.objects.contains_key(*k))
+            .cloned()
+            .collect();
         d
     }
 }
@@ -95,14 +100,20 @@ impl SchemaDiff {
     /// Missing relations only (`relation public.pairs`), the headline of a
     /// partial restore.
     pub fn missing_relations(&self) -> Vec<&str> {
-        self.missing.iter().filter_map(|k| k.strip_prefix("relation ")).collect()
+        self.missing
+            .iter()
+            .filter_map(|k| k.strip_prefix("relation "))
+            .collect()
     }
 }
 
 impl std::fmt::Display for SchemaDiff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOW: usize = 12;
-        let list = |f: &mut std::fmt::Formatter<'_>, title: &str, items: Vec<String>| -> std::fmt::Result {
+        let list = |f: &mut std::fmt::Formatter<'_>,
+                    title: &str,
+                    items: Vec<String>|
+         -> std::fmt::Result {
             if items.is_empty() {
                 return Ok(());
             }
@@ -117,7 +128,14 @@ impl std::fmt::Display for SchemaDiff {
         };
         list(f, "missing", self.missing.clone())?;
         list(f, "extra", self.extra.clone())?;
-        list(f, "changed", self.changed.iter().map(|(k, a, b)| format!("{k}: was `{a}`, now `{b}`")).collect())
+        list(
+            f,
+            "changed",
+            self.changed
+                .iter()
+                .map(|(k, a, b)| format!("{k}: was `{a}`, now `{b}`"))
+                .collect(),
+        )
     }
 }
 
@@ -166,7 +184,8 @@ UNION ALL
 SELECT 'trigger ' || nspname || '.' || relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
   FROM rel JOIN pg_trigger t ON t.tgrelid = rel.oid WHERE NOT t.tgisinternal";
 
-const HYPERTABLES_SQL: &str = "SELECT 'hypertable ' || hypertable_schema || '.' || hypertable_name || '.' || column_name,
+const HYPERTABLES_SQL: &str =
+    "SELECT 'hypertable ' || hypertable_schema || '.' || hypertable_name || '.' || column_name,
        dimension_type || ' ' || coalesce(time_interval::text, integer_interval::text, '')
   FROM timescaledb_information.dimensions";
 
@@ -175,15 +194,29 @@ pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
     let mut conn = coords.connect().await?;
     let (rows, content) = table_stats(&mut conn).await?;
     let schema = fingerprint(&mut conn).await?;
-    Ok(Snapshot { rows, content, schema, foreign_keys: foreign_keys(&mut conn).await? })
+    Ok(Snapshot {
+        rows,
+        content,
+        schema,
+        foreign_keys: foreign_keys(&mut conn).await?,
+    })
 }
 
 /// Count and checksum of the rows of `table` matching `filter` (SQL), in
 /// the same form as [`Snapshot::content`]; None when the table is gone.
-pub async fn filtered_stats(coords: &PgCoordinates, table: &str, filter: &str) -> Result<Option<(i64, String)>> {
+pub async fn filtered_stats(
+    coords: &PgCoordinates,
+    table: &str,
+    filter: &str,
+) -> Result<Option<(i64, String)>> {
     let mut conn = coords.connect().await?;
-    let q = format!("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t WHERE {filter}");
-    match sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(q)).fetch_one(&mut conn).await {
+    let q = format!(
+        "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {table} t WHERE {filter}"
+    );
+    match sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(q))
+        .fetch_one(&mut conn)
+        .await
+    {
         Ok(r) => Ok(Some(r)),
         Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => Ok(None),
         Err(e) => Err(Error::sql(format!("count rows of {table}"))(e)),
@@ -207,11 +240,21 @@ pub async fn foreign_keys(conn: &mut PgConnection) -> Result<Vec<ForeignKey>> {
           WHERE con.contype = 'f' ORDER BY 2, 1"
     );
     type Row = (String, String, Vec<String>, String, Vec<String>);
-    let rows: Vec<Row> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("read foreign keys"))?;
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::sql("read foreign keys"))?;
     Ok(rows
         .into_iter()
-        .map(|(name, child, child_columns, parent, parent_columns)| ForeignKey { name, child, child_columns, parent, parent_columns })
+        .map(
+            |(name, child, child_columns, parent, parent_columns)| ForeignKey {
+                name,
+                child,
+                child_columns,
+                parent,
+                parent_columns,
+            },
+        )
         .collect())
 }
 
@@ -224,14 +267,30 @@ pub async fn orphans(coords: &PgCoordinates, fks: &[ForeignKey]) -> Result<Vec<O
     for fk in fks {
         let cols = |t: &str, c: &[String]| c.iter().map(|c| format!("{t}.{c}")).collect::<Vec<_>>();
         let key = cols("c", &fk.child_columns).join(" || ',' || ");
-        let join = fk.child_columns.iter().zip(&fk.parent_columns).map(|(c, p)| format!("p.{p} = c.{c}")).collect::<Vec<_>>().join(" AND ");
-        let not_null = cols("c", &fk.child_columns).iter().map(|c| format!("{c} IS NOT NULL")).collect::<Vec<_>>().join(" AND ");
+        let join = fk
+            .child_columns
+            .iter()
+            .zip(&fk.parent_columns)
+            .map(|(c, p)| format!("p.{p} = c.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let not_null = cols("c", &fk.child_columns)
+            .iter()
+            .map(|c| format!("{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let sql = format!(
             "SELECT ({key})::text, count(*) FROM {} c WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {join}) GROUP BY 1 ORDER BY 2 DESC, 1",
             fk.child, fk.parent
         );
-        match sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).fetch_all(&mut conn).await {
-            Ok(keys) => out.push(Orphans { foreign_key: format!("{} ({} → {})", fk.name, fk.child, fk.parent), keys }),
+        match sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+        {
+            Ok(keys) => out.push(Orphans {
+                foreign_key: format!("{} ({} → {})", fk.name, fk.child, fk.parent),
+                keys,
+            }),
             Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => {}
             Err(e) => return Err(Error::sql(format!("count orphans of {}", fk.name))(e)),
         }
@@ -241,13 +300,17 @@ pub async fn orphans(coords: &PgCoordinates, fks: &[ForeignKey]) -> Result<Vec<O
 
 /// `count(*)` and a content checksum of every user table (partitions and
 /// chunks count through their parent), in one scan per table.
-pub async fn table_stats(conn: &mut PgConnection) -> Result<(BTreeMap<String, i64>, BTreeMap<String, String>)> {
+pub async fn table_stats(
+    conn: &mut PgConnection,
+) -> Result<(BTreeMap<String, i64>, BTreeMap<String, String>)> {
     let sql = format!(
         "WITH ns AS ({USER_NS}) SELECT ns.nspname, c.relname FROM pg_class c JOIN ns ON ns.oid = c.relnamespace
          WHERE c.relkind IN ('r','p') AND NOT c.relispartition ORDER BY 1, 2"
     );
-    let tables: Vec<(String, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("list tables"))?;
+    let tables: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(Error::sql("list tables"))?;
     let (mut rows, mut content) = (BTreeMap::new(), BTreeMap::new());
     for (schema, table) in tables {
         let q = format!(
@@ -268,12 +331,15 @@ pub async fn table_stats(conn: &mut PgConnection) -> Result<(BTreeMap<String, i6
 /// The schema fingerprint of the connected database.
 pub async fn fingerprint(conn: &mut PgConnection) -> Result<Fingerprint> {
     let sql = FINGERPRINT_SQL.replace("@NS@", USER_NS);
-    let mut rows: Vec<(String, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *conn).await.map_err(Error::sql("read the catalog"))?;
-    let (has_ts,): (bool,) = sqlx::query_as("SELECT to_regclass('timescaledb_information.dimensions') IS NOT NULL")
-        .fetch_one(&mut *conn)
+    let mut rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *conn)
         .await
-        .map_err(Error::sql("look for timescaledb"))?;
+        .map_err(Error::sql("read the catalog"))?;
+    let (has_ts,): (bool,) =
+        sqlx::query_as("SELECT to_regclass('timescaledb_information.dimensions') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(Error::sql("look for timescaledb"))?;
     if has_ts {
         rows.extend(
             sqlx::query_as::<_, (String, String)>(HYPERTABLES_SQL)
@@ -282,7 +348,12 @@ pub async fn fingerprint(conn: &mut PgConnection) -> Result<Fingerprint> {
                 .map_err(Error::sql("read hypertables"))?,
         );
     }
-    Ok(Fingerprint { objects: rows.into_iter().map(|(k, v)| (k, normalize_definition(&v))).collect() })
+    Ok(Fingerprint {
+        objects: rows
+            .into_iter()
+            .map(|(k, v)| (k, normalize_definition(&v)))
+            .collect(),
+    })
 }
 
 /// Makes a deparsed definition comparable across a dump and restore.
@@ -369,19 +440,30 @@ fn normalize_once(s: &[char]) -> Vec<char> {
             let prev = i - 1;
             let on_constant = match s[prev] {
                 '\'' => true,
-                ']' => pair[prev].is_some_and(|o| o >= 5 && s[o - 5..o].iter().collect::<String>() == "ARRAY"),
+                ']' => pair[prev]
+                    .is_some_and(|o| o >= 5 && s[o - 5..o].iter().collect::<String>() == "ARRAY"),
                 ')' => pair[prev].is_some_and(|o| is_constant(&s[o + 1..prev], &pair, o + 1)),
                 _ => false,
             };
             if on_constant {
                 let rest: String = s[i + 2..].iter().collect();
-                let mut len = MULTIWORD_TYPES.iter().find(|t| rest.starts_with(*t)).map(|t| t.len()).unwrap_or_else(|| {
-                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"')).count()
-                });
+                let mut len = MULTIWORD_TYPES
+                    .iter()
+                    .find(|t| rest.starts_with(*t))
+                    .map(|t| t.len())
+                    .unwrap_or_else(|| {
+                        rest.chars()
+                            .take_while(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '"')
+                            })
+                            .count()
+                    });
                 let after: Vec<char> = rest.chars().skip(len).collect();
                 if after.first() == Some(&'(')
                     && let Some(close) = after.iter().position(|&c| c == ')')
-                    && after[1..close].iter().all(|c| c.is_ascii_digit() || *c == ',')
+                    && after[1..close]
+                        .iter()
+                        .all(|c| c.is_ascii_digit() || *c == ',')
                 {
                     len += close + 1;
                 }
@@ -394,7 +476,10 @@ fn normalize_once(s: &[char]) -> Vec<char> {
             }
         }
         // Parentheses around a constant (not a call), or doubled.
-        if s[i] == '(' && !quoted[i] && let Some(c) = pair[i] {
+        if s[i] == '('
+            && !quoted[i]
+            && let Some(c) = pair[i]
+        {
             let call = i > 0 && (s[i - 1].is_alphanumeric() || s[i - 1] == '_' || s[i - 1] == '"');
             let doubled = i + 1 < c && s[i + 1] == '(' && pair[i + 1] == Some(c - 1);
             if doubled || (!call && is_constant(&s[i + 1..c], &pair, i + 1)) {
@@ -417,7 +502,12 @@ mod tests {
     use super::*;
 
     fn fp(items: &[(&str, &str)]) -> Fingerprint {
-        Fingerprint { objects: items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        Fingerprint {
+            objects: items
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
 
     #[test]
@@ -425,37 +515,76 @@ mod tests {
         let before = "CHECK (((side)::text = ANY ((ARRAY['buy'::character varying, 'sell'::character varying])::text[])))";
         let after = "CHECK (((side)::text = ANY (ARRAY[('buy'::character varying)::text, ('sell'::character varying)::text])))";
         assert_eq!(normalize_definition(before), normalize_definition(after));
-        assert_eq!(normalize_definition(before), "CHECK ((side)::text = ANY ARRAY['buy', 'sell'])");
+        assert_eq!(
+            normalize_definition(before),
+            "CHECK ((side)::text = ANY ARRAY['buy', 'sell'])"
+        );
         // Casts on columns and expressions are kept (found by review).
         for (a, b) in [
-            ("CREATE INDEX i ON t USING btree (((ts)::date))", "CREATE INDEX i ON t USING btree (ts)"),
+            (
+                "CREATE INDEX i ON t USING btree (((ts)::date))",
+                "CREATE INDEX i ON t USING btree (ts)",
+            ),
             ("CHECK (((amount)::integer > 0))", "CHECK ((amount > 0))"),
-            ("CHECK ((price > (0)::numeric(10,2)))", "CHECK ((price > 0))"),
+            (
+                "CHECK ((price > (0)::numeric(10,2)))",
+                "CHECK ((price > 0))",
+            ),
         ] {
-            assert_ne!(normalize_definition(a), normalize_definition(b), "{a} vs {b}");
+            assert_ne!(
+                normalize_definition(a),
+                normalize_definition(b),
+                "{a} vs {b}"
+            );
         }
         // Real changes still show: another literal, another operator.
-        assert_ne!(normalize_definition(before), normalize_definition(&before.replace("'sell'", "'hold'")));
-        assert_ne!(normalize_definition("CHECK ((amount > (0)::double precision))"), normalize_definition("CHECK ((amount >= (0)::double precision))"));
+        assert_ne!(
+            normalize_definition(before),
+            normalize_definition(&before.replace("'sell'", "'hold'"))
+        );
+        assert_ne!(
+            normalize_definition("CHECK ((amount > (0)::double precision))"),
+            normalize_definition("CHECK ((amount >= (0)::double precision))")
+        );
         // Calls keep their parentheses; literals with '::' inside are untouched.
         assert_eq!(normalize_definition("DEFAULT now()"), "DEFAULT now()");
         assert_eq!(normalize_definition("'a::b'::text"), "'a::b'");
-        assert_eq!(normalize_definition("'café'::character varying(20)"), "'café'");
-        assert_eq!(normalize_definition("DEFAULT 'pacifica'::character varying"), "DEFAULT 'pacifica'");
+        assert_eq!(
+            normalize_definition("'café'::character varying(20)"),
+            "'café'"
+        );
+        assert_eq!(
+            normalize_definition("DEFAULT 'pacifica'::character varying"),
+            "DEFAULT 'pacifica'"
+        );
     }
 
     #[test]
     fn diff_names_missing_extra_and_changed() {
-        let before = fp(&[("relation public.pairs", "table"), ("relation public.ticks", "table"), ("column public.ticks.price", "double precision not null")]);
-        let now = fp(&[("relation public.ticks", "table"), ("column public.ticks.price", "real"), ("relation public.junk", "table")]);
+        let before = fp(&[
+            ("relation public.pairs", "table"),
+            ("relation public.ticks", "table"),
+            ("column public.ticks.price", "double precision not null"),
+        ]);
+        let now = fp(&[
+            ("relation public.ticks", "table"),
+            ("column public.ticks.price", "real"),
+            ("relation public.junk", "table"),
+        ]);
         let d = before.diff(&now);
         assert_eq!(d.missing, vec!["relation public.pairs"]);
         assert_eq!(d.extra, vec!["relation public.junk"]);
         assert_eq!(d.changed.len(), 1);
         assert_eq!(d.missing_relations(), vec!["public.pairs"]);
         let text = d.to_string();
-        assert!(text.contains("missing (1):\n  relation public.pairs"), "{text}");
-        assert!(text.contains("was `double precision not null`, now `real`"), "{text}");
+        assert!(
+            text.contains("missing (1):\n  relation public.pairs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("was `double precision not null`, now `real`"),
+            "{text}"
+        );
         assert!(before.diff(&before).is_empty());
         assert_ne!(before.digest(), now.digest());
     }

@@ -40,7 +40,12 @@ pub struct GatePolicy {
 
 impl Default for GatePolicy {
     fn default() -> Self {
-        GatePolicy { margin: 0.25, slack: Duration::from_millis(250), window: 10, min_runs: 3 }
+        GatePolicy {
+            margin: 0.25,
+            slack: Duration::from_millis(250),
+            window: 10,
+            min_runs: 3,
+        }
     }
 }
 
@@ -91,12 +96,17 @@ pub fn append(path: &Path, entries: &[HistoryEntry]) -> Result<()> {
     }
     // A hand-edited file may lack its final newline: never glue two lines.
     let needs_newline = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(Error::io("open", path))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(Error::io("open", path))?;
     if needs_newline {
         writeln!(f).map_err(Error::io("append to", path))?;
     }
     for e in entries {
-        writeln!(f, "{}", serde_json::to_string(e).expect("serialisable")).map_err(Error::io("append to", path))?;
+        writeln!(f, "{}", serde_json::to_string(e).expect("serialisable"))
+            .map_err(Error::io("append to", path))?;
     }
     Ok(())
 }
@@ -110,8 +120,15 @@ pub fn entries(reports: &[DrillReport], now_secs: u64) -> Vec<HistoryEntry> {
             run_id: r.run_id.clone(),
             scenario: r.name.clone(),
             backend: r.backend.clone(),
-            verdict: if r.verdict == Verdict::Pass { "pass".into() } else { "fail".into() },
-            rto_ms: r.main_recovery().and_then(|m| m.rto).map(|d| d.as_millis() as u64),
+            verdict: if r.verdict == Verdict::Pass {
+                "pass".into()
+            } else {
+                "fail".into()
+            },
+            rto_ms: r
+                .main_recovery()
+                .and_then(|m| m.rto)
+                .map(|d| d.as_millis() as u64),
         })
         .collect()
 }
@@ -181,7 +198,11 @@ fn median_ms(v: &mut [u64]) -> Option<u64> {
     }
     v.sort_unstable();
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    })
 }
 
 #[cfg(test)]
@@ -210,7 +231,12 @@ mod tests {
         let t = &judge(&[slow], &past(&[1_000, 1_100, 900, 1_050]), &p)[0];
         assert!(t.tripped, "{t:?}");
         assert_eq!(t.median_ms, Some(Duration::from_millis(1_025)));
-        assert!(t.note.starts_with("RTO regressed: 3.000s vs median 1.025s of 4 runs"), "{}", t.note);
+        assert!(
+            t.note
+                .starts_with("RTO regressed: 3.000s vs median 1.025s of 4 runs"),
+            "{}",
+            t.note
+        );
     }
 
     #[test]

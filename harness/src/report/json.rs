@@ -111,7 +111,10 @@ pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonRepo
                 verdict: r.verdict,
                 rto_seconds: r.main_recovery().and_then(|m| m.rto).map(secs),
                 rto_target_seconds: secs(r.rto_target),
-                rpo_seconds: r.main_recovery().and_then(|m| m.rpo.as_ref()).map(|m| secs(m.window)),
+                rpo_seconds: r
+                    .main_recovery()
+                    .and_then(|m| m.rpo.as_ref())
+                    .map(|m| secs(m.window)),
                 rpo_target_seconds: r.rpo_target.map(secs),
                 checks: checks(r),
                 recoveries: &r.recoveries,
@@ -127,7 +130,9 @@ pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonRepo
                         detail: &e.detail,
                     })
                     .collect(),
-                trend: trends.iter().find(|t| t.scenario == r.name && t.backend == r.backend),
+                trend: trends
+                    .iter()
+                    .find(|t| t.scenario == r.name && t.backend == r.backend),
                 backup: r.backup.as_ref(),
             })
             .collect(),

@@ -20,14 +20,23 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
             ("flavour".into(), r.flavour.clone()),
             ("seed".into(), r.seed.to_string()),
             ("run_id".into(), r.run_id.clone()),
-            ("rto_target_seconds".into(), format!("{:.3}", r.rto_target.as_secs_f64())),
+            (
+                "rto_target_seconds".into(),
+                format!("{:.3}", r.rto_target.as_secs_f64()),
+            ),
         ];
         match r.main_recovery().and_then(|m| m.rpo.as_ref()) {
-            Some(m) => props.push(("rpo_seconds".into(), format!("{:.3}", m.window.as_secs_f64()))),
+            Some(m) => props.push((
+                "rpo_seconds".into(),
+                format!("{:.3}", m.window.as_secs_f64()),
+            )),
             None => props.push(("rpo_seconds".into(), "not measured".into())),
         }
         if let Some(t) = r.rpo_target {
-            props.push(("rpo_target_seconds".into(), format!("{:.3}", t.as_secs_f64())));
+            props.push((
+                "rpo_target_seconds".into(),
+                format!("{:.3}", t.as_secs_f64()),
+            ));
         }
         if let Some(rto) = r.main_recovery().and_then(|m| m.rto) {
             props.push(("rto_seconds".into(), format!("{:.3}", rto.as_secs_f64())));
@@ -35,7 +44,9 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         if let Some(s) = &r.server {
             props.push(("server_version".into(), s.version.clone()));
         }
-        let trend = trends.iter().find(|t| t.scenario == r.name && t.backend == r.backend);
+        let trend = trends
+            .iter()
+            .find(|t| t.scenario == r.name && t.backend == r.backend);
         if let Some(t) = trend {
             props.push(("rto_trend".into(), t.note.clone()));
         }
@@ -47,7 +58,10 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         } else {
             let mut lines = Vec::new();
             for c in checks(r).iter().filter(|c| !c.ok) {
-                lines.push(format!("{}: expected {}, got {}", c.name, c.expected, c.actual));
+                lines.push(format!(
+                    "{}: expected {}, got {}",
+                    c.name, c.expected, c.actual
+                ));
                 if let Some(e) = &c.evidence {
                     lines.extend(e.lines().map(|l| format!("    {l}")));
                 }
@@ -56,8 +70,14 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
                 lines.push(t.note.clone());
             }
             let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let headline = if r.verdict == Verdict::Fail { "expectations missed" } else { "RTO regression gate tripped" };
-            s.set_message(format!("{}: {headline}", r.name)).set_type(headline).set_description(lines.join("\n"));
+            let headline = if r.verdict == Verdict::Fail {
+                "expectations missed"
+            } else {
+                "RTO regression gate tripped"
+            };
+            s.set_message(format!("{}: {headline}", r.name))
+                .set_type(headline)
+                .set_description(lines.join("\n"));
             s
         };
         let mut case = TestCase::new(format!("{} [{}]", r.name, r.backend), status);
@@ -67,7 +87,16 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         case.set_system_out(
             r.timeline
                 .iter()
-                .map(|e| format!("[{:>9.3}s] {} › {} ({:.3}s) {}", e.start.as_secs_f64(), e.phase, e.step, e.duration.as_secs_f64(), e.detail))
+                .map(|e| {
+                    format!(
+                        "[{:>9.3}s] {} › {} ({:.3}s) {}",
+                        e.start.as_secs_f64(),
+                        e.phase,
+                        e.step,
+                        e.duration.as_secs_f64(),
+                        e.detail
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
         );
@@ -89,9 +118,18 @@ mod tests {
     /// `cargo xtask test`), for a passing and a failing drill.
     #[test]
     fn validates_against_the_junit_schema() {
-        let xml = render(&[report(Some(Duration::from_millis(1455))), report(None)], &[]);
-        assert!(xml.contains(r#"<property name="rto_seconds" value="1.455"/>"#), "{xml}");
-        assert!(xml.contains("sanitized/rows public.pairs: expected 34, got missing"), "{xml}");
+        let xml = render(
+            &[report(Some(Duration::from_millis(1455))), report(None)],
+            &[],
+        );
+        assert!(
+            xml.contains(r#"<property name="rto_seconds" value="1.455"/>"#),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("sanitized/rows public.pairs: expected 34, got missing"),
+            "{xml}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("junit.xml");
         std::fs::write(&file, &xml).unwrap();
@@ -101,6 +139,10 @@ mod tests {
             .arg(&file)
             .output()
             .expect("xmllint is needed for this test: apt-get install libxml2-utils (cargo xtask test installs it)");
-        assert!(out.status.success(), "junit.xml does not validate:\n{}\n{xml}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "junit.xml does not validate:\n{}\n{xml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -14,20 +14,36 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
     md.push_str("| scenario | backend | verdict | RTO | target | RPO | trend | rows | schema |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {
         let main = r.main_recovery();
-        let rto = main.and_then(|m| m.rto).map_or("not recovered".into(), fmt_duration);
-        let trend = trends.iter().find(|t| t.scenario == r.name && t.backend == r.backend);
+        let rto = main
+            .and_then(|m| m.rto)
+            .map_or("not recovered".into(), fmt_duration);
+        let trend = trends
+            .iter()
+            .find(|t| t.scenario == r.name && t.backend == r.backend);
         let trend_cell = match trend {
             Some(t) if t.tripped => format!("🔴 {}", t.note),
             Some(t) => t.note.clone(),
             None => "–".into(),
         };
         let rows = main.map_or("–".into(), |m| {
-            let (n, ok) = m.checks.iter().filter(|c| c.name.starts_with("rows ")).fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
+            let (n, ok) = m
+                .checks
+                .iter()
+                .filter(|c| c.name.starts_with("rows "))
+                .fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
             format!("{ok}/{n} equal")
         });
-        let schema = main.and_then(|m| m.checks.iter().find(|c| c.name == "schema")).map_or("–", |c| if c.ok { "equal" } else { "differs" });
-        let verdict = if r.verdict == Verdict::Pass { "✅ pass" } else { "❌ fail" };
-        let rpo = main.and_then(|m| m.rpo.as_ref()).map_or("–".into(), |m| format!("{} ({} lost)", fmt_duration(m.window), m.lost));
+        let schema = main
+            .and_then(|m| m.checks.iter().find(|c| c.name == "schema"))
+            .map_or("–", |c| if c.ok { "equal" } else { "differs" });
+        let verdict = if r.verdict == Verdict::Pass {
+            "✅ pass"
+        } else {
+            "❌ fail"
+        };
+        let rpo = main.and_then(|m| m.rpo.as_ref()).map_or("–".into(), |m| {
+            format!("{} ({} lost)", fmt_duration(m.window), m.lost)
+        });
         let _ = writeln!(
             md,
             "| {} | {} | {verdict} | {rto} | {} | {rpo} | {} | {rows} | {schema} |",
@@ -47,7 +63,13 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         }
         let _ = writeln!(md, "\n### {} — missed expectations\n", r.name);
         for c in red {
-            let _ = writeln!(md, "- **{}**: expected {}, got {}", cell(&c.name), cell(&c.expected), cell(&c.actual));
+            let _ = writeln!(
+                md,
+                "- **{}**: expected {}, got {}",
+                cell(&c.name),
+                cell(&c.expected),
+                cell(&c.actual)
+            );
             if let Some(e) = c.evidence {
                 let _ = writeln!(md, "  ```\n  {}\n  ```", e.replace('\n', "\n  "));
             }
@@ -68,9 +90,23 @@ mod tests {
 
     #[test]
     fn table_and_red_checks() {
-        let md = render(&[report(Some(std::time::Duration::from_millis(1455))), report(None)], &[]);
-        assert!(md.contains("| verbose-dump | native | ✅ pass | 1.455s | 2m 00.000s | – | – | 1/1 equal | – |"), "{md}");
+        let md = render(
+            &[
+                report(Some(std::time::Duration::from_millis(1455))),
+                report(None),
+            ],
+            &[],
+        );
+        assert!(
+            md.contains(
+                "| verbose-dump | native | ✅ pass | 1.455s | 2m 00.000s | – | – | 1/1 equal | – |"
+            ),
+            "{md}"
+        );
         assert!(md.contains("❌ fail | not recovered"), "{md}");
-        assert!(md.contains("- **sanitized/rows public.pairs**: expected 34, got missing"), "{md}");
+        assert!(
+            md.contains("- **sanitized/rows public.pairs**: expected 34, got missing"),
+            "{md}"
+        );
     }
 }

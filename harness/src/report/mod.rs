@@ -30,7 +30,12 @@ pub struct WriteOptions {
 
 /// Writes every report file into `dir`; returns the paths written.
 /// `summary.md` is also appended to `$GITHUB_STEP_SUMMARY` when set.
-pub fn write_all(dir: &Path, reports: &[DrillReport], trends: &[Trend], opts: WriteOptions) -> Result<Vec<PathBuf>> {
+pub fn write_all(
+    dir: &Path,
+    reports: &[DrillReport],
+    trends: &[Trend],
+    opts: WriteOptions,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
     let mut written = Vec::new();
     let mut put = |name: String, text: String| -> Result<()> {
@@ -39,13 +44,22 @@ pub fn write_all(dir: &Path, reports: &[DrillReport], trends: &[Trend], opts: Wr
         written.push(path);
         Ok(())
     };
-    put("report.json".into(), serde_json::to_string_pretty(&json::document(reports, trends)).expect("serialisable"))?;
+    put(
+        "report.json".into(),
+        serde_json::to_string_pretty(&json::document(reports, trends)).expect("serialisable"),
+    )?;
     put("junit.xml".into(), junit::render(reports, trends))?;
     let md = markdown::render(reports, trends);
     put("summary.md".into(), md.clone())?;
     for r in reports {
-        put(format!("timeline-{}-{}.svg", r.name, r.backend), svg::render(r))?;
-        put(format!("timeline-{}-{}.txt", r.name, r.backend), timeline_text(r))?;
+        put(
+            format!("timeline-{}-{}.svg", r.name, r.backend),
+            svg::render(r),
+        )?;
+        put(
+            format!("timeline-{}-{}.txt", r.name, r.backend),
+            timeline_text(r),
+        )?;
     }
     if opts.prometheus {
         put("metrics.prom".into(), prometheus::render(reports))?;
@@ -53,7 +67,11 @@ pub fn write_all(dir: &Path, reports: &[DrillReport], trends: &[Trend], opts: Wr
     if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
         use std::io::Write;
         let path = PathBuf::from(summary);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Error::io("open", &path))?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(Error::io("open", &path))?;
         writeln!(f, "{md}").map_err(Error::io("append to", &path))?;
     }
     Ok(written)
@@ -91,7 +109,10 @@ pub mod millis {
     pub mod opt {
         use std::time::Duration;
 
-        pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match d {
                 Some(d) => s.serialize_some(&(d.as_millis() as u64)),
                 None => s.serialize_none(),

@@ -9,38 +9,86 @@ use crate::engine::{DrillReport, Verdict};
 /// Renders reports as a table.
 pub fn table(reports: &[DrillReport]) -> String {
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic).set_header(vec![
-        "scenario", "backend", "recovery", "expect", "result", "RTO (target)", "RPO (target)", "rows", "schema",
-    ]);
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(vec![
+            "scenario",
+            "backend",
+            "recovery",
+            "expect",
+            "result",
+            "RTO (target)",
+            "RPO (target)",
+            "rows",
+            "schema",
+        ]);
     for r in reports {
         let backend = match &r.server {
-            Some(s) => format!("{} pg {}{}", s.backend, s.version.split_whitespace().next().unwrap_or(""), if r.flavour == "timescaledb" { " +tsdb" } else { "" }),
+            Some(s) => format!(
+                "{} pg {}{}",
+                s.backend,
+                s.version.split_whitespace().next().unwrap_or(""),
+                if r.flavour == "timescaledb" {
+                    " +tsdb"
+                } else {
+                    ""
+                }
+            ),
             None => r.backend.clone(),
         };
         for (i, rec) in r.recoveries.iter().enumerate() {
             let rows = rec.checks.iter().filter(|c| c.name.starts_with("rows "));
             let (n, ok) = rows.fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
-            let schema = rec.checks.iter().find(|c| c.name == "schema").map_or("-".into(), |c| {
-                if c.ok { "equal".to_string() } else { "DIFFERS".to_string() }
-            });
+            let schema = rec
+                .checks
+                .iter()
+                .find(|c| c.name == "schema")
+                .map_or("-".into(), |c| {
+                    if c.ok {
+                        "equal".to_string()
+                    } else {
+                        "DIFFERS".to_string()
+                    }
+                });
             let rto = match rec.rto {
                 Some(d) => format!("{} ({})", fmt_duration(d), fmt_duration(r.rto_target)),
                 None => format!("— ({})", fmt_duration(r.rto_target)),
             };
             let rpo = match (&rec.rpo, r.rpo_target) {
-                (Some(m), t) => format!("{} ({}), {} lost", fmt_duration(m.window), t.map_or("–".into(), fmt_duration), m.lost),
+                (Some(m), t) => format!(
+                    "{} ({}), {} lost",
+                    fmt_duration(m.window),
+                    t.map_or("–".into(), fmt_duration),
+                    m.lost
+                ),
                 (None, _) => "–".into(),
             };
-            let result = if rec.met_expectation { Cell::new(&rec.summary).fg(Color::Green) } else { Cell::new(&rec.summary).fg(Color::Red) };
+            let result = if rec.met_expectation {
+                Cell::new(&rec.summary).fg(Color::Green)
+            } else {
+                Cell::new(&rec.summary).fg(Color::Red)
+            };
             let name = if i == 0 {
-                let v = if r.verdict == Verdict::Pass { "PASS" } else { "FAIL" };
-                Cell::new(format!("{} {v}", r.name)).fg(if r.verdict == Verdict::Pass { Color::Green } else { Color::Red })
+                let v = if r.verdict == Verdict::Pass {
+                    "PASS"
+                } else {
+                    "FAIL"
+                };
+                Cell::new(format!("{} {v}", r.name)).fg(if r.verdict == Verdict::Pass {
+                    Color::Green
+                } else {
+                    Color::Red
+                })
             } else {
                 Cell::new("")
             };
             t.add_row(vec![
                 name,
-                Cell::new(if i == 0 { backend.clone() } else { String::new() }),
+                Cell::new(if i == 0 {
+                    backend.clone()
+                } else {
+                    String::new()
+                }),
                 Cell::new(&rec.name),
                 Cell::new(&rec.expect),
                 result,

@@ -23,7 +23,11 @@ const RTO: &str = "#2563eb";
 pub fn render(r: &DrillReport) -> String {
     let mut body = String::new();
     let mut y = 20.0;
-    let verdict = if r.verdict == Verdict::Pass { ("PASS", OK) } else { ("FAIL", BAD) };
+    let verdict = if r.verdict == Verdict::Pass {
+        ("PASS", OK)
+    } else {
+        ("FAIL", BAD)
+    };
     let _ = writeln!(
         body,
         r#"<text x="20" y="{}" font-size="18" font-weight="bold">{} <tspan fill="{}">{}</tspan></text>"#,
@@ -33,7 +37,12 @@ pub fn render(r: &DrillReport) -> String {
         verdict.0
     );
     y += 30.0;
-    let setup: Duration = r.timeline.iter().filter(|e| !e.phase.starts_with("recovery ")).map(|e| e.duration).sum();
+    let setup: Duration = r
+        .timeline
+        .iter()
+        .filter(|e| !e.phase.starts_with("recovery "))
+        .map(|e| e.duration)
+        .sum();
     let _ = writeln!(
         body,
         r##"<text x="20" y="{y}" font-size="12" fill="#444">{} · {} · setup and backup took {} · RTO target {}</text>"##,
@@ -47,12 +56,22 @@ pub fn render(r: &DrillReport) -> String {
     for rec in &r.recoveries {
         let phase = format!("recovery {}", rec.name);
         let steps: Vec<&TimelineEntry> = r.timeline.iter().filter(|e| e.phase == phase).collect();
-        let Some(origin) = steps.first().map(|e| e.start) else { continue };
-        let end = steps.iter().map(|e| e.start + e.duration - origin).max().unwrap_or_default();
+        let Some(origin) = steps.first().map(|e| e.start) else {
+            continue;
+        };
+        let end = steps
+            .iter()
+            .map(|e| e.start + e.duration - origin)
+            .max()
+            .unwrap_or_default();
         let end_s = end.as_secs_f64().max(0.001);
         let target_s = r.rto_target.as_secs_f64();
         let target_on_scale = target_s <= end_s * 4.0;
-        let scale = if target_on_scale { target_s.max(end_s) * 1.08 } else { end_s * 1.15 };
+        let scale = if target_on_scale {
+            target_s.max(end_s) * 1.08
+        } else {
+            end_s * 1.15
+        };
         let x = |s: f64| LEFT + (RIGHT - LEFT) * (s / scale);
 
         y += 18.0;
@@ -68,7 +87,13 @@ pub fn render(r: &DrillReport) -> String {
         let top = y;
         for e in &steps {
             let start = (e.start - origin).as_secs_f64();
-            let fill = if e.step.starts_with("fault") { FAULT } else if e.ok { OK } else { BAD };
+            let fill = if e.step.starts_with("fault") {
+                FAULT
+            } else if e.ok {
+                OK
+            } else {
+                BAD
+            };
             let width = (x(start + e.duration.as_secs_f64()) - x(start)).max(2.0);
             let _ = writeln!(
                 body,
@@ -100,7 +125,10 @@ pub fn render(r: &DrillReport) -> String {
             y += ROW;
         }
         // Axis.
-        let _ = writeln!(body, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{RIGHT}" y2="{y:.1}" stroke="#999"/>"##);
+        let _ = writeln!(
+            body,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{RIGHT}" y2="{y:.1}" stroke="#999"/>"##
+        );
         for i in 0..=4 {
             let s = scale * f64::from(i) / 4.0;
             let _ = writeln!(
@@ -157,7 +185,11 @@ pub fn render(r: &DrillReport) -> String {
             (Some(_), _) => RTO,
             _ => "#666",
         };
-        let _ = writeln!(body, r#"<text x="20" y="{y:.1}" font-size="11" fill="{colour}">{}</text>"#, esc(&rpo_line));
+        let _ = writeln!(
+            body,
+            r#"<text x="20" y="{y:.1}" font-size="11" fill="{colour}">{}</text>"#,
+            esc(&rpo_line)
+        );
         y += 10.0;
     }
     let height = y + 20.0;
@@ -167,7 +199,10 @@ pub fn render(r: &DrillReport) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -187,12 +222,27 @@ mod tests {
             let size = tree.size().to_int_size();
             assert_eq!(size.width(), 960);
             let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).unwrap();
-            resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
-            let has = |rgb: (u8, u8, u8)| pixmap.pixels().iter().any(|p| (p.red(), p.green(), p.blue()) == rgb);
+            resvg::render(
+                &tree,
+                resvg::tiny_skia::Transform::default(),
+                &mut pixmap.as_mut(),
+            );
+            let has = |rgb: (u8, u8, u8)| {
+                pixmap
+                    .pixels()
+                    .iter()
+                    .any(|p| (p.red(), p.green(), p.blue()) == rgb)
+            };
             assert!(has((0xe0, 0x8a, 0x1e)), "fault bars drawn");
             assert!(has((0xd6, 0x45, 0x45)), "red checks drawn");
             if let Ok(dir) = std::env::var("DRILL_SVG_PNG_DIR") {
-                pixmap.save_png(format!("{dir}/{}-{}.png", r.name, r.verdict == Verdict::Pass)).unwrap();
+                pixmap
+                    .save_png(format!(
+                        "{dir}/{}-{}.png",
+                        r.name,
+                        r.verdict == Verdict::Pass
+                    ))
+                    .unwrap();
             }
         }
     }

@@ -18,7 +18,13 @@ fn entry(phase: &str, step: &str, start_ms: u64, ms: u64, ok: bool) -> TimelineE
 
 /// The verbose-dump drill, recovered in `rto` (or not, when None).
 pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
-    let rows_ok = CheckResult { name: "rows public.ticks".into(), expected: "20000".into(), actual: "20000".into(), ok: true, evidence: None };
+    let rows_ok = CheckResult {
+        name: "rows public.ticks".into(),
+        expected: "20000".into(),
+        actual: "20000".into(),
+        ok: true,
+        evidence: None,
+    };
     let rows_lost = CheckResult {
         name: "rows public.pairs".into(),
         expected: "34".into(),
@@ -44,7 +50,10 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         recovered: rto.is_some(),
         rto,
         rpo: None,
-        checks: vec![if rto.is_some() { rows_ok } else { rows_lost }, check::rto(rto, target)],
+        checks: vec![
+            if rto.is_some() { rows_ok } else { rows_lost },
+            check::rto(rto, target),
+        ],
         errors: vec![],
         met_expectation: rto.is_some_and(|r| r <= target),
         summary: match rto {
@@ -52,7 +61,11 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
             None => "NOT recovered: 1 tables missing".into(),
         },
     };
-    let verdict = if naive.met_expectation && fixed.met_expectation { Verdict::Pass } else { Verdict::Fail };
+    let verdict = if naive.met_expectation && fixed.met_expectation {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
     let rto_ms = rto.map_or(900, |r| r.as_millis() as u64);
     DrillReport {
         name: "verbose-dump".into(),
@@ -77,8 +90,20 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
             entry("recovery naive", "psql-restore", 2150, 70, true),
             entry("recovery naive", "checks", 2220, 20, false),
             entry("recovery sanitized", "fault: wipe", 2240, 800, true),
-            entry("recovery sanitized", "psql-restore (sanitized)", 3040, rto_ms.saturating_sub(830), rto.is_some()),
-            entry("recovery sanitized", "checks", 3040 + rto_ms.saturating_sub(830), 30, rto.is_some()),
+            entry(
+                "recovery sanitized",
+                "psql-restore (sanitized)",
+                3040,
+                rto_ms.saturating_sub(830),
+                rto.is_some(),
+            ),
+            entry(
+                "recovery sanitized",
+                "checks",
+                3040 + rto_ms.saturating_sub(830),
+                30,
+                rto.is_some(),
+            ),
         ],
         warnings: vec![],
         kept: vec![],

@@ -16,11 +16,18 @@ use crate::{Error, Result};
 /// Runs `restore` between `timescaledb_pre_restore()` and
 /// `timescaledb_post_restore()` when `on` (creating the extension first, as
 /// TimescaleDB's docs require); post_restore runs even when the restore fails.
-pub(crate) fn with_timescaledb<T>(server: &dyn PostgresServer, on: bool, restore: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn with_timescaledb<T>(
+    server: &dyn PostgresServer,
+    on: bool,
+    restore: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     if !on {
         return restore();
     }
-    run_sql(server, "CREATE EXTENSION IF NOT EXISTS timescaledb; SELECT timescaledb_pre_restore();")?;
+    run_sql(
+        server,
+        "CREATE EXTENSION IF NOT EXISTS timescaledb; SELECT timescaledb_pre_restore();",
+    )?;
     let outcome = restore();
     run_sql(server, "SELECT timescaledb_post_restore();")?;
     outcome
@@ -38,7 +45,9 @@ pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                f(&String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line)));
+                f(&String::from_utf8_lossy(
+                    line.strip_suffix(b"\r").unwrap_or(line),
+                ));
             }
         }
     }
@@ -55,15 +64,28 @@ pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> 
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|source| Error::Spawn { command: "psql -f -".into(), source })?;
+        .map_err(|source| Error::Spawn {
+            command: "psql -f -".into(),
+            source,
+        })?;
     let mut stdin = child.stdin.take().expect("piped");
     let text = sql.to_string();
     let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child.wait_with_output().map_err(|source| Error::Spawn { command: "psql -f -".into(), source })?;
+    let out = child.wait_with_output().map_err(|source| Error::Spawn {
+        command: "psql -f -".into(),
+        source,
+    })?;
     let _ = feeder.join();
     if !out.status.success() {
-        let first = sql.split_whitespace().take(12).collect::<Vec<_>>().join(" ");
-        return Err(Error::server(format!("`{first}` failed"), String::from_utf8_lossy(&out.stderr).trim()));
+        let first = sql
+            .split_whitespace()
+            .take(12)
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(Error::server(
+            format!("`{first}` failed"),
+            String::from_utf8_lossy(&out.stderr).trim(),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -31,7 +31,11 @@ pub struct PgRestoreOptions {
 }
 
 /// `pg_restore --no-owner --no-acl -d <db> [options] <path>`.
-pub fn pg_restore(server: &dyn PostgresServer, path: &Path, o: &PgRestoreOptions) -> Result<PgRestoreOutcome> {
+pub fn pg_restore(
+    server: &dyn PostgresServer,
+    path: &Path,
+    o: &PgRestoreOptions,
+) -> Result<PgRestoreOutcome> {
     let db = server.coordinates().database.clone();
     let mut args = vec!["--no-owner".to_string(), "--no-acl".into(), "-d".into(), db];
     if o.exit_on_error {
@@ -55,7 +59,10 @@ pub fn pg_restore(server: &dyn PostgresServer, path: &Path, o: &PgRestoreOptions
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| Error::Spawn { command: command.clone(), source })?;
+            .map_err(|source| Error::Spawn {
+                command: command.clone(),
+                source,
+            })?;
         let stderr = child.stderr.take().expect("piped");
         let mut first = Vec::new();
         let mut count = 0u64;
@@ -67,7 +74,16 @@ pub fn pg_restore(server: &dyn PostgresServer, path: &Path, o: &PgRestoreOptions
                 }
             }
         });
-        let status = child.wait().map_err(|source| Error::Spawn { command: command.clone(), source })?;
-        Ok(PgRestoreOutcome { exit_code: status.code(), error_count: count, first_errors: first, timescaledb_wrapped: timescaledb, command: command.clone() })
+        let status = child.wait().map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        Ok(PgRestoreOutcome {
+            exit_code: status.code(),
+            error_count: count,
+            first_errors: first,
+            timescaledb_wrapped: timescaledb,
+            command: command.clone(),
+        })
     })
 }

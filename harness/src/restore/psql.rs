@@ -49,26 +49,66 @@ pub struct PsqlRestoreOptions {
 }
 
 /// Restores `artifact` into the server's application database.
-pub fn psql_restore(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
-    let outcome = super::with_timescaledb(server, opts.timescaledb, || stream(server, artifact, opts))?;
-    Ok(PsqlOutcome { timescaledb_wrapped: opts.timescaledb, ..outcome })
+pub fn psql_restore(
+    server: &dyn PostgresServer,
+    artifact: &Artifact,
+    opts: PsqlRestoreOptions,
+) -> Result<PsqlOutcome> {
+    let outcome =
+        super::with_timescaledb(server, opts.timescaledb, || stream(server, artifact, opts))?;
+    Ok(PsqlOutcome {
+        timescaledb_wrapped: opts.timescaledb,
+        ..outcome
+    })
 }
 
-fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
-    let PsqlRestoreOptions { sanitize: sanitize_first, on_error_stop, timeout, .. } = opts;
+fn stream(
+    server: &dyn PostgresServer,
+    artifact: &Artifact,
+    opts: PsqlRestoreOptions,
+) -> Result<PsqlOutcome> {
+    let PsqlRestoreOptions {
+        sanitize: sanitize_first,
+        on_error_stop,
+        timeout,
+        ..
+    } = opts;
     let mut cmd = server.client(ClientTool::Psql);
-    cmd.args(["-X", "-q", "-v", if on_error_stop { "ON_ERROR_STOP=1" } else { "ON_ERROR_STOP=0" }])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-X",
+        "-q",
+        "-v",
+        if on_error_stop {
+            "ON_ERROR_STOP=1"
+        } else {
+            "ON_ERROR_STOP=0"
+        },
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     let command = format!(
         "{} {} | psql -X -q -v ON_ERROR_STOP={}",
-        if artifact.compressed { "gunzip -c" } else { "cat" },
+        if artifact.compressed {
+            "gunzip -c"
+        } else {
+            "cat"
+        },
         artifact.path.display(),
         u8::from(on_error_stop)
     )
-    .replace(" | psql", if sanitize_first { " | drill-sanitize | psql" } else { " | psql" });
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: command.clone(), source })?;
+    .replace(
+        " | psql",
+        if sanitize_first {
+            " | drill-sanitize | psql"
+        } else {
+            " | psql"
+        },
+    );
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     let mut stdin = child.stdin.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
 
@@ -76,14 +116,20 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
     let compressed = artifact.compressed;
     let feeder = std::thread::spawn(move || -> std::io::Result<Option<SanitizeReport>> {
         let file = File::open(&path)?;
-        let reader: Box<dyn Read> = if compressed { Box::new(MultiGzDecoder::new(file)) } else { Box::new(file) };
+        let reader: Box<dyn Read> = if compressed {
+            Box::new(MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
         let reader = BufReader::with_capacity(256 * 1024, reader);
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut stdin);
         let result = if sanitize_first {
             sanitize(reader, &mut out).map(Some)
         } else {
             let mut reader = reader;
-            std::io::copy(&mut reader, &mut out).and_then(|_| out.flush()).map(|_| None)
+            std::io::copy(&mut reader, &mut out)
+                .and_then(|_| out.flush())
+                .map(|_| None)
         };
         drop(out);
         drop(stdin); // EOF for psql
@@ -118,7 +164,10 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     let status = loop {
-        if let Some(s) = child.try_wait().map_err(|source| Error::Spawn { command: command.clone(), source })? {
+        if let Some(s) = child.try_wait().map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })? {
             break Some(s);
         }
         if deadline.is_some_and(|d| Instant::now() > d) {
@@ -135,7 +184,10 @@ fn stream(server: &dyn PostgresServer, artifact: &Artifact, opts: PsqlRestoreOpt
         .map_err(Error::io("read backup", &artifact.path))?;
     let (error_count, first_errors) = collector.join().unwrap_or_default();
     if let Some(sig) = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
-        return Err(Error::server(format!("psql was killed by signal {sig} during the restore"), first_errors.join("\n")));
+        return Err(Error::server(
+            format!("psql was killed by signal {sig} during the restore"),
+            first_errors.join("\n"),
+        ));
     }
     Ok(PsqlOutcome {
         exit_code: status.and_then(|s| s.code()),

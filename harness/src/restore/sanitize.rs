@@ -142,7 +142,9 @@ impl Sanitizer {
         if noise {
             self.report.removed += 1;
             if self.report.removed_sample.len() < SAMPLE {
-                self.report.removed_sample.push((self.report.lines_in, sample(line)));
+                self.report
+                    .removed_sample
+                    .push((self.report.lines_in, sample(line)));
             }
         }
         self.after_noise = noise;
@@ -158,7 +160,10 @@ impl Sanitizer {
             && quotes(line) % 2 == 1
             && !line.starts_with(b"\\")
             && !line.starts_with(PREFIX)
-            && self.copy.as_ref().is_none_or(|b| !valid_row(line, b.columns))
+            && self
+                .copy
+                .as_ref()
+                .is_none_or(|b| !valid_row(line, b.columns))
     }
 
     fn in_copy(&mut self, line: &[u8]) -> bool {
@@ -171,7 +176,11 @@ impl Sanitizer {
         let noise = if line.starts_with(PREFIX) {
             if !valid {
                 true
-            } else if block.announced && block.preamble && !block.contents_removed && is_dumping_contents(line, &block.table) {
+            } else if block.announced
+                && block.preamble
+                && !block.contents_removed
+                && is_dumping_contents(line, &block.table)
+            {
                 // Written once per block: a second such line is a row.
                 block.contents_removed = true;
                 true
@@ -180,12 +189,16 @@ impl Sanitizer {
                 true
             } else {
                 if self.report.kept_suspicious.len() < SAMPLE {
-                    self.report.kept_suspicious.push((self.report.lines_in, sample(line)));
+                    self.report
+                        .kept_suspicious
+                        .push((self.report.lines_in, sample(line)));
                 }
                 false
             }
         } else {
-            self.after_noise && (!valid || (block.preamble && block.notice_removed)) && is_continuation(line)
+            self.after_noise
+                && (!valid || (block.preamble && block.notice_removed))
+                && is_continuation(line)
         };
         if !noise {
             block.preamble = false;
@@ -202,7 +215,11 @@ impl Sanitizer {
                 let header = header.strip_suffix(b"\n").unwrap_or(&header);
                 let header = header.strip_suffix(b"\r").unwrap_or(header);
                 self.enter_copy(header);
-            } else if self.pending_header.as_ref().is_some_and(|h| h.len() > MAX_HEADER) {
+            } else if self
+                .pending_header
+                .as_ref()
+                .is_some_and(|h| h.len() > MAX_HEADER)
+            {
                 self.give_up("a COPY header longer than 64 KiB");
             }
             return false;
@@ -254,7 +271,10 @@ impl Sanitizer {
     fn give_up(&mut self, why: &str) {
         self.passthrough = true;
         self.pending_header = None;
-        self.report.gave_up = Some((self.report.lines_in, format!("met {why}; kept every line from here on")));
+        self.report.gave_up = Some((
+            self.report.lines_in,
+            format!("met {why}; kept every line from here on"),
+        ));
     }
 }
 
@@ -264,13 +284,24 @@ fn quotes(line: &[u8]) -> usize {
 
 /// `pg_dump: processing data for table "s.t"` names the next COPY's table.
 fn announced_table(line: &[u8]) -> Option<Vec<u8>> {
-    line[PREFIX.len()..].strip_prefix(b"processing data for table \"")?.strip_suffix(b"\"").map(<[u8]>::to_vec)
+    line[PREFIX.len()..]
+        .strip_prefix(b"processing data for table \"")?
+        .strip_suffix(b"\"")
+        .map(<[u8]>::to_vec)
 }
 
 /// The first line of a message the server sent and pg_dump relayed.
 fn is_server_message(line: &[u8]) -> bool {
     let rest = &line[PREFIX.len()..];
-    [&b"NOTICE:  "[..], b"WARNING:  ", b"INFO:  ", b"LOG:  ", b"DEBUG:  "].iter().any(|p| rest.starts_with(p))
+    [
+        &b"NOTICE:  "[..],
+        b"WARNING:  ",
+        b"INFO:  ",
+        b"LOG:  ",
+        b"DEBUG:  ",
+    ]
+    .iter()
+    .any(|p| rest.starts_with(p))
 }
 
 fn sample(line: &[u8]) -> String {
@@ -292,7 +323,9 @@ fn valid_row(line: &[u8], columns: usize) -> bool {
 
 fn is_dumping_contents(line: &[u8], table: &[u8]) -> bool {
     let rest = &line[PREFIX.len()..];
-    rest.strip_prefix(b"dumping contents of table \"").and_then(|r| r.strip_suffix(b"\"")).is_some_and(|name| name == table)
+    rest.strip_prefix(b"dumping contents of table \"")
+        .and_then(|r| r.strip_suffix(b"\""))
+        .is_some_and(|name| name == table)
 }
 
 /// Lines libpq and PL/pgSQL put after the first line of a server message.
@@ -395,7 +428,14 @@ fn parse_copy(line: &[u8]) -> Option<CopyBlock> {
     if in_quote || depth != 0 || parts.is_empty() {
         return None;
     }
-    Some(CopyBlock { columns, table: parts.join(&b'.'), announced: false, preamble: true, contents_removed: false, notice_removed: false })
+    Some(CopyBlock {
+        columns,
+        table: parts.join(&b'.'),
+        announced: false,
+        preamble: true,
+        contents_removed: false,
+        notice_removed: false,
+    })
 }
 
 /// Lexical state of SQL text between lines.
@@ -501,7 +541,11 @@ fn dollar_tag_len(s: &[u8]) -> Option<usize> {
         if c == b'$' {
             return Some(j + 1);
         }
-        let ok = if j == 1 { c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 } else { is_ident_char(c) && c != b'$' };
+        let ok = if j == 1 {
+            c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+        } else {
+            is_ident_char(c) && c != b'$'
+        };
         if !ok {
             return None;
         }

@@ -37,7 +37,13 @@ impl ShellOutcome {
 
 /// Runs `script` with `bash -c` in `workdir` with `env` added; kills it (and
 /// its process group) after `timeout`.
-pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Option<Duration>, log: &Path) -> Result<ShellOutcome> {
+pub fn run(
+    script: &str,
+    workdir: &Path,
+    env: &[(String, String)],
+    timeout: Option<Duration>,
+    log: &Path,
+) -> Result<ShellOutcome> {
     use std::os::unix::process::CommandExt;
     let started = Instant::now();
     let (reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", workdir))?;
@@ -47,10 +53,17 @@ pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Opti
         .current_dir(workdir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .stdout(writer.try_clone().map_err(Error::io("create a pipe for", workdir))?)
+        .stdout(
+            writer
+                .try_clone()
+                .map_err(Error::io("create a pipe for", workdir))?,
+        )
         .stderr(writer)
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn { command: script.to_string(), source })?;
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        command: script.to_string(),
+        source,
+    })?;
     drop(cmd);
     let log_path = log.to_owned();
     let collector = std::thread::spawn(move || -> std::io::Result<Vec<String>> {
@@ -75,7 +88,10 @@ pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Opti
     let mut timed_out = false;
     let group = nix::unistd::Pid::from_raw(child.id() as i32);
     let status = loop {
-        if let Some(s) = child.try_wait().map_err(|source| Error::Spawn { command: script.to_string(), source })? {
+        if let Some(s) = child.try_wait().map_err(|source| Error::Spawn {
+            command: script.to_string(),
+            source,
+        })? {
             break Some(s);
         }
         if deadline.is_some_and(|d| Instant::now() > d) {
@@ -90,7 +106,10 @@ pub fn run(script: &str, workdir: &Path, env: &[(String, String)], timeout: Opti
     // `sleep &`) ends with it: it would hold the output pipe open and outlive
     // the drill.
     let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-    let tail = collector.join().map_err(|_| Error::server("run a step", "the output thread panicked"))?.map_err(Error::io("write", log))?;
+    let tail = collector
+        .join()
+        .map_err(|_| Error::server("run a step", "the output thread panicked"))?
+        .map_err(Error::io("write", log))?;
     Ok(ShellOutcome {
         command: script.to_string(),
         exit_code: status.and_then(|s| s.code()),
@@ -109,23 +128,62 @@ mod tests {
     fn captures_exit_env_and_output_and_kills_at_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let env = vec![("PGHOST".to_string(), "127.0.0.1".to_string())];
-        let out = run("echo to-stdout; echo to-stderr >&2; echo host=$PGHOST; pwd; exit 3", dir.path(), &env, None, &dir.path().join("a.log")).unwrap();
+        let out = run(
+            "echo to-stdout; echo to-stderr >&2; echo host=$PGHOST; pwd; exit 3",
+            dir.path(),
+            &env,
+            None,
+            &dir.path().join("a.log"),
+        )
+        .unwrap();
         assert_eq!(out.exit_code, Some(3));
         assert!(!out.ok());
-        assert!(out.output_tail.contains("to-stdout") && out.output_tail.contains("to-stderr"), "{}", out.output_tail);
+        assert!(
+            out.output_tail.contains("to-stdout") && out.output_tail.contains("to-stderr"),
+            "{}",
+            out.output_tail
+        );
         assert!(out.output_tail.contains("host=127.0.0.1"));
         assert!(out.output_tail.contains(&*dir.path().to_string_lossy()));
-        let slow = run("sleep 30 & sleep 30", dir.path(), &[], Some(Duration::from_millis(300)), &dir.path().join("b.log")).unwrap();
-        assert!(slow.timed_out && slow.took < Duration::from_secs(5), "{slow:?}");
+        let slow = run(
+            "sleep 30 & sleep 30",
+            dir.path(),
+            &[],
+            Some(Duration::from_millis(300)),
+            &dir.path().join("b.log"),
+        )
+        .unwrap();
+        assert!(
+            slow.timed_out && slow.took < Duration::from_secs(5),
+            "{slow:?}"
+        );
         // A background process does not outlive its step nor hold it up.
         let t = Instant::now();
-        let bg = run("sleep 4 & echo started", dir.path(), &[], Some(Duration::from_millis(500)), &dir.path().join("c.log")).unwrap();
+        let bg = run(
+            "sleep 4 & echo started",
+            dir.path(),
+            &[],
+            Some(Duration::from_millis(500)),
+            &dir.path().join("c.log"),
+        )
+        .unwrap();
         assert!(bg.ok() && t.elapsed() < Duration::from_secs(2), "{bg:?}");
         // Inherited libpq variables never reach a step.
         // SAFETY: test-only, single-threaded use of the environment.
         unsafe { std::env::set_var("PGSERVICE", "prod") };
-        let env = run("echo service=${PGSERVICE:-none}", dir.path(), &[], None, &dir.path().join("d.log")).unwrap();
+        let env = run(
+            "echo service=${PGSERVICE:-none}",
+            dir.path(),
+            &[],
+            None,
+            &dir.path().join("d.log"),
+        )
+        .unwrap();
         unsafe { std::env::remove_var("PGSERVICE") };
-        assert!(env.output_tail.contains("service=none"), "{}", env.output_tail);
+        assert!(
+            env.output_tail.contains("service=none"),
+            "{}",
+            env.output_tail
+        );
     }
 }

@@ -12,10 +12,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("empty duration; write e.g. \"90s\" or \"5 min\"".into());
     }
     if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!("duration `{t}` has no unit; write e.g. \"{t}s\" or \"{t} min\""));
+        return Err(format!(
+            "duration `{t}` has no unit; write e.g. \"{t}s\" or \"{t} min\""
+        ));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("bad duration `{t}` ({e}); write e.g. \"90s\", \"5 min\" or \"1h 30min\""))
+    humantime::parse_duration(t).map_err(|e| {
+        format!("bad duration `{t}` ({e}); write e.g. \"90s\", \"5 min\" or \"1h 30min\"")
+    })
 }
 
 /// A duration read from a scenario file (a string with a unit).
@@ -34,10 +37,14 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 parse_duration(v).map(HumanDuration).map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
-                Err(E::custom(format!("duration {v} has no unit; write it as a string, e.g. \"{v}s\" or \"{v} min\"")))
+                Err(E::custom(format!(
+                    "duration {v} has no unit; write it as a string, e.g. \"{v}s\" or \"{v} min\""
+                )))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<HumanDuration, E> {
-                Err(E::custom(format!("duration {v} has no unit; write it as a string, e.g. \"{v}s\"")))
+                Err(E::custom(format!(
+                    "duration {v} has no unit; write it as a string, e.g. \"{v}s\""
+                )))
             }
         }
         d.deserialize_any(V)
@@ -50,7 +57,13 @@ mod tests {
 
     #[test]
     fn accepts_the_forms_people_write() {
-        for (text, secs) in [("90s", 90.0), ("5 min", 300.0), ("1h 30min", 5400.0), ("250ms", 0.25), ("2.5s", 2.5)] {
+        for (text, secs) in [
+            ("90s", 90.0),
+            ("5 min", 300.0),
+            ("1h 30min", 5400.0),
+            ("250ms", 0.25),
+            ("2.5s", 2.5),
+        ] {
             assert_eq!(parse_duration(text).unwrap().as_secs_f64(), secs, "{text}");
         }
     }

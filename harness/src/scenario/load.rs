@@ -79,21 +79,41 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
 pub fn parse_str(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     let err = |span: Option<std::ops::Range<usize>>, key: String, message: String, help: String| {
         let (line, column) = span.map(|s| line_col(src, s.start)).unwrap_or((0, 0));
-        ScenarioError { file: path.to_owned(), line, column, key, message, help }
+        ScenarioError {
+            file: path.to_owned(),
+            line,
+            column,
+            key,
+            message,
+            help,
+        }
     };
     let de = toml::Deserializer::parse(src).map_err(|e| {
-        err(e.span(), String::new(), first_line(e.message()), "fix the TOML syntax at this position".into())
+        err(
+            e.span(),
+            String::new(),
+            first_line(e.message()),
+            "fix the TOML syntax at this position".into(),
+        )
     })?;
     let mut sc: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.message().trim().to_string();
         let help = help_for(&message, &key);
-        err(inner.span(), if key == "." { String::new() } else { key }, message, help)
+        err(
+            inner.span(),
+            if key == "." { String::new() } else { key },
+            message,
+            help,
+        )
     })?;
     sc.path = path.to_owned();
     if sc.name.is_empty() {
-        sc.name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        sc.name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
     }
     validate(&sc).map_err(|(key, message, help)| err(span_of(src, &key), key, message, help))?;
     Ok(sc)
@@ -101,19 +121,36 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
 
 /// Cross-field rules; returns (key, message, help).
 fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
-    let bad = |key: &str, message: String, help: &str| Err((key.to_string(), message, help.to_string()));
-    if sc.name.is_empty() || !sc.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    let bad =
+        |key: &str, message: String, help: &str| Err((key.to_string(), message, help.to_string()));
+    if sc.name.is_empty()
+        || !sc
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         return bad(
             "name",
-            format!("scenario name `{}` must be lowercase letters, digits and dashes", sc.name),
+            format!(
+                "scenario name `{}` must be lowercase letters, digits and dashes",
+                sc.name
+            ),
             "rename it, e.g. `verbose-dump`",
         );
     }
     if sc.description.trim().is_empty() {
-        return bad("description", "description is empty".into(), "say in one line what the drill proves");
+        return bad(
+            "description",
+            "description is empty".into(),
+            "say in one line what the drill proves",
+        );
     }
     let Some(pg) = &sc.services.postgres else {
-        return bad("services", "no service declared".into(), "add a `[services.postgres]` table");
+        return bad(
+            "services",
+            "no service declared".into(),
+            "add a `[services.postgres]` table",
+        );
     };
     for (key, value) in [("database", &pg.database), ("user", &pg.user)] {
         if value.is_empty() || value.contains(['\0', '\n']) || value.len() > 63 {
@@ -124,12 +161,21 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
-    let managed = ["port", "listen_addresses", "unix_socket_directories", "data_directory", "hba_file", "shared_preload_libraries"];
+    let managed = [
+        "port",
+        "listen_addresses",
+        "unix_socket_directories",
+        "data_directory",
+        "hba_file",
+        "shared_preload_libraries",
+    ];
     for k in sc.fault.settings.keys() {
         if managed.contains(&k.as_str()) {
             return bad(
                 &format!("fault.settings.{k}"),
-                format!("`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"),
+                format!(
+                    "`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"
+                ),
                 "remove it from the restart's settings",
             );
         }
@@ -138,16 +184,31 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
         if managed.contains(&k.as_str()) {
             return bad(
                 &format!("services.postgres.settings.{k}"),
-                format!("`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"),
+                format!(
+                    "`{k}` is managed by drill (disposable servers pick their own port, socket and data dir)"
+                ),
                 "remove it; drill loads timescaledb itself when `engine` asks for it",
             );
         }
     }
-    if sc.expect.rows == RowsExpect::Ignore && sc.expect.schema == SchemaExpect::Ignore && sc.expect.table_rows.is_empty() && sc.expect.probes.is_empty() && sc.expect.fk_orphans.is_none() {
-        return bad("expect", "both `rows` and `schema` are \"ignore\": nothing would be checked".into(), "check at least one of them");
+    if sc.expect.rows == RowsExpect::Ignore
+        && sc.expect.schema == SchemaExpect::Ignore
+        && sc.expect.table_rows.is_empty()
+        && sc.expect.probes.is_empty()
+        && sc.expect.fk_orphans.is_none()
+    {
+        return bad(
+            "expect",
+            "both `rows` and `schema` are \"ignore\": nothing would be checked".into(),
+            "check at least one of them",
+        );
     }
     for (k, v) in &pg.settings {
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') || v.contains('\n')
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            || v.contains('\n')
         {
             return bad(
                 &format!("services.postgres.settings.{k}"),
@@ -158,11 +219,19 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
     }
     match sc.fault.action {
         FaultAction::Sql if sc.fault.sql.is_none() => {
-            return bad("fault.sql", "`action = \"sql\"` needs the statements".into(), "add `sql = \"...\"`");
+            return bad(
+                "fault.sql",
+                "`action = \"sql\"` needs the statements".into(),
+                "add `sql = \"...\"`",
+            );
         }
         FaultAction::RestartWith => {}
         _ if !sc.fault.settings.is_empty() || !sc.fault.reattach => {
-            return bad("fault.settings", "`settings` and `reattach` belong to `action = \"restart-with\"`".into(), "remove them or change the action");
+            return bad(
+                "fault.settings",
+                "`settings` and `reattach` belong to `action = \"restart-with\"`".into(),
+                "remove them or change the action",
+            );
         }
         _ => {}
     }
@@ -175,29 +244,64 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
     }
     match (sc.backup.method, &sc.backup.run) {
         (BackupMethod::Shell, None) => {
-            return bad("backup.run", "`method = \"shell\"` needs the command to run".into(), "add e.g. `run = \"./backup-database.sh\"`");
+            return bad(
+                "backup.run",
+                "`method = \"shell\"` needs the command to run".into(),
+                "add e.g. `run = \"./backup-database.sh\"`",
+            );
         }
         (BackupMethod::PgDump, Some(_)) => {
-            return bad("backup.run", "`run` is only for `method = \"shell\"`".into(), "remove `run`, or set `method = \"shell\"`");
+            return bad(
+                "backup.run",
+                "`run` is only for `method = \"shell\"`".into(),
+                "remove `run`, or set `method = \"shell\"`",
+            );
         }
         _ => {}
     }
-    if sc.backup.method == BackupMethod::PgDump && sc.backup.format != DumpFormat::Plain && sc.backup.stderr == StderrMode::Merged {
-        return bad("backup.stderr", "stderr can only be merged into a plain-format dump".into(), "use `format = \"plain\"` or `stderr = \"separate\"`");
+    if sc.backup.method == BackupMethod::PgDump
+        && sc.backup.format != DumpFormat::Plain
+        && sc.backup.stderr == StderrMode::Merged
+    {
+        return bad(
+            "backup.stderr",
+            "stderr can only be merged into a plain-format dump".into(),
+            "use `format = \"plain\"` or `stderr = \"separate\"`",
+        );
     }
     if sc.expect.rpo.is_some() && sc.workload.is_none() {
-        return bad("expect.rpo", "an RPO can only be measured with a workload".into(), "add a `[workload]` table, e.g. `rate = 50` and `run-for = \"6s\"`");
+        return bad(
+            "expect.rpo",
+            "an RPO can only be measured with a workload".into(),
+            "add a `[workload]` table, e.g. `rate = 50` and `run-for = \"6s\"`",
+        );
     }
     if sc.backup.every.is_some() && sc.workload.is_none() {
-        return bad("backup.every", "scheduled backups need a workload to run alongside".into(), "add a `[workload]` table or remove `every`");
+        return bad(
+            "backup.every",
+            "scheduled backups need a workload to run alongside".into(),
+            "add a `[workload]` table or remove `every`",
+        );
     }
     if let Some(w) = &sc.workload
         && (w.rate == 0 || w.rate > 5_000)
     {
-        return bad("workload.rate", format!("rate {} is out of range", w.rate), "use 1 to 5000 writes per second");
+        return bad(
+            "workload.rate",
+            format!("rate {} is out of range", w.rate),
+            "use 1 to 5000 writes per second",
+        );
     }
-    if sc.backup.every.is_some_and(|e| e.0 < std::time::Duration::from_millis(100)) {
-        return bad("backup.every", "backups cannot be scheduled less than 100ms apart".into(), "use e.g. `every = \"2s\"`");
+    if sc
+        .backup
+        .every
+        .is_some_and(|e| e.0 < std::time::Duration::from_millis(100))
+    {
+        return bad(
+            "backup.every",
+            "backups cannot be scheduled less than 100ms apart".into(),
+            "use e.g. `every = \"2s\"`",
+        );
     }
     // Workload ticks start at 2026-01-01; fixture ticks (from 2025-11-14)
     // must end well before, or the two would collide.
@@ -205,19 +309,34 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
     if sc.workload.is_some() && span > 40.0 * 86_400.0 {
         return bad(
             "fixture.tick-interval",
-            format!("the fixture's ticks would span {:.0} days and reach the workload's (from 2026-01-01)", span / 86_400.0),
+            format!(
+                "the fixture's ticks would span {:.0} days and reach the workload's (from 2026-01-01)",
+                span / 86_400.0
+            ),
             "use fewer ticks or a shorter `tick-interval`",
         );
     }
     if sc.fixture.ticks == 0 {
-        return bad("fixture.ticks", "a drill needs at least one tick".into(), "set e.g. `ticks = 20000`");
+        return bad(
+            "fixture.ticks",
+            "a drill needs at least one tick".into(),
+            "set e.g. `ticks = 20000`",
+        );
     }
     if sc.recoveries.is_empty() {
-        return bad("recovery", "no recovery declared".into(), "add at least one `[[recovery]]` with `steps`");
+        return bad(
+            "recovery",
+            "no recovery declared".into(),
+            "add at least one `[[recovery]]` with `steps`",
+        );
     }
     for (i, r) in sc.recoveries.iter().enumerate() {
         if r.name.trim().is_empty() {
-            return bad(&format!("recovery[{i}].name"), "recovery name is empty".into(), "name it, e.g. `sanitized`");
+            return bad(
+                &format!("recovery[{i}].name"),
+                "recovery name is empty".into(),
+                "name it, e.g. `sanitized`",
+            );
         }
         if sc.recoveries[..i].iter().any(|o| o.name == r.name) {
             return bad(
@@ -241,7 +360,11 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
-    if !sc.recoveries.iter().any(|r| r.expect == RecoveryExpect::Recovers) {
+    if !sc
+        .recoveries
+        .iter()
+        .any(|r| r.expect == RecoveryExpect::Recovers)
+    {
         return bad(
             "recovery",
             "every recovery is expected to fail, so nothing proves the data comes back".into(),
@@ -299,7 +422,9 @@ fn span_of(src: &str, key: &str) -> Option<std::ops::Range<usize>> {
             (None, Some(DeValue::Table(t))) => t,
             _ => break,
         };
-        let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == name) else { break };
+        let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == name) else {
+            break;
+        };
         best = Some(k.span());
         let mut cur = v;
         if let Some(i) = index {

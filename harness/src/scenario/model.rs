@@ -104,7 +104,11 @@ pub struct Fixture {
 
 impl Default for Fixture {
     fn default() -> Self {
-        Fixture { name: FixtureName::Nexwave, ticks: default_ticks(), tick_interval: default_tick_interval() }
+        Fixture {
+            name: FixtureName::Nexwave,
+            ticks: default_ticks(),
+            tick_interval: default_tick_interval(),
+        }
     }
 }
 
@@ -335,9 +339,7 @@ pub enum Step {
     /// fixture's SQL), as seed 001's recovery did.
     ApplySchema,
     /// SQL run with psql, stopping at the first error.
-    Sql {
-        run: String,
-    },
+    Sql { run: String },
     /// The user's own command, e.g. `./restore-postgres.sh "$DRILL_BACKUP_FILE"`.
     Shell {
         run: String,
@@ -370,7 +372,9 @@ impl Step {
         match self {
             Step::PsqlRestore { sanitize: true, .. } => "psql-restore (sanitized)".into(),
             Step::PsqlRestore { .. } => "psql-restore".into(),
-            Step::PgRestore { tables, data_only, .. } => {
+            Step::PgRestore {
+                tables, data_only, ..
+            } => {
                 let mut l = "pg-restore".to_string();
                 if *data_only {
                     l.push_str(" --data-only");
@@ -388,7 +392,14 @@ impl Step {
             Step::Shell { run, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();
                 let short: String = first.chars().take(48).collect();
-                format!("shell: {short}{}", if first.chars().count() > 48 { "…" } else { "" })
+                format!(
+                    "shell: {short}{}",
+                    if first.chars().count() > 48 {
+                        "…"
+                    } else {
+                        ""
+                    }
+                )
             }
         }
     }
@@ -436,9 +447,15 @@ impl<'de> Deserialize<'de> for RowCount {
             None => (false, t),
         };
         let n: i64 = n.replace('_', "").parse().map_err(|_| {
-            serde::de::Error::custom(format!("row count `{text}`: write a number (\"34\") or a lower bound (\">= 20000\")"))
+            serde::de::Error::custom(format!(
+                "row count `{text}`: write a number (\"34\") or a lower bound (\">= 20000\")"
+            ))
         })?;
-        Ok(if at_least { RowCount::AtLeast(n) } else { RowCount::Exactly(n) })
+        Ok(if at_least {
+            RowCount::AtLeast(n)
+        } else {
+            RowCount::Exactly(n)
+        })
     }
 }
 

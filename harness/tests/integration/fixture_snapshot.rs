@@ -13,29 +13,75 @@ use super::start;
 async fn fixture_loads_exactly_and_checks_see_a_partial_restore() {
     let pg = start("fixture");
     let coords = pg.coordinates();
-    let dataset = Dataset { ticks: 3_400, ..Dataset::default() };
-    let loaded = fixture::load_nexwave(coords, Flavour::Postgres, &dataset).await.unwrap();
-    let promised: Vec<(String, u64)> = dataset.tables().iter().map(|t| (t.table.to_string(), t.row_count)).collect();
+    let dataset = Dataset {
+        ticks: 3_400,
+        ..Dataset::default()
+    };
+    let loaded = fixture::load_nexwave(coords, Flavour::Postgres, &dataset)
+        .await
+        .unwrap();
+    let promised: Vec<(String, u64)> = dataset
+        .tables()
+        .iter()
+        .map(|t| (t.table.to_string(), t.row_count))
+        .collect();
     assert_eq!(loaded.tables, promised);
 
     let before = snapshot::take(coords).await.unwrap();
     assert_eq!(before.rows["public.ticks"], 3_400);
     assert_eq!(before.rows["public.pairs"], 34);
-    for rel in ["pairs", "ticks", "orders", "positions", "whale_activities", "performance_metrics", "candles_15m_ohlcv"] {
-        assert!(before.schema.objects.contains_key(&format!("relation public.{rel}")), "{rel} not in fingerprint");
+    for rel in [
+        "pairs",
+        "ticks",
+        "orders",
+        "positions",
+        "whale_activities",
+        "performance_metrics",
+        "candles_15m_ohlcv",
+    ] {
+        assert!(
+            before
+                .schema
+                .objects
+                .contains_key(&format!("relation public.{rel}")),
+            "{rel} not in fingerprint"
+        );
     }
-    assert!(before.schema.objects.contains_key("constraint public.ticks.ticks_symbol_fkey"));
+    assert!(
+        before
+            .schema
+            .objects
+            .contains_key("constraint public.ticks.ticks_symbol_fkey")
+    );
 
     let mut conn = coords.connect().await.unwrap();
-    let (symbols,): (i64,) = sqlx::query_as("SELECT count(DISTINCT symbol) FROM candles_15m_ohlcv").fetch_one(&mut conn).await.unwrap();
+    let (symbols,): (i64,) = sqlx::query_as("SELECT count(DISTINCT symbol) FROM candles_15m_ohlcv")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(symbols, 34, "the candles view must answer for every pair");
 
     // Same count, different rows: the content checksum notices.
-    execute_script(&mut conn, "UPDATE ticks SET price = price + 1 WHERE ctid = (SELECT ctid FROM ticks LIMIT 1)", "change a row").await.unwrap();
+    execute_script(
+        &mut conn,
+        "UPDATE ticks SET price = price + 1 WHERE ctid = (SELECT ctid FROM ticks LIMIT 1)",
+        "change a row",
+    )
+    .await
+    .unwrap();
     let changed = snapshot::take(coords).await.unwrap();
     assert_eq!(changed.rows, before.rows);
-    let content = check::content(&before.rows, &before.content, &changed.rows, &changed.content);
-    let red: Vec<&str> = content.iter().filter(|c| !c.ok).map(|c| c.name.as_str()).collect();
+    let content = check::content(
+        &before.rows,
+        &before.content,
+        &changed.rows,
+        &changed.content,
+    );
+    let red: Vec<&str> = content
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(red, ["content public.ticks"]);
 
     // Seed 001: the restore stopped and left only ticks.
@@ -49,7 +95,12 @@ async fn fixture_loads_exactly_and_checks_see_a_partial_restore() {
     .unwrap();
     let after = snapshot::take(coords).await.unwrap();
     let rows = check::rows(&before.rows, &after.rows);
-    assert!(rows.iter().find(|c| c.name == "rows public.ticks").unwrap().ok);
+    assert!(
+        rows.iter()
+            .find(|c| c.name == "rows public.ticks")
+            .unwrap()
+            .ok
+    );
     assert_eq!(rows.iter().filter(|c| c.actual == "missing").count(), 5);
     let schema = check::schema(&before.schema, &after.schema);
     assert!(!schema.ok);

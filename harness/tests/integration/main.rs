@@ -21,7 +21,8 @@ pub(crate) fn spec(test: &str) -> PgSpec {
 }
 
 pub(crate) fn start(test: &str) -> NativePostgres {
-    NativePostgres::start(&spec(test)).unwrap_or_else(|e| panic!("could not start postgres for {test}: {e}"))
+    NativePostgres::start(&spec(test))
+        .unwrap_or_else(|e| panic!("could not start postgres for {test}: {e}"))
 }
 
 pub(crate) fn alive(pid: u32) -> bool {

@@ -22,7 +22,11 @@ fn ms(ts: &str) -> i64 {
     let time = rest.trim_end_matches("+00");
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
     let mut parts = hms.split(':').map(|p| p.parse::<i64>().unwrap());
-    let (h, m, s) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    let (h, m, s) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
     let frac_ms: i64 = format!("{frac:0<3}")[..3].parse().unwrap();
     let day: i64 = date.split('-').nth(2).unwrap().parse().unwrap();
     ((day * 24 + h) * 60 + m) * 60_000 + s * 1000 + frac_ms
@@ -30,7 +34,9 @@ fn ms(ts: &str) -> i64 {
 
 /// Every (time, symbol) of every COPY into ticks in a plain gzipped dump.
 fn ticks_in_dump(path: &std::path::Path) -> HashSet<(i64, String)> {
-    let reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(std::fs::File::open(path).unwrap()));
+    let reader = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(path).unwrap(),
+    ));
     let mut out = HashSet::new();
     let mut in_ticks = false;
     for line in reader.lines() {

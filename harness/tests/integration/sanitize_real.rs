@@ -39,7 +39,11 @@ name" VALUES ('pg_dump: first row', 1), ('second', 2);
 async fn contents(coords: &PgCoordinates) -> Vec<String> {
     let mut conn = coords.connect().await.unwrap();
     let mut out = Vec::new();
-    for (table, order) in [("onecol", "line"), ("notes", "id"), ("\"split\nname\"", "id")] {
+    for (table, order) in [
+        ("onecol", "line"),
+        ("notes", "id"),
+        ("\"split\nname\"", "id"),
+    ] {
         let (digest,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY {order}), '')) || ':' || count(*) FROM {table} t"
         )))
@@ -48,8 +52,14 @@ async fn contents(coords: &PgCoordinates) -> Vec<String> {
         .unwrap();
         out.push(format!("{table}={digest}"));
     }
-    let (body,): (String,) = sqlx::query_as("SELECT prosrc FROM pg_proc WHERE proname = 'say'").fetch_one(&mut conn).await.unwrap();
-    let (comment,): (String,) = sqlx::query_as("SELECT obj_description('notes'::regclass)").fetch_one(&mut conn).await.unwrap();
+    let (body,): (String,) = sqlx::query_as("SELECT prosrc FROM pg_proc WHERE proname = 'say'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let (comment,): (String,) = sqlx::query_as("SELECT obj_description('notes'::regclass)")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     out.push(body);
     out.push(comment);
     out
@@ -59,32 +69,86 @@ async fn contents(coords: &PgCoordinates) -> Vec<String> {
 async fn real_verbose_dump_restores_identically_after_sanitizing() {
     let source = start("sanitize-src");
     let mut conn = source.coordinates().connect().await.unwrap();
-    execute_script(&mut conn, TRICKY, "tricky data").await.unwrap();
+    execute_script(&mut conn, TRICKY, "tricky data")
+        .await
+        .unwrap();
     drop(conn);
     let want = contents(source.coordinates()).await;
     let want_schema = snapshot::take(source.coordinates()).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: true, stderr: StderrMode::Merged, compress: Compress::Gzip, run: None, workdir: None, timeout: None, every: None };
-    let artifact = tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
+    let cfg = Backup {
+        method: BackupMethod::PgDump,
+        format: DumpFormat::Plain,
+        verbose: true,
+        stderr: StderrMode::Merged,
+        compress: Compress::Gzip,
+        run: None,
+        workdir: None,
+        timeout: None,
+        every: None,
+    };
+    let artifact =
+        tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
 
     // The naive restore reproduces the incident.
     let naive: NativePostgres = start("sanitize-naive");
-    let out = tokio::task::block_in_place(|| psql_restore(&naive, &artifact, PsqlRestoreOptions::default())).unwrap();
-    assert!(out.error_count > 0, "naive restore of a verbose dump should fail");
-    assert!(out.first_errors[0].contains("syntax error at or near \"pg_dump\""), "{:?}", out.first_errors);
+    let out = tokio::task::block_in_place(|| {
+        psql_restore(&naive, &artifact, PsqlRestoreOptions::default())
+    })
+    .unwrap();
+    assert!(
+        out.error_count > 0,
+        "naive restore of a verbose dump should fail"
+    );
+    assert!(
+        out.first_errors[0].contains("syntax error at or near \"pg_dump\""),
+        "{:?}",
+        out.first_errors
+    );
 
     // The sanitized one restores everything, byte for byte.
     let target = start("sanitize-dst");
-    let out = tokio::task::block_in_place(|| psql_restore(&target, &artifact, PsqlRestoreOptions { sanitize: true, on_error_stop: true, ..Default::default() })).unwrap();
-    assert_eq!((out.exit_code, out.error_count), (Some(0), 0), "{:?}", out.first_errors);
+    let out = tokio::task::block_in_place(|| {
+        psql_restore(
+            &target,
+            &artifact,
+            PsqlRestoreOptions {
+                sanitize: true,
+                on_error_stop: true,
+                ..Default::default()
+            },
+        )
+    })
+    .unwrap();
+    assert_eq!(
+        (out.exit_code, out.error_count),
+        (Some(0), 0),
+        "{:?}",
+        out.first_errors
+    );
     let report = out.sanitize.unwrap();
-    assert!(report.removed > 40, "verbose lines removed: {}", report.removed);
-    assert!(report.removed_sample.iter().all(|(_, l)| l.starts_with("pg_dump: ")), "{:?}", report.removed_sample);
+    assert!(
+        report.removed > 40,
+        "verbose lines removed: {}",
+        report.removed
+    );
+    assert!(
+        report
+            .removed_sample
+            .iter()
+            .all(|(_, l)| l.starts_with("pg_dump: ")),
+        "{:?}",
+        report.removed_sample
+    );
     assert_eq!(contents(target.coordinates()).await, want);
     let got_schema = snapshot::take(target.coordinates()).await.unwrap();
     assert_eq!(got_schema.rows, want_schema.rows);
-    assert!(want_schema.schema.diff(&got_schema.schema).is_empty(), "{}", want_schema.schema.diff(&got_schema.schema));
+    assert!(
+        want_schema.schema.diff(&got_schema.schema).is_empty(),
+        "{}",
+        want_schema.schema.diff(&got_schema.schema)
+    );
 }
 
 /// TimescaleDB relays a multi-line server NOTICE from inside the COPY of a
@@ -92,34 +156,96 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
 /// Needs the extension; says so and skips without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timescaledb_notice_inside_copy_is_removed() {
-    if !drill::backend::PgBinaries::locate().unwrap().has_timescaledb() {
-        eprintln!("SKIPPED: the timescaledb extension is not installed for this PostgreSQL; this test needs it");
+    if !drill::backend::PgBinaries::locate()
+        .unwrap()
+        .has_timescaledb()
+    {
+        eprintln!(
+            "SKIPPED: the timescaledb extension is not installed for this PostgreSQL; this test needs it"
+        );
         return;
     }
-    let spec = drill::backend::PgSpec { timescaledb: true, ..super::spec("tsdb-notice") };
+    let spec = drill::backend::PgSpec {
+        timescaledb: true,
+        ..super::spec("tsdb-notice")
+    };
     let source = NativePostgres::start(&spec).unwrap();
-    let dataset = drill_fixtures::Dataset { ticks: 3_400, ..Default::default() };
-    drill::postgres::fixture::load_nexwave(source.coordinates(), drill_fixtures::Flavour::TimescaleDb, &dataset).await.unwrap();
+    let dataset = drill_fixtures::Dataset {
+        ticks: 3_400,
+        ..Default::default()
+    };
+    drill::postgres::fixture::load_nexwave(
+        source.coordinates(),
+        drill_fixtures::Flavour::TimescaleDb,
+        &dataset,
+    )
+    .await
+    .unwrap();
     let before = snapshot::take(source.coordinates()).await.unwrap();
-    assert!(before.schema.objects.keys().any(|k| k.starts_with("hypertable public.ticks.time")), "ticks is a hypertable");
+    assert!(
+        before
+            .schema
+            .objects
+            .keys()
+            .any(|k| k.starts_with("hypertable public.ticks.time")),
+        "ticks is a hypertable"
+    );
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: true, stderr: StderrMode::Merged, compress: Compress::Gzip, run: None, workdir: None, timeout: None, every: None };
-    let artifact = tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
-    let target = NativePostgres::start(&drill::backend::PgSpec { run_id: "test-tsdb-notice-dst".into(), ..spec }).unwrap();
-    let opts = PsqlRestoreOptions { sanitize: true, on_error_stop: true, timescaledb: true, ..Default::default() };
+    let cfg = Backup {
+        method: BackupMethod::PgDump,
+        format: DumpFormat::Plain,
+        verbose: true,
+        stderr: StderrMode::Merged,
+        compress: Compress::Gzip,
+        run: None,
+        workdir: None,
+        timeout: None,
+        every: None,
+    };
+    let artifact =
+        tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
+    let target = NativePostgres::start(&drill::backend::PgSpec {
+        run_id: "test-tsdb-notice-dst".into(),
+        ..spec
+    })
+    .unwrap();
+    let opts = PsqlRestoreOptions {
+        sanitize: true,
+        on_error_stop: true,
+        timescaledb: true,
+        ..Default::default()
+    };
     let out = tokio::task::block_in_place(|| psql_restore(&target, &artifact, opts)).unwrap();
-    assert_eq!((out.exit_code, out.error_count), (Some(0), 0), "{:?}", out.first_errors);
+    assert_eq!(
+        (out.exit_code, out.error_count),
+        (Some(0), 0),
+        "{:?}",
+        out.first_errors
+    );
     // The same dump through the sanitizer by hand: the relayed NOTICE and its
     // DETAIL/HINT lines were in, and are out.
-    let raw = std::io::read_to_string(flate2::read::MultiGzDecoder::new(std::fs::File::open(&artifact.path).unwrap())).unwrap();
+    let raw = std::io::read_to_string(flate2::read::MultiGzDecoder::new(
+        std::fs::File::open(&artifact.path).unwrap(),
+    ))
+    .unwrap();
     let notice = "DETAIL:  Data for hypertables are stored in the chunks";
-    assert!(raw.contains(notice), "this TimescaleDB did not relay the hypertable NOTICE");
+    assert!(
+        raw.contains(notice),
+        "this TimescaleDB did not relay the hypertable NOTICE"
+    );
     let mut clean = Vec::new();
     drill::restore::sanitize::sanitize(raw.as_bytes(), &mut clean).unwrap();
     let clean = String::from_utf8(clean).unwrap();
-    assert!(!clean.contains(notice) && !clean.contains("\npg_dump: "), "noise left in the sanitized dump");
+    assert!(
+        !clean.contains(notice) && !clean.contains("\npg_dump: "),
+        "noise left in the sanitized dump"
+    );
     let after = snapshot::take(target.coordinates()).await.unwrap();
     assert_eq!(after.rows, before.rows);
-    assert!(before.schema.diff(&after.schema).is_empty(), "{}", before.schema.diff(&after.schema));
+    assert!(
+        before.schema.diff(&after.schema).is_empty(),
+        "{}",
+        before.schema.diff(&after.schema)
+    );
 }

@@ -24,7 +24,10 @@ fn removes_verbose_lines_from_a_real_dump_excerpt() {
     assert_eq!(out, clean);
     assert_eq!(report.removed, 7);
     assert_eq!(report.copy_blocks, 2);
-    assert_eq!(report.kept_suspicious, vec![(25, "pg_dump: hi".to_string())]);
+    assert_eq!(
+        report.kept_suspicious,
+        vec![(25, "pg_dump: hi".to_string())]
+    );
 }
 
 #[test]
@@ -37,7 +40,8 @@ fn relayed_server_notice_with_continuations_is_removed() {
 
 #[test]
 fn one_column_table_keeps_a_row_equal_to_the_message_when_not_verbose() {
-    let dump = "COPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n\\.\n";
+    let dump =
+        "COPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n\\.\n";
     let (out, r) = run(dump);
     assert_eq!(out, dump, "no verbose output seen: the line must be data");
     assert_eq!(r.removed, 0);
@@ -48,15 +52,23 @@ fn one_column_table_keeps_a_row_equal_to_the_message_when_not_verbose() {
 /// `pg_dump:` would be taken for noise.
 #[test]
 fn headers_with_newlines_or_latin1_names_keep_their_rows() {
-    for header in [&b"COPY public.t (\"note\ns\", id) FROM stdin;\n"[..], b"COPY public.\"caf\xe9\" (note, id) FROM stdin;\n"] {
+    for header in [
+        &b"COPY public.t (\"note\ns\", id) FROM stdin;\n"[..],
+        b"COPY public.\"caf\xe9\" (note, id) FROM stdin;\n",
+    ] {
         let mut noisy = b"pg_dump: reading schemas\n".to_vec();
         noisy.extend_from_slice(header);
-        noisy.extend_from_slice(b"pg_dump: dumping contents of table \"x\"\npg_dump: first row\t1\nsecond\t2\n\\.\n");
+        noisy.extend_from_slice(
+            b"pg_dump: dumping contents of table \"x\"\npg_dump: first row\t1\nsecond\t2\n\\.\n",
+        );
         let mut out = Vec::new();
         let r = sanitize(&noisy[..], &mut out).unwrap();
         let mut want = header.to_vec();
         want.extend_from_slice(b"pg_dump: first row\t1\nsecond\t2\n\\.\n");
-        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(&want));
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&want)
+        );
         assert_eq!((r.removed, r.copy_blocks), (2, 1));
     }
 }
@@ -65,7 +77,10 @@ fn headers_with_newlines_or_latin1_names_keep_their_rows() {
 fn crlf_dumps_are_understood() {
     let noisy = "pg_dump: reading schemas\r\nCOPY public.t (a, b) FROM stdin;\r\npg_dump: dumping contents of table \"public.t\"\r\n1\tx\r\n\\.\r\nSELECT 1;\r\n";
     let (out, r) = run(noisy);
-    assert_eq!(out, "COPY public.t (a, b) FROM stdin;\r\n1\tx\r\n\\.\r\nSELECT 1;\r\n");
+    assert_eq!(
+        out,
+        "COPY public.t (a, b) FROM stdin;\r\n1\tx\r\n\\.\r\nSELECT 1;\r\n"
+    );
     assert_eq!(r.removed, 2);
 }
 
@@ -85,16 +100,25 @@ fn notice_before_the_first_row_of_a_one_column_table() {
 fn the_contents_message_needs_the_announcement_for_this_table() {
     let dump = "pg_dump: warning: there are circular foreign-key constraints on this table:\nCOPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n\\.\n";
     let (out, r) = run(dump);
-    assert!(out.contains("COPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n"), "{out}");
+    assert!(
+        out.contains(
+            "COPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\n"
+        ),
+        "{out}"
+    );
     assert_eq!(r.removed, 1);
 }
 
 #[test]
 fn an_unparseable_copy_header_fails_closed() {
-    let noisy = "pg_dump: reading schemas\nCOPY public.\"broken (a) FROM stdin;\npg_dump: creating TABLE\n";
+    let noisy =
+        "pg_dump: reading schemas\nCOPY public.\"broken (a) FROM stdin;\npg_dump: creating TABLE\n";
     let (out, r) = run(noisy);
     assert_eq!(r.removed, 1);
-    assert!(out.ends_with("pg_dump: creating TABLE\n"), "kept everything after losing the structure: {out}");
+    assert!(
+        out.ends_with("pg_dump: creating TABLE\n"),
+        "kept everything after losing the structure: {out}"
+    );
 }
 
 #[test]
@@ -107,7 +131,10 @@ fn samples_are_cut_short() {
 #[test]
 fn quoted_names_and_column_counts() {
     let b = parse_copy(br#"COPY public."we""ird.t" (id, "a,b", "c d") FROM stdin;"#).unwrap();
-    assert_eq!((b.columns, b.table.as_slice()), (3, &b"public.we\"ird.t"[..]));
+    assert_eq!(
+        (b.columns, b.table.as_slice()),
+        (3, &b"public.we\"ird.t"[..])
+    );
     let nl = parse_copy(b"COPY public.t (\"note\ns\", id) FROM stdin;").unwrap();
     assert_eq!(nl.columns, 2);
     let latin1 = parse_copy(b"COPY public.\"caf\xe9\" (x, id) FROM stdin;").unwrap();
@@ -132,13 +159,17 @@ fn memory_stays_one_line_for_a_large_stream() {
                 self.buf.clear();
                 self.pos = 0;
                 if self.row == 0 {
-                    self.buf.extend_from_slice(b"pg_dump: reading schemas\nCOPY public.t (a, b) FROM stdin;\n");
+                    self.buf.extend_from_slice(
+                        b"pg_dump: reading schemas\nCOPY public.t (a, b) FROM stdin;\n",
+                    );
                 } else if self.row > 1_400_000 {
                     return Ok(0);
                 } else if self.row.is_multiple_of(1000) {
                     self.buf.extend_from_slice(b"pg_dump: warning: noise\n");
                 }
-                self.buf.extend_from_slice(format!("{}\tsome text for row {} padded out\n", self.row, self.row).as_bytes());
+                self.buf.extend_from_slice(
+                    format!("{}\tsome text for row {} padded out\n", self.row, self.row).as_bytes(),
+                );
                 self.row += 1;
             }
             let n = out.len().min(self.buf.len() - self.pos);
@@ -147,11 +178,19 @@ fn memory_stays_one_line_for_a_large_stream() {
             Ok(n)
         }
     }
-    let input = std::io::BufReader::new(Gen { row: 0, buf: Vec::new(), pos: 0 });
+    let input = std::io::BufReader::new(Gen {
+        row: 0,
+        buf: Vec::new(),
+        pos: 0,
+    });
     let r = sanitize(input, std::io::sink()).unwrap();
     assert!(r.bytes_in > 55 << 20, "{}", r.bytes_in);
     assert_eq!(r.removed, 1 + 1400);
-    assert!(r.peak_line_bytes <= 16 * 1024, "line buffer grew to {}", r.peak_line_bytes);
+    assert!(
+        r.peak_line_bytes <= 16 * 1024,
+        "line buffer grew to {}",
+        r.peak_line_bytes
+    );
 }
 
 // ---- property tests -------------------------------------------------------
@@ -160,7 +199,12 @@ fn memory_stays_one_line_for_a_large_stream() {
 #[derive(Debug, Clone)]
 enum Piece {
     Sql(String),
-    Copy { header: String, table: String, columns: usize, rows: Vec<String> },
+    Copy {
+        header: String,
+        table: String,
+        columns: usize,
+        rows: Vec<String>,
+    },
 }
 
 fn field() -> impl Strategy<Value = String> {
@@ -188,7 +232,11 @@ fn copy_piece() -> impl Strategy<Value = Piece> {
             let rows = if columns == 0 {
                 prop::collection::vec(Just(String::new()), 0..3).boxed()
             } else {
-                prop::collection::vec(prop::collection::vec(field(), columns).prop_map(|f| f.join("\t")), 0..8).boxed()
+                prop::collection::vec(
+                    prop::collection::vec(field(), columns).prop_map(|f| f.join("\t")),
+                    0..8,
+                )
+                .boxed()
             };
             let cols: Vec<String> = (0..columns)
                 .map(|i| match i % 3 {
@@ -200,20 +248,41 @@ fn copy_piece() -> impl Strategy<Value = Piece> {
             let header = if columns == 0 {
                 format!("COPY {}.{}  FROM stdin;", schema.0, table.0)
             } else {
-                format!("COPY {}.{} ({}) FROM stdin;", schema.0, table.0, cols.join(", "))
+                format!(
+                    "COPY {}.{} ({}) FROM stdin;",
+                    schema.0,
+                    table.0,
+                    cols.join(", ")
+                )
             };
-            (Just(header), Just(format!("{}.{}", schema.1, table.1)), Just(columns), rows)
+            (
+                Just(header),
+                Just(format!("{}.{}", schema.1, table.1)),
+                Just(columns),
+                rows,
+            )
         })
         .prop_flat_map(|(header, table, columns, rows)| {
             // A one-column table whose first row reads exactly like pg_dump's
             // "dumping contents" message for that very table.
-            (Just(header), Just(table), Just(columns), Just(rows), any::<bool>())
+            (
+                Just(header),
+                Just(table),
+                Just(columns),
+                Just(rows),
+                any::<bool>(),
+            )
         })
         .prop_map(|(header, table, columns, mut rows, collide)| {
             if collide && columns == 1 {
                 rows.insert(0, format!("pg_dump: dumping contents of table \"{table}\""));
             }
-            Piece::Copy { header, table, columns, rows }
+            Piece::Copy {
+                header,
+                table,
+                columns,
+                rows,
+            }
         })
 }
 
@@ -279,7 +348,12 @@ fn render(
         }
         match p {
             Piece::Sql(text) => s.push_str(text),
-            Piece::Copy { header, table, columns, rows } => {
+            Piece::Copy {
+                header,
+                table,
+                columns,
+                rows,
+            } => {
                 if before.is_some() {
                     s.push_str(&format!("pg_dump: processing data for table \"{table}\"\n"));
                 }
@@ -290,15 +364,22 @@ fn render(
                     // A relayed NOTICE before the first row (TimescaleDB does
                     // this for hypertables), unless the first row itself reads
                     // like a notice's continuation (documented ambiguity).
-                    let first_looks_like_detail = rows.first().is_some_and(|r| is_continuation(r.as_bytes()));
-                    if *columns == 1 && inside.is_some_and(|ins| !ins[i].is_empty()) && !first_looks_like_detail {
+                    let first_looks_like_detail =
+                        rows.first().is_some_and(|r| is_continuation(r.as_bytes()));
+                    if *columns == 1
+                        && inside.is_some_and(|ins| !ins[i].is_empty())
+                        && !first_looks_like_detail
+                    {
                         s.push_str("pg_dump: NOTICE:  hypertable data are in the chunks, no data will be copied\nDETAIL:  Data for hypertables are stored in the chunks.\nHINT:  Use \"COPY (SELECT * FROM <hypertable>) TO ...\".\n");
                     }
                 }
                 for (r, row) in rows.iter().enumerate() {
                     // Server notices can only be told from rows by field count.
                     if let Some(ins) = inside.filter(|_| *columns >= 2) {
-                        ins[i].iter().filter(|(at, _)| *at == r).for_each(|(_, n)| s.push_str(n));
+                        ins[i]
+                            .iter()
+                            .filter(|(at, _)| *at == r)
+                            .for_each(|(_, n)| s.push_str(n));
                     }
                     s.push_str(row);
                     s.push('\n');

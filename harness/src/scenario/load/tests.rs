@@ -52,28 +52,48 @@ fn the_example_parses_with_defaults() {
     assert_eq!(sc.services.postgres.unwrap().database, "nexwave");
     assert_eq!(
         sc.recoveries[1].steps[0],
-        Step::PsqlRestore { sanitize: true, on_error_stop: true, timeout: None }
+        Step::PsqlRestore {
+            sanitize: true,
+            on_error_stop: true,
+            timeout: None
+        }
     );
 }
 
 #[test]
 fn unknown_key_names_line_and_allowed_keys() {
-    check("action = \"wipe\"", "action = \"wipe\"\nsevice = \"pg\"", &[":11:", "fault.sevice", "unknown field", "`action`"]);
+    check(
+        "action = \"wipe\"",
+        "action = \"wipe\"\nsevice = \"pg\"",
+        &[":11:", "fault.sevice", "unknown field", "`action`"],
+    );
 }
 
 #[test]
 fn unknown_fault_lists_the_faults() {
-    check("\"wipe\"", "\"explode\"", &[":10:", "fault.action", "explode", "wipe", "drop-database"]);
+    check(
+        "\"wipe\"",
+        "\"explode\"",
+        &[":10:", "fault.action", "explode", "wipe", "drop-database"],
+    );
 }
 
 #[test]
 fn unknown_step_lists_the_steps() {
-    check("step = \"psql-restore\" }", "step = \"pray\" }", &["recovery[0].steps[0].step", "pray", "psql-restore"]);
+    check(
+        "step = \"psql-restore\" }",
+        "step = \"pray\" }",
+        &["recovery[0].steps[0].step", "pray", "psql-restore"],
+    );
 }
 
 #[test]
 fn wrong_type_is_named() {
-    check("verbose = true", "verbose = \"yes\"", &[":7:", "backup.verbose", "invalid type", "boolean"]);
+    check(
+        "verbose = true",
+        "verbose = \"yes\"",
+        &[":7:", "backup.verbose", "invalid type", "boolean"],
+    );
 }
 
 #[test]
@@ -84,17 +104,29 @@ fn bad_durations_say_what_is_fine() {
 
 #[test]
 fn missing_section_is_named() {
-    check("[fault]\naction = \"wipe\"\n", "", &["missing field `fault`"]);
+    check(
+        "[fault]\naction = \"wipe\"\n",
+        "",
+        &["missing field `fault`"],
+    );
 }
 
 #[test]
 fn duplicate_recovery_points_at_it() {
-    check("name = \"naive\"", "name = \"sanitized\"", &[":16:", "recovery[1].name", "declared twice"]);
+    check(
+        "name = \"naive\"",
+        "name = \"sanitized\"",
+        &[":16:", "recovery[1].name", "declared twice"],
+    );
 }
 
 #[test]
 fn fault_on_unknown_service() {
-    check("action = \"wipe\"", "action = \"wipe\"\nservice = \"redis\"", &[":11:", "fault.service", "unknown service"]);
+    check(
+        "action = \"wipe\"",
+        "action = \"wipe\"\nservice = \"redis\"",
+        &[":11:", "fault.service", "unknown service"],
+    );
 }
 
 #[test]
@@ -104,7 +136,11 @@ fn syntax_error_has_position() {
 
 #[test]
 fn only_failing_recoveries_is_refused() {
-    check("name = \"sanitized\"", "name = \"sanitized\"\nexpect = \"fails\"", &["nothing proves"]);
+    check(
+        "name = \"sanitized\"",
+        "name = \"sanitized\"\nexpect = \"fails\"",
+        &["nothing proves"],
+    );
 }
 
 proptest! {
@@ -134,8 +170,16 @@ proptest! {
 
 #[test]
 fn shell_backup_needs_a_command() {
-    check("method = \"pg-dump\"", "method = \"shell\"", &["backup.run", "needs the command", "run = "]);
-    check("verbose = true", "verbose = true\nrun = \"./b.sh\"", &["backup.run", "only for `method = \"shell\"`"]);
+    check(
+        "method = \"pg-dump\"",
+        "method = \"shell\"",
+        &["backup.run", "needs the command", "run = "],
+    );
+    check(
+        "verbose = true",
+        "verbose = true\nrun = \"./b.sh\"",
+        &["backup.run", "only for `method = \"shell\"`"],
+    );
 }
 
 #[test]
@@ -146,24 +190,62 @@ fn shell_and_pg_restore_steps_parse() {
     );
     let sc = parse_str(&src, Path::new("s.toml")).unwrap();
     assert_eq!(sc.recoveries[0].steps[0].kind(), "shell");
-    assert_eq!(sc.recoveries[0].steps[1], Step::PgRestore { exit_on_error: true, tables: vec![], data_only: false, disable_triggers: false });
-    let e = parse_str(&src.replace("run = \"./restore.sh", "command = \"./restore.sh"), Path::new("s.toml")).unwrap_err();
+    assert_eq!(
+        sc.recoveries[0].steps[1],
+        Step::PgRestore {
+            exit_on_error: true,
+            tables: vec![],
+            data_only: false,
+            disable_triggers: false
+        }
+    );
+    let e = parse_str(
+        &src.replace("run = \"./restore.sh", "command = \"./restore.sh"),
+        Path::new("s.toml"),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("unknown field `command`"), "{e}");
 }
 
 #[test]
 fn settings_drill_manages_and_empty_names_are_refused() {
-    check("engine = \"postgres\"", "engine = \"postgres\"\nsettings = { port = \"5432\" }", &["settings.port", "managed by drill"]);
-    check("engine = \"postgres\"", "engine = \"postgres\"\ndatabase = \"\"", &["services.postgres.database", "not a usable database name"]);
-    check("rto = \"2 min\"", "rto = \"2 min\"\nrows = \"ignore\"\nschema = \"ignore\"", &["nothing would be checked"]);
+    check(
+        "engine = \"postgres\"",
+        "engine = \"postgres\"\nsettings = { port = \"5432\" }",
+        &["settings.port", "managed by drill"],
+    );
+    check(
+        "engine = \"postgres\"",
+        "engine = \"postgres\"\ndatabase = \"\"",
+        &["services.postgres.database", "not a usable database name"],
+    );
+    check(
+        "rto = \"2 min\"",
+        "rto = \"2 min\"\nrows = \"ignore\"\nschema = \"ignore\"",
+        &["nothing would be checked"],
+    );
 }
 
 #[test]
 fn table_row_expectations_parse_or_say_how() {
-    let sc = parse_str(&GOOD.replace("rto = \"2 min\"", "rto = \"2 min\"\ntable-rows = { pairs = \"34\", \"public.ticks\" = \">= 20_000\" }"), Path::new("s.toml")).unwrap();
+    let sc = parse_str(
+        &GOOD.replace(
+            "rto = \"2 min\"",
+            "rto = \"2 min\"\ntable-rows = { pairs = \"34\", \"public.ticks\" = \">= 20_000\" }",
+        ),
+        Path::new("s.toml"),
+    )
+    .unwrap();
     assert_eq!(sc.expect.table_rows["pairs"], RowCount::Exactly(34));
-    assert_eq!(sc.expect.table_rows["public.ticks"], RowCount::AtLeast(20_000));
-    check("rto = \"2 min\"", "rto = \"2 min\"\ntable-rows = { pairs = \"many\" }", &["expect.table-rows.pairs", "\">= 20000\""]);
+    assert_eq!(
+        sc.expect.table_rows["public.ticks"],
+        RowCount::AtLeast(20_000)
+    );
+    check(
+        "rto = \"2 min\"",
+        "rto = \"2 min\"\ntable-rows = { pairs = \"many\" }",
+        &["expect.table-rows.pairs", "\">= 20000\""],
+    );
 }
 
 #[test]
