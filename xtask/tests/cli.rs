@@ -447,3 +447,26 @@ fn the_regression_gate_trips_on_an_rto_regression_and_passes_otherwise() {
         assert!(md.contains("of 3 runs"), "{md}");
     }
 }
+
+/// `cargo xtask sanitize` filters a merged dump: pg_dump's lines go, a row
+/// that begins with `pg_dump:` stays, and stderr says what was removed.
+#[test]
+fn sanitize_filters_stdin_to_stdout() {
+    let input = "pg_dump: reading schemas\npg_dump: processing data for table \"public.b\"\nCOPY public.b (x) FROM stdin;\npg_dump: dumping contents of table \"public.b\"\npg_dump: a real row\n\\.\n";
+    let out = xtask()
+        .arg("sanitize")
+        .write_stdin(input)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "COPY public.b (x) FROM stdin;\npg_dump: a real row\n\\.\n"
+    );
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("removed 3 of 6 lines")
+    );
+}

@@ -250,7 +250,10 @@ impl NativePostgres {
                 self.child = None;
                 return Err(Error::server(
                     format!("postgres exited during start-up ({status})"),
-                    tail(&fs::read_to_string(self.log_path()).unwrap_or_default(), 15),
+                    crate::backup::tail(
+                        &fs::read_to_string(self.log_path()).unwrap_or_default(),
+                        15,
+                    ),
                 ));
             }
             if self.answers() {
@@ -259,7 +262,10 @@ impl NativePostgres {
             if Instant::now() > deadline {
                 return Err(Error::server(
                     "postgres did not accept connections within 60s",
-                    tail(&fs::read_to_string(self.log_path()).unwrap_or_default(), 15),
+                    crate::backup::tail(
+                        &fs::read_to_string(self.log_path()).unwrap_or_default(),
+                        15,
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -540,11 +546,6 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()
         .map_err(Error::io("bind", "127.0.0.1:0"))?
         .port())
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Double-quotes an identifier for SQL.

@@ -440,9 +440,8 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         let fault_started = tl.start(&phase, &fault_name);
         // RPO is measured against the first fault: that is when data was lost.
         let fault_at = *fault_at.get_or_insert(fault_started);
-        let fault_started_here = fault_started;
         let what = crate::fault::inject(server.as_mut(), &sc.fault, &pg.settings).await?;
-        tl.finish(&phase, &fault_name, fault_started_here, true, what);
+        tl.finish(&phase, &fault_name, fault_started, true, what);
         if let Some(writer) = running_writer.take() {
             let t = tl.start("workload", "stop writer");
             let l = writer.stop().await?;
@@ -577,7 +576,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         }
         let recovered = checks.iter().all(|c| c.ok) && step_checks.is_empty();
         checks.splice(0..0, step_checks);
-        let rto = recovered.then(|| fault_started_here.elapsed().saturating_sub(paused));
+        let rto = recovered.then(|| fault_started.elapsed().saturating_sub(paused));
         checks.push(check::rto(rto, sc.expect.rto.0));
         let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
         tl.finish(
