@@ -6,6 +6,7 @@ mod clean;
 mod deps;
 mod drill;
 mod fingerprint;
+mod images;
 mod list;
 mod sanitize;
 mod test;
@@ -60,6 +61,9 @@ enum Command {
     Bench(bench::Args),
     /// Install what drills and tests need (Debian's postgresql-15), if missing.
     Deps,
+    /// Build local stand-ins for the official images from Debian's packages
+    /// (for a Docker engine that cannot pull); prints the variables that select them.
+    Images(images::Args),
     /// Install what the tests need, then run them with nextest.
     Test {
         /// Extra arguments for `cargo nextest run`.
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::Sanitize => sanitize::run(),
         Command::Bench(args) => bench::run(args),
         Command::Deps => deps::run(),
+        Command::Images(args) => images::run(args),
         Command::Test { args } => test::run(&args),
     };
     ExitCode::from(code)

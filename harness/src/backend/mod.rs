@@ -6,6 +6,7 @@
 //! [`PostgresServer`] trait, so the engine never asks which one it has.
 
 mod binaries;
+pub mod images;
 pub mod native;
 
 pub use binaries::{INSTALL_HINT, PgBinaries};

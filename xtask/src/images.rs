@@ -1,0 +1,429 @@
+//! `cargo xtask images`: builds the local stand-ins for the official images
+//! from Debian's packages, for machines whose Docker engine cannot pull.
+//!
+//! One Debian root filesystem is made with `debootstrap --variant=minbase`
+//! (cached as a tarball under `target/drill-images/`); for each service a
+//! copy gets its packages installed in a chroot (PostgreSQL 15, Redis 7.0,
+//! ClickHouse 18.16), a little glue so it behaves like the official image,
+//! and is turned into an image with `docker import`. Each image carries the
+//! hash of its recipe as a label; an image built from the same recipe is
+//! not built again.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use drill::backend::images::{ServiceKind, docker_answers};
+use sha2::{Digest, Sha256};
+
+use crate::exit;
+
+const SUITE: &str = "bookworm";
+const RECIPE_LABEL: &str = "org.drill.recipe";
+const POSTGRES_ENTRYPOINT: &str = include_str!("../images/postgres-entrypoint.sh");
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Build even when an image from the same recipe is present.
+    #[arg(long)]
+    force: bool,
+    /// Only these services (postgres, redis, clickhouse); all by default.
+    #[arg(long = "only", value_parser = ["postgres", "redis", "clickhouse"])]
+    only: Vec<String>,
+    /// Debian mirror for debootstrap and apt (default: the machine's, else
+    /// deb.debian.org).
+    #[arg(long, env = "DRILL_DEBIAN_MIRROR")]
+    mirror: Option<String>,
+}
+
+/// How one image is made.
+struct Recipe {
+    kind: ServiceKind,
+    tag: &'static str,
+    packages: &'static [&'static str],
+    /// Runs in the chroot before the packages are installed.
+    before: &'static str,
+    /// Runs in the chroot after them.
+    after: &'static str,
+    /// `docker import --change` instructions.
+    changes: &'static [&'static str],
+}
+
+const PATH: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn recipes() -> Vec<Recipe> {
+    vec![
+        Recipe {
+            kind: ServiceKind::Postgres,
+            tag: tag_of(ServiceKind::Postgres),
+            packages: &["postgresql-15"],
+            // No cluster of the package's own: the entrypoint makes PGDATA.
+            before: "mkdir -p /etc/postgresql-common && \
+                     echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf",
+            after: "chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /var/lib/postgresql/data",
+            changes: &[
+                "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "ENV PGDATA=/var/lib/postgresql/data",
+                "ENV LANG=C.UTF-8",
+                "ENTRYPOINT [\"docker-entrypoint.sh\"]",
+                "CMD [\"postgres\"]",
+                "EXPOSE 5432",
+            ],
+        },
+        Recipe {
+            kind: ServiceKind::Redis,
+            tag: tag_of(ServiceKind::Redis),
+            packages: &["redis-server"],
+            before: "",
+            after: "mkdir -p /data",
+            changes: &[
+                PATH,
+                "WORKDIR /data",
+                "CMD [\"redis-server\"]",
+                "EXPOSE 6379",
+            ],
+        },
+        Recipe {
+            kind: ServiceKind::ClickHouse,
+            tag: tag_of(ServiceKind::ClickHouse),
+            packages: &["clickhouse-server", "clickhouse-client"],
+            before: "",
+            // Listen on the container's interface (the package listens on
+            // loopback only) and log to the console, as the official image.
+            after: "mkdir -p /etc/clickhouse-server/config.d /var/lib/clickhouse \
+                      /var/log/clickhouse-server && \
+                    printf '%s\\n' '<?xml version=\"1.0\"?>' '<yandex>' \
+                      '  <listen_host>0.0.0.0</listen_host>' \
+                      '  <logger><console>1</console></logger>' '</yandex>' \
+                      > /etc/clickhouse-server/config.d/docker.xml",
+            changes: &[
+                PATH,
+                "CMD [\"clickhouse-server\", \"--config-file=/etc/clickhouse-server/config.xml\"]",
+                "EXPOSE 8123",
+                "EXPOSE 9000",
+            ],
+        },
+    ]
+}
+
+fn tag_of(kind: ServiceKind) -> &'static str {
+    drill::backend::images::local_image(kind)
+}
+
+impl Recipe {
+    /// Hash of everything that goes into the image.
+    fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [SUITE, self.before, self.after, &self.packages.join(" ")] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        for c in self.changes {
+            h.update(c.as_bytes());
+            h.update([0]);
+        }
+        if self.kind == ServiceKind::Postgres {
+            h.update(POSTGRES_ENTRYPOINT.as_bytes());
+        }
+        format!("{:x}", h.finalize())[..16].to_string()
+    }
+}
+
+pub(crate) fn run(args: Args) -> u8 {
+    match build_all(&args) {
+        Ok(built) => {
+            for (kind, tag) in built {
+                println!("export {}={tag}", kind.image_env());
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::HARNESS_ERROR
+        }
+    }
+}
+
+/// Builds what is missing; returns every selected image's tag.
+pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(ServiceKind, &'static str)>> {
+    anyhow::ensure!(
+        docker_answers(),
+        "no Docker engine answers (`docker version` failed); start one, or use `--backend native`"
+    );
+    let selected: Vec<Recipe> = recipes()
+        .into_iter()
+        .filter(|r| args.only.is_empty() || args.only.iter().any(|o| o == r.kind.name()))
+        .collect();
+    let todo: Vec<&Recipe> = selected
+        .iter()
+        .filter(|r| {
+            let current = label_of(r.tag).as_deref() == Some(r.hash().as_str());
+            if current && !args.force {
+                eprintln!("images: {} is up to date (recipe {})", r.tag, r.hash());
+            }
+            args.force || !current
+        })
+        .collect();
+    if !todo.is_empty() {
+        let mirror = args.mirror.clone().unwrap_or_else(machine_mirror);
+        let base = base_tarball(&mirror)?;
+        for r in todo {
+            build(r, &base, &mirror)?;
+        }
+    }
+    Ok(selected.iter().map(|r| (r.kind, r.tag)).collect())
+}
+
+/// Builds the images when docker answers and they are missing; used by
+/// `cargo xtask test` so the container tests have their images.
+pub(crate) fn ensure_local() -> anyhow::Result<()> {
+    let all = Args {
+        force: false,
+        only: Vec::new(),
+        mirror: None,
+    };
+    build_all(&all).map(|_| ())
+}
+
+fn label_of(tag: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            &format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}"),
+            tag,
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The Debian mirror apt already uses here, so debootstrap works wherever
+/// apt does.
+fn machine_mirror() -> String {
+    let mut texts = Vec::new();
+    for f in ["/etc/apt/sources.list"] {
+        texts.extend(std::fs::read_to_string(f).ok());
+    }
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in dir.flatten() {
+            texts.extend(std::fs::read_to_string(e.path()).ok());
+        }
+    }
+    texts
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .find(|w| {
+            (w.starts_with("http://") || w.starts_with("https://"))
+                && w.trim_end_matches('/').ends_with("/debian")
+        })
+        .map(|w| w.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into())
+}
+
+fn images_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("drill-images")
+}
+
+/// The minbase root filesystem as a tarball, made once.
+fn base_tarball(mirror: &str) -> anyhow::Result<PathBuf> {
+    let dir = images_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("debian-{SUITE}-minbase.tar"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    ensure_root_and_debootstrap()?;
+    let root = tempfile::Builder::new()
+        .prefix("drill-rootfs-")
+        .tempdir_in(&dir)?;
+    eprintln!("images: debootstrap --variant=minbase {SUITE} from {mirror} (about a minute) ...");
+    sh(
+        Command::new("debootstrap").args([
+            "--variant=minbase",
+            SUITE,
+            &root.path().display().to_string(),
+            mirror,
+        ]),
+        "debootstrap",
+    )?;
+    let partial = path.with_extension("tar.partial");
+    sh(
+        Command::new("tar")
+            .args(["-C", &root.path().display().to_string(), "-cf"])
+            .arg(&partial)
+            .arg("."),
+        "tar the root filesystem",
+    )?;
+    std::fs::rename(&partial, &path)?;
+    Ok(path)
+}
+
+fn ensure_root_and_debootstrap() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        nix_is_root(),
+        "building images needs root (debootstrap and chroot); run `sudo cargo xtask images`, \
+         or pull the official images and leave DRILL_*_IMAGE unset"
+    );
+    if Command::new("debootstrap")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return Ok(());
+    }
+    eprintln!("images: installing debootstrap ...");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !apt(&["install", "-y", "-qq", "debootstrap"]) {
+        apt(&["update", "-qq"]);
+        anyhow::ensure!(
+            apt(&["install", "-y", "-qq", "debootstrap"]),
+            "apt-get install debootstrap failed; install it by hand"
+        );
+    }
+    Ok(())
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
+    ensure_root_and_debootstrap()?;
+    eprintln!(
+        "images: building {} from Debian's {} ...",
+        r.tag,
+        r.packages.join(", ")
+    );
+    let root = tempfile::Builder::new()
+        .prefix("drill-rootfs-")
+        .tempdir_in(images_dir())?;
+    let rp = root.path();
+    sh(
+        Command::new("tar")
+            .args(["-C", &rp.display().to_string(), "-xf"])
+            .arg(base),
+        "unpack the base root filesystem",
+    )?;
+    // Services never start inside the chroot; DNS as on this machine.
+    std::fs::write(rp.join("usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n")?;
+    sh(
+        Command::new("chmod").args([
+            "755",
+            &rp.join("usr/sbin/policy-rc.d").display().to_string(),
+        ]),
+        "chmod policy-rc.d",
+    )?;
+    let _ = std::fs::copy("/etc/resolv.conf", rp.join("etc/resolv.conf"));
+    std::fs::write(
+        rp.join("etc/apt/sources.list"),
+        format!("deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n"),
+    )?;
+    if r.kind == ServiceKind::Postgres {
+        std::fs::write(
+            rp.join("usr/local/bin/docker-entrypoint.sh"),
+            POSTGRES_ENTRYPOINT,
+        )?;
+    }
+    let script = format!(
+        "set -e; export DEBIAN_FRONTEND=noninteractive; {before}; \
+         apt-get update -qq; \
+         apt-get install -y -qq --no-install-recommends {pkgs} >/dev/null; \
+         {after}; \
+         apt-get clean; rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
+           /usr/share/locale/* /usr/sbin/policy-rc.d /var/log/apt /var/log/dpkg.log",
+        before = if r.before.is_empty() {
+            "true"
+        } else {
+            r.before
+        },
+        pkgs = r.packages.join(" "),
+        after = r.after,
+    );
+    sh(
+        Command::new("chroot")
+            .arg(rp)
+            .args(["/bin/sh", "-c", &script]),
+        "install packages in the chroot",
+    )?;
+    let _ = std::fs::write(rp.join("etc/resolv.conf"), "");
+    let mut import = Command::new("docker");
+    import.arg("import");
+    for c in r.changes {
+        import.args(["--change", c]);
+    }
+    import
+        .args(["--change", &format!("LABEL {RECIPE_LABEL}={}", r.hash())])
+        .args([
+            "--change",
+            &format!(
+                "LABEL org.drill.built-from=\"Debian {SUITE}: {}\"",
+                r.packages.join(" ")
+            ),
+        ])
+        .args(["-", r.tag])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = import.spawn()?;
+    let stdin = child.stdin.take().expect("piped");
+    let tar = Command::new("tar")
+        .args(["-C", &rp.display().to_string(), "-c", "."])
+        .stdout(stdin)
+        .status()?;
+    let imported = child.wait()?;
+    anyhow::ensure!(
+        tar.success() && imported.success(),
+        "docker import of {} failed (tar {tar}, import {imported})",
+        r.tag
+    );
+    eprintln!("images: {} ready (recipe {})", r.tag, r.hash());
+    Ok(())
+}
+
+fn sh(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        last_lines(&String::from_utf8_lossy(&out.stdout), 10),
+        last_lines(&String::from_utf8_lossy(&out.stderr), 10)
+    );
+    Ok(())
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_has_one_recipe_with_a_stable_hash() {
+        let rs = recipes();
+        for kind in ServiceKind::ALL {
+            assert_eq!(rs.iter().filter(|r| r.kind == kind).count(), 1);
+        }
+        assert_eq!(rs.len(), drill::backend::images::LOCAL.len());
+        assert_eq!(rs[0].hash(), rs[0].hash());
+        assert_ne!(rs[0].hash(), rs[1].hash());
+    }
+}
