@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::backend::{ClientTool, PostgresServer};
+use crate::postgres::{ClientTool, PostgresServer};
 use crate::{Error, Result};
 
 pub use crate::scenario::DumpFormat;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::backend::{ClientTool, PostgresServer};
+use crate::postgres::{ClientTool, PostgresServer};
 use crate::scenario::{Backup, Compress, DumpFormat, StderrMode};
 use crate::{Error, Result};
 
@@ -54,7 +54,10 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
         if gz { ".gz" } else { "" }
     ));
 
-    let mut cmd = server.client(ClientTool::PgDump);
+    let mut cmd = match cfg.stderr {
+        StderrMode::Merged => server.client_merged(ClientTool::PgDump),
+        StderrMode::Separate => server.client(ClientTool::PgDump),
+    };
     let mut args = vec!["--format=plain", "--no-owner", "--no-acl"];
     if cfg.verbose {
         args.push("--verbose");

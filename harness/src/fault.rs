@@ -2,7 +2,7 @@
 //! They act on real things: a wipe deletes the real data directory.
 
 use crate::Result;
-use crate::backend::PostgresServer;
+use crate::postgres::PostgresServer;
 use crate::scenario::{Fault, FaultAction};
 
 /// Injects the fault into the server. See [`FaultAction`] for what survives.
@@ -17,6 +17,10 @@ pub async fn inject(
         FaultAction::Wipe => {
             tokio::task::block_in_place(|| server.wipe())?;
             Ok("data directory destroyed; server re-initialised with an empty database".into())
+        }
+        FaultAction::Crash => {
+            tokio::task::block_in_place(|| server.crash())?;
+            Ok("every server process killed (SIGKILL); started again on the same data".into())
         }
         FaultAction::DropDatabase => {
             crate::postgres::drop_and_recreate(server.coordinates()).await?;

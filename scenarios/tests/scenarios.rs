@@ -1,6 +1,9 @@
-//! Runs every scenario file in `scenarios/` as a test case (datatest-stable),
-//! so nextest gives filtering, parallelism, retries and JUnit for free:
-//! `cargo nextest run -p drill-scenarios -E 'test(verbose-dump)'`.
+//! Runs every scenario file in `scenarios/` as a test case on each backend
+//! (datatest-stable), so nextest gives filtering, parallelism, retries and
+//! JUnit for free: `cargo nextest run -p drill-scenarios -E 'test(verbose-dump)'`
+//! runs `native::verbose-dump.toml` and `docker::verbose-dump.toml`. The
+//! docker cases skip with a message when no engine or image is there, and
+//! fail instead when `DRILL_REQUIRE_DOCKER` is set (CI).
 //!
 //! A case passes when the drill's verdict is `pass`: each corrected recovery
 //! brought everything back within the RTO and each naive one reproduced its
@@ -10,10 +13,23 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use drill::backend::{BackendKind, ServiceKind, available_for_tests};
 use drill::engine::{DrillOptions, Progress, Verdict};
 
-fn drill(path: &Path) -> datatest_stable::Result<()> {
+fn native(path: &Path) -> datatest_stable::Result<()> {
+    drill(path, BackendKind::Native)
+}
+
+fn docker(path: &Path) -> datatest_stable::Result<()> {
+    drill(path, BackendKind::Docker)
+}
+
+fn drill(path: &Path, backend: BackendKind) -> datatest_stable::Result<()> {
     let scenario = drill::scenario::load_file(path)?;
+    let services: Vec<ServiceKind> = scenario.services.kinds();
+    if !available_for_tests(backend, &services, &scenario.name) {
+        return Ok(());
+    }
     let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| {
         if let Progress::Finished { entry, .. } = p {
             eprintln!(
@@ -27,6 +43,7 @@ fn drill(path: &Path) -> datatest_stable::Result<()> {
         }
     });
     let opts = DrillOptions {
+        backend,
         progress: Some(progress),
         ..Default::default()
     };
@@ -62,5 +79,6 @@ fn drill(path: &Path) -> datatest_stable::Result<()> {
 }
 
 datatest_stable::harness! {
-    { test = drill, root = ".", pattern = r"^[a-z0-9-]+\.toml$" },
+    { test = native, root = ".", pattern = r"^[a-z0-9-]+\.toml$" },
+    { test = docker, root = ".", pattern = r"^[a-z0-9-]+\.toml$" },
 }

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drill::backend::{NativePostgres, PgBinaries, PgSpec, PostgresServer};
+use drill::backend::PgBinaries;
 use drill::engine::{ArtifactDrill, DrillOptions};
+use drill::postgres::{PgSpec, Postgres, PostgresServer};
 use drill::scenario::PgEngine;
 use drill_fixtures::{Dataset, Flavour};
 
@@ -53,13 +54,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn spec(run: &str) -> PgSpec {
-    PgSpec {
-        database: "nexwave".into(),
-        user: "nexwave".into(),
-        timescaledb: false,
-        settings: vec![],
-        run_id: format!("bench-{run}"),
-    }
+    PgSpec::new("nexwave", "nexwave", &format!("bench-{run}"))
 }
 
 fn sh(script: &str, env: &[(String, String)]) -> anyhow::Result<Duration> {
@@ -72,7 +67,7 @@ fn sh(script: &str, env: &[(String, String)]) -> anyhow::Result<Duration> {
     Ok(t.elapsed())
 }
 
-fn env_of(pg: &NativePostgres) -> Vec<(String, String)> {
+fn env_of(pg: &Postgres) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = pg
         .coordinates()
         .env()
@@ -152,7 +147,7 @@ fn start(reps: usize) -> anyhow::Result<Row> {
     let (mut d, mut r) = (Vec::new(), Vec::new());
     for i in 0..reps {
         let t = Instant::now();
-        let pg = NativePostgres::start(&spec(&format!("start{i}")))?;
+        let pg = Postgres::native(&spec(&format!("start{i}")))?;
         d.push(t.elapsed().as_secs_f64());
         drop(pg);
 
@@ -199,7 +194,7 @@ fn start(reps: usize) -> anyhow::Result<Row> {
 /// drill's COPY loader (generating rows as it goes) vs psql \copy of the same rows from a file.
 async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let n = 1_000_000u64;
-    let pg = NativePostgres::start(&spec("load"))?;
+    let pg = Postgres::native(&spec("load"))?;
     let data = Dataset {
         ticks: n,
         ..Dataset::default()
@@ -384,7 +379,7 @@ fn sanitizer(args: &Args, dir: &Path) -> anyhow::Result<Vec<Row>> {
 /// drill's measured RTO restoring a clean plain dump vs `gunzip -c | psql`.
 async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let n = 1_000_000u64;
-    let src = NativePostgres::start(&spec("restore-src"))?;
+    let src = Postgres::native(&spec("restore-src"))?;
     drill::postgres::fixture::load_nexwave(
         src.coordinates(),
         Flavour::Postgres,
@@ -402,7 +397,7 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     drop(src);
     let (mut d, mut r, mut checks) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..reps {
-        let pg = NativePostgres::start(&spec(&format!("restore-raw{i}")))?;
+        let pg = Postgres::native(&spec(&format!("restore-raw{i}")))?;
         r.push(
             sh(
                 &format!(
@@ -425,6 +420,7 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             fingerprint: None,
             probes: vec![],
             rto: Duration::from_secs(3600),
+            image: None,
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
         let rto = report

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use drill::backend::{BackendChoice, BackendKind, ServiceKind};
 use drill::engine::{ArtifactDrill, DrillOptions, DrillReport, Pause, Progress, Verdict};
 use drill::scenario::{PgEngine, Scenario};
 
@@ -24,10 +25,6 @@ pub(crate) struct Args {
     /// Folder holding the scenario files.
     #[arg(long, default_value = "scenarios")]
     scenarios_dir: PathBuf,
-    /// Where to run servers: `native` (local initdb + postgres). `auto`
-    /// picks native until the container backend lands.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "native"])]
-    backend: String,
     /// Validate the scenarios and flags, then stop without starting anything.
     #[arg(long)]
     validate_only: bool,
@@ -77,6 +74,10 @@ struct ArtifactArgs {
     /// Recovery time objective (seed 004: a full restore within 1 hour).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     rto: Duration,
+    /// The server image to restore into with the docker backend (default:
+    /// DRILL_POSTGRES_IMAGE, else the official timescale/timescaledb image).
+    #[arg(long)]
+    image: Option<String>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -84,6 +85,11 @@ struct ArtifactArgs {
 /// Flags every kind of drill run shares.
 #[derive(clap::Args)]
 struct RunArgs {
+    /// Where servers run: `docker` (containers from the official images,
+    /// or DRILL_*_IMAGE), `native` (local binaries), or `auto`: docker when
+    /// an engine answers and every image is present or pullable, else native.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    backend: BackendChoice,
     /// Leave servers and backups running after the drill and print how to
     /// reach them (`cargo xtask clean` removes them).
     #[arg(long)]
@@ -126,6 +132,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     drill::scenario::parse_duration(s)
 }
 
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    s.parse()
+}
+
 fn parse_engine(s: &str) -> Result<PgEngine, String> {
     match s {
         "auto" => Ok(PgEngine::Auto),
@@ -153,6 +163,28 @@ enum Work {
     Artifact(Box<ArtifactDrill>),
 }
 
+impl Work {
+    /// Every image the drills would run, for the backend choice.
+    fn images(&self) -> Vec<(ServiceKind, String)> {
+        match self {
+            Work::Scenarios(s) => s
+                .iter()
+                .filter_map(|s| s.services.postgres.as_ref())
+                .map(|pg| {
+                    (
+                        ServiceKind::Postgres,
+                        ServiceKind::Postgres.image(pg.image.as_deref()),
+                    )
+                })
+                .collect(),
+            Work::Artifact(a) => vec![(
+                ServiceKind::Postgres,
+                ServiceKind::Postgres.image(a.image.as_deref()),
+            )],
+        }
+    }
+}
+
 pub(crate) fn run(args: Args) -> u8 {
     let (work, run) = match prepare(args) {
         Ok(Some(x)) => x,
@@ -166,11 +198,29 @@ pub(crate) fn run(args: Args) -> u8 {
         eprintln!("error: --pause-at waits for Enter and needs a terminal on stdin");
         return exit::BAD_INPUT;
     }
-    if let Err(e) = deps::ensure() {
+    let backend = match drill::backend::choose(run.backend, &work.images()) {
+        Ok((b, why)) => {
+            eprintln!(
+                "drill: backend {} → {b} ({why})",
+                match run.backend {
+                    BackendChoice::Auto => "auto",
+                    BackendChoice::Docker => "docker",
+                    BackendChoice::Native => "native",
+                }
+            );
+            b
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::HARNESS_ERROR;
+        }
+    };
+    if backend == BackendKind::Native
+        && let Err(e) = deps::ensure()
+    {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
     }
-    eprintln!("drill: backend auto → native (local PostgreSQL binaries)");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,7 +237,10 @@ pub(crate) fn run(args: Args) -> u8 {
             }
         }
     };
-    let opts = options(&run);
+    let opts = DrillOptions {
+        backend,
+        ..options(&run)
+    };
     let mut reports = Vec::new();
     let mut harness_failed = false;
     let jobs: Vec<(String, String)> = match &work {
@@ -271,6 +324,7 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, String> {
             fingerprint,
             probes: a.probes,
             rto: a.rto,
+            image: a.image,
         };
         return Ok(Some((Work::Artifact(Box::new(d)), a.run)));
     }
@@ -309,6 +363,7 @@ fn options(run: &RunArgs) -> DrillOptions {
         let _ = std::io::stdin().read_line(&mut line);
     });
     DrillOptions {
+        backend: BackendKind::Native,
         keep: run.keep,
         progress: Some(progress),
         pause_at: run.pause_at.clone(),

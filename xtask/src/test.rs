@@ -1,9 +1,50 @@
 //! `cargo xtask test`: the README's test command. Installs what the tests
-//! need (a real PostgreSQL), then runs the whole workspace under nextest.
+//! need (a real PostgreSQL, Redis and ClickHouse; with a Docker engine, the
+//! images), then runs the whole workspace under nextest. Where a Docker
+//! engine answers, the container cases run: on the official images when
+//! they are present, else on local stand-ins built from Debian's packages
+//! (`cargo xtask images`). In CI a missing engine or image fails the run
+//! instead of skipping those cases.
 
 use std::process::Command;
 
+use drill::backend::images::{self, ServiceKind};
+
 use crate::{deps, exit};
+
+/// Points the docker cases at images that are here: the one the
+/// environment names, else the official default when present, else the
+/// local stand-in (built when missing).
+fn docker_images(cmd: &mut Command) -> anyhow::Result<()> {
+    let ci = std::env::var_os("CI").is_some();
+    if !images::docker_answers() {
+        anyhow::ensure!(
+            !ci,
+            "CI runs the container cases, but no Docker engine answers"
+        );
+        eprintln!("drill: no Docker engine answers; the docker cases will say SKIPPED");
+        return Ok(());
+    }
+    let mut need_local = false;
+    for kind in ServiceKind::ALL {
+        if std::env::var_os(kind.image_env()).is_some() {
+            continue;
+        }
+        if images::image_present(kind.default_image()) {
+            cmd.env(kind.image_env(), kind.default_image());
+        } else {
+            need_local = true;
+            cmd.env(kind.image_env(), images::local_image(kind));
+        }
+    }
+    if need_local {
+        crate::images::ensure_local()?;
+    }
+    if ci {
+        cmd.env("DRILL_REQUIRE_DOCKER", "1");
+    }
+    Ok(())
+}
 
 pub(crate) fn run(extra: &[String]) -> u8 {
     if let Err(e) = deps::ensure().and_then(|()| deps::ensure_test_tools()) {
@@ -15,7 +56,12 @@ pub(crate) fn run(extra: &[String]) -> u8 {
     } else {
         "default"
     };
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    if let Err(e) = docker_images(&mut cmd) {
+        eprintln!("error: {e:#}");
+        return exit::HARNESS_ERROR;
+    }
+    let status = cmd
         .args(["nextest", "run", "--workspace", "--profile", profile])
         .args(extra)
         .status();

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use drill::backend::{ClientTool, NativePostgres, PgSpec, PostgresServer};
+use drill::postgres::{ClientTool, PgSpec, Postgres, PostgresServer};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,15 +17,8 @@ fn root() -> PathBuf {
 
 /// A source database with the fixture (plain PostgreSQL flavour, so the
 /// dumps restore on any server) and a folder for its backups.
-fn source(test: &str) -> (NativePostgres, tempfile::TempDir) {
-    let spec = PgSpec {
-        database: "nexwave".into(),
-        user: "nexwave".into(),
-        timescaledb: false,
-        settings: vec![],
-        run_id: format!("test-{test}"),
-    };
-    let pg = NativePostgres::start(&spec).unwrap();
+fn source(test: &str) -> (Postgres, tempfile::TempDir) {
+    let pg = Postgres::native(&PgSpec::new("nexwave", "nexwave", &format!("test-{test}"))).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -45,7 +38,7 @@ fn source(test: &str) -> (NativePostgres, tempfile::TempDir) {
 }
 
 /// `pg_dump <args> [2>&1] | gzip > path` through a shell, as users do.
-fn dump(pg: &NativePostgres, shell: &str, path: &Path) {
+fn dump(pg: &Postgres, shell: &str, path: &Path) {
     let cmd = pg.client(ClientTool::PgDump);
     let pg_dump = cmd.get_program().to_owned();
     let status = std::process::Command::new("bash")
@@ -226,13 +219,10 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
         return;
     }
     let spec = PgSpec {
-        database: "nexwave".into(),
-        user: "nexwave".into(),
         timescaledb: true,
-        settings: vec![],
-        run_id: "test-artifact-tsdb".into(),
+        ..PgSpec::new("nexwave", "nexwave", "test-artifact-tsdb")
     };
-    let pg = NativePostgres::start(&spec).unwrap();
+    let pg = Postgres::native(&spec).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

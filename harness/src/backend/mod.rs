@@ -1,86 +1,408 @@
-//! Backends start, stop, wipe and tear down disposable servers, and hand out
-//! client-tool commands aimed at them. They know nothing of scenarios.
+//! Backends start, stop, kill and wipe disposable servers, and run programs
+//! beside them (a client tool of the server's own version, a shell over the
+//! server's data). They know nothing of scenarios nor of SQL: what is
+//! specific to an engine (its command line, its readiness probe) comes from
+//! the service as a [`ServerSpec`], which describes one server for both
+//! backends.
 //!
-//! Today there is one implementation, [`native`] (local initdb + postgres in
-//! a temp dir). The container backend will implement the same
-//! [`PostgresServer`] trait, so the engine never asks which one it has.
+//! - [`native`]: a local process in a temp dir, on free loopback ports.
+//! - [`docker`]: a container (testcontainers) whose data lives on a named
+//!   Docker volume, its ports published on 127.0.0.1 only.
+//!
+//! Both implement [`Server`], and the same tests run against both. Every
+//! server, volume and temp dir carries the run's id and the harness's pid,
+//! so [`reap_leftovers`] can remove what a killed run left behind.
 
 mod binaries;
+pub mod docker;
 pub mod images;
 pub mod native;
 
 pub use binaries::{INSTALL_HINT, PgBinaries};
-pub use native::{NativePostgres, reap_leftovers};
+pub use images::ServiceKind;
 
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use crate::Result;
-use crate::postgres::PgCoordinates;
+use nix::sys::signal::Signal;
 
-/// What to start.
+use crate::{Error, Result};
+
+/// Where servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Local processes from the machine's own binaries.
+    #[default]
+    Native,
+    /// Containers on a Docker engine (testcontainers), data on named volumes.
+    Docker,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Native => "native",
+            BackendKind::Docker => "docker",
+        }
+    }
+
+    /// Starts a server described by `spec` (not yet waited for: the service
+    /// probes readiness with [`wait_ready`]).
+    pub fn launch(self, spec: &ServerSpec) -> Result<Box<dyn Server>> {
+        Ok(match self {
+            BackendKind::Native => Box::new(native::NativeServer::launch(spec)?),
+            BackendKind::Docker => Box::new(docker::ContainerServer::launch(spec)?),
+        })
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the person asked for with `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Docker when an engine answers and every image is present or
+    /// pullable; native otherwise.
+    #[default]
+    Auto,
+    Native,
+    Docker,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "native" => Ok(BackendChoice::Native),
+            "docker" => Ok(BackendChoice::Docker),
+            _ => Err(format!("`{s}`: use auto, docker or native")),
+        }
+    }
+}
+
+/// Resolves a choice for drills needing `images`; returns the backend and a
+/// sentence saying why, or (for an explicit `docker`) why it cannot be.
+pub fn choose(
+    choice: BackendChoice,
+    images: &[(ServiceKind, String)],
+) -> Result<(BackendKind, String)> {
+    let docker_ok = || -> std::result::Result<String, String> {
+        if !images::docker_answers() {
+            return Err("no Docker engine answers".into());
+        }
+        for (kind, image) in images {
+            images::ensure_image(*kind, image)?;
+        }
+        let mut names: Vec<&str> = images.iter().map(|(_, i)| i.as_str()).collect();
+        names.sort();
+        names.dedup();
+        Ok(format!("images {}", names.join(", ")))
+    };
+    match choice {
+        BackendChoice::Native => Ok((BackendKind::Native, "as asked".into())),
+        BackendChoice::Docker => match docker_ok() {
+            Ok(why) => Ok((BackendKind::Docker, why)),
+            Err(why) => Err(Error::server("use the docker backend", why)),
+        },
+        BackendChoice::Auto => match docker_ok() {
+            Ok(why) => Ok((
+                BackendKind::Docker,
+                format!("a Docker engine answers; {why}"),
+            )),
+            Err(why) => Ok((
+                BackendKind::Native,
+                format!("{why}; local binaries instead"),
+            )),
+        },
+    }
+}
+
+/// One server, described for both backends.
 #[derive(Debug, Clone)]
-pub struct PgSpec {
-    /// Application database, created empty at start and after a wipe.
-    pub database: String,
-    /// Superuser role the drill connects as.
-    pub user: String,
-    /// Load the timescaledb library (`shared_preload_libraries`).
-    pub timescaledb: bool,
-    /// Extra `-c key=value` settings.
-    pub settings: Vec<(String, String)>,
-    /// Identifies the run in temp dir names and markers, for reaping.
+pub struct ServerSpec {
+    pub kind: ServiceKind,
+    /// Labels, names and temp dirs carry it, for reaping.
     pub run_id: String,
+    /// The ports the server listens on, numbered as in its image (5432;
+    /// 8123 and 9000). Natively each gets a free loopback port.
+    pub ports: Vec<u16>,
+    /// Host folders the server's own tools must see at the same path (the
+    /// run's work dir with its backups, a backup's folder): bind-mounted
+    /// into the container; natively they are simply there.
+    pub shared: Vec<PathBuf>,
+    /// Sent for a graceful stop (postgres: SIGINT, its fast shutdown).
+    pub stop_signal: Signal,
+    pub container: ContainerSpec,
+    pub native: NativeSpec,
+}
+
+/// The container form: the official image's conventions.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    /// Where the data volume is mounted (`/var/lib/postgresql/data`).
+    pub data: String,
+    pub env: Vec<(String, String)>,
+    /// The container's command; empty keeps the image's own.
+    pub cmd: Vec<String>,
+}
+
+/// The native form. In `args`, `init` and `files`, `{data}` is the data
+/// dir, `{dir}` the server's temp dir and `{port:N}` the local port that
+/// stands for port N.
+#[derive(Debug, Clone, Default)]
+pub struct NativeSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Run once into an empty data dir before the first start (initdb).
+    pub init: Option<(PathBuf, Vec<String>)>,
+    /// Written into `{dir}` before each start (config files).
+    pub files: Vec<(String, String)>,
+    /// Run as an unprivileged user when the harness is root (postgres
+    /// refuses to run as root).
+    pub unprivileged: bool,
+    /// Where tools of the server's own version are looked up first.
+    pub tools_dir: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+}
+
+/// How to stop a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The spec's stop signal, then SIGKILL after 10 s.
+    Graceful,
+    /// This signal (e.g. postgres's SIGQUIT, an immediate shutdown), then
+    /// SIGKILL after 10 s.
+    Signal(Signal),
+    /// SIGKILL to every process of the server at once: a crash.
+    Kill,
+}
+
+/// A running (or stopped) disposable server. Dropping it stops the server
+/// and deletes its data (temp dir; container and volume), unless
+/// [`Server::keep`] was called.
+pub trait Server: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> BackendKind;
+    /// The image, or the folder holding the local binaries.
+    fn source(&self) -> String;
+    /// Where the harness reaches the server's `port` (host, port).
+    fn addr(&self, port: u16) -> (String, u16);
+    /// Where a program started by [`Server::tool`] reaches it.
+    fn tool_addr(&self, port: u16) -> (String, u16);
+    /// `program` run beside the server, with `env`: natively the local
+    /// program (from the spec's tools dir first); in a container through
+    /// `docker exec -i`, so its version matches the server's.
+    fn tool(&self, program: &str, env: &[(String, String)]) -> Command;
+    /// Like [`Server::tool`], but the program's stderr is merged into its
+    /// stdout where it runs (`2>&1` beside it), so the two keep their
+    /// order. Natively the caller points both at one pipe, which is the
+    /// same thing; `docker exec` carries them as two streams and would
+    /// interleave them at arbitrary byte boundaries.
+    fn tool_merged(&self, program: &str, env: &[(String, String)]) -> Command {
+        self.tool(program, env)
+    }
+    /// A shell script that runs `program` as [`Server::tool`] does, for a
+    /// user's script to find on its PATH: `fixed` variables are set,
+    /// `passthrough` ones are taken from the caller's environment. None
+    /// when the local program already is the server's own.
+    fn tool_shim(
+        &self,
+        _program: &str,
+        _fixed: &[(String, String)],
+        _passthrough: &[&str],
+    ) -> Option<String> {
+        None
+    }
+    /// Runs `script` under `sh` with `$DATA` naming the server's data: the
+    /// data dir, or the volume mounted into a throwaway container of the
+    /// same image (the runbook's `docker run --rm -v vol:/data ...`). The
+    /// spec's shared folders are visible at their own paths.
+    fn data_shell(&self, script: &str) -> Result<Output>;
+    /// Err (with the server's last log lines) when it is not running.
+    fn alive(&mut self) -> Result<()>;
+    /// The last lines the server logged.
+    fn log_tail(&self, lines: usize) -> String;
+    fn stop(&mut self, how: Stop) -> Result<()>;
+    /// Starts again on the same data with `spec` (whose command line may
+    /// differ): a new process, or a new container on the same volume.
+    fn start(&mut self, spec: &ServerSpec) -> Result<()>;
+    /// Kills the server and destroys its data (the data dir; the volume,
+    /// removed and created again empty). Survives: nothing. The next
+    /// [`Server::start`] initialises a fresh server.
+    fn wipe(&mut self) -> Result<()>;
+    /// Leaves the server (and its data) behind after the drill; returns
+    /// how to inspect it and how to remove it.
+    fn keep(&mut self) -> String;
+    /// Where it runs, for people: pid and dir, or container and volume.
+    fn describe(&self) -> String;
+    /// What exists on this machine because of this server (and must be gone
+    /// after it is dropped, unless kept).
+    fn resources(&self) -> Vec<Resource>;
+}
+
+/// Something a server occupies on the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Dir(PathBuf),
+    Process(u32),
+    Container(String),
+    Volume(String),
+}
+
+impl Resource {
+    /// Whether it still exists (a zombie process does not count).
+    pub fn exists(&self) -> bool {
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        match self {
+            Resource::Dir(p) => p.exists(),
+            Resource::Process(pid) => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().next())
+                        != Some("Z")
+                }),
+            Resource::Container(id) => docker(&["container", "inspect", id]),
+            Resource::Volume(name) => docker(&["volume", "inspect", name]),
+        }
+    }
 }
 
 /// Facts about a started server, for reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServerInfo {
     /// `native` or `docker`.
-    pub backend: &'static str,
+    pub backend: BackendKind,
     /// Where the server came from: a binaries folder or an image.
     pub source: String,
-    /// `server_version` as the server reports it.
+    /// The version as the server reports it.
     pub version: String,
     /// Installed timescaledb version, when the server has the extension.
     pub timescaledb: Option<String>,
 }
 
-/// PostgreSQL client programs the harness runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientTool {
-    Psql,
-    PgDump,
-    PgRestore,
+/// Polls `ready` until it says yes, failing early when the server dies
+/// and after `timeout` with the server's last log lines.
+pub fn wait_ready(
+    server: &mut dyn Server,
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut(&dyn Server) -> std::result::Result<bool, String>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        server.alive()?;
+        match ready(server) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last = e,
+        }
+        if Instant::now() > deadline {
+            return Err(Error::server(
+                format!(
+                    "{what} did not become ready within {}s{}",
+                    timeout.as_secs(),
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (last answer: {last})")
+                    }
+                ),
+                server.log_tail(15),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
-impl ClientTool {
-    pub fn program(self) -> &'static str {
-        match self {
-            ClientTool::Psql => "psql",
-            ClientTool::PgDump => "pg_dump",
-            ClientTool::PgRestore => "pg_restore",
+/// Runs a future to completion from synchronous code, wherever that code
+/// runs: on a multi-threaded runtime's worker (the engine), on a
+/// current-thread runtime, or outside any runtime (benchmarks, plain tests).
+pub(crate) fn block_on<F>(fut: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use std::sync::OnceLock;
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let rt = RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("drill-backend")
+            .enable_all()
+            .build()
+            .expect("a tokio runtime for the backends")
+    });
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| rt.block_on(fut))
+        }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| rt.block_on(fut))
+                .join()
+                .expect("the backend thread panicked")
+        }),
+        Err(_) => rt.block_on(fut),
+    }
+}
+
+/// Removes what earlier runs left behind (killed with SIGKILL, or kept
+/// with `--keep`): temp dirs whose harness is gone, with their servers,
+/// and containers and volumes labelled by a harness that is gone. Returns
+/// what was removed.
+pub fn reap_leftovers() -> Vec<String> {
+    let mut removed = native::reap_leftovers();
+    removed.extend(docker::reap(docker::Whose::Dead));
+    removed
+}
+
+/// Emergency teardown for Ctrl-C: this process's servers, containers,
+/// volumes and temp dirs, even while a drill step is still blocked on them.
+pub fn reap_own() -> Vec<String> {
+    let mut removed = docker::reap(docker::Whose::Mine);
+    removed.extend(native::reap_own());
+    removed
+}
+
+/// For tests that run on every backend: whether `backend` can run these
+/// services here. Native always can (its tests fail loudly when binaries
+/// are missing). Docker needs an answering engine and the images (see
+/// [`ServiceKind::image`]); without them the test should print why and
+/// skip, unless `DRILL_REQUIRE_DOCKER` is set (CI sets it), in which case
+/// this panics: a CI run must not pass by skipping.
+pub fn available_for_tests(backend: BackendKind, services: &[ServiceKind], test: &str) -> bool {
+    if backend == BackendKind::Native {
+        return true;
+    }
+    let images: Vec<(ServiceKind, String)> = services.iter().map(|k| (*k, k.image(None))).collect();
+    match choose(BackendChoice::Docker, &images) {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("DRILL_REQUIRE_DOCKER").is_some() => {
+            panic!("{test}: the docker backend is required here (DRILL_REQUIRE_DOCKER) but: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test} on docker: {e}");
+            false
         }
     }
 }
 
-/// A running disposable PostgreSQL server. Dropping it stops the server and
-/// deletes its data, unless [`PostgresServer::keep`] was called.
-pub trait PostgresServer: Send + Sync + std::fmt::Debug {
-    /// How to reach the application database as the superuser.
-    fn coordinates(&self) -> &PgCoordinates;
-    fn info(&self) -> &ServerInfo;
-    /// A client tool of the server's own version, with `PGHOST`, `PGPORT`,
-    /// `PGUSER`, `PGPASSWORD` and `PGDATABASE` set.
-    fn client(&self, tool: ClientTool) -> Command;
-    /// Fault: destroy the data directory and come back freshly initialised,
-    /// with an empty application database. Survives: nothing on the server.
-    fn wipe(&mut self) -> Result<()>;
-    /// Fault: stop, then start with `settings` (replacing the scenario's),
-    /// on the same data directory when `reattach`, else on a fresh one.
-    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()>;
-    /// Leave the server running after the drill; returns how to reach it and
-    /// how to remove it later.
-    fn keep(&mut self) -> String;
-    /// How a person connects to it right now (a psql command line).
-    fn connection_help(&self) -> String;
+/// Whether this process runs as root.
+pub(crate) fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }

@@ -12,10 +12,11 @@ use drill_fixtures::Flavour;
 use super::{DrillOptions, DrillReport, RecoveryReport, Timeline, Verdict};
 use crate::Result;
 use crate::artifact::{self, Inspection};
-use crate::backend::{NativePostgres, PgBinaries, PgSpec, PostgresServer};
+use crate::backend::{BackendKind, PgBinaries, ServiceKind};
 use crate::backup::Artifact;
 use crate::check::{self, CheckResult};
 use crate::postgres::snapshot::{self, Fingerprint};
+use crate::postgres::{PgSpec, Postgres, PostgresServer};
 use crate::restore::{PsqlRestoreOptions, pg_restore, psql_restore};
 use crate::scenario::{DumpFormat, PgEngine};
 
@@ -39,6 +40,9 @@ pub struct ArtifactDrill {
     /// SQL that must return true.
     pub probes: Vec<String>,
     pub rto: Duration,
+    /// The image to restore into (docker backend); None: the environment's
+    /// or the official default.
+    pub image: Option<String>,
 }
 
 /// Restores the artifact and judges it. One "recovery" named `restore`; its
@@ -52,21 +56,33 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         entries: Vec::new(),
         progress: opts.progress.clone(),
     };
-    let bins = PgBinaries::locate()?;
-    let flavour = match (d.engine, bins.has_timescaledb()) {
+    let has_timescaledb = match opts.backend {
+        BackendKind::Native => PgBinaries::locate()?.has_timescaledb(),
+        BackendKind::Docker => crate::postgres::server::image_has_timescaledb(
+            &ServiceKind::Postgres.image(d.image.as_deref()),
+        ),
+    };
+    let flavour = match (d.engine, has_timescaledb) {
         (PgEngine::Postgres, _) | (PgEngine::Auto, false) => Flavour::Postgres,
         _ => Flavour::TimescaleDb,
     };
+    // The server's own pg_restore reads the backup where it lies.
+    let backup_dir =
+        std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;
+    let shared = if backup_dir.is_dir() {
+        backup_dir
+    } else {
+        backup_dir.parent().map(PathBuf::from).unwrap_or(backup_dir)
+    };
     let spec = PgSpec {
-        database: d.database.clone(),
-        user: d.user.clone(),
         timescaledb: flavour == Flavour::TimescaleDb,
-        settings: vec![],
-        run_id: run_id.clone(),
+        image: ServiceKind::Postgres.image(d.image.as_deref()),
+        shared: vec![shared],
+        ..PgSpec::new(&d.database, &d.user, &run_id)
     };
     let t = tl.start("setup", "start postgres");
     let server: Box<dyn PostgresServer> = Box::new(tokio::task::block_in_place(|| {
-        NativePostgres::start(&spec)
+        Postgres::start(opts.backend, &spec)
     })?);
     let info = server.info().clone();
     tl.finish(
@@ -75,12 +91,15 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         t,
         true,
         format!(
-            "PostgreSQL {}, timescaledb: {}",
+            "PostgreSQL {} ({}: {}), timescaledb: {}",
             info.version,
+            info.backend,
+            info.source,
             info.timescaledb.as_deref().unwrap_or("not available")
         ),
     );
     let mut report = DrillReport {
+        backend: info.backend.name().into(),
         server: Some(info),
         flavour: if flavour == Flavour::TimescaleDb {
             "timescaledb".into()

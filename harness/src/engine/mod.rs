@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use drill_fixtures::{Dataset, Flavour};
 
-use crate::backend::{NativePostgres, PgBinaries, PgSpec, PostgresServer, ServerInfo};
+use crate::backend::{BackendKind, PgBinaries, ServerInfo, ServiceKind};
 use crate::backup::{self, Artifact};
 use crate::check::{self, CheckResult};
+use crate::postgres::{PgSpec, Postgres, PostgresServer};
 use crate::postgres::{fixture, snapshot};
 use crate::scenario::{BackupMethod, PgEngine, RecoveryExpect, RowsExpect, Scenario, SchemaExpect};
 use crate::{Error, Result};
@@ -64,6 +65,8 @@ pub struct Pause {
 /// How to run.
 #[derive(Clone, Default)]
 pub struct DrillOptions {
+    /// Where servers run (resolve `--backend auto` with [`crate::backend::choose`]).
+    pub backend: BackendKind,
     /// Leave servers and backups in place after the drill.
     pub keep: bool,
     pub progress: Option<ProgressFn>,
@@ -77,6 +80,7 @@ pub struct DrillOptions {
 impl std::fmt::Debug for DrillOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DrillOptions")
+            .field("backend", &self.backend)
             .field("keep", &self.keep)
             .field("pause_at", &self.pause_at)
             .finish()
@@ -293,8 +297,14 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     };
 
     // 1. Start services.
-    let bins = PgBinaries::locate()?;
-    let flavour = match (pg.engine, bins.has_timescaledb()) {
+    let backend = opts.backend;
+    report.backend = backend.name().into();
+    let image = ServiceKind::Postgres.image(pg.image.as_deref());
+    let has_timescaledb = match backend {
+        BackendKind::Native => PgBinaries::locate()?.has_timescaledb(),
+        BackendKind::Docker => crate::postgres::server::image_has_timescaledb(&image),
+    };
+    let flavour = match (pg.engine, has_timescaledb) {
         (PgEngine::Postgres, _) | (PgEngine::Auto, false) => Flavour::Postgres,
         (PgEngine::Auto, true) | (PgEngine::Timescaledb, _) => Flavour::TimescaleDb,
     };
@@ -304,17 +314,6 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             "postgres (timescaledb extension not installed)".into()
         }
         Flavour::Postgres => "postgres".into(),
-    };
-    let spec = PgSpec {
-        database: pg.database.clone(),
-        user: pg.user.clone(),
-        timescaledb: flavour == Flavour::TimescaleDb,
-        settings: pg
-            .settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        run_id: run_id.clone(),
     };
     // The work dir (backups, logs) is made and marked before any server
     // exists, so an interrupt can never find one of ours unmarked.
@@ -326,8 +325,20 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         .tempdir()
         .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
     crate::backend::native::mark_owner(work.path())?;
+    let spec = PgSpec {
+        timescaledb: flavour == Flavour::TimescaleDb,
+        settings: pg
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        image,
+        // Backups and logs live here; the server's own tools see them.
+        shared: vec![work.path().to_owned()],
+        ..PgSpec::new(&pg.database, &pg.user, &run_id)
+    };
     let t = tl.start("setup", "start postgres");
-    let started = tokio::task::block_in_place(|| NativePostgres::start(&spec));
+    let started = tokio::task::block_in_place(|| Postgres::start(backend, &spec));
     let mut server: Box<dyn PostgresServer> = match started {
         Ok(s) => Box::new(s),
         Err(e) => {
@@ -342,8 +353,9 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         t,
         true,
         format!(
-            "PostgreSQL {} ({}), timescaledb: {}",
+            "PostgreSQL {} ({}: {}), timescaledb: {}",
             info.version,
+            info.backend,
             info.source,
             info.timescaledb.as_deref().unwrap_or("not available")
         ),

@@ -6,8 +6,8 @@ use std::path::Path;
 use drill_fixtures::Flavour;
 
 use crate::Result;
-use crate::backend::PostgresServer;
 use crate::backup::Artifact;
+use crate::postgres::PostgresServer;
 use crate::restore::{PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, shell};
 use crate::scenario::{DumpFormat, Step};
 
@@ -56,13 +56,52 @@ pub fn step_env(
         env.push(("DRILL_BACKUP_FILE".into(), a.path.display().to_string()));
     }
     env.push(("DRILL_WORK_DIR".into(), work.display().to_string()));
-    // Client tools of the server's own version come first on PATH.
+    // Client tools of the server's own version come first on PATH: the
+    // local binaries, or shims that run them inside the container.
     let info = server.info();
-    if info.backend == "native" && Path::new(&info.source).is_dir() {
-        let path = std::env::var("PATH").unwrap_or_default();
-        env.push(("PATH".into(), format!("{}:{path}", info.source)));
+    let path = std::env::var("PATH").unwrap_or_default();
+    match server.server().backend() {
+        crate::backend::BackendKind::Native => {
+            if Path::new(&info.source).is_dir() {
+                env.push(("PATH".into(), format!("{}:{path}", info.source)));
+            }
+        }
+        crate::backend::BackendKind::Docker => {
+            let bin = work.join("bin");
+            if write_shims(server, &bin).is_ok() {
+                env.push(("PATH".into(), format!("{}:{path}", bin.display())));
+            }
+        }
     }
     env
+}
+
+/// Writes `psql`, `pg_dump`, `pg_restore` and `pg_isready` shims into
+/// `bin` (again each time: a wipe or a crash makes a new container).
+fn write_shims(server: &dyn PostgresServer, bin: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin)?;
+    let (host, port) = server.server().tool_addr(crate::postgres::server::PORT);
+    let fixed = [
+        ("PGHOST".to_string(), host),
+        ("PGPORT".to_string(), port.to_string()),
+    ];
+    let passthrough = [
+        "PGUSER",
+        "PGPASSWORD",
+        "PGDATABASE",
+        "PGOPTIONS",
+        "PGAPPNAME",
+        "PGCONNECT_TIMEOUT",
+    ];
+    for program in ["psql", "pg_dump", "pg_restore", "pg_isready"] {
+        if let Some(text) = server.server().tool_shim(program, &fixed, &passthrough) {
+            let path = bin.join(program);
+            std::fs::write(&path, text)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<StepDone> {

@@ -4,7 +4,10 @@
 //! SQL to a running server; starting and stopping servers is the backend's.
 
 pub mod fixture;
+pub mod server;
 pub mod snapshot;
+
+pub use server::{ClientTool, PgSpec, Postgres, PostgresServer};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -96,7 +99,7 @@ pub async fn execute_script(conn: &mut PgConnection, sql: &str, context: &str) -
 /// again, empty. The fault `drop-database`.
 pub async fn drop_and_recreate(coords: &PgCoordinates) -> Result<()> {
     let mut admin = coords.with_database("postgres").connect().await?;
-    let name = crate::backend::native::quote_ident(&coords.database);
+    let name = server::quote_ident(&coords.database);
     execute_script(
         &mut admin,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),

@@ -494,7 +494,7 @@ fn normalize_once(s: &[char]) -> Vec<char> {
 }
 
 fn quote(ident: &str) -> String {
-    crate::backend::native::quote_ident(ident)
+    crate::postgres::server::quote_ident(ident)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ pub mod shell;
 pub use pg_restore::{PgRestoreOptions, PgRestoreOutcome, pg_restore};
 pub use psql::{PsqlOutcome, PsqlRestoreOptions, psql_restore};
 
-use crate::backend::{ClientTool, PostgresServer};
+use crate::postgres::{ClientTool, PostgresServer};
 use crate::{Error, Result};
 
 /// Runs `restore` between `timescaledb_pre_restore()` and

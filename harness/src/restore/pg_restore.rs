@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::backend::{ClientTool, PostgresServer};
+use crate::postgres::{ClientTool, PostgresServer};
 use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use flate2::read::MultiGzDecoder;
 
 use super::sanitize::{SanitizeReport, sanitize};
-use crate::backend::{ClientTool, PostgresServer};
 use crate::backup::Artifact;
+use crate::postgres::{ClientTool, PostgresServer};
 use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;

@@ -52,6 +52,17 @@ pub struct Services {
     pub postgres: Option<PostgresService>,
 }
 
+impl Services {
+    /// The services declared, in the runbook's recovery order.
+    pub fn kinds(&self) -> Vec<crate::backend::ServiceKind> {
+        let mut k = Vec::new();
+        if self.postgres.is_some() {
+            k.push(crate::backend::ServiceKind::Postgres);
+        }
+        k
+    }
+}
+
 /// A PostgreSQL (or TimescaleDB) server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -68,6 +79,10 @@ pub struct PostgresService {
     /// Server settings passed as `-c key=value`.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The image for the docker backend; default: `DRILL_POSTGRES_IMAGE`,
+    /// else the official timescale/timescaledb image (pinned).
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 fn default_db() -> String {
@@ -259,6 +274,12 @@ pub enum FaultAction {
     /// the WAL made durable, when the data directory is reattached; nothing
     /// when it is not.
     RestartWith,
+    /// Every server process is killed at once (SIGKILL; `docker kill` of
+    /// the container), mid-workload, and the server is started again on the
+    /// same data, as its supervisor would. Survives: what the WAL made
+    /// durable; commits acknowledged with `synchronous_commit = off` that
+    /// were still in memory are lost.
+    Crash,
     /// Arbitrary damage in SQL (e.g. seed 002: the foreign keys dropped and
     /// four parent rows missing). Survives: whatever the SQL leaves.
     Sql,
@@ -271,6 +292,7 @@ impl FaultAction {
             FaultAction::Wipe => "wipe",
             FaultAction::DropDatabase => "drop-database",
             FaultAction::RestartWith => "restart-with",
+            FaultAction::Crash => "crash",
             FaultAction::Sql => "sql",
         }
     }

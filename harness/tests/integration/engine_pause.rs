@@ -40,10 +40,9 @@ async fn pauses_at_the_fault_with_the_broken_state_reachable() {
         std::thread::sleep(Duration::from_millis(1500));
     });
     let opts = DrillOptions {
-        keep: false,
-        progress: None,
         pause_at: vec!["fault".into()],
         pause: Some(pause),
+        ..Default::default()
     };
     let report = drill::engine::run(&scenario, &opts).await.unwrap();
     assert_eq!(report.verdict, Verdict::Pass);

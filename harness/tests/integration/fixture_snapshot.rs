@@ -2,8 +2,8 @@
 //! candles view answers for every pair, and the snapshot notices what a
 //! partial restore loses (seed 001: only `ticks` left).
 
-use drill::backend::PostgresServer;
 use drill::check;
+use drill::postgres::PostgresServer;
 use drill::postgres::{execute_script, fixture, snapshot};
 use drill_fixtures::{Dataset, Flavour};
 

@@ -1,34 +1,39 @@
-//! Integration tests for the harness, against real PostgreSQL servers started
-//! by the native backend (no mocks). One binary, a module per topic.
+//! Integration tests for the harness, against real servers (no mocks). One
+//! binary, a module per topic. Tests marked with a backend case run on
+//! both the native and the docker backend; the docker case skips with a
+//! message when no engine or image is there (and fails instead when
+//! `DRILL_REQUIRE_DOCKER` is set, as CI does).
 
+mod backend;
 mod engine_pause;
 mod fixture_snapshot;
-mod native;
 mod rpo_property;
 mod sanitize_real;
 
-use drill::backend::{NativePostgres, PgSpec};
+use drill::backend::{BackendKind, ServiceKind, available_for_tests};
+use drill::postgres::{PgSpec, Postgres};
 
 /// A server spec for tests, with a run id naming the test.
 pub(crate) fn spec(test: &str) -> PgSpec {
-    PgSpec {
-        database: "nexwave".into(),
-        user: "nexwave".into(),
-        timescaledb: false,
-        settings: vec![],
-        run_id: format!("test-{test}"),
-    }
+    PgSpec::new("nexwave", "nexwave", &format!("test-{test}"))
 }
 
-pub(crate) fn start(test: &str) -> NativePostgres {
-    NativePostgres::start(&spec(test))
+/// A native server (tests that are about PostgreSQL, not the backend).
+pub(crate) fn start(test: &str) -> Postgres {
+    Postgres::native(&spec(test))
         .unwrap_or_else(|e| panic!("could not start postgres for {test}: {e}"))
 }
 
-pub(crate) fn alive(pid: u32) -> bool {
-    // A zombie is not alive: look at /proc state too.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
-        Err(_) => false,
+/// A server on `backend`, or None (with a message) when the docker backend
+/// cannot run here.
+pub(crate) fn start_on(backend: BackendKind, test: &str) -> Option<Postgres> {
+    if !available_for_tests(backend, &[ServiceKind::Postgres], test) {
+        return None;
     }
+    let mut spec = spec(test);
+    spec.run_id = format!("{}-{}", spec.run_id, backend.name());
+    Some(
+        Postgres::start(backend, &spec)
+            .unwrap_or_else(|e| panic!("could not start postgres ({backend}) for {test}: {e}")),
+    )
 }

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use drill::backend::PostgresServer;
 use drill::backup;
+use drill::postgres::PostgresServer;
 use drill::restore::{PsqlRestoreOptions, psql_restore};
 use drill::scenario::{Backup, BackupMethod, Compress, DumpFormat, StderrMode};
 use drill::workload::{Writer, measure_rpo};

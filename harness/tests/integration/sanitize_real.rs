@@ -5,9 +5,9 @@
 //! `--verbose 2>&1`, restored naively (which must fail) and through the
 //! sanitizer into another server, and every table's content is compared.
 
-use drill::backend::{PostgresServer, native::NativePostgres};
 use drill::backup;
 use drill::postgres::{PgCoordinates, execute_script, snapshot};
+use drill::postgres::{Postgres, PostgresServer};
 use drill::restore::{PsqlRestoreOptions, psql_restore};
 use drill::scenario::{Backup, BackupMethod, Compress, DumpFormat, StderrMode};
 
@@ -92,7 +92,7 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
         tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
 
     // The naive restore reproduces the incident.
-    let naive: NativePostgres = start("sanitize-naive");
+    let naive: Postgres = start("sanitize-naive");
     let out = tokio::task::block_in_place(|| {
         psql_restore(&naive, &artifact, PsqlRestoreOptions::default())
     })
@@ -165,11 +165,11 @@ async fn timescaledb_notice_inside_copy_is_removed() {
         );
         return;
     }
-    let spec = drill::backend::PgSpec {
+    let spec = drill::postgres::PgSpec {
         timescaledb: true,
         ..super::spec("tsdb-notice")
     };
-    let source = NativePostgres::start(&spec).unwrap();
+    let source = Postgres::native(&spec).unwrap();
     let dataset = drill_fixtures::Dataset {
         ticks: 3_400,
         ..Default::default()
@@ -205,7 +205,7 @@ async fn timescaledb_notice_inside_copy_is_removed() {
     };
     let artifact =
         tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
-    let target = NativePostgres::start(&drill::backend::PgSpec {
+    let target = Postgres::native(&drill::postgres::PgSpec {
         run_id: "test-tsdb-notice-dst".into(),
         ..spec
     })

@@ -1,0 +1,632 @@
+//! The container backend: a server in a container started through
+//! testcontainers, its data on a named Docker volume, its ports published
+//! on 127.0.0.1 only.
+//!
+//! Faults act on real Docker objects: a wipe removes the volume and creates
+//! it again (seed 003's "PostgreSQL Container Corruption"); a crash is
+//! `docker kill -s KILL`; a restart with other settings is a new container
+//! on the same volume (what `docker compose up` does after the compose file
+//! changed). Client tools run inside the container with `docker exec -i`,
+//! so their version is the server's; work on the data volume happens in a
+//! throwaway container of the same image (the runbook's
+//! `docker run --rm -v volume:/data ...`).
+//!
+//! Every container and volume is labelled with the run's id, the service
+//! and the harness's pid and host. Dropping a [`ContainerServer`] removes
+//! its container and volume; [`reap`] removes what a killed run left.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use nix::sys::signal::Signal;
+use testcontainers::bollard::Docker;
+use testcontainers::bollard::models::{PortBinding, VolumeCreateRequest};
+use testcontainers::bollard::query_parameters::{
+    InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder,
+};
+use testcontainers::core::{ContainerPort, Mount};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+use super::{BackendKind, ServerSpec, Stop, block_on};
+use crate::{Error, Result};
+
+/// Label keys on every container and volume drill makes.
+pub const LABEL_RUN: &str = "org.drill.run";
+pub const LABEL_PID: &str = "org.drill.owner-pid";
+pub const LABEL_HOST: &str = "org.drill.owner-host";
+pub const LABEL_SERVICE: &str = "org.drill.service";
+
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A server in a container. See the module docs.
+pub struct ContainerServer {
+    spec: ServerSpec,
+    docker: Docker,
+    volume: String,
+    container: Option<ContainerAsync<GenericImage>>,
+    /// Image port → host port on 127.0.0.1, read after each start.
+    ports: BTreeMap<u16, u16>,
+    /// How many containers this server has had (names stay unique).
+    generation: u32,
+    keep: bool,
+}
+
+impl std::fmt::Debug for ContainerServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerServer")
+            .field("image", &self.spec.container.image)
+            .field("container", &self.container.as_ref().map(|c| c.id()))
+            .field("volume", &self.volume)
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+impl ContainerServer {
+    /// Creates the labelled volume and starts a container on it (without
+    /// waiting for the server to answer).
+    pub fn launch(spec: &ServerSpec) -> Result<ContainerServer> {
+        let docker = client()?;
+        let volume = format!("drill-{}-{}-{}", spec.run_id, spec.kind, unique_suffix());
+        let mut server = ContainerServer {
+            spec: spec.clone(),
+            docker,
+            volume,
+            container: None,
+            ports: BTreeMap::new(),
+            generation: 0,
+            keep: false,
+        };
+        server.create_volume()?;
+        super::Server::start(&mut server, spec)?;
+        Ok(server)
+    }
+
+    /// The container's id, while there is one.
+    pub fn id(&self) -> Option<&str> {
+        self.container.as_ref().map(|c| c.id())
+    }
+
+    /// The named volume holding the server's data.
+    pub fn volume(&self) -> &str {
+        &self.volume
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        labels(&self.spec.run_id, self.spec.kind.name())
+    }
+
+    fn create_volume(&self) -> Result<()> {
+        let req = VolumeCreateRequest {
+            name: Some(self.volume.clone()),
+            labels: Some(self.labels()),
+            ..Default::default()
+        };
+        block_on(self.docker.create_volume(req))
+            .map(|_| ())
+            .map_err(|e| Error::server(format!("create volume {}", self.volume), e))
+    }
+
+    fn remove_volume(&self) -> Result<()> {
+        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+        block_on(self.docker.remove_volume(&self.volume, Some(opts)))
+            .map_err(|e| Error::server(format!("remove volume {}", self.volume), e))
+    }
+
+    /// Removes the container (not the volume).
+    fn remove_container(&mut self) -> Result<()> {
+        if let Some(c) = self.container.take() {
+            let id = c.id().to_string();
+            block_on(c.rm()).map_err(|e| Error::server(format!("remove container {id}"), e))?;
+        }
+        Ok(())
+    }
+
+    fn running(&self) -> Option<bool> {
+        let id = self.id()?;
+        block_on(
+            self.docker
+                .inspect_container(id, None::<InspectContainerOptions>),
+        )
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.running)
+    }
+
+    fn help(&self) -> String {
+        format!(
+            "{} (docker, image {}, container {}, volume {}, ports {})\n  shell: docker exec -it {} sh",
+            self.spec.kind,
+            self.spec.container.image,
+            self.id().map(short).unwrap_or("none"),
+            self.volume,
+            self.ports
+                .iter()
+                .map(|(i, h)| format!("{i} → 127.0.0.1:{h}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.id().map(short).unwrap_or("none"),
+        )
+    }
+
+    /// The harness's `uid:gid` when it is not root, so files a tool or a
+    /// data shell writes into shared folders are the harness's to delete.
+    fn host_user() -> Option<String> {
+        (!super::is_root()).then(|| {
+            format!(
+                "{}:{}",
+                nix::unistd::getuid().as_raw(),
+                nix::unistd::getgid().as_raw()
+            )
+        })
+    }
+}
+
+impl super::Server for ContainerServer {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Docker
+    }
+
+    fn source(&self) -> String {
+        self.spec.container.image.clone()
+    }
+
+    fn addr(&self, port: u16) -> (String, u16) {
+        ("127.0.0.1".into(), *self.ports.get(&port).unwrap_or(&0))
+    }
+
+    fn tool_addr(&self, port: u16) -> (String, u16) {
+        ("127.0.0.1".into(), port)
+    }
+
+    fn tool(&self, program: &str, env: &[(String, String)]) -> Command {
+        let mut cmd = Command::new("docker");
+        crate::postgres::scrub_pg_env(&mut cmd);
+        cmd.args(["exec", "-i"]);
+        if let Some(user) = Self::host_user() {
+            cmd.args(["--user", &user]);
+        }
+        for (k, v) in env {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        cmd.arg(self.id().unwrap_or("no-container")).arg(program);
+        cmd
+    }
+
+    fn tool_merged(&self, program: &str, env: &[(String, String)]) -> Command {
+        let mut cmd = self.tool("sh", env);
+        cmd.args(["-c", "exec \"$0\" \"$@\" 2>&1", program]);
+        cmd
+    }
+
+    fn tool_shim(
+        &self,
+        program: &str,
+        fixed: &[(String, String)],
+        passthrough: &[&str],
+    ) -> Option<String> {
+        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut script = format!(
+            "#!/bin/sh\n# drill: {program} of the server's own version, in its container\nwd=/\n"
+        );
+        for dir in &self.spec.shared {
+            let d = dir.display().to_string();
+            script.push_str(&format!(
+                "case \"$PWD/\" in {}/*) wd=\"$PWD\";; esac\n",
+                q(&d)
+            ));
+        }
+        script.push_str("exec docker exec -i -w \"$wd\"");
+        if let Some(user) = Self::host_user() {
+            script.push_str(&format!(" --user {user}"));
+        }
+        for (k, v) in fixed {
+            script.push_str(&format!(" -e {}", q(&format!("{k}={v}"))));
+        }
+        for k in passthrough {
+            script.push_str(&format!(" -e {k}"));
+        }
+        script.push_str(&format!(" {} {} \"$@\"\n", q(self.id()?), q(program)));
+        Some(script)
+    }
+
+    fn data_shell(&self, script: &str) -> Result<Output> {
+        let data = &self.spec.container.data;
+        let mut cmd = Command::new("docker");
+        cmd.args(["run", "--rm", "-i", "--network", "none"]);
+        for (k, v) in self.labels() {
+            cmd.arg("--label").arg(format!("{k}={v}"));
+        }
+        cmd.arg("-v").arg(format!("{}:{data}", self.volume));
+        for dir in &self.spec.shared {
+            let d = dir.display();
+            cmd.arg("-v").arg(format!("{d}:{d}"));
+        }
+        // As root (the volume's files belong to the server's user); what
+        // lands in shared folders is handed back to the harness's user.
+        let handback = match Self::host_user() {
+            Some(user) => self
+                .spec
+                .shared
+                .iter()
+                .map(|d| format!("; chown -R {user} '{}' 2>/dev/null", d.display()))
+                .collect::<String>(),
+            None => String::new(),
+        };
+        cmd.args(["-e", &format!("DATA={data}"), "--entrypoint", "sh"])
+            .arg(&self.spec.container.image)
+            .arg("-c")
+            .arg(format!("{script}\nrc=$?{handback}; exit $rc"))
+            .stdin(Stdio::null());
+        cmd.output().map_err(|source| Error::Spawn {
+            command: format!(
+                "docker run --rm -v {}:{data} ... sh -c {script}",
+                self.volume
+            ),
+            source,
+        })
+    }
+
+    fn alive(&mut self) -> Result<()> {
+        match self.running() {
+            Some(true) => Ok(()),
+            _ => Err(Error::server(
+                format!(
+                    "{} container {} is not running",
+                    self.spec.kind,
+                    self.id().map(short).unwrap_or("(none)")
+                ),
+                self.log_tail(15),
+            )),
+        }
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let Some(id) = self.id() else {
+            return String::new();
+        };
+        let opts = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let chunks: Vec<String> = block_on(async {
+            self.docker
+                .logs(id, Some(opts))
+                .filter_map(|c| async move { c.ok().map(|c| c.to_string()) })
+                .collect()
+                .await
+        });
+        chunks.concat().trim_end().to_string()
+    }
+
+    fn stop(&mut self, how: Stop) -> Result<()> {
+        let Some(id) = self.id().map(str::to_string) else {
+            return Ok(());
+        };
+        if self.running() != Some(true) {
+            return Ok(());
+        }
+        let signal = match how {
+            Stop::Graceful => self.spec.stop_signal,
+            Stop::Signal(s) => s,
+            Stop::Kill => Signal::SIGKILL,
+        };
+        let kill = |sig: Signal| {
+            let opts = KillContainerOptionsBuilder::new()
+                .signal(sig.as_str())
+                .build();
+            block_on(self.docker.kill_container(&id, Some(opts)))
+        };
+        kill(signal).map_err(|e| Error::server(format!("signal container {}", short(&id)), e))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.running() == Some(true) {
+            if Instant::now() > deadline {
+                let _ = kill(Signal::SIGKILL);
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, spec: &ServerSpec) -> Result<()> {
+        self.stop(Stop::Graceful)?;
+        self.remove_container()?;
+        self.spec = spec.clone();
+        self.generation += 1;
+        let (name, tag) = split_image(&spec.container.image);
+        let mut image = GenericImage::new(name, tag);
+        for p in &spec.ports {
+            image = image.with_exposed_port(ContainerPort::Tcp(*p));
+        }
+        let ports = spec.ports.clone();
+        let mut req = image
+            .with_container_name(format!(
+                "drill-{}-{}-{}-{}",
+                spec.run_id,
+                spec.kind,
+                self.generation,
+                unique_suffix()
+            ))
+            .with_labels(self.labels())
+            .with_mount(Mount::volume_mount(&self.volume, &spec.container.data))
+            .with_startup_timeout(START_TIMEOUT)
+            // Published on loopback only, never on every interface.
+            .with_host_config_modifier(move |hc| {
+                hc.publish_all_ports = Some(false);
+                hc.port_bindings = Some(
+                    ports
+                        .iter()
+                        .map(|p| {
+                            (
+                                format!("{p}/tcp"),
+                                Some(vec![PortBinding {
+                                    host_ip: Some("127.0.0.1".into()),
+                                    host_port: Some(String::new()),
+                                }]),
+                            )
+                        })
+                        .collect(),
+                );
+            });
+        for dir in &spec.shared {
+            let d = dir.display().to_string();
+            req = req.with_mount(Mount::bind_mount(d.clone(), d));
+        }
+        for (k, v) in &spec.container.env {
+            req = req.with_env_var(k, v);
+        }
+        if !spec.container.cmd.is_empty() {
+            req = req.with_cmd(spec.container.cmd.clone());
+        }
+        let container = block_on(req.start()).map_err(|e| {
+            Error::server(
+                format!("start a container from {}", spec.container.image),
+                e,
+            )
+        })?;
+        let mut mapped = BTreeMap::new();
+        for p in &spec.ports {
+            let host = block_on(container.get_host_port_ipv4(ContainerPort::Tcp(*p)))
+                .map_err(|e| Error::server(format!("read the host port of {p}"), e))?;
+            mapped.insert(*p, host);
+        }
+        self.container = Some(container);
+        self.ports = mapped;
+        Ok(())
+    }
+
+    fn wipe(&mut self) -> Result<()> {
+        self.stop(Stop::Kill)?;
+        self.remove_container()?;
+        self.remove_volume()?;
+        self.create_volume()
+    }
+
+    fn keep(&mut self) -> String {
+        self.keep = true;
+        format!(
+            "{}\n  remove with: cargo xtask clean (or docker rm -f {} && docker volume rm {})",
+            self.help(),
+            self.id().map(short).unwrap_or("-"),
+            self.volume
+        )
+    }
+
+    fn describe(&self) -> String {
+        self.help()
+    }
+
+    fn resources(&self) -> Vec<super::Resource> {
+        let mut r: Vec<super::Resource> = self
+            .id()
+            .map(|id| super::Resource::Container(id.to_string()))
+            .into_iter()
+            .collect();
+        r.push(super::Resource::Volume(self.volume.clone()));
+        r
+    }
+}
+
+impl Drop for ContainerServer {
+    fn drop(&mut self) {
+        if self.keep {
+            // Neither the container nor the volume is removed.
+            if let Some(c) = self.container.take() {
+                std::mem::forget(c);
+            }
+            return;
+        }
+        let _ = self.remove_container();
+        let _ = self.remove_volume();
+    }
+}
+
+/// Whose leftovers to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// Labelled by a harness process on this host that no longer runs.
+    Dead,
+    /// Labelled by this process (Ctrl-C).
+    Mine,
+}
+
+/// Removes containers (with their anonymous volumes) and then volumes that
+/// drill labelled, for the harnesses `whose` selects. Returns what it
+/// removed; quietly nothing when no Docker engine answers.
+pub fn reap(whose: Whose) -> Vec<String> {
+    if !super::images::docker_answers() {
+        return Vec::new();
+    }
+    let Ok(docker) = client() else {
+        return Vec::new();
+    };
+    let host = hostname();
+    let me = std::process::id().to_string();
+    let take = |labels: &HashMap<String, String>| -> bool {
+        let (Some(pid), owner_host) = (labels.get(LABEL_PID), labels.get(LABEL_HOST)) else {
+            return false;
+        };
+        if owner_host.is_some_and(|h| *h != host) {
+            return false; // another machine's drill on a shared engine
+        }
+        match whose {
+            Whose::Mine => *pid == me,
+            Whose::Dead => {
+                *pid != me
+                    && pid.parse::<i32>().is_ok_and(|p| {
+                        !matches!(
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
+                            Ok(()) | Err(nix::errno::Errno::EPERM)
+                        )
+                    })
+            }
+        }
+    };
+    let filter: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
+    let mut removed = Vec::new();
+    block_on(async {
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filter)
+            .build();
+        for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
+            let labels = c.labels.clone().unwrap_or_default();
+            let Some(id) = c.id.clone() else { continue };
+            if !take(&labels) {
+                continue;
+            }
+            let opts = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            if docker.remove_container(&id, Some(opts)).await.is_ok() {
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_else(|| short(&id).to_string());
+                removed.push(format!("container {}", name.trim_start_matches('/')));
+            }
+        }
+        let opts = ListVolumesOptionsBuilder::new().filters(&filter).build();
+        let volumes = docker
+            .list_volumes(Some(opts))
+            .await
+            .ok()
+            .and_then(|v| v.volumes)
+            .unwrap_or_default();
+        for v in volumes {
+            if !take(&v.labels) {
+                continue;
+            }
+            let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+            if docker.remove_volume(&v.name, Some(opts)).await.is_ok() {
+                removed.push(format!("volume {}", v.name));
+            }
+        }
+    });
+    removed
+}
+
+/// Containers and volumes on the engine that carry `run_id`'s label (for
+/// tests and `--keep` output).
+pub fn objects_of_run(run_id: &str) -> Vec<String> {
+    let Ok(docker) = client() else {
+        return Vec::new();
+    };
+    let want = format!("{LABEL_RUN}={run_id}");
+    let filter: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![want.as_str()])]);
+    block_on(async {
+        let mut found = Vec::new();
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filter)
+            .build();
+        for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
+            found.push(format!("container {}", c.id.unwrap_or_default()));
+        }
+        let opts = ListVolumesOptionsBuilder::new().filters(&filter).build();
+        if let Some(vs) = docker
+            .list_volumes(Some(opts))
+            .await
+            .ok()
+            .and_then(|v| v.volumes)
+        {
+            found.extend(vs.into_iter().map(|v| format!("volume {}", v.name)));
+        }
+        found
+    })
+}
+
+/// The labels every drill object carries.
+fn labels(run_id: &str, service: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_RUN.to_string(), run_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+        (LABEL_HOST.to_string(), hostname()),
+        (LABEL_SERVICE.to_string(), service.to_string()),
+    ])
+}
+
+fn client() -> Result<Docker> {
+    Docker::connect_with_defaults().map_err(|e| Error::server("connect to the Docker engine", e))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn unique_suffix() -> String {
+    use rand::RngExt;
+    let n: u32 = rand::rng().random();
+    format!("{:06x}", n & 0xff_ffff)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// `repo[:tag]` → (repo, tag), minding registry ports (`host:5000/x`).
+pub(crate) fn split_image(image: &str) -> (String, String) {
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => (
+            image[..slash + i].to_string(),
+            image[slash + i + 1..].to_string(),
+        ),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_split_into_repository_and_tag() {
+        let s = |i: &str| split_image(i);
+        assert_eq!(s("redis:7.4.1"), ("redis".into(), "7.4.1".into()));
+        assert_eq!(
+            s("timescale/timescaledb:2.17.2-pg16"),
+            ("timescale/timescaledb".into(), "2.17.2-pg16".into())
+        );
+        assert_eq!(
+            s("registry.local:5000/team/pg:15"),
+            ("registry.local:5000/team/pg".into(), "15".into())
+        );
+        assert_eq!(
+            s("registry.local:5000/team/pg"),
+            ("registry.local:5000/team/pg".into(), "latest".into())
+        );
+    }
+}

@@ -1,0 +1,466 @@
+//! A disposable PostgreSQL (or TimescaleDB) server on either backend: how
+//! to describe it to a backend ([`ServerSpec`]), when it is ready, the
+//! application database, and the faults that act on it.
+//!
+//! Natively the server is `initdb` + `postgres` from the local binaries,
+//! as an unprivileged user. In a container it is the official image's
+//! entrypoint (`POSTGRES_USER`, `POSTGRES_PASSWORD`, `POSTGRES_DB`) with
+//! `postgres -c key=value ...` as its command, data on a named volume.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+
+use super::PgCoordinates;
+use crate::backend::{
+    BackendKind, ContainerSpec, NativeSpec, PgBinaries, Server, ServerInfo, ServerSpec,
+    ServiceKind, Stop, wait_ready,
+};
+use crate::{Error, Result};
+
+/// The port PostgreSQL listens on inside its image.
+pub const PORT: u16 = 5432;
+const DATA: &str = "/var/lib/postgresql/data";
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct PgSpec {
+    /// Application database, created empty at start and after a wipe.
+    pub database: String,
+    /// Superuser role the drill connects as.
+    pub user: String,
+    /// Load the timescaledb library (`shared_preload_libraries`).
+    pub timescaledb: bool,
+    /// Extra `-c key=value` settings.
+    pub settings: Vec<(String, String)>,
+    /// Identifies the run in temp dir names and labels, for reaping.
+    pub run_id: String,
+    /// The image (docker backend).
+    pub image: String,
+    /// Host folders the server's tools must see (see [`ServerSpec::shared`]).
+    pub shared: Vec<PathBuf>,
+}
+
+impl PgSpec {
+    /// A spec with the defaults: no settings, the image from the
+    /// environment or the official default, nothing shared.
+    pub fn new(database: &str, user: &str, run_id: &str) -> PgSpec {
+        PgSpec {
+            database: database.into(),
+            user: user.into(),
+            timescaledb: false,
+            settings: Vec::new(),
+            run_id: run_id.into(),
+            image: ServiceKind::Postgres.image(None),
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// PostgreSQL client programs the harness runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTool {
+    Psql,
+    PgDump,
+    PgRestore,
+}
+
+impl ClientTool {
+    pub fn program(self) -> &'static str {
+        match self {
+            ClientTool::Psql => "psql",
+            ClientTool::PgDump => "pg_dump",
+            ClientTool::PgRestore => "pg_restore",
+        }
+    }
+}
+
+/// A running disposable PostgreSQL server, whatever the backend. Dropping
+/// it stops the server and deletes its data, unless [`PostgresServer::keep`]
+/// was called.
+pub trait PostgresServer: Send + Sync + std::fmt::Debug {
+    /// How the harness reaches the application database as the superuser.
+    fn coordinates(&self) -> &PgCoordinates;
+    fn info(&self) -> &ServerInfo;
+    /// A client tool of the server's own version, with `PGHOST`, `PGPORT`,
+    /// `PGUSER`, `PGPASSWORD` and `PGDATABASE` set as that tool sees them.
+    fn client(&self, tool: ClientTool) -> Command;
+    /// [`PostgresServer::client`] with stderr merged into stdout where the
+    /// tool runs, as `pg_dump ... 2>&1` does (see [`Server::tool_merged`]).
+    fn client_merged(&self, tool: ClientTool) -> Command;
+    /// The backend's server underneath (data shell, describe).
+    fn server(&self) -> &dyn Server;
+    /// Fault: destroy the data directory (volume) and come back freshly
+    /// initialised, with an empty application database. Survives: nothing
+    /// on the server.
+    fn wipe(&mut self) -> Result<()>;
+    /// Fault: kill every server process at once (SIGKILL), then start again
+    /// on the same data, as a supervisor would. Survives: what the WAL had
+    /// made durable; acknowledged commits with `synchronous_commit = off`
+    /// still in memory are lost.
+    fn crash(&mut self) -> Result<()>;
+    /// Fault: stop (immediate shutdown), then start with `settings`
+    /// (replacing the scenario's), on the same data directory when
+    /// `reattach`, else on a fresh one.
+    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()>;
+    /// Leave the server running after the drill; returns how to reach it and
+    /// how to remove it later.
+    fn keep(&mut self) -> String;
+    /// How a person connects to it right now (a psql command line).
+    fn connection_help(&self) -> String;
+}
+
+/// The one [`PostgresServer`]: a backend's server plus what PostgreSQL
+/// needs on top (credentials, the application database, readiness).
+#[derive(Debug)]
+pub struct Postgres {
+    spec: PgSpec,
+    server: Box<dyn Server>,
+    password: String,
+    coords: PgCoordinates,
+    info: ServerInfo,
+}
+
+impl Postgres {
+    /// Starts a server on `backend`, waits until it accepts connections and
+    /// makes sure the application database exists.
+    pub fn start(backend: BackendKind, spec: &PgSpec) -> Result<Postgres> {
+        let password: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        let server_spec = server_spec(backend, spec, &password)?;
+        let server = backend.launch(&server_spec)?;
+        let info = ServerInfo {
+            backend,
+            source: server.source(),
+            version: String::new(),
+            timescaledb: None,
+        };
+        let mut pg = Postgres {
+            spec: spec.clone(),
+            server,
+            coords: PgCoordinates {
+                host: String::new(),
+                port: 0,
+                user: spec.user.clone(),
+                password: password.clone(),
+                database: spec.database.clone(),
+            },
+            password,
+            info,
+        };
+        pg.after_start()?;
+        Ok(pg)
+    }
+
+    /// Starts with the native backend (tests and benchmarks).
+    pub fn native(spec: &PgSpec) -> Result<Postgres> {
+        Self::start(BackendKind::Native, spec)
+    }
+
+    /// What it was started with (settings as changed by faults).
+    pub fn spec(&self) -> &PgSpec {
+        &self.spec
+    }
+
+    fn server_spec(&self) -> Result<ServerSpec> {
+        server_spec(self.info.backend, &self.spec, &self.password)
+    }
+
+    /// Waits for the server, then creates the application database when
+    /// missing and records version facts.
+    fn after_start(&mut self) -> Result<()> {
+        let (host, port) = self.server.addr(PORT);
+        self.coords.host = host;
+        self.coords.port = port;
+        let admin = self.coords.with_database("postgres");
+        wait_ready(self.server.as_mut(), "postgres", READY_TIMEOUT, |_| {
+            probe(&admin)
+        })?;
+        let db = self.spec.database.clone();
+        let exists = self.psql(
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+                db.replace('\'', "''")
+            ),
+            "postgres",
+        )?;
+        if exists == "0" {
+            self.psql(&format!("CREATE DATABASE {}", quote_ident(&db)), "postgres")?;
+        }
+        self.info.version = self.psql("SHOW server_version", "postgres")?;
+        let ts = self.psql(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
+            "postgres",
+        )?;
+        self.info.timescaledb = (!ts.is_empty()).then_some(ts);
+        Ok(())
+    }
+
+    /// PG* variables as a tool beside the server sees it.
+    fn tool_env(&self) -> Vec<(String, String)> {
+        let (host, port) = self.server.tool_addr(PORT);
+        let seen = PgCoordinates {
+            host,
+            port,
+            ..self.coords.clone()
+        };
+        seen.env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    fn psql(&self, sql: &str, db: &str) -> Result<String> {
+        let out = self
+            .client(ClientTool::Psql)
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|source| Error::Spawn {
+                command: "psql".into(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(Error::server(
+                format!("`{sql}` failed"),
+                String::from_utf8_lossy(&out.stderr),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl PostgresServer for Postgres {
+    fn coordinates(&self) -> &PgCoordinates {
+        &self.coords
+    }
+
+    fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    fn client(&self, tool: ClientTool) -> Command {
+        self.server.tool(tool.program(), &self.tool_env())
+    }
+
+    fn client_merged(&self, tool: ClientTool) -> Command {
+        self.server.tool_merged(tool.program(), &self.tool_env())
+    }
+
+    fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    fn wipe(&mut self) -> Result<()> {
+        self.server.wipe()?;
+        let spec = self.server_spec()?;
+        self.server.start(&spec)?;
+        self.after_start()
+    }
+
+    fn crash(&mut self) -> Result<()> {
+        self.server.stop(Stop::Kill)?;
+        let spec = self.server_spec()?;
+        self.server.start(&spec)?;
+        self.after_start()
+    }
+
+    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()> {
+        // Abruptly, as a container is when compose recreates it: what was
+        // acknowledged survives only through the WAL and the new settings.
+        self.server.stop(Stop::Signal(Signal::SIGQUIT))?;
+        self.spec.settings = settings.to_vec();
+        if !reattach {
+            self.server.wipe()?;
+        }
+        let spec = self.server_spec()?;
+        self.server.start(&spec)?;
+        self.after_start()
+    }
+
+    fn keep(&mut self) -> String {
+        format!("{}\n  psql '{}'", self.server.keep(), self.coords.url())
+    }
+
+    fn connection_help(&self) -> String {
+        format!(
+            "psql '{}'   ({})",
+            self.coords.url(),
+            self.server.describe()
+        )
+    }
+}
+
+/// The server described for both backends.
+fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<ServerSpec> {
+    let mut settings: Vec<(String, String)> = Vec::new();
+    if spec.timescaledb {
+        settings.push(("shared_preload_libraries".into(), "timescaledb".into()));
+        settings.push(("timescaledb.telemetry_level".into(), "off".into()));
+    }
+    settings.extend(spec.settings.iter().cloned());
+    let flags: Vec<String> = settings
+        .iter()
+        .flat_map(|(k, v)| ["-c".to_string(), format!("{k}={v}")])
+        .collect();
+    let native = match backend {
+        BackendKind::Docker => NativeSpec::default(),
+        BackendKind::Native => {
+            let bins = PgBinaries::locate()?;
+            if spec.timescaledb && !bins.has_timescaledb() {
+                return Err(Error::MissingTool {
+                    tool: "the timescaledb extension".into(),
+                    looked_in: format!(
+                        "{} and {}",
+                        bins.share_dir().display(),
+                        bins.pkglib_dir().display()
+                    ),
+                    install: "TimescaleDB's packages for this PostgreSQL version, or set `engine = \"postgres\"`".into(),
+                });
+            }
+            let mut args: Vec<String> = [
+                "-D",
+                "{data}",
+                "-p",
+                "{port:5432}",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories={dir}",
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(flags.iter().cloned());
+            NativeSpec {
+                program: bins.tool("postgres"),
+                args,
+                init: Some((
+                    bins.tool("initdb"),
+                    [
+                        "-D",
+                        "{data}",
+                        "-U",
+                        &spec.user,
+                        "-E",
+                        "UTF8",
+                        "--locale=C",
+                        "--no-instructions",
+                        // Disposable: the server's own fsync settings
+                        // still govern what its commits survive.
+                        "--no-sync",
+                        "--auth-host=scram-sha-256",
+                        "--auth-local=trust",
+                        "--pwfile={dir}/pwfile",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                )),
+                files: vec![("pwfile".into(), password.into())],
+                unprivileged: true,
+                tools_dir: Some(bins.bin_dir.clone()),
+                env: vec![],
+            }
+        }
+    };
+    let mut cmd = vec!["postgres".to_string()];
+    cmd.extend(flags);
+    Ok(ServerSpec {
+        kind: ServiceKind::Postgres,
+        run_id: spec.run_id.clone(),
+        ports: vec![PORT],
+        shared: spec.shared.clone(),
+        stop_signal: Signal::SIGINT,
+        container: ContainerSpec {
+            image: spec.image.clone(),
+            data: DATA.into(),
+            env: vec![
+                ("POSTGRES_USER".into(), spec.user.clone()),
+                ("POSTGRES_PASSWORD".into(), password.into()),
+                ("POSTGRES_DB".into(), spec.database.clone()),
+            ],
+            cmd,
+        },
+        native,
+    })
+}
+
+/// Ok(true) when the server accepts a connection and a query. "The
+/// database system is starting up" and a refused connection are "not yet".
+fn probe(admin: &PgCoordinates) -> std::result::Result<bool, String> {
+    let admin = admin.clone();
+    crate::backend::block_on(async move {
+        let attempt = tokio::time::timeout(Duration::from_secs(3), async {
+            let mut conn = admin.connect().await?;
+            sqlx::query("SELECT 1")
+                .execute(&mut conn)
+                .await
+                .map_err(crate::Error::sql("probe"))?;
+            Ok::<(), crate::Error>(())
+        })
+        .await;
+        match attempt {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Ok(false),
+        }
+    })
+}
+
+/// Whether `image` carries the timescaledb extension (its control file in
+/// the server's share dir), asked once per image per process.
+pub fn image_has_timescaledb(image: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashMap<String, bool>>> = Mutex::new(None);
+    if let Some(known) = SEEN
+        .lock()
+        .ok()
+        .and_then(|m| m.as_ref().and_then(|m| m.get(image).copied()))
+    {
+        return known;
+    }
+    let has = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+        ])
+        .arg("test -f \"$(pg_config --sharedir)/extension/timescaledb.control\"")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if let Ok(mut m) = SEEN.lock() {
+        m.get_or_insert_with(HashMap::new)
+            .insert(image.to_string(), has);
+    }
+    has
+}
+
+/// Double-quotes an identifier for SQL.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

@@ -1,0 +1,299 @@
+//! Both backends pass the same tests: a real server starts, answers with
+//! its generated password, survives or loses what each fault says, and is
+//! removed (process and dir; container and volume) on drop, on panic, and
+//! through `reap_leftovers` after `keep`.
+
+use std::time::Duration;
+
+use drill::backend::{BackendKind, PgBinaries, Resource, reap_leftovers};
+use drill::postgres::{ClientTool, PostgresServer};
+use rstest::rstest;
+use sqlx::Connection;
+
+use super::start_on;
+
+async fn query_one<T>(pg: &dyn PostgresServer, sql: &str) -> T
+where
+    T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    let mut conn = pg.coordinates().connect().await.unwrap();
+    let (v,): (T,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    v
+}
+
+fn assert_gone(what: &[Resource], when: &str) {
+    for r in what {
+        for _ in 0..100 {
+            if !r.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(!r.exists(), "{r:?} left behind {when}");
+    }
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_answers_and_cleans_up_on_drop(#[case] backend: BackendKind) {
+    let Some(pg) = start_on(backend, "drop") else {
+        return;
+    };
+    let resources = pg.server().resources();
+    assert!(resources.iter().all(Resource::exists), "{resources:?}");
+    assert_eq!(query_one::<i32>(&pg, "SELECT 1").await, 1);
+    assert_eq!(pg.info().backend, backend);
+    assert_eq!(pg.coordinates().host, "127.0.0.1");
+    // The server's own client tools (docker: inside the container).
+    let out = pg
+        .client(ClientTool::PgDump)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let major = pg.info().version.split('.').next().unwrap().to_string();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {major}.")),
+        "pg_dump {} for server {}",
+        String::from_utf8_lossy(&out.stdout),
+        pg.info().version
+    );
+    drop(pg);
+    assert_gone(&resources, "after drop");
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_refused(#[case] backend: BackendKind) {
+    let Some(pg) = start_on(backend, "password") else {
+        return;
+    };
+    let mut wrong = pg.coordinates().clone();
+    wrong.password = "not-the-password".into();
+    let err = wrong.connect().await.unwrap_err().to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn cleans_up_when_the_drill_panics(#[case] backend: BackendKind) {
+    let seen = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(|| {
+        let Some(pg) = start_on(backend, "panic") else {
+            return;
+        };
+        *seen.lock().unwrap() = Some(pg.server().resources());
+        panic!("a drill step panicked");
+    });
+    let Some(resources) = seen.lock().unwrap().clone() else {
+        return; // skipped
+    };
+    assert!(result.is_err());
+    assert_gone(&resources, "after a panic");
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_destroys_the_data_and_comes_back_empty(#[case] backend: BackendKind) {
+    let Some(mut pg) = start_on(backend, "wipe") else {
+        return;
+    };
+    let mut conn = pg.coordinates().connect().await.unwrap();
+    sqlx::raw_sql("CREATE TABLE survivor (x int); INSERT INTO survivor VALUES (1)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let before = pg.server().resources();
+    tokio::task::block_in_place(|| pg.wipe()).unwrap();
+    if backend == BackendKind::Docker {
+        // The volume was removed and created again; a new container runs.
+        let Resource::Container(old) = &before[0] else {
+            panic!("{before:?}")
+        };
+        assert!(!Resource::Container(old.clone()).exists());
+    }
+    assert!(
+        !query_one::<bool>(&pg, "SELECT to_regclass('survivor') IS NOT NULL").await,
+        "the table survived a wipe"
+    );
+    assert_eq!(
+        pg.coordinates().database,
+        query_one::<String>(&pg, "SELECT current_database()::text").await,
+        "the application database is back, empty"
+    );
+}
+
+/// A crash kills every server process at once; what was committed (and
+/// synced, the default) is there after the restart.
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_keeps_committed_data(#[case] backend: BackendKind) {
+    let Some(mut pg) = start_on(backend, "crash") else {
+        return;
+    };
+    let mut conn = pg.coordinates().connect().await.unwrap();
+    sqlx::raw_sql("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| pg.crash()).unwrap();
+    assert!(
+        conn.ping().await.is_err(),
+        "the old session died with the crash"
+    );
+    assert_eq!(query_one::<i64>(&pg, "SELECT count(*) FROM t").await, 1000);
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_new_settings_on_the_same_data(#[case] backend: BackendKind) {
+    let Some(mut pg) = start_on(backend, "restart-with") else {
+        return;
+    };
+    let mut conn = pg.coordinates().connect().await.unwrap();
+    sqlx::raw_sql("CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let settings = vec![("synchronous_commit".to_string(), "off".to_string())];
+    tokio::task::block_in_place(|| pg.restart_with(&settings, true)).unwrap();
+    assert_eq!(
+        query_one::<String>(&pg, "SHOW synchronous_commit").await,
+        "off"
+    );
+    assert_eq!(query_one::<i32>(&pg, "SELECT x FROM kept").await, 42);
+    tokio::task::block_in_place(|| pg.restart_with(&settings, false)).unwrap();
+    assert!(
+        !query_one::<bool>(&pg, "SELECT to_regclass('kept') IS NOT NULL").await,
+        "without the volume the data is gone"
+    );
+}
+
+/// The runbook's way of touching a server's files: a shell over its data
+/// (a throwaway container with the volume mounted, or the data dir).
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn data_shell_sees_the_servers_files(#[case] backend: BackendKind) {
+    let Some(pg) = start_on(backend, "data-shell") else {
+        return;
+    };
+    let out = pg.server().data_shell("cat \"$DATA/PG_VERSION\"").unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let major = pg.info().version.split('.').next().unwrap().to_string();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), major);
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn kept_servers_survive_the_drill_and_are_reaped_later(#[case] backend: BackendKind) {
+    let Some(mut pg) = start_on(backend, "keep") else {
+        return;
+    };
+    let resources = pg.server().resources();
+    let how = pg.keep();
+    assert!(
+        how.contains("psql 'postgres://nexwave:") && how.contains("cargo xtask clean"),
+        "{how}"
+    );
+    drop(pg);
+    assert!(
+        resources.iter().all(Resource::exists),
+        "--keep must leave the server running: {resources:?}"
+    );
+    // Kept servers belong to this (live) process: pretend it has ended by
+    // reaping as the owner would after exit.
+    let removed = drill::backend::reap_own();
+    assert!(!removed.is_empty());
+    assert_gone(&resources, "after reaping");
+    let _ = reap_leftovers();
+}
+
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn timescaledb_availability_is_detected_and_reported(#[case] backend: BackendKind) {
+    let Some(pg) = start_on(backend, "tsdb-detect") else {
+        return;
+    };
+    let expected = match backend {
+        BackendKind::Native => PgBinaries::locate().unwrap().has_timescaledb(),
+        BackendKind::Docker => drill::postgres::server::image_has_timescaledb(&pg.info().source),
+    };
+    if expected {
+        assert!(
+            pg.info().timescaledb.is_some(),
+            "extension files present but the server does not list timescaledb"
+        );
+    } else {
+        eprintln!(
+            "note: no timescaledb for {} ({}); drills use the plain-PostgreSQL fixture",
+            pg.info().source,
+            backend
+        );
+        assert_eq!(pg.info().timescaledb, None);
+    }
+}
+
+/// Published ports are on loopback only, never on every interface.
+#[rstest]
+#[case::docker(BackendKind::Docker)]
+fn container_ports_are_published_on_loopback_only(#[case] backend: BackendKind) {
+    let Some(pg) = start_on(backend, "loopback") else {
+        return;
+    };
+    let Some(Resource::Container(id)) = pg.server().resources().into_iter().next() else {
+        panic!("no container")
+    };
+    let out = std::process::Command::new("docker")
+        .args(["port", &id])
+        .output()
+        .unwrap();
+    let ports = String::from_utf8_lossy(&out.stdout);
+    assert!(!ports.trim().is_empty(), "no published ports");
+    for line in ports.lines() {
+        assert!(line.contains("-> 127.0.0.1:"), "{line}");
+    }
+}
+
+/// `clean` must not kill a process just because its pid sits in a
+/// leftover record (found by review).
+#[test]
+fn reaping_never_kills_an_unrelated_process() {
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "drill-srv-postgres-test-bystander-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    // The right pid, but not the start time of the process drill started.
+    std::fs::write(dir.join("drill-server"), format!("{} 1\n", bystander.id())).unwrap();
+    std::fs::write(dir.join("drill-owner"), "999999999\n").unwrap();
+    reap_leftovers();
+    assert!(!dir.exists(), "the stale dir is removed");
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the unrelated process was killed"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}
