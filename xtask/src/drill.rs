@@ -274,7 +274,7 @@ pub(crate) fn run(args: Args) -> u8 {
         });
         match outcome {
             None => {
-                let removed = drill::backend::native::reap_own();
+                let removed = drill::backend::reap_own();
                 eprintln!(
                     "interrupted: stopped and removed {} servers and temp dirs",
                     removed.len()

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
+use drill::backend::{BackendKind, ServiceKind, available_for_tests};
+use rstest::rstest;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,6 +110,8 @@ fn a_missed_expectation_exits_1_with_evidence() {
         .args([
             "drill",
             sc.to_str().unwrap(),
+            "--backend",
+            "native",
             "--report-dir",
             report_dir.to_str().unwrap(),
         ])
@@ -263,26 +267,46 @@ fn the_documented_example_parses() {
     assert_eq!(sc.recoveries.len(), 2);
 }
 
-/// Starts `xtask drill verbose-dump` with a private TMPDIR and waits until
-/// its server is up (a postmaster.pid exists); returns the child and its
-/// temp dir.
+/// Starts `xtask drill verbose-dump` on `backend` with a private TMPDIR and
+/// waits until its server is up; returns the child and the run's id.
 #[allow(clippy::zombie_processes)] // every caller waits for it
-fn drill_until_server_is_up(tmp: &Path) -> std::process::Child {
+fn drill_until_server_is_up(tmp: &Path, backend: BackendKind) -> (std::process::Child, String) {
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("xtask"))
         .current_dir(root())
         .env("TMPDIR", tmp)
-        .args(["drill", "verbose-dump", "--report-dir"])
+        .args([
+            "drill",
+            "verbose-dump",
+            "--backend",
+            backend.name(),
+            "--report-dir",
+        ])
         .arg(tmp.join("reports"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    for _ in 0..600 {
-        if leftovers(tmp)
-            .iter()
-            .any(|d| d.join("data/postmaster.pid").exists())
-        {
-            return child;
+    for _ in 0..1500 {
+        let run_id = leftovers(tmp).iter().find_map(|d| {
+            let name = d.file_name()?.to_string_lossy().into_owned();
+            Some(
+                name.strip_prefix("drill-run-")?
+                    .split('-')
+                    .next()?
+                    .to_string(),
+            )
+        });
+        let up = match (&run_id, backend) {
+            (Some(_), BackendKind::Native) => leftovers(tmp)
+                .iter()
+                .any(|d| d.join("data/postmaster.pid").exists()),
+            (Some(id), BackendKind::Docker) => drill::backend::docker::objects_of_run(id)
+                .iter()
+                .any(|o| o.starts_with("container ")),
+            (None, _) => false,
+        };
+        if up {
+            return (child, run_id.expect("seen"));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -322,12 +346,19 @@ fn gone(pid: i32) -> bool {
     false
 }
 
-/// Ctrl-C mid-drill: exit 130, the server stopped, nothing left in TMPDIR.
-#[test]
-fn ctrl_c_tears_everything_down() {
+/// Ctrl-C mid-drill: exit 130; the server stopped (the container and its
+/// volume removed), nothing left in TMPDIR.
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn ctrl_c_tears_everything_down(#[case] backend: BackendKind) {
+    if !available_for_tests(backend, &[ServiceKind::Postgres], "ctrl-c") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = drill_until_server_is_up(tmp.path());
+    let (mut child, run_id) = drill_until_server_is_up(tmp.path(), backend);
     let pids = postmaster_pids(tmp.path());
+    assert_eq!(pids.is_empty(), backend == BackendKind::Docker, "{pids:?}");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -344,21 +375,41 @@ fn ctrl_c_tears_everything_down() {
         pids.iter().all(|&p| gone(p)),
         "postgres still running: {pids:?}"
     );
+    assert_eq!(
+        drill::backend::docker::objects_of_run(&run_id),
+        Vec::<String>::new(),
+        "containers or volumes left behind"
+    );
 }
 
-/// SIGKILL cannot be caught: the server and dirs survive the harness, and
-/// `cargo xtask clean` removes them all.
-#[test]
-fn sigkill_leftovers_are_removed_by_clean() {
+/// SIGKILL cannot be caught: the server (container and volume) and dirs
+/// survive the harness, and `cargo xtask clean` removes them all: zero
+/// leftovers.
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn sigkill_leftovers_are_removed_by_clean(#[case] backend: BackendKind) {
+    if !available_for_tests(backend, &[ServiceKind::Postgres], "sigkill") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = drill_until_server_is_up(tmp.path());
+    let (mut child, run_id) = drill_until_server_is_up(tmp.path(), backend);
     let pids = postmaster_pids(tmp.path());
+    assert_eq!(pids.is_empty(), backend == BackendKind::Docker, "{pids:?}");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
         !leftovers(tmp.path()).is_empty(),
         "SIGKILL should leave something to clean"
     );
+    if backend == BackendKind::Docker {
+        let objects = drill::backend::docker::objects_of_run(&run_id);
+        assert!(
+            objects.iter().any(|o| o.starts_with("container "))
+                && objects.iter().any(|o| o.starts_with("volume ")),
+            "SIGKILL should leave the container and its volume: {objects:?}"
+        );
+    }
     let out = xtask()
         .env("TMPDIR", tmp.path())
         .arg("clean")
@@ -380,6 +431,11 @@ fn sigkill_leftovers_are_removed_by_clean() {
     assert!(
         pids.iter().all(|&p| gone(p)),
         "postgres still running after clean: {pids:?}"
+    );
+    assert_eq!(
+        drill::backend::docker::objects_of_run(&run_id),
+        Vec::<String>::new(),
+        "clean left containers or volumes"
     );
 }
 
@@ -422,6 +478,8 @@ fn the_regression_gate_trips_on_an_rto_regression_and_passes_otherwise() {
             .args([
                 "drill",
                 sc.to_str().unwrap(),
+                "--backend",
+                "native",
                 "--gate",
                 "--gate-slack",
                 "10ms",

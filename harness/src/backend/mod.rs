@@ -285,6 +285,8 @@ impl Resource {
 /// Facts about a started server, for reports.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServerInfo {
+    /// Which service it is.
+    pub service: ServiceKind,
     /// `native` or `docker`.
     pub backend: BackendKind,
     /// Where the server came from: a binaries folder or an image.
@@ -293,6 +295,23 @@ pub struct ServerInfo {
     pub version: String,
     /// Installed timescaledb version, when the server has the extension.
     pub timescaledb: Option<String>,
+}
+
+impl ServerInfo {
+    /// One line for people: `postgres 15.18 (docker: drill-local/postgres:15)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}{} ({}: {})",
+            self.service,
+            self.version.split_whitespace().next().unwrap_or(""),
+            self.timescaledb
+                .as_deref()
+                .map(|t| format!(" +timescaledb {t}"))
+                .unwrap_or_default(),
+            self.backend,
+            self.source
+        )
+    }
 }
 
 /// Polls `ready` until it says yes, failing early when the server dies

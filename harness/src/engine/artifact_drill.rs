@@ -100,7 +100,7 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     );
     let mut report = DrillReport {
         backend: info.backend.name().into(),
-        server: Some(info),
+        servers: vec![info],
         flavour: if flavour == Flavour::TimescaleDb {
             "timescaledb".into()
         } else {
@@ -208,7 +208,9 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         return Ok(finish(report, tl, checks, None, vec![], opts, server));
     }
     if inspection.timescaledb && flavour == Flavour::TimescaleDb {
-        let server_version = report.server.as_ref().and_then(|s| s.timescaledb.clone());
+        let server_version = report
+            .server(crate::backend::ServiceKind::Postgres)
+            .and_then(|s| s.timescaledb.clone());
         let ok = match (&inspection.timescaledb_version, &server_version) {
             (Some(dump), Some(server)) => dump == server,
             _ => true, // the dump does not say: nothing to compare

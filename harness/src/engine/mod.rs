@@ -165,7 +165,8 @@ pub struct DrillReport {
     pub run_id: String,
     pub seed: u64,
     pub backend: String,
-    pub server: Option<ServerInfo>,
+    /// Every server the drill ran, with its image or binaries.
+    pub servers: Vec<ServerInfo>,
     pub flavour: String,
     #[serde(rename = "rto_target_ms", with = "crate::report::millis")]
     pub rto_target: Duration,
@@ -199,7 +200,7 @@ impl DrillReport {
             run_id: run_id.into(),
             seed: 0,
             backend: "native".into(),
-            server: None,
+            servers: Vec::new(),
             flavour: String::new(),
             rto_target,
             rpo_target: None,
@@ -211,6 +212,24 @@ impl DrillReport {
             warnings: Vec::new(),
             kept: Vec::new(),
         }
+    }
+
+    /// The server of `service`, when the drill ran one.
+    pub fn server(&self, service: ServiceKind) -> Option<&ServerInfo> {
+        self.servers.iter().find(|s| s.service == service)
+    }
+
+    /// Where the drill ran, for people: the backend and each server's image
+    /// (or binaries) and version.
+    pub fn runs_on(&self) -> String {
+        if self.servers.is_empty() {
+            return self.backend.clone();
+        }
+        self.servers
+            .iter()
+            .map(ServerInfo::line)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The recovery that is expected to work (the first one, if several).
@@ -360,7 +379,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             info.timescaledb.as_deref().unwrap_or("not available")
         ),
     );
-    report.server = Some(info);
+    report.servers.push(info);
 
     // 2. Fixture.
     let dataset = Dataset {

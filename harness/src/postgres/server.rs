@@ -138,6 +138,7 @@ impl Postgres {
         let server_spec = server_spec(backend, spec, &password)?;
         let server = backend.launch(&server_spec)?;
         let info = ServerInfo {
+            service: ServiceKind::Postgres,
             backend,
             source: server.source(),
             version: String::new(),

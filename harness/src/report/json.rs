@@ -25,7 +25,8 @@ pub struct JsonScenario<'a> {
     pub run_id: &'a str,
     pub seed: u64,
     pub backend: &'a str,
-    pub server: Option<&'a crate::backend::ServerInfo>,
+    /// Every server with its service, backend, image (or binaries) and version.
+    pub servers: &'a [crate::backend::ServerInfo],
     pub flavour: &'a str,
     pub verdict: Verdict,
     /// The corrected recovery's RTO; null when it did not recover.
@@ -106,7 +107,7 @@ pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonRepo
                 run_id: &r.run_id,
                 seed: r.seed,
                 backend: &r.backend,
-                server: r.server.as_ref(),
+                servers: &r.servers,
                 flavour: &r.flavour,
                 verdict: r.verdict,
                 rto_seconds: r.main_recovery().and_then(|m| m.rto).map(secs),

@@ -41,8 +41,9 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         if let Some(rto) = r.main_recovery().and_then(|m| m.rto) {
             props.push(("rto_seconds".into(), format!("{:.3}", rto.as_secs_f64())));
         }
-        if let Some(s) = &r.server {
-            props.push(("server_version".into(), s.version.clone()));
+        for s in &r.servers {
+            props.push((format!("{}_version", s.service), s.version.clone()));
+            props.push((format!("{}_source", s.service), s.source.clone()));
         }
         let trend = trends
             .iter()

@@ -48,7 +48,7 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
             md,
             "| {} | {} | {verdict} | {rto} | {} | {rpo} | {} | {rows} | {schema} |",
             cell(&r.name),
-            cell(&r.backend),
+            cell(&r.runs_on()),
             fmt_duration(r.rto_target),
             cell(&trend_cell)
         );

@@ -23,19 +23,21 @@ pub fn table(reports: &[DrillReport]) -> String {
             "schema",
         ]);
     for r in reports {
-        let backend = match &r.server {
-            Some(s) => format!(
-                "{} pg {}{}",
-                s.backend,
+        // The backend, then each server: what ran, from which image.
+        let mut backend = r.backend.clone();
+        for s in &r.servers {
+            backend.push_str(&format!(
+                "\n{} {}{}\n{}",
+                s.service,
                 s.version.split_whitespace().next().unwrap_or(""),
-                if r.flavour == "timescaledb" {
+                if s.timescaledb.is_some() && r.flavour == "timescaledb" {
                     " +tsdb"
                 } else {
                     ""
-                }
-            ),
-            None => r.backend.clone(),
-        };
+                },
+                s.source
+            ));
+        }
         for (i, rec) in r.recoveries.iter().enumerate() {
             let rows = rec.checks.iter().filter(|c| c.name.starts_with("rows "));
             let (n, ok) = rows.fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));

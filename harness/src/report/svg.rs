@@ -46,7 +46,7 @@ pub fn render(r: &DrillReport) -> String {
     let _ = writeln!(
         body,
         r##"<text x="20" y="{y}" font-size="12" fill="#444">{} · {} · setup and backup took {} · RTO target {}</text>"##,
-        esc(&r.backend),
+        esc(&r.runs_on()),
         esc(&r.flavour),
         fmt_duration(setup),
         fmt_duration(r.rto_target)

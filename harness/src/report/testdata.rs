@@ -74,7 +74,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         run_id: "0badc0de".into(),
         seed: 20251114,
         backend: "native".into(),
-        server: None,
+        servers: Vec::new(),
         flavour: "postgres".into(),
         rto_target: target,
         rpo_target: None,
