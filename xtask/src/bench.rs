@@ -124,6 +124,8 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     eprintln!("bench: server start ...");
     rows.push(start(args.reps)?);
+    eprintln!("bench: container start ...");
+    rows.push(container_start(args.reps)?);
     eprintln!("bench: fixture load ...");
     rows.push(runtime.block_on(load(args.reps, &dir))?);
     eprintln!("bench: sanitizer ...");
@@ -164,7 +166,7 @@ fn start(reps: usize) -> anyhow::Result<Row> {
         let script = format!(
             "{} && {} && {}",
             as_pg(&format!(
-                "{bin}/initdb -D {p}/data -U postgres -A trust -E UTF8 --locale=C --no-instructions >/dev/null"
+                "{bin}/initdb -D {p}/data -U postgres -A trust -E UTF8 --locale=C --no-instructions --no-sync >/dev/null"
             )),
             as_pg(&format!(
                 "{bin}/pg_ctl -D {p}/data -l {p}/log -o \"-p {port} -k {p} -c listen_addresses=127.0.0.1\" -w start >/dev/null"
@@ -183,11 +185,72 @@ fn start(reps: usize) -> anyhow::Result<Row> {
     Ok(Row {
         what: "server start to ready (native)".into(),
         drill: format!("{dm:.3} s"),
-        raw: format!("{rm:.3} s (initdb + pg_ctl start -w + createdb)"),
+        raw: format!("{rm:.3} s (initdb --no-sync + pg_ctl start -w + createdb)"),
         ratio: format!("{:.2}", dm / rm),
         target: "≤ 1.2".into(),
         met: Some(dm / rm <= 1.2),
         note: None,
+    })
+}
+
+/// Docker backend start to ready (volume, container, first query, the
+/// application database checked) vs `docker run` of the same image polled
+/// with pg_isready until it accepts connections.
+fn container_start(reps: usize) -> anyhow::Result<Row> {
+    use drill::backend::{BackendKind, ServiceKind};
+    let image = ServiceKind::Postgres.image(None);
+    let what = "server start to ready (docker)".to_string();
+    if let Err(e) = drill::backend::choose(
+        drill::backend::BackendChoice::Docker,
+        &[(ServiceKind::Postgres, image.clone())],
+    ) {
+        return Ok(Row {
+            what,
+            drill: "not measured".into(),
+            raw: format!("docker run of {image} until pg_isready"),
+            ratio: "–".into(),
+            target: "≤ 1.2".into(),
+            met: None,
+            note: Some(format!("no docker backend here: {e}")),
+        });
+    }
+    let bins = PgBinaries::locate()?;
+    let (mut d, mut r) = (Vec::new(), Vec::new());
+    for i in 0..reps {
+        let t = Instant::now();
+        let pg = Postgres::start(BackendKind::Docker, &spec(&format!("dstart{i}")))?;
+        d.push(t.elapsed().as_secs_f64());
+        drop(pg);
+
+        let name = format!("drill-bench-raw-{}-{i}", std::process::id());
+        let script = format!(
+            "set -e; docker run -d --name {name} -e POSTGRES_PASSWORD=pw -e POSTGRES_USER=nexwave \
+               -e POSTGRES_DB=nexwave -p 127.0.0.1::5432 {image} >/dev/null
+             port=$(docker port {name} 5432 | head -1 | cut -d: -f2)
+             until {bin}/pg_isready -q -h 127.0.0.1 -p \"$port\" -d nexwave; do sleep 0.025; done",
+            bin = bins.bin_dir.display()
+        );
+        let took = sh(&script, &[]);
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        r.push(took?.as_secs_f64());
+    }
+    let (dm, rm) = (median(d), median(r));
+    Ok(Row {
+        what,
+        drill: format!("{dm:.3} s ({image})"),
+        raw: format!("{rm:.3} s (docker run -d, then pg_isready every 25 ms)"),
+        ratio: format!("{:.2}", dm / rm),
+        target: "≤ 1.2".into(),
+        met: Some(dm / rm <= 1.2),
+        note: (dm / rm > 1.2).then(|| {
+            "drill also creates a labelled volume, waits for a real query (not only \
+             pg_isready) and checks the application database"
+                .to_string()
+        }),
     })
 }
 
@@ -608,9 +671,11 @@ fn render(
             r.target
         );
     }
-    md.push_str("| container start to ready | not measured | docker run until pg_isready | – | ≤ 1.2 | blocked: the container backend does not exist yet |\n");
     md.push_str("\n### Missed targets, and why\n\n");
-    let missed: Vec<&Row> = rows.iter().filter(|r| r.met == Some(false)).collect();
+    let missed: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.met == Some(false) || (r.met.is_none() && r.note.is_some()))
+        .collect();
     if missed.is_empty() {
         md.push_str("None of the measured ones.\n");
     }
