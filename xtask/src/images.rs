@@ -20,6 +20,7 @@ use crate::exit;
 const SUITE: &str = "bookworm";
 const RECIPE_LABEL: &str = "org.drill.recipe";
 const POSTGRES_ENTRYPOINT: &str = include_str!("../images/postgres-entrypoint.sh");
+const CLICKHOUSE_ENTRYPOINT: &str = include_str!("../images/clickhouse-entrypoint.sh");
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -94,15 +95,26 @@ fn recipes() -> Vec<Recipe> {
                     printf '%s\\n' '<?xml version=\"1.0\"?>' '<yandex>' \
                       '  <listen_host>0.0.0.0</listen_host>' \
                       '  <logger><console>1</console></logger>' '</yandex>' \
-                      > /etc/clickhouse-server/config.d/docker.xml",
+                      > /etc/clickhouse-server/config.d/docker.xml && \
+                    chmod 755 /usr/local/bin/docker-entrypoint.sh",
             changes: &[
                 PATH,
-                "CMD [\"clickhouse-server\", \"--config-file=/etc/clickhouse-server/config.xml\"]",
+                "ENTRYPOINT [\"docker-entrypoint.sh\"]",
                 "EXPOSE 8123",
                 "EXPOSE 9000",
             ],
         },
     ]
+}
+
+/// The image's entrypoint script, where it needs one to behave like the
+/// official image.
+fn entrypoint(kind: ServiceKind) -> Option<&'static str> {
+    match kind {
+        ServiceKind::Postgres => Some(POSTGRES_ENTRYPOINT),
+        ServiceKind::ClickHouse => Some(CLICKHOUSE_ENTRYPOINT),
+        ServiceKind::Redis => None,
+    }
 }
 
 fn tag_of(kind: ServiceKind) -> &'static str {
@@ -121,9 +133,7 @@ impl Recipe {
             h.update(c.as_bytes());
             h.update([0]);
         }
-        if self.kind == ServiceKind::Postgres {
-            h.update(POSTGRES_ENTRYPOINT.as_bytes());
-        }
+        h.update(entrypoint(self.kind).unwrap_or_default().as_bytes());
         format!("{:x}", h.finalize())[..16].to_string()
     }
 }
@@ -334,11 +344,8 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         rp.join("etc/apt/sources.list"),
         format!("deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n"),
     )?;
-    if r.kind == ServiceKind::Postgres {
-        std::fs::write(
-            rp.join("usr/local/bin/docker-entrypoint.sh"),
-            POSTGRES_ENTRYPOINT,
-        )?;
+    if let Some(script) = entrypoint(r.kind) {
+        std::fs::write(rp.join("usr/local/bin/docker-entrypoint.sh"), script)?;
     }
     let script = format!(
         "set -e; export DEBIAN_FRONTEND=noninteractive; {before}; \

@@ -386,6 +386,9 @@ impl super::Server for ContainerServer {
         if !spec.container.cmd.is_empty() {
             req = req.with_cmd(spec.container.cmd.clone());
         }
+        for (path, content) in &spec.container.files {
+            req = req.with_copy_to(path.as_str(), content.clone());
+        }
         let container = block_on(req.start()).map_err(|e| {
             Error::server(
                 format!("start a container from {}", spec.container.image),

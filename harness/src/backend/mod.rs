@@ -152,6 +152,9 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// The container's command; empty keeps the image's own.
     pub cmd: Vec<String>,
+    /// Files copied into the container before it starts (path, content):
+    /// config snippets the image reads from its `*.d` folders.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// The native form. In `args`, `init` and `files`, `{data}` is the data

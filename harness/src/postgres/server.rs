@@ -398,6 +398,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                 ("POSTGRES_DB".into(), spec.database.clone()),
             ],
             cmd,
+            files: vec![],
         },
         native,
     })

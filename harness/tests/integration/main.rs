@@ -5,8 +5,10 @@
 //! `DRILL_REQUIRE_DOCKER` is set, as CI does).
 
 mod backend;
+mod clickhouse;
 mod engine_pause;
 mod fixture_snapshot;
+mod redis;
 mod rpo_property;
 mod sanitize_real;
 

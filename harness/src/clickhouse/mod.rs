@@ -1,0 +1,533 @@
+//! The ClickHouse service: a disposable server with the analytics tables of
+//! seed 003 (ticks in a MergeTree partitioned by day, and a daily summary),
+//! on either backend; its fixture, a snapshot that reads the data for real
+//! ([`Snapshot`]), and its backups ([`backup`]).
+//!
+//! Natively it is the local `clickhouse-server` with a config drill writes
+//! (its own data path, loopback ports, a user with a generated password). In
+//! a container it is the image's own entrypoint and config, data on a named
+//! volume, the user made from `CLICKHOUSE_USER` / `CLICKHOUSE_PASSWORD` as
+//! the official image does. The harness speaks HTTP through the `clickhouse`
+//! crate with its validation off: ClickHouse 18.16 (Debian's) knows neither
+//! `RowBinaryWithNamesAndTypes` nor server-side parameters, so queries are
+//! plain SQL read back as TabSeparated.
+
+pub mod backup;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+
+use crate::backend::{
+    BackendKind, ContainerSpec, NativeSpec, Server, ServerInfo, ServerSpec, ServiceKind, Stop,
+    wait_ready,
+};
+use crate::{Error, Result};
+
+/// The HTTP port inside the image.
+pub const HTTP_PORT: u16 = 8123;
+/// The native-protocol port inside the image (clickhouse-client).
+pub const NATIVE_PORT: u16 = 9000;
+const DATA: &str = "/var/lib/clickhouse";
+const USER: &str = "drill";
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSpec {
+    pub run_id: String,
+    /// The image (docker backend).
+    pub image: String,
+    /// The analytics database.
+    pub database: String,
+    /// Host folders the server must see at the same path: the run's work
+    /// dir, where native BACKUP writes (see [`ServerSpec::shared`]).
+    pub shared: Vec<PathBuf>,
+}
+
+impl ClickHouseSpec {
+    pub fn new(run_id: &str) -> ClickHouseSpec {
+        ClickHouseSpec {
+            run_id: run_id.into(),
+            image: ServiceKind::ClickHouse.image(None),
+            database: "analytics".into(),
+            shared: Vec::new(),
+        }
+    }
+
+    /// Where native `BACKUP ... TO Disk('drill_backups', ...)` writes: a
+    /// folder in the first shared dir, outside the data volume, so a wipe
+    /// does not take the backups with it.
+    pub fn backups_dir(&self) -> Option<PathBuf> {
+        self.shared.first().map(|d| d.join("clickhouse-backups"))
+    }
+}
+
+/// A running disposable ClickHouse server, whatever the backend.
+#[derive(Debug)]
+pub struct ClickHouse {
+    spec: ClickHouseSpec,
+    server: Box<dyn Server>,
+    password: String,
+    info: ServerInfo,
+}
+
+impl ClickHouse {
+    /// Starts a server on `backend` and waits until it answers a query.
+    pub fn start(backend: BackendKind, spec: &ClickHouseSpec) -> Result<ClickHouse> {
+        let password: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        if let Some(dir) = spec.backups_dir() {
+            // Written by the server's own user inside a container.
+            std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(Error::io("chmod", &dir))?;
+        }
+        let server_spec = server_spec(backend, spec, &password)?;
+        let server = backend.launch(&server_spec)?;
+        let info = ServerInfo {
+            service: ServiceKind::ClickHouse,
+            backend,
+            source: server.source(),
+            version: String::new(),
+            timescaledb: None,
+        };
+        let mut ch = ClickHouse {
+            spec: spec.clone(),
+            server,
+            password,
+            info,
+        };
+        ch.wait()?;
+        Ok(ch)
+    }
+
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    pub fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    pub fn spec(&self) -> &ClickHouseSpec {
+        &self.spec
+    }
+
+    /// `http://127.0.0.1:port`, as the harness reaches it.
+    pub fn http_url(&self) -> String {
+        let (h, p) = self.server.addr(HTTP_PORT);
+        format!("http://{h}:{p}")
+    }
+
+    /// The variables scripts read: CLICKHOUSE_URL (HTTP, with the
+    /// credentials), CLICKHOUSE_HOST, CLICKHOUSE_PORT (native),
+    /// CLICKHOUSE_HTTP_PORT, CLICKHOUSE_USER, CLICKHOUSE_PASSWORD,
+    /// CLICKHOUSE_DB.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let (h, http) = self.server.addr(HTTP_PORT);
+        let (_, native) = self.server.addr(NATIVE_PORT);
+        vec![
+            (
+                "CLICKHOUSE_URL".into(),
+                format!("http://{USER}:{}@{h}:{http}", self.password),
+            ),
+            ("CLICKHOUSE_HOST".into(), h),
+            ("CLICKHOUSE_PORT".into(), native.to_string()),
+            ("CLICKHOUSE_HTTP_PORT".into(), http.to_string()),
+            ("CLICKHOUSE_USER".into(), USER.into()),
+            ("CLICKHOUSE_PASSWORD".into(), self.password.clone()),
+            ("CLICKHOUSE_DB".into(), self.spec.database.clone()),
+        ]
+    }
+
+    /// An HTTP client for the server (validation off: see the module docs).
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(self.http_url())
+            .with_user(USER)
+            .with_password(&self.password)
+            .with_validation(false)
+    }
+
+    /// Runs a statement.
+    pub async fn execute(&self, sql: &str) -> Result<()> {
+        self.client()
+            .query(sql)
+            .execute()
+            .await
+            .map_err(|e| Error::server(format!("clickhouse: `{}`", short(sql)), e))
+    }
+
+    /// Runs a query and returns its TabSeparated rows, split into fields.
+    pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let bytes = self
+            .client()
+            .query(sql)
+            .fetch_bytes("TabSeparated")
+            .map_err(|e| Error::server(format!("clickhouse: `{}`", short(sql)), e))?
+            .collect()
+            .await
+            .map_err(|e| Error::server(format!("clickhouse: `{}`", short(sql)), e))?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect())
+    }
+
+    /// One value.
+    pub async fn value(&self, sql: &str) -> Result<String> {
+        Ok(self
+            .rows(sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or_default())
+    }
+
+    /// `(major, minor)` of the server.
+    pub fn version(&self) -> (u32, u32) {
+        let mut it = self.info.version.split('.').map(|p| p.parse().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        let url = self.http_url();
+        let password = self.password.clone();
+        wait_ready(self.server.as_mut(), "clickhouse", READY_TIMEOUT, |_| {
+            probe(&url, &password)
+        })?;
+        let db = self.spec.database.clone();
+        let version = crate::backend::block_on(async {
+            self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+                .await?;
+            self.value("SELECT version()").await
+        })?;
+        self.info.version = version;
+        Ok(())
+    }
+
+    fn start_again(&mut self) -> Result<()> {
+        let spec = server_spec(self.info.backend, &self.spec, &self.password)?;
+        self.server.start(&spec)?;
+        self.wait()
+    }
+
+    /// Fault: the runbook's "ClickHouse Container Restart": a graceful stop
+    /// and a start on the same data. Survives: every part written.
+    pub fn restart(&mut self) -> Result<()> {
+        self.server.stop(Stop::Graceful)?;
+        self.start_again()
+    }
+
+    /// Fault: every process killed at once, then started on the same data.
+    /// Survives: the parts that were written (an insert is atomic).
+    pub fn crash(&mut self) -> Result<()> {
+        self.server.stop(Stop::Kill)?;
+        self.start_again()
+    }
+
+    /// Fault: the volume is gone (runbook, "ClickHouse Volume Corruption"):
+    /// a fresh server with an empty analytics database. Survives: nothing.
+    pub fn wipe(&mut self) -> Result<()> {
+        self.server.wipe()?;
+        self.start_again()
+    }
+
+    /// Runs `script` over the server's data (`$DATA`); Err with its output
+    /// when it fails.
+    pub fn data_shell(&self, script: &str) -> Result<Vec<u8>> {
+        let out = self.server.data_shell(script)?;
+        if !out.status.success() {
+            return Err(Error::server(
+                format!(
+                    "`{}` over clickhouse's data failed ({})",
+                    short(script),
+                    out.status
+                ),
+                String::from_utf8_lossy(&out.stderr),
+            ));
+        }
+        Ok(out.stdout)
+    }
+
+    /// The server's data path as the server sees it (the image's, or the
+    /// native data dir), with a trailing slash.
+    pub(crate) fn data_root(&self) -> String {
+        match self.info.backend {
+            BackendKind::Docker => format!("{DATA}/"),
+            BackendKind::Native => {
+                let out = self
+                    .server
+                    .data_shell("printf '%s' \"$DATA\"")
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                format!("{}/", out.trim_end_matches('/'))
+            }
+        }
+    }
+}
+
+/// The server described for both backends.
+fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> Result<ServerSpec> {
+    let backups = spec
+        .backups_dir()
+        .map(|d| format!("{}/", d.display()))
+        .unwrap_or_default();
+    // Native BACKUP needs a disk for it; older servers ignore the keys.
+    let backup_config = if backups.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<storage_configuration><disks><drill_backups><type>local</type><path>{backups}</path></drill_backups></disks></storage_configuration>\
+             <backups><allowed_disk>drill_backups</allowed_disk><allowed_path>{backups}</allowed_path></backups>"
+        )
+    };
+    let native = match backend {
+        BackendKind::Docker => NativeSpec::default(),
+        BackendKind::Native => {
+            let program = crate::redis::which("clickhouse-server")
+                .or_else(|| crate::redis::which("clickhouse"))
+                .ok_or_else(|| Error::MissingTool {
+                    tool: "clickhouse-server".into(),
+                    looked_in: "PATH".into(),
+                    install: "apt-get install -y clickhouse-server clickhouse-client (or `cargo xtask deps`)".into(),
+                })?;
+            let mut args = Vec::new();
+            if program.file_name().is_some_and(|n| n == "clickhouse") {
+                args.push("server".to_string());
+            }
+            args.push("--config-file={dir}/config.xml".into());
+            let config = format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{{dir}}/server.log.txt</log><errorlog>{{dir}}/server.err.txt</errorlog><size>50M</size><count>1</count></logger>
+  <http_port>{{port:8123}}</http_port>
+  <tcp_port>{{port:9000}}</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>{{data}}/</path>
+  <tmp_path>{{data}}/tmp/</tmp_path>
+  <user_files_path>{{data}}/user_files/</user_files_path>
+  <format_schema_path>{{data}}/format_schemas/</format_schema_path>
+  <users_config>{{dir}}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+  <timezone>UTC</timezone>
+  {backup_config}
+</yandex>
+"#
+            );
+            let users = format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <users>
+    <default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>
+    <{USER}><password>{password}</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></{USER}>
+  </users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+"#
+            );
+            NativeSpec {
+                tools_dir: program.parent().map(std::path::Path::to_path_buf),
+                program,
+                args,
+                init: None,
+                files: vec![("config.xml".into(), config), ("users.xml".into(), users)],
+                unprivileged: false,
+                env: vec![],
+            }
+        }
+    };
+    let env = vec![
+        ("CLICKHOUSE_USER".to_string(), USER.to_string()),
+        ("CLICKHOUSE_PASSWORD".into(), password.into()),
+        // Official image: let the user it creates manage nothing more.
+        ("CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT".into(), "0".into()),
+    ];
+    let files = if backup_config.is_empty() {
+        vec![]
+    } else {
+        vec![(
+            "/etc/clickhouse-server/config.d/drill-backups.xml".to_string(),
+            format!("<?xml version=\"1.0\"?>\n<yandex>{backup_config}</yandex>\n").into_bytes(),
+        )]
+    };
+    Ok(ServerSpec {
+        kind: ServiceKind::ClickHouse,
+        run_id: spec.run_id.clone(),
+        ports: vec![HTTP_PORT, NATIVE_PORT],
+        shared: spec.shared.clone(),
+        stop_signal: Signal::SIGTERM,
+        container: ContainerSpec {
+            image: spec.image.clone(),
+            data: DATA.into(),
+            env,
+            cmd: vec![],
+            files,
+        },
+        native,
+    })
+}
+
+/// Ok(true) once the server answers `SELECT 1` for our user.
+fn probe(url: &str, password: &str) -> std::result::Result<bool, String> {
+    let client = clickhouse::Client::default()
+        .with_url(url)
+        .with_user(USER)
+        .with_password(password)
+        .with_validation(false);
+    crate::backend::block_on(async move {
+        let q = async {
+            client
+                .query("SELECT 1")
+                .fetch_bytes("TabSeparated")?
+                .collect()
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), q).await {
+            Ok(Ok(b)) if b.as_ref() == b"1\n" => Ok(true),
+            Ok(Ok(b)) => Err(String::from_utf8_lossy(&b).into_owned()),
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                // Not listening yet, or still loading its tables.
+                if text.contains("onnect") || text.contains("refused") {
+                    Ok(false)
+                } else {
+                    Err(text)
+                }
+            }
+            Err(_) => Ok(false),
+        }
+    })
+}
+
+fn short(sql: &str) -> String {
+    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > 80 {
+        format!("{}…", one.chars().take(80).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// Creates the analytics tables and loads the dataset's ticks; returns rows
+/// per table.
+pub async fn load_fixture(
+    ch: &ClickHouse,
+    data: &drill_fixtures::Dataset,
+) -> Result<BTreeMap<String, u64>> {
+    use drill_fixtures::market::{CLICKHOUSE_DAILY, CLICKHOUSE_DAILY_FILL, CLICKHOUSE_TICKS};
+    let db = &ch.spec.database;
+    for ddl in [CLICKHOUSE_TICKS, CLICKHOUSE_DAILY] {
+        ch.execute(&ddl.replace("{db}", db)).await?;
+    }
+    let tsv = data.clickhouse_ticks_tsv();
+    let mut insert = ch
+        .client()
+        .insert_formatted_with(format!("INSERT INTO {db}.ticks FORMAT TabSeparated"));
+    for chunk in tsv.chunks(1 << 20) {
+        insert
+            .send(bytes::Bytes::copy_from_slice(chunk))
+            .await
+            .map_err(|e| Error::server("load the clickhouse fixture", e))?;
+    }
+    insert
+        .end()
+        .await
+        .map_err(|e| Error::server("load the clickhouse fixture", e))?;
+    ch.execute(&CLICKHOUSE_DAILY_FILL.replace("{db}", db))
+        .await?;
+    let mut rows = BTreeMap::new();
+    for t in ["ticks", "ticks_daily"] {
+        let n: u64 = ch
+            .value(&format!("SELECT count() FROM {db}.{t}"))
+            .await?
+            .parse()
+            .unwrap_or(0);
+        rows.insert(format!("{db}.{t}"), n);
+    }
+    Ok(rows)
+}
+
+/// What a ClickHouse check compares, per table of the database: its engine
+/// (with partition and sorting keys), its columns, `count()`, and a content
+/// checksum that reads every row (`count()` alone can be answered from
+/// metadata, so it would call a half-attached table whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    pub tables: BTreeMap<String, TableState>,
+}
+
+/// One table's state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableState {
+    pub engine: String,
+    /// `name type` per column, in order.
+    pub columns: Vec<String>,
+    pub rows: u64,
+    /// `count()` and `sum(cityHash64(all columns))`, read from the data.
+    pub checksum: String,
+}
+
+/// Reads every table of the analytics database.
+pub async fn snapshot(ch: &ClickHouse) -> Result<Snapshot> {
+    let db = &ch.spec.database;
+    let mut tables = BTreeMap::new();
+    let listed = ch
+        .rows(&format!(
+            "SELECT name, engine_full FROM system.tables WHERE database = '{db}' ORDER BY name"
+        ))
+        .await?;
+    for row in listed {
+        let [name, engine] = &row[..] else { continue };
+        let columns: Vec<String> = ch
+            .rows(&format!(
+                "SELECT name, type FROM system.columns WHERE database = '{db}' AND table = '{name}'"
+            ))
+            .await?
+            .into_iter()
+            .map(|r| r.join(" "))
+            .collect();
+        let names: Vec<String> = columns
+            .iter()
+            .filter_map(|c| c.split(' ').next().map(|n| format!("`{n}`")))
+            .collect();
+        let stats = ch
+            .rows(&format!(
+                "SELECT count(), sum(cityHash64({})) FROM {db}.`{name}`",
+                names.join(", ")
+            ))
+            .await?;
+        let (rows, sum) = stats
+            .first()
+            .map(|r| {
+                (
+                    r[0].parse().unwrap_or(0),
+                    r.get(1).cloned().unwrap_or_default(),
+                )
+            })
+            .unwrap_or((0, String::new()));
+        tables.insert(
+            format!("{db}.{name}"),
+            TableState {
+                engine: engine.clone(),
+                columns,
+                rows,
+                checksum: format!("{rows}:{sum}"),
+            },
+        );
+    }
+    Ok(Snapshot { tables })
+}

@@ -1,0 +1,541 @@
+//! The Redis service: a disposable server with RDB snapshots and AOF on, as
+//! seed 003's runbook describes, on either backend; its market-state
+//! fixture, a snapshot of every key ([`snapshot`]), its backups (a manual
+//! RDB copy), and the AOF damage and its repair ([`aof`]).
+//!
+//! Natively it is the local `redis-server`; in a container the official
+//! image with `redis-server --dir /data ...` as its command, data on a named
+//! volume. Every server gets a generated password (`requirepass`, as seed
+//! 001's hardening did); tools get it through `REDISCLI_AUTH`.
+
+pub mod aof;
+pub mod snapshot;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use rand::RngExt;
+use rand::distr::Alphanumeric;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+use crate::backend::{
+    BackendKind, ContainerSpec, NativeSpec, Server, ServerInfo, ServerSpec, ServiceKind, Stop,
+    wait_ready,
+};
+use crate::{Error, Result};
+
+/// The port Redis listens on inside its image.
+pub const PORT: u16 = 6379;
+const DATA: &str = "/data";
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct RedisSpec {
+    pub run_id: String,
+    /// The image (docker backend).
+    pub image: String,
+    /// `--appendonly`: the AOF on (the runbook's "both RDB snapshots and
+    /// AOF persistence").
+    pub appendonly: bool,
+    /// `--appendfsync` (`everysec`, `always`, `no`).
+    pub appendfsync: String,
+    /// `--save` points for RDB snapshots (`""` turns them off).
+    pub save: String,
+    /// Host folders the server's tools must see (see [`ServerSpec::shared`]).
+    pub shared: Vec<PathBuf>,
+}
+
+impl RedisSpec {
+    /// The runbook's settings: AOF every second, RDB snapshots on Redis's
+    /// default schedule.
+    pub fn new(run_id: &str) -> RedisSpec {
+        RedisSpec {
+            run_id: run_id.into(),
+            image: ServiceKind::Redis.image(None),
+            appendonly: true,
+            appendfsync: "everysec".into(),
+            save: "3600 1 300 100 60 10000".into(),
+            shared: Vec::new(),
+        }
+    }
+}
+
+/// A running disposable Redis server, whatever the backend.
+#[derive(Debug)]
+pub struct Redis {
+    spec: RedisSpec,
+    /// Flags that differ from the spec for the current start only (e.g.
+    /// `--appendonly no` while an RDB file is loaded).
+    overrides: Vec<(String, String)>,
+    server: Box<dyn Server>,
+    password: String,
+    info: ServerInfo,
+    /// Why the last start failed, while the server is down after it.
+    down: Option<String>,
+}
+
+impl Redis {
+    /// Starts a server on `backend` and waits until it answers PING.
+    pub fn start(backend: BackendKind, spec: &RedisSpec) -> Result<Redis> {
+        let password: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(24)
+            .map(char::from)
+            .collect();
+        let server_spec = server_spec(backend, spec, &password, &[])?;
+        let server = backend.launch(&server_spec)?;
+        let info = ServerInfo {
+            service: ServiceKind::Redis,
+            backend,
+            source: server.source(),
+            version: String::new(),
+            timescaledb: None,
+        };
+        let mut r = Redis {
+            spec: spec.clone(),
+            overrides: Vec::new(),
+            server,
+            password,
+            info,
+            down: None,
+        };
+        r.wait()?;
+        Ok(r)
+    }
+
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    pub fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    pub fn spec(&self) -> &RedisSpec {
+        &self.spec
+    }
+
+    /// `redis://:password@127.0.0.1:port/0`, as the harness reaches it.
+    pub fn url(&self) -> String {
+        let (host, port) = self.server.addr(PORT);
+        format!("redis://:{}@{host}:{port}/0", self.password)
+    }
+
+    /// The variables tools and scripts read: REDIS_URL, REDIS_HOST,
+    /// REDIS_PORT, REDIS_PASSWORD and REDISCLI_AUTH (redis-cli's).
+    pub fn env(&self) -> Vec<(String, String)> {
+        let (host, port) = self.server.addr(PORT);
+        vec![
+            ("REDIS_URL".into(), self.url()),
+            ("REDIS_HOST".into(), host),
+            ("REDIS_PORT".into(), port.to_string()),
+            ("REDIS_PASSWORD".into(), self.password.clone()),
+            ("REDISCLI_AUTH".into(), self.password.clone()),
+        ]
+    }
+
+    /// `redis-cli` of the server's own version, aimed at it.
+    pub fn cli(&self) -> Command {
+        let (host, port) = self.server.tool_addr(PORT);
+        let mut cmd = self.server.tool(
+            "redis-cli",
+            &[("REDISCLI_AUTH".to_string(), self.password.clone())],
+        );
+        cmd.args(["-h", &host, "-p", &port.to_string()]);
+        cmd
+    }
+
+    /// A connection that waits as long as a command takes (BGSAVE waits,
+    /// big XRANGEs): the crate's 500 ms default would cut them off.
+    pub async fn connect(&self) -> Result<MultiplexedConnection> {
+        let client =
+            redis::Client::open(self.url()).map_err(|e| Error::server("open a redis client", e))?;
+        let cfg = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| Error::server(format!("connect to redis at {}", self.addr()), e))
+    }
+
+    fn addr(&self) -> String {
+        let (h, p) = self.server.addr(PORT);
+        format!("{h}:{p}")
+    }
+
+    /// `INFO <section>` as key → value.
+    pub async fn info_section(&self, section: &str) -> Result<BTreeMap<String, String>> {
+        let mut con = self.connect().await?;
+        let text: String = redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut con)
+            .await
+            .map_err(|e| Error::server(format!("INFO {section}"), e))?;
+        Ok(parse_info(&text))
+    }
+
+    /// Whether the server is down because its last start failed, and why.
+    pub fn down(&self) -> Option<&str> {
+        self.down.as_deref()
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        let url = self.url();
+        wait_ready(self.server.as_mut(), "redis", READY_TIMEOUT, |_| {
+            probe(&url)
+        })?;
+        if self.info.version.is_empty() {
+            let v = crate::backend::block_on(async {
+                self.info_section("server")
+                    .await
+                    .map(|m| m.get("redis_version").cloned().unwrap_or_default())
+            })?;
+            self.info.version = v;
+        }
+        self.down = None;
+        Ok(())
+    }
+
+    fn restart_with(&mut self, overrides: &[(String, String)]) -> Result<()> {
+        self.overrides = overrides.to_vec();
+        let spec = server_spec(self.info.backend, &self.spec, &self.password, overrides)?;
+        let started = self.server.start(&spec).and_then(|()| self.wait());
+        if let Err(e) = &started {
+            self.down = Some(e.to_string());
+        }
+        started
+    }
+
+    /// Starts the server (again) on its data, with the spec's settings
+    /// overridden by `overrides` (e.g. `appendonly` = `no`). Err when it
+    /// does not come up (a damaged AOF): the server stays down and
+    /// [`Redis::down`] says why.
+    pub fn start_with(&mut self, overrides: &[(String, String)]) -> Result<()> {
+        self.restart_with(overrides)
+    }
+
+    /// Stops the server: SIGTERM, which makes Redis fsync its AOF and save
+    /// an RDB snapshot first (when save points are set), as `docker compose
+    /// stop` does.
+    pub fn stop(&mut self) -> Result<()> {
+        self.server.stop(Stop::Graceful)
+    }
+
+    /// Fault: the runbook's "Redis Container Restart (Data Intact)": a
+    /// graceful stop and a start on the same data. Survives: everything the
+    /// server had written (AOF and RDB).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.restart_with(&[])
+    }
+
+    /// Fault: every process killed at once, then started on the same data.
+    /// Survives: what reached the AOF (appendfsync everysec: up to a second
+    /// of writes only when the machine itself dies; a killed process loses
+    /// nothing it already wrote).
+    pub fn crash(&mut self) -> Result<()> {
+        self.server.stop(Stop::Kill)?;
+        self.restart_with(&[])
+    }
+
+    /// Fault: the volume is gone (runbook, "Redis Volume Corruption"): a
+    /// fresh, empty server. Survives: nothing.
+    pub fn wipe(&mut self) -> Result<()> {
+        self.server.wipe()?;
+        self.restart_with(&[])
+    }
+
+    /// Runs `script` over the server's data (`$DATA`); Err with its output
+    /// when it fails.
+    pub fn data_shell(&self, script: &str) -> Result<Vec<u8>> {
+        let out = self.server.data_shell(script)?;
+        if !out.status.success() {
+            return Err(Error::server(
+                format!("`{script}` over redis's data failed ({})", out.status),
+                String::from_utf8_lossy(&out.stderr),
+            ));
+        }
+        Ok(out.stdout)
+    }
+
+    /// A manual RDB backup (the runbook's "manual RDB backup"): SAVE, then
+    /// the snapshot copied out of the data dir or volume into `dir`.
+    pub async fn backup_rdb(&self, dir: &Path) -> Result<PathBuf> {
+        let mut con = self.connect().await?;
+        let _: String = redis::cmd("SAVE")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| Error::server("SAVE", e))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let dst = dir.join(format!("redis_dump_{stamp}.rdb"));
+        tokio::task::block_in_place(|| {
+            self.data_shell(&format!(
+                "cp \"$DATA/dump.rdb\" '{}' && sync",
+                dst.display()
+            ))
+        })?;
+        Ok(dst)
+    }
+}
+
+impl Redis {
+    /// The AOF's incremental file, relative to `$DATA`.
+    fn incr_file(&self) -> Result<String> {
+        let manifest = self.data_shell("cat \"$DATA\"/appendonlydir/*.manifest")?;
+        aof::incr_file(&String::from_utf8_lossy(&manifest))
+            .map(|f| format!("appendonlydir/{f}"))
+            .ok_or_else(|| {
+                Error::server(
+                    "find redis's AOF",
+                    "no incremental file in appendonlydir's manifest (is appendonly on?)",
+                )
+            })
+    }
+
+    /// Fault: the server is stopped, its AOF damaged as `kind` says (the
+    /// place chosen from `seed`), and started again. A cut-off tail loads
+    /// (`aof-load-truncated yes`); damage in the middle leaves the server
+    /// down, as in the runbook's "Redis fails to start with AOF errors".
+    /// Survives: the commands before the damage; the returned [`aof::Damage`]
+    /// names the keys that do not.
+    pub fn corrupt_aof(
+        &mut self,
+        kind: aof::DamageKind,
+        seed: u64,
+    ) -> Result<(aof::Damage, String)> {
+        self.stop()?;
+        let file = self.incr_file()?;
+        let bytes = self.data_shell(&format!("cat \"$DATA/{file}\""))?;
+        let damage = aof::plan(&bytes, kind, seed).ok_or_else(|| {
+            Error::server(
+                "damage redis's AOF",
+                format!("{file} holds too few commands ({} bytes)", bytes.len()),
+            )
+        })?;
+        self.data_shell(&damage.script(&format!("$DATA/{file}")))?;
+        let outcome = match self.restart_with(&[]) {
+            Ok(()) => "redis started on the damaged AOF".to_string(),
+            Err(_) => format!(
+                "redis refused to start: {}",
+                self.server
+                    .log_tail(30)
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("Bad file format") || l.contains("AOF"))
+                    .unwrap_or("(see its log)")
+                    .trim()
+            ),
+        };
+        Ok((damage, outcome))
+    }
+
+    /// Repair: `redis-check-aof --fix` on the AOF's incremental file, with
+    /// the server's own tool over its data (the runbook's `docker run --rm
+    /// -v redis_data:/data redis redis-check-aof --fix ...`), answering its
+    /// y/N question. Returns what it printed.
+    pub fn check_aof_fix(&mut self) -> Result<String> {
+        self.server.stop(Stop::Graceful)?;
+        let file = self.incr_file()?;
+        let out = self.data_shell(&format!(
+            "echo y | redis-check-aof --fix \"$DATA/{file}\" 2>&1"
+        ))?;
+        Ok(String::from_utf8_lossy(&out).trim().to_string())
+    }
+
+    /// Restores an RDB file (the runbook's "Manual RDB Restore"): stop,
+    /// copy it over `dump.rdb` in the data dir or volume, start. With
+    /// `aof_off_while_loading`, the AOF is switched off for that start (a
+    /// Redis with `appendonly yes` loads its AOF, not the RDB, and would
+    /// come back empty), then `CONFIG SET appendonly yes` writes a fresh
+    /// AOF from memory and the server is restarted with its own settings.
+    pub fn restore_rdb(&mut self, rdb: &Path, aof_off_while_loading: bool) -> Result<String> {
+        self.stop()?;
+        self.data_shell(&format!(
+            "rm -rf \"$DATA/appendonlydir\" && cp '{}' \"$DATA/dump.rdb\"",
+            rdb.display()
+        ))?;
+        if !aof_off_while_loading || !self.spec.appendonly {
+            self.restart_with(&[])?;
+            return Ok(format!(
+                "copied {} into the data dir and started",
+                rdb.display()
+            ));
+        }
+        self.restart_with(&[("appendonly".into(), "no".into())])?;
+        crate::backend::block_on(async {
+            let mut con = self.connect().await?;
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("appendonly")
+                .arg("yes")
+                .query_async(&mut con)
+                .await
+                .map_err(|e| Error::server("CONFIG SET appendonly yes", e))?;
+            // The rewrite that makes the AOF from what was loaded.
+            for _ in 0..600 {
+                let info = self.info_section("persistence").await?;
+                let done = info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
+                    && info.get("aof_rewrite_scheduled").map(String::as_str) == Some("0")
+                    && info.get("aof_enabled").map(String::as_str) == Some("1");
+                if done {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(Error::server(
+                "switch redis's AOF back on",
+                "the AOF rewrite did not finish within 30 s",
+            ))
+        })?;
+        self.stop()?;
+        self.restart_with(&[])?;
+        Ok(format!(
+            "copied {}; started with appendonly no, CONFIG SET appendonly yes (AOF rewritten from memory), restarted with AOF on",
+            rdb.display()
+        ))
+    }
+}
+
+/// The server described for both backends; `overrides` replace the spec's
+/// flags for one start.
+fn server_spec(
+    backend: BackendKind,
+    spec: &RedisSpec,
+    password: &str,
+    overrides: &[(String, String)],
+) -> Result<ServerSpec> {
+    let mut flags: Vec<(String, String)> = vec![
+        (
+            "appendonly".into(),
+            if spec.appendonly { "yes" } else { "no" }.into(),
+        ),
+        ("appendfsync".into(), spec.appendfsync.clone()),
+        ("save".into(), spec.save.clone()),
+        ("requirepass".into(), password.into()),
+        ("protected-mode".into(), "no".into()),
+    ];
+    for (k, v) in overrides {
+        match flags.iter_mut().find(|(fk, _)| fk == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => flags.push((k.clone(), v.clone())),
+        }
+    }
+    let as_args = |flags: &[(String, String)]| -> Vec<String> {
+        flags
+            .iter()
+            .flat_map(|(k, v)| [format!("--{k}"), v.clone()])
+            .collect()
+    };
+    let native = match backend {
+        BackendKind::Docker => NativeSpec::default(),
+        BackendKind::Native => {
+            let program = which("redis-server").ok_or_else(|| Error::MissingTool {
+                tool: "redis-server".into(),
+                looked_in: "PATH".into(),
+                install: "apt-get install -y redis-server (or `cargo xtask deps`)".into(),
+            })?;
+            let mut args: Vec<String> = [
+                "--port",
+                "{port:6379}",
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                "{data}",
+                "--daemonize",
+                "no",
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(as_args(&flags));
+            NativeSpec {
+                tools_dir: program.parent().map(Path::to_path_buf),
+                program,
+                args,
+                init: None,
+                files: vec![],
+                unprivileged: false,
+                env: vec![],
+            }
+        }
+    };
+    let mut cmd = vec!["redis-server".to_string(), "--dir".into(), DATA.into()];
+    cmd.extend(as_args(&flags));
+    Ok(ServerSpec {
+        kind: ServiceKind::Redis,
+        run_id: spec.run_id.clone(),
+        ports: vec![PORT],
+        shared: spec.shared.clone(),
+        stop_signal: Signal::SIGTERM,
+        container: ContainerSpec {
+            image: spec.image.clone(),
+            data: DATA.into(),
+            env: vec![],
+            cmd,
+            files: vec![],
+        },
+        native,
+    })
+}
+
+/// Ok(true) once PING answers PONG (not LOADING).
+fn probe(url: &str) -> std::result::Result<bool, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+        return Ok(false);
+    };
+    match redis::cmd("PING").query::<String>(&mut con) {
+        Ok(p) if p == "PONG" => Ok(true),
+        Ok(other) => Err(other),
+        Err(e) if e.to_string().contains("LOADING") => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `INFO` text (`key:value` lines, `#` sections) as a map.
+pub fn parse_info(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim_end_matches('\r').split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A program on PATH.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/bin".into(), "/usr/sbin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Loads the dataset's market state with pipelined commands.
+pub async fn load_fixture(r: &Redis, data: &drill_fixtures::Dataset) -> Result<usize> {
+    let mut con = r.connect().await?;
+    let cmds = data.redis_commands();
+    for chunk in cmds.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for c in chunk {
+            let mut cmd = redis::cmd(&c[0]);
+            for a in &c[1..] {
+                cmd.arg(a);
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        let () = pipe
+            .query_async(&mut con)
+            .await
+            .map_err(|e| Error::server("load the redis fixture", e))?;
+    }
+    Ok(cmds.len())
+}
