@@ -213,10 +213,9 @@ fn label_of(tag: &str) -> Option<String> {
 /// The Debian mirror apt already uses here, so debootstrap works wherever
 /// apt does.
 fn machine_mirror() -> String {
-    let mut texts = Vec::new();
-    for f in ["/etc/apt/sources.list"] {
-        texts.extend(std::fs::read_to_string(f).ok());
-    }
+    let mut texts: Vec<String> = std::fs::read_to_string("/etc/apt/sources.list")
+        .into_iter()
+        .collect();
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         for e in dir.flatten() {
             texts.extend(std::fs::read_to_string(e.path()).ok());

@@ -152,7 +152,7 @@ pub async fn take(con: &mut MultiplexedConnection) -> Result<Snapshot> {
                 // In pages, so a long stream never needs one huge reply.
                 let mut start = "-".to_string();
                 loop {
-                    let page: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
+                    let page: Vec<StreamEntry> = redis::cmd("XRANGE")
                         .arg(&key)
                         .arg(&start)
                         .arg("+")
@@ -196,6 +196,9 @@ pub async fn take(con: &mut MultiplexedConnection) -> Result<Snapshot> {
     }
     Ok(Snapshot { keys: out })
 }
+
+/// An XRANGE entry: its id and its field/value pairs.
+type StreamEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
 fn feed(h: &mut Sha256, parts: &[&[u8]]) {
     for p in parts {
