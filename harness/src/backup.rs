@@ -232,11 +232,13 @@ fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Res
     })
 }
 
-/// Runs the user's backup command with `$DRILL_BACKUP_DIR` set to `dir`,
-/// then takes the newest file it wrote there as the artifact.
+/// Runs the user's backup command with `env` (the servers' variables) and
+/// `$DRILL_BACKUP_DIR` set to `dir`, then takes the newest file it wrote
+/// there as the artifact.
 pub fn shell(
     server: &dyn PostgresServer,
     cfg: &Backup,
+    env: &[(String, String)],
     workdir: &Path,
     dir: &Path,
     log: &Path,
@@ -246,7 +248,7 @@ pub fn shell(
         .run
         .as_deref()
         .expect("validated: shell backups have `run`");
-    let mut env = crate::engine::step_env(server, None, dir.parent().unwrap_or(dir));
+    let mut env = env.to_vec();
     env.push(("DRILL_BACKUP_DIR".into(), dir.display().to_string()));
     let out = crate::restore::shell::run(script, workdir, &env, cfg.timeout.map(|t| t.0), log)?;
     if !out.ok() {

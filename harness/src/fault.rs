@@ -1,5 +1,9 @@
-//! Faults are verbs acting on a service; each documents what survives it.
-//! They act on real things: a wipe deletes the real data directory.
+//! Faults are verbs acting on a service; each documents what survives it
+//! (see [`FaultAction`]). They act on real things: a wipe deletes the real
+//! data directory or Docker volume. This file holds PostgreSQL's; Redis's
+//! and ClickHouse's are methods of [`crate::redis::Redis`] and
+//! [`crate::clickhouse::ClickHouse`], and the engine deals a fault to every
+//! target at one instant.
 
 use crate::Result;
 use crate::postgres::PostgresServer;
@@ -18,6 +22,11 @@ pub async fn inject(
             tokio::task::block_in_place(|| server.wipe())?;
             Ok("data directory destroyed; server re-initialised with an empty database".into())
         }
+        FaultAction::Restart => {
+            tokio::task::block_in_place(|| server.restart())?;
+            Ok("stopped (fast shutdown) and started again on the same data".into())
+        }
+        FaultAction::CorruptAof => unreachable!("validated: corrupt-aof acts on redis"),
         FaultAction::Crash => {
             tokio::task::block_in_place(|| server.crash())?;
             Ok("every server process killed (SIGKILL); started again on the same data".into())

@@ -209,8 +209,9 @@ impl super::Server for ContainerServer {
         program: &str,
         fixed: &[(String, String)],
         passthrough: &[&str],
-    ) -> Option<String> {
-        let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        args: &[String],
+    ) -> String {
+        let q = super::sh_quote;
         let mut script = format!(
             "#!/bin/sh\n# drill: {program} of the server's own version, in its container\nwd=/\n"
         );
@@ -231,8 +232,16 @@ impl super::Server for ContainerServer {
         for k in passthrough {
             script.push_str(&format!(" -e {k}"));
         }
-        script.push_str(&format!(" {} {} \"$@\"\n", q(self.id()?), q(program)));
-        Some(script)
+        script.push_str(&format!(
+            " {} {}",
+            q(self.id().unwrap_or("none")),
+            q(program)
+        ));
+        for a in args {
+            script.push_str(&format!(" {}", q(a)));
+        }
+        script.push_str(" \"$@\"\n");
+        script
     }
 
     fn data_shell(&self, script: &str) -> Result<Output> {

@@ -212,17 +212,16 @@ pub trait Server: Send + Sync + std::fmt::Debug {
         self.tool(program, env)
     }
     /// A shell script that runs `program` as [`Server::tool`] does, for a
-    /// user's script to find on its PATH: `fixed` variables are set,
-    /// `passthrough` ones are taken from the caller's environment. None
-    /// when the local program already is the server's own.
+    /// user's script to find first on its PATH: `fixed` variables are set,
+    /// `passthrough` ones are taken from the caller's environment, `args`
+    /// come before the caller's arguments.
     fn tool_shim(
         &self,
-        _program: &str,
-        _fixed: &[(String, String)],
-        _passthrough: &[&str],
-    ) -> Option<String> {
-        None
-    }
+        program: &str,
+        fixed: &[(String, String)],
+        passthrough: &[&str],
+        args: &[String],
+    ) -> String;
     /// Runs `script` under `sh` with `$DATA` naming the server's data: the
     /// data dir, or the volume mounted into a throwaway container of the
     /// same image (the runbook's `docker run --rm -v vol:/data ...`). The
@@ -422,6 +421,11 @@ pub fn available_for_tests(backend: BackendKind, services: &[ServiceKind], test:
             false
         }
     }
+}
+
+/// Single-quotes a word for sh.
+pub(crate) fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Whether this process runs as root.

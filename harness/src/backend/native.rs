@@ -266,6 +266,27 @@ impl super::Server for NativeServer {
         cmd
     }
 
+    fn tool_shim(
+        &self,
+        program: &str,
+        fixed: &[(String, String)],
+        _passthrough: &[&str],
+        args: &[String],
+    ) -> String {
+        let q = super::sh_quote;
+        let path = self.tool(program, &[]).get_program().to_owned();
+        let mut script = format!("#!/bin/sh\n# drill: {program} of the server's own version\n");
+        for (k, v) in fixed {
+            script.push_str(&format!("export {k}={}\n", q(v)));
+        }
+        script.push_str(&format!("exec {}", q(&path.to_string_lossy())));
+        for a in args {
+            script.push_str(&format!(" {}", q(a)));
+        }
+        script.push_str(" \"$@\"\n");
+        script
+    }
+
     fn data_shell(&self, script: &str) -> Result<Output> {
         Command::new("sh")
             .args(["-c", script])

@@ -1,5 +1,10 @@
 //! Checks compare a baseline with a measurement and return a verdict with
-//! evidence. They are pure functions: they never touch a server.
+//! evidence. They are pure functions: they never touch a server. This file
+//! holds PostgreSQL's and the shared ones (RTO, RPO); [`redis`] and
+//! [`clickhouse`] hold theirs.
+
+pub mod clickhouse;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -153,9 +158,13 @@ pub fn rto(measured: Option<Duration>, target: Duration) -> CheckResult {
 
 /// The data-loss window against the objective, with the lost writes as
 /// evidence.
-pub fn rpo(m: &crate::workload::RpoMeasurement, target: Duration) -> CheckResult {
+pub fn rpo(
+    service: crate::backend::ServiceKind,
+    m: &crate::workload::RpoMeasurement,
+    target: Duration,
+) -> CheckResult {
     CheckResult {
-        name: "rpo".into(),
+        name: format!("rpo {service}"),
         expected: format!("<= {}", fmt_duration(target)),
         actual: format!(
             "{} ({} of {} acknowledged writes lost)",

@@ -122,6 +122,34 @@ impl ClickHouse {
         &self.spec
     }
 
+    pub fn server_mut(&mut self) -> &mut dyn Server {
+        self.server.as_mut()
+    }
+
+    /// Kills every process at once (SIGKILL) and leaves it down.
+    pub fn halt(&mut self) -> Result<()> {
+        self.server.stop(Stop::Kill)
+    }
+
+    /// `clickhouse-client` of the server's version for a user's script,
+    /// aimed at this server as the drill's user.
+    pub fn shims(&self) -> Vec<(String, String)> {
+        let mut args: Vec<String> = vec![
+            "--user".into(),
+            USER.into(),
+            "--password".into(),
+            self.password.clone(),
+        ];
+        if self.info.backend == BackendKind::Native {
+            let (h, p) = self.server.addr(NATIVE_PORT);
+            args.extend(["--host".into(), h, "--port".into(), p.to_string()]);
+        }
+        vec![(
+            "clickhouse-client".into(),
+            self.server.tool_shim("clickhouse-client", &[], &[], &args),
+        )]
+    }
+
     /// `http://127.0.0.1:port`, as the harness reaches it.
     pub fn http_url(&self) -> String {
         let (h, p) = self.server.addr(HTTP_PORT);

@@ -404,6 +404,8 @@ fn finish(
         recovered: rto.is_some(),
         rto,
         rpo: None,
+        rto_per_service: Vec::new(),
+        rpo_per_service: Vec::new(),
         checks,
         errors,
         met_expectation: met,

@@ -15,21 +15,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use drill_fixtures::{Dataset, Flavour};
+use std::collections::BTreeMap;
 
-use crate::backend::{BackendKind, PgBinaries, ServerInfo, ServiceKind};
-use crate::backup::{self, Artifact};
+use drill_fixtures::Dataset;
+
+use crate::backend::{BackendKind, ServerInfo, ServiceKind};
+use crate::backup::Artifact;
 use crate::check::{self, CheckResult};
-use crate::postgres::{PgSpec, Postgres, PostgresServer};
-use crate::postgres::{fixture, snapshot};
-use crate::scenario::{BackupMethod, PgEngine, RecoveryExpect, RowsExpect, Scenario, SchemaExpect};
+use crate::scenario::{RecoveryExpect, Scenario};
+use crate::workload::RpoMeasurement;
 use crate::{Error, Result};
 
 mod artifact_drill;
+mod judge;
+mod services;
 mod steps;
 
 pub use artifact_drill::{ArtifactDrill, restore_artifact};
-pub use steps::step_env;
+pub use services::BackupRecord;
+use services::{Backups, Baseline, Ledgers, Running};
+use steps::StepContext;
 
 /// Called as the drill moves, for live progress.
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -94,7 +99,7 @@ impl DrillOptions {
         scenario: &str,
         phase: &str,
         names: &[&str],
-        server: &dyn PostgresServer,
+        running: &Running,
     ) -> Duration {
         let Some(pause) = &self.pause else {
             return Duration::ZERO;
@@ -106,7 +111,7 @@ impl DrillOptions {
         let info = Pause {
             scenario: scenario.into(),
             at: format!("{phase} › {}", names[0]),
-            connect: vec![server.connection_help()],
+            connect: running.connection_help(),
         };
         tokio::task::block_in_place(|| pause(&info));
         started.elapsed()
@@ -145,8 +150,13 @@ pub struct RecoveryReport {
     /// Fault to all checks green; None when they never were.
     #[serde(rename = "rto_ms", with = "crate::report::millis::opt")]
     pub rto: Option<Duration>,
-    /// The data loss measured from the workload's ledger (None without one).
+    /// The data loss measured from the workload's ledgers (None without a
+    /// workload): the largest window of any service.
     pub rpo: Option<crate::workload::RpoMeasurement>,
+    /// With several services: each one's RTO (fault to its checks green).
+    pub rto_per_service: Vec<ServiceRto>,
+    /// With several services: each one's data loss against the same fault.
+    pub rpo_per_service: Vec<ServiceRpo>,
     pub checks: Vec<CheckResult>,
     /// Errors the recovery's tools printed (first few).
     pub errors: Vec<String>,
@@ -154,6 +164,21 @@ pub struct RecoveryReport {
     pub met_expectation: bool,
     /// One line a person reads first.
     pub summary: String,
+}
+
+/// One service's recovery time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceRto {
+    pub service: ServiceKind,
+    #[serde(rename = "rto_ms", with = "crate::report::millis::opt")]
+    pub rto: Option<Duration>,
+}
+
+/// One service's data loss.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceRpo {
+    pub service: ServiceKind,
+    pub measurement: RpoMeasurement,
 }
 
 /// Everything a drill found out.
@@ -173,7 +198,10 @@ pub struct DrillReport {
     #[serde(rename = "rpo_target_ms", with = "crate::report::millis::opt")]
     pub rpo_target: Option<Duration>,
     pub baseline_rows: std::collections::BTreeMap<String, i64>,
+    /// PostgreSQL's backup.
     pub backup: Option<Artifact>,
+    /// Redis's and ClickHouse's backups.
+    pub backups: Vec<BackupRecord>,
     pub recoveries: Vec<RecoveryReport>,
     pub verdict: Verdict,
     pub timeline: Vec<TimelineEntry>,
@@ -206,6 +234,7 @@ impl DrillReport {
             rpo_target: None,
             baseline_rows: Default::default(),
             backup: None,
+            backups: Vec::new(),
             recoveries: Vec::new(),
             verdict: Verdict::Fail,
             timeline: Vec::new(),
@@ -298,11 +327,6 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         entries: Vec::new(),
         progress: opts.progress.clone(),
     };
-    let pg = sc
-        .services
-        .postgres
-        .as_ref()
-        .expect("validated: postgres is declared");
     let mut report = DrillReport {
         seed: sc.seed,
         rpo_target: sc.expect.rpo.map(|r| r.0),
@@ -314,26 +338,10 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             sc.expect.rto.0,
         )
     };
-
-    // 1. Start services.
     let backend = opts.backend;
     report.backend = backend.name().into();
-    let image = ServiceKind::Postgres.image(pg.image.as_deref());
-    let has_timescaledb = match backend {
-        BackendKind::Native => PgBinaries::locate()?.has_timescaledb(),
-        BackendKind::Docker => crate::postgres::server::image_has_timescaledb(&image),
-    };
-    let flavour = match (pg.engine, has_timescaledb) {
-        (PgEngine::Postgres, _) | (PgEngine::Auto, false) => Flavour::Postgres,
-        (PgEngine::Auto, true) | (PgEngine::Timescaledb, _) => Flavour::TimescaleDb,
-    };
-    report.flavour = match flavour {
-        Flavour::TimescaleDb => "timescaledb".into(),
-        Flavour::Postgres if pg.engine == PgEngine::Auto => {
-            "postgres (timescaledb extension not installed)".into()
-        }
-        Flavour::Postgres => "postgres".into(),
-    };
+    let declared = sc.services.kinds();
+
     // The work dir (backups, logs) is made and marked before any server
     // exists, so an interrupt can never find one of ours unmarked.
     let work = tempfile::Builder::new()
@@ -344,105 +352,65 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         .tempdir()
         .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
     crate::backend::native::mark_owner(work.path())?;
-    let spec = PgSpec {
-        timescaledb: flavour == Flavour::TimescaleDb,
-        settings: pg
-            .settings
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        image,
-        // Backups and logs live here; the server's own tools see them.
-        shared: vec![work.path().to_owned()],
-        ..PgSpec::new(&pg.database, &pg.user, &run_id)
-    };
-    let t = tl.start("setup", "start postgres");
-    let started = tokio::task::block_in_place(|| Postgres::start(backend, &spec));
-    let mut server: Box<dyn PostgresServer> = match started {
-        Ok(s) => Box::new(s),
-        Err(e) => {
-            tl.finish("setup", "start postgres", t, false, e.to_string());
-            return Err(e);
-        }
-    };
-    let info = server.info().clone();
-    tl.finish(
-        "setup",
-        "start postgres",
-        t,
-        true,
-        format!(
-            "PostgreSQL {} ({}: {}), timescaledb: {}",
-            info.version,
-            info.backend,
-            info.source,
-            info.timescaledb.as_deref().unwrap_or("not available")
-        ),
-    );
-    report.servers.push(info);
 
-    // 2. Fixture.
+    // 1. Start services, in the runbook's order.
+    let (mut running, infos, flavour) = Running::start(sc, backend, &run_id, work.path(), &mut tl)?;
+    report.servers = infos;
+    report.flavour = flavour;
+
+    // 2. Fixtures, 3. baselines.
     let dataset = Dataset {
         seed: sc.seed,
         ticks: sc.fixture.ticks,
         tick_interval_ms: sc.fixture.tick_interval.0.as_millis() as u64,
     };
-    let t = tl.start("setup", "load fixture");
-    let loaded = fixture::load_nexwave(server.coordinates(), flavour, &dataset).await?;
-    let total: u64 = loaded.tables.iter().map(|(_, n)| n).sum();
-    tl.finish(
-        "setup",
-        "load fixture",
-        t,
-        true,
-        format!(
-            "nexwave ({}), {total} rows in {} tables, seed {}",
-            report.flavour,
-            loaded.tables.len(),
-            sc.seed
-        ),
-    );
+    running.load_fixtures(&dataset, &mut tl).await?;
+    let baseline = running.snapshot(&mut tl).await?;
+    if let Some(b) = &baseline.pg {
+        report.baseline_rows = b.rows.clone();
+    }
+    if let Some(b) = &baseline.ch {
+        report
+            .baseline_rows
+            .extend(b.tables.iter().map(|(t, x)| (t.clone(), x.rows as i64)));
+    }
 
-    // 3. Baseline.
-    let t = tl.start("setup", "baseline");
-    let baseline = snapshot::take(server.coordinates()).await?;
-    tl.finish(
-        "setup",
-        "baseline",
-        t,
-        true,
-        format!(
-            "{} tables, schema {} objects ({})",
-            baseline.rows.len(),
-            baseline.schema.objects.len(),
-            baseline.schema.digest()
-        ),
-    );
-    report.baseline_rows = baseline.rows.clone();
-
-    // 4. Backup, and the workload with its backup schedule.
+    // 4. Backups, and the workload with its backup schedule.
     let scenario_dir = sc.path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut workload = None;
+    let mut writers = None;
     if let Some(w) = &sc.workload {
-        let t = tl.start("workload", "start writer");
-        let writer = crate::workload::Writer::start(server.coordinates(), w.rate, sc.seed).await?;
+        let t = tl.start("workload", "start writers");
+        let ws = running.start_writers(w.rate, sc.seed).await?;
         tl.finish(
             "workload",
-            "start writer",
+            "start writers",
             t,
             true,
             format!(
-                "{} ticks/s into public.ticks, every acknowledged write recorded",
-                w.rate
+                "{} acknowledged writes/s into each of {}, every acknowledgement recorded",
+                w.rate,
+                declared
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         );
-        workload = Some((writer, Instant::now()));
+        writers = Some((ws, Instant::now()));
     }
-    let mut artifact = take_backup(sc, server.as_ref(), &scenario_dir, work.path(), &mut tl)?;
-    let mut fault_at = None;
-    let mut ledger = None;
-    let mut running_writer = None;
-    if let (Some(w), Some((writer, started))) = (&sc.workload, workload) {
+    let mut backups = Backups::default();
+    running
+        .backup(
+            sc,
+            &scenario_dir,
+            work.path(),
+            &mut tl,
+            &mut backups,
+            &mut report.backups,
+        )
+        .await?;
+    let mut running_writers = None;
+    if let (Some(w), Some((ws, started))) = (&sc.workload, writers) {
         let jitter = w.jitter.map_or(Duration::ZERO, |j| {
             use rand::{RngExt, SeedableRng};
             j.0.mul_f64(rand::rngs::StdRng::seed_from_u64(sc.seed).random_range(0.0..1.0))
@@ -452,226 +420,90 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             let mut next = started + every.0;
             while next + Duration::from_millis(1) < deadline {
                 tokio::time::sleep_until(next.into()).await;
-                artifact = take_backup(sc, server.as_ref(), &scenario_dir, work.path(), &mut tl)?;
+                running
+                    .backup(
+                        sc,
+                        &scenario_dir,
+                        work.path(),
+                        &mut tl,
+                        &mut backups,
+                        &mut report.backups,
+                    )
+                    .await?;
                 next += every.0;
             }
         }
         tokio::time::sleep_until(deadline.into()).await;
-        // The writer keeps writing into the fault: what is in flight then is
+        // The writers keep writing into the fault: what is in flight then is
         // exactly what an incident catches.
-        running_writer = Some(writer);
+        running_writers = Some(ws);
     }
-    report.backup = Some(artifact.clone());
-    opts.maybe_pause(&sc.name, "backup", &["backup"], server.as_ref());
+    report.backup = backups.pg.clone();
+    opts.maybe_pause(&sc.name, "backup", &["backup"], &running);
 
     // 5. Each recovery from a fresh fault.
+    let base_settings = sc
+        .services
+        .postgres
+        .as_ref()
+        .map(|p| p.settings.clone())
+        .unwrap_or_default();
+    let mut fault_at = None;
+    let mut ledgers = Ledgers::new();
     for rec in &sc.recoveries {
         let phase = format!("recovery {}", rec.name);
         let fault_name = format!("fault: {}", sc.fault.action.name());
         let fault_started = tl.start(&phase, &fault_name);
         // RPO is measured against the first fault: that is when data was lost.
         let fault_at = *fault_at.get_or_insert(fault_started);
-        let what = crate::fault::inject(server.as_mut(), &sc.fault, &pg.settings).await?;
+        let (what, damage) = running
+            .inject(&sc.fault, &declared, &base_settings, sc.seed)
+            .await?;
         tl.finish(&phase, &fault_name, fault_started, true, what);
-        if let Some(writer) = running_writer.take() {
-            let t = tl.start("workload", "stop writer");
-            let l = writer.stop().await?;
+        if let Some(ws) = running_writers.take() {
+            let t = tl.start("workload", "stop writers");
+            ledgers = ws.stop().await?;
             tl.finish(
                 "workload",
-                "stop writer",
+                "stop writers",
                 t,
                 true,
-                format!(
-                    "{} writes acknowledged, {} failed (in flight at the fault or after it)",
-                    l.acks.len(),
-                    l.failed
-                ),
-            );
-            ledger = Some(l);
-        }
-        let mut paused =
-            opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], server.as_ref());
-
-        let mut errors = Vec::new();
-        let mut step_checks = Vec::new();
-        let ctx = steps::StepContext {
-            server: server.as_ref(),
-            artifact: &artifact,
-            flavour,
-            scenario_dir: &scenario_dir,
-            work: work.path(),
-        };
-        for (i, step) in rec.steps.iter().enumerate() {
-            let label = step.label();
-            let t = tl.start(&phase, &label);
-            let done = steps::run_step(&ctx, step, &format!("{}-{i}", rec.name))?;
-            errors.extend(done.errors.iter().cloned());
-            tl.finish(&phase, &label, t, done.clean, done.detail.clone());
-            paused += opts.maybe_pause(&sc.name, &phase, &[&label, step.kind()], server.as_ref());
-            if !done.ok {
-                // A failing step fails the recovery; the checks still run for evidence.
-                step_checks.push(CheckResult {
-                    name: format!("step {label}"),
-                    expected: "succeeds".into(),
-                    actual: done.status,
-                    ok: false,
-                    evidence: Some(done.evidence),
-                });
-                break;
-            }
-        }
-
-        let t = tl.start(&phase, "checks");
-        let now = snapshot::take(server.coordinates()).await?;
-        let mut checks = Vec::new();
-        if sc.expect.rows == RowsExpect::SameAsBefore {
-            let mut rows = check::rows(&baseline.rows, &now.rows);
-            let mut content =
-                check::content(&baseline.rows, &baseline.content, &now.rows, &now.content);
-            if ledger.is_some() {
-                // The workload adds ticks (from 2026-01-01): the fixture's
-                // must all be back, exactly; the workload's are judged by
-                // the RPO check.
-                let fixture = snapshot::filtered_stats(
-                    server.coordinates(),
-                    "public.ticks",
-                    &format!("time < '{}'", crate::workload::WORKLOAD_EPOCH_SQL),
-                )
-                .await?;
-                let (want, want_sum) = (
-                    baseline.rows["public.ticks"],
-                    baseline.content["public.ticks"].clone(),
-                );
-                for c in rows.iter_mut().filter(|c| c.name == "rows public.ticks") {
-                    c.name = "rows public.ticks (fixture rows)".into();
-                    c.actual = fixture
-                        .as_ref()
-                        .map_or("missing".into(), |(n, _)| n.to_string());
-                    c.ok = fixture.as_ref().is_some_and(|(n, _)| *n == want);
-                    c.evidence = (!c.ok).then(|| {
+                ledgers
+                    .iter()
+                    .map(|(k, l)| {
                         format!(
-                            "{} fixture rows lost or added",
-                            fixture.as_ref().map_or(want, |(n, _)| (want - n).abs())
+                            "{k}: {} writes acknowledged, {} failed (in flight at the fault or after it)",
+                            l.acks.len(),
+                            l.failed
                         )
-                    });
-                }
-                content.retain(|c| c.name != "content public.ticks");
-                if let Some((n, sum)) = &fixture
-                    && *n == want
-                {
-                    content.push(CheckResult {
-                        name: "content public.ticks (fixture rows)".into(),
-                        expected: "the checksum before the fault".into(),
-                        actual: if *sum == want_sum {
-                            "the same".into()
-                        } else {
-                            "different".into()
-                        },
-                        ok: *sum == want_sum,
-                        evidence: (*sum != want_sum)
-                            .then(|| "same number of fixture rows, different rows".into()),
-                    });
-                }
-            }
-            checks.extend(rows);
-            checks.extend(content);
-        }
-        checks.extend(check::table_rows(&sc.expect.table_rows, &now.rows));
-        if let Some(max) = sc.expect.fk_orphans {
-            let measured = snapshot::orphans(server.coordinates(), &baseline.foreign_keys).await?;
-            checks.extend(check::fk_orphans(&measured, max));
-        }
-        if !sc.expect.probes.is_empty() {
-            let mut conn = server.coordinates().connect().await?;
-            for p in &sc.expect.probes {
-                let answer: std::result::Result<(bool,), _> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(p.clone()))
-                        .fetch_one(&mut conn)
-                        .await;
-                checks.push(check::probe(
-                    p,
-                    &answer.map(|(b,)| b).map_err(|e| e.to_string()),
-                ));
-            }
-        }
-        let mut rpo = None;
-        if let Some(l) = &ledger {
-            let m = crate::workload::measure_rpo(server.coordinates(), l, fault_at).await?;
-            if let Some(target) = sc.expect.rpo {
-                checks.push(check::rpo(&m, target.0));
-            }
-            rpo = Some(m);
-        }
-        if sc.expect.schema == SchemaExpect::SameAsBefore {
-            checks.push(check::schema(&baseline.schema, &now.schema));
-        }
-        let recovered = checks.iter().all(|c| c.ok) && step_checks.is_empty();
-        checks.splice(0..0, step_checks);
-        let rto = recovered.then(|| fault_started.elapsed().saturating_sub(paused));
-        checks.push(check::rto(rto, sc.expect.rto.0));
-        let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
-        tl.finish(
-            &phase,
-            "checks",
-            t,
-            failed.is_empty(),
-            if failed.is_empty() {
-                "all green".into()
-            } else {
-                failed
-                    .iter()
-                    .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
+                    })
                     .collect::<Vec<_>>()
-                    .join("; ")
-            },
-        );
-        let met = match rec.expect {
-            RecoveryExpect::Recovers => failed.is_empty(),
-            RecoveryExpect::Fails => {
-                let shown: Vec<&str> = errors
-                    .iter()
-                    .map(String::as_str)
-                    .chain(
-                        failed
-                            .iter()
-                            .flat_map(|c| [c.actual.as_str(), c.evidence.as_deref().unwrap_or("")]),
-                    )
-                    .collect();
-                let reason_ok = rec
-                    .expect_error
-                    .as_ref()
-                    .is_none_or(|want| shown.iter().any(|s| s.contains(want.as_str())));
-                if !recovered && !reason_ok {
-                    errors.push(format!(
-                        "the negative control failed, but not with `{}`: it no longer reproduces the incident it names",
-                        rec.expect_error.as_deref().unwrap_or("")
-                    ));
-                }
-                !recovered && reason_ok
-            }
-        };
-        let mut summary = summarize(rec.expect, recovered, rto, &failed);
-        if rec.expect == RecoveryExpect::Fails && !recovered && !met {
-            summary = format!(
-                "failed, but not as the incident did (no `{}`)",
-                rec.expect_error.as_deref().unwrap_or("")
+                    .join("; "),
             );
         }
-        opts.maybe_pause(&sc.name, &phase, &["checks"], server.as_ref());
-        report.recoveries.push(RecoveryReport {
-            name: rec.name.clone(),
-            expect: match rec.expect {
-                RecoveryExpect::Recovers => "recovers".into(),
-                RecoveryExpect::Fails => "fails".into(),
+        let mut paused = opts.maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], &running);
+        let outcome = recover(
+            sc,
+            rec,
+            RecoverCtx {
+                phase: &phase,
+                declared: &declared,
+                baseline: &baseline,
+                ledgers: &ledgers,
+                backups: &backups,
+                scenario_dir: &scenario_dir,
+                work: work.path(),
+                fault_started,
+                fault_at,
+                damage: damage.as_ref(),
             },
-            recovered,
-            rto,
-            rpo,
-            checks,
-            errors,
-            met_expectation: met,
-            summary,
-        });
+            &mut running,
+            &mut tl,
+            opts,
+            &mut paused,
+        )
+        .await?;
+        report.recoveries.push(outcome);
     }
 
     report.verdict = if report.recoveries.iter().all(|r| r.met_expectation) {
@@ -680,7 +512,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         Verdict::Fail
     };
     if opts.keep {
-        report.kept.push(server.keep());
+        report.kept.extend(running.keep());
         report
             .kept
             .push(format!("backups: {}", work.keep().display()));
@@ -689,51 +521,236 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     Ok(report)
 }
 
-/// One backup, the built-in way or the user's, recorded on the timeline.
-fn take_backup(
+/// What a recovery needs to know besides the servers.
+struct RecoverCtx<'a> {
+    phase: &'a str,
+    declared: &'a [ServiceKind],
+    baseline: &'a Baseline,
+    ledgers: &'a Ledgers,
+    backups: &'a Backups,
+    scenario_dir: &'a Path,
+    work: &'a Path,
+    fault_started: Instant,
+    fault_at: Instant,
+    damage: Option<&'a crate::redis::aof::Damage>,
+}
+
+/// Runs one recovery's steps after its fault, judging each service right
+/// after the last step that acts on it (so its RTO is its own), and then
+/// the recovery as a whole.
+async fn recover(
     sc: &Scenario,
-    server: &dyn PostgresServer,
-    scenario_dir: &Path,
-    work: &Path,
+    rec: &crate::scenario::Recovery,
+    cx: RecoverCtx<'_>,
+    running: &mut Running,
     tl: &mut Timeline,
-) -> Result<Artifact> {
-    let (step_name, t) = match sc.backup.method {
-        BackupMethod::PgDump => ("pg_dump", tl.start("backup", "pg_dump")),
-        BackupMethod::Shell => ("shell", tl.start("backup", "shell")),
+    opts: &DrillOptions,
+    paused: &mut Duration,
+) -> Result<RecoveryReport> {
+    let phase = cx.phase;
+    // The last step that acts on each service (a step without a service
+    // acts on all of them); None: its checks run right after the fault.
+    let last_step: BTreeMap<ServiceKind, Option<usize>> = cx
+        .declared
+        .iter()
+        .map(|k| {
+            let last = rec
+                .steps
+                .iter()
+                .rposition(|s| s.service().is_none_or(|x| x == *k));
+            (*k, last)
+        })
+        .collect();
+    let mut errors = Vec::new();
+    let mut step_checks = Vec::new();
+    let mut judged: BTreeMap<
+        ServiceKind,
+        (Vec<CheckResult>, Option<RpoMeasurement>, Option<Duration>),
+    > = BTreeMap::new();
+    let multi = cx.declared.len() > 1;
+    let judge_now = |k: ServiceKind| last_step[&k].is_none();
+    // Services no step touches are judged at once.
+    for k in cx.declared.iter().copied().filter(|k| judge_now(*k)) {
+        let j = judge_one(k, sc, &cx, running, tl, multi).await?;
+        judged.insert(k, j.finish(cx.fault_started, *paused));
+    }
+    let mut step_failed = false;
+    for (i, step) in rec.steps.iter().enumerate() {
+        let label = step.label();
+        let t = tl.start(phase, &label);
+        let mut ctx = StepContext {
+            running,
+            backups: cx.backups,
+            scenario_dir: cx.scenario_dir,
+            work: cx.work,
+        };
+        let done = steps::run_step(&mut ctx, step, &format!("{}-{i}", rec.name)).await?;
+        errors.extend(done.errors.iter().cloned());
+        tl.finish(phase, &label, t, done.clean, done.detail.clone());
+        *paused += opts.maybe_pause(&sc.name, phase, &[&label, step.kind()], running);
+        if !done.ok {
+            // A failing step fails the recovery; the checks still run for evidence.
+            step_checks.push(CheckResult {
+                name: format!("step {label}"),
+                expected: "succeeds".into(),
+                actual: done.status,
+                ok: false,
+                evidence: Some(done.evidence),
+            });
+            step_failed = true;
+            break;
+        }
+        for k in cx.declared.iter().copied() {
+            if last_step[&k] == Some(i) {
+                let j = judge_one(k, sc, &cx, running, tl, multi).await?;
+                judged.insert(k, j.finish(cx.fault_started, *paused));
+            }
+        }
+    }
+    // After a failed step: every service not judged yet, for evidence.
+    for k in cx.declared.iter().copied() {
+        if !judged.contains_key(&k) {
+            let j = judge_one(k, sc, &cx, running, tl, multi).await?;
+            judged.insert(k, j.finish(cx.fault_started, *paused));
+        }
+    }
+
+    let mut checks: Vec<CheckResult> = step_checks;
+    let mut per_service = Vec::new();
+    let mut rpo_per_service = Vec::new();
+    for k in cx.declared {
+        let (c, rpo, green) = judged.remove(k).expect("every service judged");
+        checks.extend(c);
+        per_service.push(ServiceRto {
+            service: *k,
+            rto: if step_failed { None } else { green },
+        });
+        if let Some(m) = rpo {
+            rpo_per_service.push(ServiceRpo {
+                service: *k,
+                measurement: m,
+            });
+        }
+    }
+    let recovered = checks.iter().all(|c| c.ok);
+    let rto = recovered
+        .then(|| per_service.iter().filter_map(|s| s.rto).max())
+        .flatten();
+    checks.push(check::rto(rto, sc.expect.rto.0));
+    let failed: Vec<&CheckResult> = checks.iter().filter(|c| !c.ok).collect();
+    let met = match rec.expect {
+        RecoveryExpect::Recovers => failed.is_empty(),
+        RecoveryExpect::Fails => {
+            let shown: Vec<&str> = errors
+                .iter()
+                .map(String::as_str)
+                .chain(
+                    failed
+                        .iter()
+                        .flat_map(|c| [c.actual.as_str(), c.evidence.as_deref().unwrap_or("")]),
+                )
+                .collect();
+            let reason_ok = rec
+                .expect_error
+                .as_ref()
+                .is_none_or(|want| shown.iter().any(|s| s.contains(want.as_str())));
+            if !recovered && !reason_ok {
+                errors.push(format!(
+                    "the negative control failed, but not with `{}`: it no longer reproduces the incident it names",
+                    rec.expect_error.as_deref().unwrap_or("")
+                ));
+            }
+            !recovered && reason_ok
+        }
     };
-    let taken = tokio::task::block_in_place(|| match sc.backup.method {
-        BackupMethod::PgDump => backup::pg_dump(server, &sc.backup, work).map(|a| (a, None)),
-        BackupMethod::Shell => {
-            let dir = work.join("backups");
-            std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
-            let workdir = scenario_dir.join(sc.backup.workdir.as_deref().unwrap_or(Path::new(".")));
-            backup::shell(server, &sc.backup, &workdir, &dir, &work.join("backup.log"))
-                .map(|(a, o)| (a, Some(o)))
-        }
-    });
-    match taken {
-        Ok((a, out)) => {
-            let output = out
-                .map(|o| format!("; output: {}", o.output_tail.lines().last().unwrap_or("")))
-                .unwrap_or_default();
-            tl.finish(
-                "backup",
-                step_name,
-                t,
-                true,
-                format!(
-                    "{} → {} ({} bytes){output}",
-                    a.command,
-                    a.path.display(),
-                    a.bytes
-                ),
-            );
-            Ok(a)
-        }
-        Err(e) => {
-            tl.finish("backup", step_name, t, false, e.to_string());
-            Err(e)
-        }
+    let mut summary = summarize(rec.expect, recovered, rto, &failed);
+    if rec.expect == RecoveryExpect::Fails && !recovered && !met {
+        summary = format!(
+            "failed, but not as the incident did (no `{}`)",
+            rec.expect_error.as_deref().unwrap_or("")
+        );
+    }
+    opts.maybe_pause(&sc.name, phase, &["checks"], running);
+    let rpo = rpo_per_service
+        .iter()
+        .map(|r| r.measurement.clone())
+        .max_by_key(|m| m.window);
+    Ok(RecoveryReport {
+        name: rec.name.clone(),
+        expect: match rec.expect {
+            RecoveryExpect::Recovers => "recovers".into(),
+            RecoveryExpect::Fails => "fails".into(),
+        },
+        recovered,
+        rto,
+        rpo,
+        rto_per_service: if multi { per_service } else { Vec::new() },
+        rpo_per_service: if multi { rpo_per_service } else { Vec::new() },
+        checks,
+        errors,
+        met_expectation: met,
+        summary,
+    })
+}
+
+/// One service's checks, as a timeline step.
+async fn judge_one(
+    k: ServiceKind,
+    sc: &Scenario,
+    cx: &RecoverCtx<'_>,
+    running: &Running,
+    tl: &mut Timeline,
+    multi: bool,
+) -> Result<judge::Judged> {
+    let step = if multi {
+        format!("checks {k}")
+    } else {
+        "checks".to_string()
+    };
+    let t = tl.start(cx.phase, &step);
+    let j = judge::service(
+        k,
+        running,
+        cx.baseline,
+        sc,
+        cx.ledgers,
+        cx.fault_at,
+        cx.damage,
+    )
+    .await?;
+    let failed: Vec<&CheckResult> = j.checks.iter().filter(|c| !c.ok).collect();
+    tl.finish(
+        cx.phase,
+        &step,
+        t,
+        failed.is_empty(),
+        if failed.is_empty() {
+            "all green".into()
+        } else {
+            failed
+                .iter()
+                .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    );
+    Ok(j)
+}
+
+impl judge::Judged {
+    /// The checks, the RPO, and the RTO when all were green (fault to now,
+    /// minus time paused).
+    fn finish(
+        self,
+        fault_started: Instant,
+        paused: Duration,
+    ) -> (Vec<CheckResult>, Option<RpoMeasurement>, Option<Duration>) {
+        let green = self
+            .checks
+            .iter()
+            .all(|c| c.ok)
+            .then(|| fault_started.elapsed().saturating_sub(paused));
+        (self.checks, self.rpo, green)
     }
 }
 
@@ -770,7 +787,7 @@ fn summarize(
     if orphaned > 0 {
         what.push(format!("{orphaned} foreign keys with orphans"));
     }
-    if failed.iter().any(|c| c.name == "rpo") {
+    if failed.iter().any(|c| c.name.starts_with("rpo")) {
         what.push("RPO missed".into());
     }
     let changed = failed

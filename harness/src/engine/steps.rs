@@ -3,19 +3,18 @@
 
 use std::path::Path;
 
-use drill_fixtures::Flavour;
-
+use super::services::{Backups, Running};
 use crate::Result;
-use crate::backup::Artifact;
+use crate::backend::ServiceKind;
 use crate::postgres::PostgresServer;
 use crate::restore::{PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, shell};
 use crate::scenario::{DumpFormat, Step};
+use drill_fixtures::Flavour;
 
 /// What every step can see.
 pub(crate) struct StepContext<'a> {
-    pub(crate) server: &'a dyn PostgresServer,
-    pub(crate) artifact: &'a Artifact,
-    pub(crate) flavour: Flavour,
+    pub(crate) running: &'a mut Running,
+    pub(crate) backups: &'a Backups,
     /// Relative working directories are resolved against it.
     pub(crate) scenario_dir: &'a Path,
     /// The run's work dir (logs go there).
@@ -38,85 +37,89 @@ pub(crate) struct StepDone {
     pub(crate) evidence: String,
 }
 
-/// The environment a user's command gets: PGHOST, PGPORT, PGUSER,
-/// PGPASSWORD, PGDATABASE, DATABASE_URL, DRILL_BACKUP_FILE (when there is a
-/// backup) and DRILL_WORK_DIR.
-pub fn step_env(
-    server: &dyn PostgresServer,
-    artifact: Option<&Artifact>,
-    work: &Path,
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = server
-        .coordinates()
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    if let Some(a) = artifact {
-        env.push(("DRILL_BACKUP_FILE".into(), a.path.display().to_string()));
-    }
-    env.push(("DRILL_WORK_DIR".into(), work.display().to_string()));
-    // Client tools of the server's own version come first on PATH: the
-    // local binaries, or shims that run them inside the container.
-    let info = server.info();
-    let path = std::env::var("PATH").unwrap_or_default();
-    match server.server().backend() {
-        crate::backend::BackendKind::Native => {
-            if Path::new(&info.source).is_dir() {
-                env.push(("PATH".into(), format!("{}:{path}", info.source)));
-            }
-        }
-        crate::backend::BackendKind::Docker => {
-            let bin = work.join("bin");
-            if write_shims(server, &bin).is_ok() {
-                env.push(("PATH".into(), format!("{}:{path}", bin.display())));
-            }
+impl StepDone {
+    fn done(detail: String) -> StepDone {
+        StepDone {
+            ok: true,
+            clean: true,
+            detail,
+            errors: vec![],
+            status: String::new(),
+            evidence: String::new(),
         }
     }
-    env
 }
 
-/// Writes `psql`, `pg_dump`, `pg_restore` and `pg_isready` shims into
-/// `bin` (again each time: a wipe or a crash makes a new container).
-fn write_shims(server: &dyn PostgresServer, bin: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(bin)?;
-    let (host, port) = server.server().tool_addr(crate::postgres::server::PORT);
-    let fixed = [
-        ("PGHOST".to_string(), host),
-        ("PGPORT".to_string(), port.to_string()),
-    ];
-    let passthrough = [
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGOPTIONS",
-        "PGAPPNAME",
-        "PGCONNECT_TIMEOUT",
-    ];
-    for program in ["psql", "pg_dump", "pg_restore", "pg_isready"] {
-        if let Some(text) = server.server().tool_shim(program, &fixed, &passthrough) {
-            let path = bin.join(program);
-            std::fs::write(&path, text)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+pub(crate) async fn run_step(ctx: &mut StepContext<'_>, step: &Step, id: &str) -> Result<StepDone> {
+    match step.service() {
+        Some(ServiceKind::Redis) | Some(ServiceKind::ClickHouse) => {
+            return other_service_step(ctx, step).await;
         }
+        _ => {}
     }
-    Ok(())
-}
-
-pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<StepDone> {
-    let ts = ctx.flavour == Flavour::TimescaleDb;
+    if let Step::Shell {
+        run,
+        workdir,
+        timeout,
+        ..
+    } = step
+    {
+        let dir = ctx
+            .scenario_dir
+            .join(workdir.as_deref().unwrap_or(Path::new(".")));
+        let env = ctx.running.env(ctx.backups, ctx.work);
+        let log = ctx.work.join(format!("step-{id}.log"));
+        let out = tokio::task::block_in_place(|| {
+            shell::run(run, &dir, &env, timeout.map(|t| t.0), &log)
+        })?;
+        let last = out.output_tail.lines().last().unwrap_or("").to_string();
+        return Ok(StepDone {
+            ok: out.ok(),
+            clean: out.ok(),
+            detail: format!(
+                "exit {}{} in {}; last output: {last} (log: {})",
+                code(out.exit_code),
+                if out.timed_out {
+                    ", killed at the timeout"
+                } else {
+                    ""
+                },
+                dir.display(),
+                out.log.display()
+            ),
+            errors: if out.ok() { vec![] } else { vec![last] },
+            status: if out.timed_out {
+                "timed out".into()
+            } else {
+                format!("exit {}", code(out.exit_code))
+            },
+            evidence: out.output_tail,
+        });
+    }
+    let pg = ctx
+        .running
+        .pg
+        .as_ref()
+        .expect("validated: postgres steps need postgres");
+    let server: &dyn PostgresServer = pg.server.as_ref();
+    let ts = pg.flavour == Flavour::TimescaleDb;
+    if !matches!(step, Step::PsqlRestore { .. } | Step::PgRestore { .. }) {
+        return pg_only_step(server, step, pg.flavour);
+    }
+    let Some(artifact) = ctx.backups.pg.as_ref() else {
+        return Ok(refused("no postgres backup was taken".into()));
+    };
     match step {
         Step::PsqlRestore {
             sanitize,
             on_error_stop,
             timeout,
         } => {
-            if ctx.artifact.format != DumpFormat::Plain {
+            if artifact.format != DumpFormat::Plain {
                 return Ok(refused(format!(
                     "psql-restore needs a plain-format dump; {} is {:?}: use `pg-restore`",
-                    ctx.artifact.path.display(),
-                    ctx.artifact.format
+                    artifact.path.display(),
+                    artifact.format
                 )));
             }
             let opts = PsqlRestoreOptions {
@@ -125,7 +128,7 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 timeout: timeout.map(|t| t.0),
                 timescaledb: ts,
             };
-            let out = tokio::task::block_in_place(|| psql_restore(ctx.server, ctx.artifact, opts))?;
+            let out = tokio::task::block_in_place(|| psql_restore(server, artifact, opts))?;
             let mut detail = format!(
                 "{}: exit {}, {} errors",
                 out.command,
@@ -169,10 +172,10 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
             data_only,
             disable_triggers,
         } => {
-            if ctx.artifact.format == DumpFormat::Plain {
+            if artifact.format == DumpFormat::Plain {
                 return Ok(refused(format!(
                     "pg-restore needs a custom- or directory-format dump; {} is plain SQL: use `psql-restore`",
-                    ctx.artifact.path.display()
+                    artifact.path.display()
                 )));
             }
             let o = PgRestoreOptions {
@@ -183,8 +186,7 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 // Data-only into a schema drill made: no catalog to protect.
                 timescaledb: ts && !*data_only,
             };
-            let out =
-                tokio::task::block_in_place(|| pg_restore(ctx.server, &ctx.artifact.path, &o))?;
+            let out = tokio::task::block_in_place(|| pg_restore(server, &artifact.path, &o))?;
             let mut detail = format!(
                 "{}: exit {}, {} errors",
                 out.command,
@@ -203,78 +205,150 @@ pub(crate) fn run_step(ctx: &StepContext<'_>, step: &Step, id: &str) -> Result<S
                 errors: out.first_errors,
             })
         }
+        other => pg_only_step(server, other, pg.flavour),
+    }
+}
+
+/// Postgres steps that need no backup.
+fn pg_only_step(server: &dyn PostgresServer, step: &Step, flavour: Flavour) -> Result<StepDone> {
+    match step {
         Step::ApplySchema => {
-            let files = drill_fixtures::nexwave_schema(ctx.flavour);
+            let files = drill_fixtures::nexwave_schema(flavour);
             let names: Vec<&str> = files.iter().map(|f| f.path).collect();
             for f in &files {
-                if let Err(e) = crate::restore::run_sql(ctx.server, f.sql) {
+                if let Err(e) = crate::restore::run_sql(server, f.sql) {
                     return Ok(failed(format!("fixtures/{} failed: {e}", f.path)));
                 }
             }
-            Ok(StepDone {
-                ok: true,
-                clean: true,
-                detail: format!("applied {}", names.join(", ")),
-                errors: vec![],
-                status: String::new(),
-                evidence: String::new(),
-            })
+            Ok(StepDone::done(format!("applied {}", names.join(", "))))
         }
-        Step::Sql { run } => match crate::restore::run_sql(ctx.server, run) {
-            Ok(out) => Ok(StepDone {
-                ok: true,
-                clean: true,
-                detail: format!(
-                    "ok{}",
-                    if out.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", out.lines().next().unwrap_or(""))
-                    }
-                ),
-                errors: vec![],
-                status: String::new(),
-                evidence: String::new(),
-            }),
+        Step::Sql { run, .. } => match crate::restore::run_sql(server, run) {
+            Ok(out) => Ok(StepDone::done(format!(
+                "ok{}",
+                if out.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", out.lines().next().unwrap_or(""))
+                }
+            ))),
             Err(e) => Ok(failed(e.to_string())),
         },
-        Step::Shell {
-            run,
-            workdir,
-            timeout,
-        } => {
-            let dir = ctx
-                .scenario_dir
-                .join(workdir.as_deref().unwrap_or(Path::new(".")));
-            let env = step_env(ctx.server, Some(ctx.artifact), ctx.work);
-            let log = ctx.work.join(format!("step-{id}.log"));
-            let out = tokio::task::block_in_place(|| {
-                shell::run(run, &dir, &env, timeout.map(|t| t.0), &log)
-            })?;
-            let last = out.output_tail.lines().last().unwrap_or("").to_string();
-            Ok(StepDone {
-                ok: out.ok(),
-                clean: out.ok(),
-                detail: format!(
-                    "exit {}{} in {}; last output: {last} (log: {})",
-                    code(out.exit_code),
-                    if out.timed_out {
-                        ", killed at the timeout"
-                    } else {
-                        ""
-                    },
-                    dir.display(),
-                    out.log.display()
-                ),
-                errors: if out.ok() { vec![] } else { vec![last] },
-                status: if out.timed_out {
-                    "timed out".into()
-                } else {
-                    format!("exit {}", code(out.exit_code))
-                },
-                evidence: out.output_tail,
-            })
+        Step::Start { .. } => Ok(StepDone::done("postgres is running".into())),
+        other => Ok(refused(format!(
+            "step `{}` needs a postgres backup, and none was taken",
+            other.kind()
+        ))),
+    }
+}
+
+/// Steps on Redis and ClickHouse.
+async fn other_service_step(ctx: &mut StepContext<'_>, step: &Step) -> Result<StepDone> {
+    let r = ctx.running.redis.as_mut();
+    match step {
+        Step::Redis { run } => {
+            let r = r.expect("validated: redis declared");
+            let out = tokio::task::block_in_place(|| r.cli().args(run.split_whitespace()).output())
+                .map_err(|source| crate::Error::Spawn {
+                    command: format!("redis-cli {run}"),
+                    source,
+                })?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            // redis-cli exits 0 on server errors; they start with ERR.
+            let refused = !out.status.success()
+                || text.starts_with("ERR")
+                || text.starts_with("NOAUTH")
+                || text.contains("Connection refused")
+                || err.contains("Connection refused");
+            if refused {
+                return Ok(failed(format!("redis-cli {run}: {text}{err}")));
+            }
+            Ok(StepDone::done(format!(
+                "{}",
+                text.lines().take(3).collect::<Vec<_>>().join(" | ")
+            )))
         }
+        Step::Start {
+            service: ServiceKind::Redis,
+        } => {
+            let r = r.expect("validated: redis declared");
+            if r.down().is_none() {
+                return Ok(StepDone::done("redis is running".into()));
+            }
+            match tokio::task::block_in_place(|| r.start_with(&[])) {
+                Ok(()) => Ok(StepDone::done("redis started on its data".into())),
+                Err(e) => Ok(failed(format!("redis did not start: {e}"))),
+            }
+        }
+        Step::RedisCheckAof => {
+            let r = r.expect("validated: redis declared");
+            match tokio::task::block_in_place(|| r.check_aof_fix()) {
+                Ok(out) => Ok(StepDone::done(
+                    out.lines()
+                        .filter(|l| {
+                            l.contains("AOF analyzed")
+                                || l.contains("truncated")
+                                || l.contains("valid")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" | "),
+                )),
+                Err(e) => Ok(failed(e.to_string())),
+            }
+        }
+        Step::RedisRestoreRdb {
+            aof_off_while_loading,
+        } => {
+            let r = r.expect("validated: redis declared");
+            let Some(rdb) = ctx.backups.redis.clone() else {
+                return Ok(refused("no redis backup was taken".into()));
+            };
+            match tokio::task::block_in_place(|| r.restore_rdb(&rdb, *aof_off_while_loading)) {
+                Ok(did) => Ok(StepDone::done(did)),
+                Err(e) => Ok(failed(e.to_string())),
+            }
+        }
+        Step::Sql { run, .. } => {
+            let c = ctx
+                .running
+                .ch
+                .as_ref()
+                .expect("validated: clickhouse declared");
+            match c.rows(run).await {
+                Ok(rows) => Ok(StepDone::done(format!(
+                    "ok{}",
+                    rows.first()
+                        .map(|r| format!(": {}", r.join(" ")))
+                        .unwrap_or_default()
+                ))),
+                Err(e) => Ok(failed(e.to_string())),
+            }
+        }
+        Step::Start {
+            service: ServiceKind::ClickHouse,
+        } => Ok(StepDone::done("clickhouse is running".into())),
+        Step::ClickhouseRestore => {
+            let c = ctx
+                .running
+                .ch
+                .as_ref()
+                .expect("validated: clickhouse declared");
+            let Some(b) = &ctx.backups.ch else {
+                return Ok(refused("no clickhouse backup was taken".into()));
+            };
+            match crate::clickhouse::backup::restore(c, &b.dir).await {
+                Ok(did) => Ok(StepDone::done(format!(
+                    "{} from {}: {did}",
+                    b.manifest.method.name(),
+                    b.dir.display()
+                ))),
+                Err(e) => Ok(failed(e.to_string())),
+            }
+        }
+        other => Ok(refused(format!(
+            "step `{}` does not act on this service",
+            other.kind()
+        ))),
     }
 }
 

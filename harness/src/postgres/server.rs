@@ -104,10 +104,19 @@ pub trait PostgresServer: Send + Sync + std::fmt::Debug {
     /// made durable; acknowledged commits with `synchronous_commit = off`
     /// still in memory are lost.
     fn crash(&mut self) -> Result<()>;
+    /// Fault: a graceful stop (fast shutdown, a checkpoint) and a start on
+    /// the same data. Survives: everything committed.
+    fn restart(&mut self) -> Result<()>;
     /// Fault: stop (immediate shutdown), then start with `settings`
     /// (replacing the scenario's), on the same data directory when
     /// `reattach`, else on a fresh one.
     fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()>;
+    /// Fault helper: kill every server process at once (SIGKILL) and leave
+    /// it down, so several services can die at one instant.
+    fn halt(&mut self) -> Result<()>;
+    /// Shims for `psql`, `pg_dump`, `pg_restore` and `pg_isready` of the
+    /// server's version, for a user's script (program, script).
+    fn shims(&self) -> Vec<(String, String)>;
     /// Leave the server running after the drill; returns how to reach it and
     /// how to remove it later.
     fn keep(&mut self) -> String;
@@ -284,6 +293,13 @@ impl PostgresServer for Postgres {
         self.after_start()
     }
 
+    fn restart(&mut self) -> Result<()> {
+        self.server.stop(Stop::Graceful)?;
+        let spec = self.server_spec()?;
+        self.server.start(&spec)?;
+        self.after_start()
+    }
+
     fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()> {
         // Abruptly, as a container is when compose recreates it: what was
         // acknowledged survives only through the WAL and the new settings.
@@ -295,6 +311,39 @@ impl PostgresServer for Postgres {
         let spec = self.server_spec()?;
         self.server.start(&spec)?;
         self.after_start()
+    }
+
+    fn halt(&mut self) -> Result<()> {
+        self.server.stop(Stop::Kill)
+    }
+
+    fn shims(&self) -> Vec<(String, String)> {
+        // In a container the tools reach the server on its own port; PG*
+        // set by the caller (user, password, database) pass through.
+        let fixed: Vec<(String, String)> = match self.info.backend {
+            BackendKind::Docker => {
+                let (h, p) = self.server.tool_addr(PORT);
+                vec![("PGHOST".into(), h), ("PGPORT".into(), p.to_string())]
+            }
+            BackendKind::Native => vec![],
+        };
+        let passthrough = [
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGOPTIONS",
+            "PGAPPNAME",
+            "PGCONNECT_TIMEOUT",
+        ];
+        ["psql", "pg_dump", "pg_restore", "pg_isready"]
+            .into_iter()
+            .map(|p| {
+                (
+                    p.to_string(),
+                    self.server.tool_shim(p, &fixed, &passthrough, &[]),
+                )
+            })
+            .collect()
     }
 
     fn keep(&mut self) -> String {

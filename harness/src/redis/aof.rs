@@ -88,7 +88,7 @@ fn header(b: &[u8], pos: usize, tag: u8) -> Option<(usize, usize)> {
 }
 
 /// How the file is damaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DamageKind {
     /// The file ends inside its last command, as when the disk filled or

@@ -120,6 +120,40 @@ impl Redis {
         &self.spec
     }
 
+    pub fn server_mut(&mut self) -> &mut dyn Server {
+        self.server.as_mut()
+    }
+
+    /// Kills every process at once (SIGKILL) and leaves it down.
+    pub fn halt(&mut self) -> Result<()> {
+        self.server.stop(Stop::Kill)
+    }
+
+    /// `redis-cli` and `redis-check-aof` of the server's version for a
+    /// user's script, aimed at this server (the password comes from
+    /// `REDISCLI_AUTH`).
+    pub fn shims(&self) -> Vec<(String, String)> {
+        let args: Vec<String> = match self.info.backend {
+            // Inside the container the defaults (127.0.0.1:6379) are right.
+            BackendKind::Docker => vec![],
+            BackendKind::Native => {
+                let (h, p) = self.server.addr(PORT);
+                vec!["-h".into(), h, "-p".into(), p.to_string()]
+            }
+        };
+        vec![
+            (
+                "redis-cli".into(),
+                self.server
+                    .tool_shim("redis-cli", &[], &["REDISCLI_AUTH"], &args),
+            ),
+            (
+                "redis-check-aof".into(),
+                self.server.tool_shim("redis-check-aof", &[], &[], &[]),
+            ),
+        ]
+    }
+
     /// `redis://:password@127.0.0.1:port/0`, as the harness reaches it.
     pub fn url(&self) -> String {
         let (host, port) = self.server.addr(PORT);

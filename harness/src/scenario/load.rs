@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::de::{DeTable, DeValue};
 
 use super::model::*;
+use crate::backend::ServiceKind;
 
 /// A scenario file that cannot be run, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,39 +120,15 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     Ok(sc)
 }
 
-/// Cross-field rules; returns (key, message, help).
-fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
-    let bad =
-        |key: &str, message: String, help: &str| Err((key.to_string(), message, help.to_string()));
-    if sc.name.is_empty()
-        || !sc
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return bad(
-            "name",
-            format!(
-                "scenario name `{}` must be lowercase letters, digits and dashes",
-                sc.name
-            ),
-            "rename it, e.g. `verbose-dump`",
-        );
-    }
-    if sc.description.trim().is_empty() {
-        return bad(
-            "description",
-            "description is empty".into(),
-            "say in one line what the drill proves",
-        );
-    }
-    let Some(pg) = &sc.services.postgres else {
-        return bad(
-            "services",
-            "no service declared".into(),
-            "add a `[services.postgres]` table",
-        );
-    };
+/// A rule broken: (key, message, help).
+type Broken = (String, String, String);
+
+fn bad(key: &str, message: String, help: &str) -> Result<(), Broken> {
+    Err((key.to_string(), message, help.to_string()))
+}
+
+/// What only concerns PostgreSQL.
+fn validate_postgres(sc: &Scenario, pg: &PostgresService) -> Result<(), Broken> {
     for (key, value) in [("database", &pg.database), ("user", &pg.user)] {
         if value.is_empty() || value.contains(['\0', '\n']) || value.len() > 63 {
             return bad(
@@ -191,18 +168,6 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
-    if sc.expect.rows == RowsExpect::Ignore
-        && sc.expect.schema == SchemaExpect::Ignore
-        && sc.expect.table_rows.is_empty()
-        && sc.expect.probes.is_empty()
-        && sc.expect.fk_orphans.is_none()
-    {
-        return bad(
-            "expect",
-            "both `rows` and `schema` are \"ignore\": nothing would be checked".into(),
-            "check at least one of them",
-        );
-    }
     for (k, v) in &pg.settings {
         if k.is_empty()
             || !k
@@ -217,12 +182,127 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             );
         }
     }
+    Ok(())
+}
+
+/// Cross-field rules; returns (key, message, help).
+fn validate(sc: &Scenario) -> Result<(), Broken> {
+    if sc.name.is_empty()
+        || !sc
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return bad(
+            "name",
+            format!(
+                "scenario name `{}` must be lowercase letters, digits and dashes",
+                sc.name
+            ),
+            "rename it, e.g. `verbose-dump`",
+        );
+    }
+    if sc.description.trim().is_empty() {
+        return bad(
+            "description",
+            "description is empty".into(),
+            "say in one line what the drill proves",
+        );
+    }
+    let declared = sc.services.kinds();
+    if declared.is_empty() {
+        return bad(
+            "services",
+            "no service declared".into(),
+            "add a `[services.postgres]`, `[services.redis]` or `[services.clickhouse]` table",
+        );
+    }
+    let names: Vec<&str> = declared.iter().map(|k| k.name()).collect();
+    let has = |k: ServiceKind| declared.contains(&k);
+    if let Some(pg) = &sc.services.postgres {
+        validate_postgres(sc, pg)?;
+    }
+    if let Some(r) = &sc.services.redis
+        && !["everysec", "always", "no"].contains(&r.appendfsync.as_str())
+    {
+        return bad(
+            "services.redis.appendfsync",
+            format!("`{}` is not an appendfsync policy", r.appendfsync),
+            "use `everysec`, `always` or `no`",
+        );
+    }
+    if let Some(c) = &sc.services.clickhouse
+        && (c.database.is_empty()
+            || !c
+                .database
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+    {
+        return bad(
+            "services.clickhouse.database",
+            format!("`{}` is not a usable database name", c.database),
+            "use letters, digits and underscores, e.g. `analytics`",
+        );
+    }
+    // The fault: a known service, and an action that service has.
+    let targets = sc.fault.targets(&declared);
+    if targets.is_empty() || targets.iter().any(|t| !has(*t)) {
+        return bad(
+            "fault.service",
+            format!(
+                "fault acts on `{}`, which is not declared",
+                if sc.fault.service.is_empty() {
+                    "postgres"
+                } else {
+                    &sc.fault.service
+                }
+            ),
+            &format!("declared services: {} (or `all`)", names.join(", ")),
+        );
+    }
+    let only = |allowed: &[ServiceKind]| targets.iter().all(|t| allowed.contains(t));
+    let action_ok = match sc.fault.action {
+        FaultAction::DropDatabase | FaultAction::RestartWith | FaultAction::Sql => {
+            only(&[ServiceKind::Postgres])
+        }
+        FaultAction::CorruptAof => only(&[ServiceKind::Redis]),
+        FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart => true,
+    };
+    if !action_ok {
+        return bad(
+            "fault.action",
+            format!(
+                "`{}` does not apply to {}",
+                sc.fault.action.name(),
+                targets
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "drop-database, restart-with and sql act on postgres; corrupt-aof on redis; wipe, crash and restart on any",
+        );
+    }
     match sc.fault.action {
         FaultAction::Sql if sc.fault.sql.is_none() => {
             return bad(
                 "fault.sql",
                 "`action = \"sql\"` needs the statements".into(),
                 "add `sql = \"...\"`",
+            );
+        }
+        FaultAction::CorruptAof if sc.fault.damage.is_none() => {
+            return bad(
+                "fault.damage",
+                "`action = \"corrupt-aof\"` needs to know where".into(),
+                "add `damage = \"truncate-tail\"` or `damage = \"middle\"`",
+            );
+        }
+        FaultAction::CorruptAof if sc.services.redis.as_ref().is_some_and(|r| !r.appendonly) => {
+            return bad(
+                "fault.action",
+                "corrupt-aof needs the AOF on".into(),
+                "set `appendonly = true` under `[services.redis]`",
             );
         }
         FaultAction::RestartWith => {}
@@ -235,22 +315,48 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
         }
         _ => {}
     }
-    if sc.fault.service != "postgres" {
+    if sc.fault.damage.is_some() && sc.fault.action != FaultAction::CorruptAof {
         return bad(
-            "fault.service",
-            format!("fault acts on unknown service `{}`", sc.fault.service),
-            "declared services: postgres",
+            "fault.damage",
+            "`damage` belongs to `action = \"corrupt-aof\"`".into(),
+            "remove it or change the action",
         );
     }
+    // Backups belong to declared services.
+    for (key, set, kind) in [
+        (
+            "backup.method",
+            sc.backup.method.is_some(),
+            ServiceKind::Postgres,
+        ),
+        (
+            "backup.redis",
+            sc.backup.redis.is_some(),
+            ServiceKind::Redis,
+        ),
+        (
+            "backup.clickhouse",
+            sc.backup.clickhouse.is_some(),
+            ServiceKind::ClickHouse,
+        ),
+    ] {
+        if set && !has(kind) {
+            return bad(
+                key,
+                format!("a backup of {kind}, which is not declared"),
+                &format!("declare `[services.{kind}]` or remove the backup"),
+            );
+        }
+    }
     match (sc.backup.method, &sc.backup.run) {
-        (BackupMethod::Shell, None) => {
+        (Some(BackupMethod::Shell), None) => {
             return bad(
                 "backup.run",
                 "`method = \"shell\"` needs the command to run".into(),
                 "add e.g. `run = \"./backup-database.sh\"`",
             );
         }
-        (BackupMethod::PgDump, Some(_)) => {
+        (Some(BackupMethod::PgDump) | None, Some(_)) => {
             return bad(
                 "backup.run",
                 "`run` is only for `method = \"shell\"`".into(),
@@ -259,7 +365,7 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
         }
         _ => {}
     }
-    if sc.backup.method == BackupMethod::PgDump
+    if sc.backup.method == Some(BackupMethod::PgDump)
         && sc.backup.format != DumpFormat::Plain
         && sc.backup.stderr == StderrMode::Merged
     {
@@ -267,6 +373,62 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
             "backup.stderr",
             "stderr can only be merged into a plain-format dump".into(),
             "use `format = \"plain\"` or `stderr = \"separate\"`",
+        );
+    }
+    // Expectations belong to declared services.
+    if sc.expect.redis.is_some() && !has(ServiceKind::Redis) {
+        return bad(
+            "expect.redis",
+            "expectations for redis, which is not declared".into(),
+            "declare `[services.redis]` or remove `[expect.redis]`",
+        );
+    }
+    if sc.expect.clickhouse.is_some() && !has(ServiceKind::ClickHouse) {
+        return bad(
+            "expect.clickhouse",
+            "expectations for clickhouse, which is not declared".into(),
+            "declare `[services.clickhouse]` or remove `[expect.clickhouse]`",
+        );
+    }
+    if let Some(r) = &sc.expect.redis {
+        if r.keys == KeysExpect::LostAsPredicted && sc.fault.action != FaultAction::CorruptAof {
+            return bad(
+                "expect.redis.keys",
+                "`lost-as-predicted` needs a damage to predict from".into(),
+                "use it with `action = \"corrupt-aof\"`, or `same-as-before`",
+            );
+        }
+        if !r.matches_postgres.is_empty() && !has(ServiceKind::Postgres) {
+            return bad(
+                "expect.redis.matches-postgres",
+                "a cross-check against postgres, which is not declared".into(),
+                "declare `[services.postgres]`",
+            );
+        }
+    }
+    if has(ServiceKind::Postgres)
+        && declared.len() == 1
+        && sc.expect.rows == RowsExpect::Ignore
+        && sc.expect.schema == SchemaExpect::Ignore
+        && sc.expect.table_rows.is_empty()
+        && sc.expect.probes.is_empty()
+        && sc.expect.fk_orphans.is_none()
+    {
+        return bad(
+            "expect",
+            "both `rows` and `schema` are \"ignore\": nothing would be checked".into(),
+            "check at least one of them",
+        );
+    }
+    if !has(ServiceKind::Postgres)
+        && (!sc.expect.table_rows.is_empty()
+            || !sc.expect.probes.is_empty()
+            || sc.expect.fk_orphans.is_some())
+    {
+        return bad(
+            "expect",
+            "`table-rows`, `probes` and `fk-orphans` check postgres, which is not declared".into(),
+            "remove them, or declare `[services.postgres]`",
         );
     }
     if sc.expect.rpo.is_some() && sc.workload.is_none() {
@@ -358,6 +520,56 @@ fn validate(sc: &Scenario) -> Result<(), (String, String, String)> {
                 format!("recovery `{}` has no steps", r.name),
                 "add e.g. `steps = [{ step = \"psql-restore\" }]`",
             );
+        }
+        for (j, step) in r.steps.iter().enumerate() {
+            let key = format!("recovery[{i}].steps[{j}]");
+            if let Some(k) = step.service()
+                && !has(k)
+            {
+                return bad(
+                    &key,
+                    format!("step `{}` acts on {k}, which is not declared", step.kind()),
+                    &format!("declared services: {}", names.join(", ")),
+                );
+            }
+            let needs = match step {
+                Step::PsqlRestore { .. } | Step::PgRestore { .. } => sc
+                    .backup
+                    .method
+                    .is_none()
+                    .then_some(("postgres", "`[backup]` with `method`")),
+                Step::RedisRestoreRdb { .. } => sc
+                    .backup
+                    .redis
+                    .is_none()
+                    .then_some(("redis", "`[backup.redis]` with `method = \"rdb-copy\"`")),
+                Step::ClickhouseRestore => sc
+                    .backup
+                    .clickhouse
+                    .is_none()
+                    .then_some(("clickhouse", "`[backup.clickhouse]`")),
+                Step::Sql {
+                    service: Some(ServiceKind::Redis),
+                    ..
+                } => {
+                    return bad(
+                        &key,
+                        "`sql` runs on postgres or clickhouse".into(),
+                        "use `step = \"redis\"` for redis-cli commands",
+                    );
+                }
+                _ => None,
+            };
+            if let Some((what, add)) = needs {
+                return bad(
+                    &key,
+                    format!(
+                        "step `{}` restores a {what} backup, but none is taken",
+                        step.kind()
+                    ),
+                    &format!("add {add}"),
+                );
+            }
         }
     }
     if !sc

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::duration::HumanDuration;
+use crate::backend::ServiceKind;
 
 /// One incident, ready to run: parsed, validated, defaults filled in.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +34,7 @@ pub struct Scenario {
     /// Writes during the drill, so RPO can be measured.
     #[serde(default)]
     pub workload: Option<Workload>,
+    #[serde(default)]
     pub backup: Backup,
     pub fault: Fault,
     /// Recovery attempts; each starts again from the fault.
@@ -50,17 +52,92 @@ fn default_seed() -> u64 {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Services {
     pub postgres: Option<PostgresService>,
+    pub redis: Option<RedisService>,
+    pub clickhouse: Option<ClickHouseService>,
 }
 
 impl Services {
-    /// The services declared, in the runbook's recovery order.
-    pub fn kinds(&self) -> Vec<crate::backend::ServiceKind> {
+    /// The services declared, in the runbook's recovery order (PostgreSQL,
+    /// then Redis, then ClickHouse).
+    pub fn kinds(&self) -> Vec<ServiceKind> {
         let mut k = Vec::new();
         if self.postgres.is_some() {
-            k.push(crate::backend::ServiceKind::Postgres);
+            k.push(ServiceKind::Postgres);
+        }
+        if self.redis.is_some() {
+            k.push(ServiceKind::Redis);
+        }
+        if self.clickhouse.is_some() {
+            k.push(ServiceKind::ClickHouse);
         }
         k
     }
+
+    /// The image each declared service would run (scenario, environment,
+    /// official default).
+    pub fn images(&self) -> Vec<(ServiceKind, String)> {
+        let mut v = Vec::new();
+        if let Some(p) = &self.postgres {
+            v.push((
+                ServiceKind::Postgres,
+                ServiceKind::Postgres.image(p.image.as_deref()),
+            ));
+        }
+        if let Some(r) = &self.redis {
+            v.push((
+                ServiceKind::Redis,
+                ServiceKind::Redis.image(r.image.as_deref()),
+            ));
+        }
+        if let Some(c) = &self.clickhouse {
+            v.push((
+                ServiceKind::ClickHouse,
+                ServiceKind::ClickHouse.image(c.image.as_deref()),
+            ));
+        }
+        v
+    }
+}
+
+/// A Redis server with RDB snapshots and AOF on (seed 003's runbook).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisService {
+    /// The image for the docker backend; default: `DRILL_REDIS_IMAGE`, else
+    /// the official redis image (pinned).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// `appendonly` (default true).
+    #[serde(default = "yes")]
+    pub appendonly: bool,
+    /// `appendfsync`: `everysec` (default), `always` or `no`.
+    #[serde(default = "everysec")]
+    pub appendfsync: String,
+    /// RDB `save` points (default Redis's own: "3600 1 300 100 60 10000");
+    /// `""` turns snapshots off.
+    #[serde(default)]
+    pub save: Option<String>,
+}
+
+fn everysec() -> String {
+    "everysec".into()
+}
+
+/// A ClickHouse server with the analytics tables (seed 003).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClickHouseService {
+    /// The image for the docker backend; default: `DRILL_CLICKHOUSE_IMAGE`,
+    /// else the official clickhouse/clickhouse-server image (pinned).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The analytics database (default `analytics`).
+    #[serde(default = "analytics")]
+    pub database: String,
+}
+
+fn analytics() -> String {
+    "analytics".into()
 }
 
 /// A PostgreSQL (or TimescaleDB) server.
@@ -159,11 +236,14 @@ pub struct Workload {
     pub jitter: Option<HumanDuration>,
 }
 
-/// How the backup is taken.
-#[derive(Debug, Clone, Deserialize)]
+/// How the backups are taken: the top-level keys are PostgreSQL's, the
+/// `[backup.redis]` and `[backup.clickhouse]` tables the other services'.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Backup {
-    pub method: BackupMethod,
+    /// PostgreSQL's backup; none when absent.
+    #[serde(default)]
+    pub method: Option<BackupMethod>,
     /// pg-dump: the dump format.
     #[serde(default)]
     pub format: DumpFormat,
@@ -191,11 +271,54 @@ pub struct Backup {
     /// restored. Without it, one backup is taken as the workload starts.
     #[serde(default)]
     pub every: Option<HumanDuration>,
+    #[serde(default)]
+    pub redis: Option<RedisBackup>,
+    #[serde(default)]
+    pub clickhouse: Option<ClickHouseBackup>,
+}
+
+/// Redis's backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisBackup {
+    pub method: RedisBackupMethod,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+pub enum RedisBackupMethod {
+    /// SAVE, then `dump.rdb` copied out of the data dir or volume (the
+    /// runbook's "manual RDB backup").
+    RdbCopy,
+}
+
+/// ClickHouse's backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClickHouseBackup {
+    #[serde(default)]
+    pub method: ClickHouseBackupMethod,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClickHouseBackupMethod {
+    /// `native` where the server has BACKUP/RESTORE, else `freeze`; the
+    /// report says which ran.
+    #[default]
+    Auto,
+    /// `BACKUP DATABASE ... TO Disk(...)` (22.8 and later).
+    Native,
+    /// `ALTER TABLE ... FREEZE`, restored through `detached/` and ATTACH.
+    Freeze,
+    /// Each table in the Native format, restored with INSERT.
+    Export,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BackupMethod {
+    #[default]
     /// `pg_dump` of the application database.
     PgDump,
     /// The user's own backup script.
@@ -238,7 +361,9 @@ pub enum Compress {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Fault {
     pub action: FaultAction,
-    #[serde(default = "default_service")]
+    /// `postgres`, `redis`, `clickhouse`, or `all` (every declared service
+    /// at one instant). Default: the only declared service, else postgres.
+    #[serde(default)]
     pub service: String,
     /// restart-with: the server's new command-line settings (`-c key=value`).
     #[serde(default)]
@@ -251,10 +376,24 @@ pub struct Fault {
     /// sql: the statements that do the damage (run as the superuser).
     #[serde(default)]
     pub sql: Option<String>,
+    /// corrupt-aof: `truncate-tail` or `middle`.
+    #[serde(default)]
+    pub damage: Option<crate::redis::aof::DamageKind>,
 }
 
-fn default_service() -> String {
-    "postgres".into()
+impl Fault {
+    /// The services it acts on, resolved against the declared ones.
+    pub fn targets(&self, declared: &[ServiceKind]) -> Vec<ServiceKind> {
+        match self.service.as_str() {
+            "all" => declared.to_vec(),
+            "" if declared.len() == 1 => declared.to_vec(),
+            "" => vec![ServiceKind::Postgres],
+            name => ServiceKind::ALL
+                .into_iter()
+                .filter(|k| k.name() == name)
+                .collect(),
+        }
+    }
 }
 
 /// What happens to the service. Each says what survives it.
@@ -280,6 +419,13 @@ pub enum FaultAction {
     /// durable; commits acknowledged with `synchronous_commit = off` that
     /// were still in memory are lost.
     Crash,
+    /// A graceful stop and a start on the same data (the runbook's
+    /// "Container Restart (Data Intact)"). Survives: everything written.
+    Restart,
+    /// Redis: the server is stopped, its AOF damaged (`damage`), and
+    /// started again: a cut-off tail loads, damage in the middle leaves it
+    /// down. Survives: the commands before the damage.
+    CorruptAof,
     /// Arbitrary damage in SQL (e.g. seed 002: the foreign keys dropped and
     /// four parent rows missing). Survives: whatever the SQL leaves.
     Sql,
@@ -293,6 +439,8 @@ impl FaultAction {
             FaultAction::DropDatabase => "drop-database",
             FaultAction::RestartWith => "restart-with",
             FaultAction::Crash => "crash",
+            FaultAction::Restart => "restart",
+            FaultAction::CorruptAof => "corrupt-aof",
             FaultAction::Sql => "sql",
         }
     }
@@ -360,8 +508,32 @@ pub enum Step {
     /// Recreate the schema from the version-controlled schema files (the
     /// fixture's SQL), as seed 001's recovery did.
     ApplySchema,
-    /// SQL run with psql, stopping at the first error.
-    Sql { run: String },
+    /// SQL run with psql (stopping at the first error), or on ClickHouse.
+    Sql {
+        run: String,
+        /// `postgres` (default) or `clickhouse`.
+        #[serde(default)]
+        service: Option<ServiceKind>,
+    },
+    /// A redis-cli command, e.g. `INFO persistence` (the runbook's checks).
+    Redis { run: String },
+    /// Start a service that is down (after a damaged AOF was repaired);
+    /// nothing when it runs.
+    Start { service: ServiceKind },
+    /// `redis-check-aof --fix` on the AOF, answering its question (the
+    /// runbook's "Redis AOF Corruption").
+    RedisCheckAof,
+    /// Restore the Redis backup (an RDB copy) into the data dir or volume.
+    RedisRestoreRdb {
+        /// Start once with `appendonly no` so the RDB is loaded, then turn
+        /// the AOF back on (default true). `false` is the runbook's copy
+        /// and start, which a Redis with the AOF on ignores.
+        #[serde(default = "yes", rename = "aof-off-while-loading")]
+        aof_off_while_loading: bool,
+    },
+    /// Restore the ClickHouse backup (native RESTORE, ATTACH of frozen
+    /// parts, or INSERT of the export).
+    ClickhouseRestore,
     /// The user's own command, e.g. `./restore-postgres.sh "$DRILL_BACKUP_FILE"`.
     Shell {
         run: String,
@@ -370,6 +542,10 @@ pub enum Step {
         workdir: Option<PathBuf>,
         #[serde(default)]
         timeout: Option<HumanDuration>,
+        /// The service it recovers, for that service's RTO; without it the
+        /// step counts for every service.
+        #[serde(default)]
+        service: Option<ServiceKind>,
     },
 }
 
@@ -385,7 +561,28 @@ impl Step {
             Step::PgRestore { .. } => "pg-restore",
             Step::ApplySchema => "apply-schema",
             Step::Sql { .. } => "sql",
+            Step::Redis { .. } => "redis",
+            Step::Start { .. } => "start",
+            Step::RedisCheckAof => "redis-check-aof",
+            Step::RedisRestoreRdb { .. } => "redis-restore-rdb",
+            Step::ClickhouseRestore => "clickhouse-restore",
             Step::Shell { .. } => "shell",
+        }
+    }
+
+    /// The service it acts on (None: any of them, a user's command).
+    pub fn service(&self) -> Option<ServiceKind> {
+        match self {
+            Step::PsqlRestore { .. } | Step::PgRestore { .. } | Step::ApplySchema => {
+                Some(ServiceKind::Postgres)
+            }
+            Step::Sql { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
+            Step::Redis { .. } | Step::RedisCheckAof | Step::RedisRestoreRdb { .. } => {
+                Some(ServiceKind::Redis)
+            }
+            Step::ClickhouseRestore => Some(ServiceKind::ClickHouse),
+            Step::Start { service } => Some(*service),
+            Step::Shell { service, .. } => *service,
         }
     }
 
@@ -407,10 +604,27 @@ impl Step {
                 l
             }
             Step::ApplySchema => "apply-schema".into(),
-            Step::Sql { run } => {
+            Step::Sql { run, service } => {
                 let first = run.lines().next().unwrap_or("").trim();
-                format!("sql: {}", first.chars().take(48).collect::<String>())
+                format!(
+                    "sql{}: {}",
+                    match service {
+                        Some(ServiceKind::ClickHouse) => " (clickhouse)",
+                        _ => "",
+                    },
+                    first.chars().take(48).collect::<String>()
+                )
             }
+            Step::Redis { run } => {
+                format!("redis-cli {}", run.chars().take(48).collect::<String>())
+            }
+            Step::Start { service } => format!("start {service}"),
+            Step::RedisCheckAof => "redis-check-aof --fix".into(),
+            Step::RedisRestoreRdb {
+                aof_off_while_loading: true,
+            } => "redis-restore-rdb (AOF off while loading)".into(),
+            Step::RedisRestoreRdb { .. } => "redis-restore-rdb (copy and start)".into(),
+            Step::ClickhouseRestore => "clickhouse-restore".into(),
             Step::Shell { run, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();
                 let short: String = first.chars().take(48).collect();
@@ -451,6 +665,73 @@ pub struct Expect {
     /// SQL returning one boolean that must be true after recovery.
     #[serde(default)]
     pub probes: Vec<String>,
+    /// What must hold for Redis (when declared).
+    #[serde(default)]
+    pub redis: Option<RedisExpect>,
+    /// What must hold for ClickHouse (when declared).
+    #[serde(default)]
+    pub clickhouse: Option<ClickHouseExpect>,
+}
+
+/// Redis after recovery.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedisExpect {
+    #[serde(default)]
+    pub keys: KeysExpect,
+    /// Key patterns (`*` wildcards) left out of the comparison, e.g.
+    /// `session:*` that the runbook accepts to lose.
+    #[serde(default)]
+    pub ignore_keys: Vec<String>,
+    /// The runbook's INFO checks: `loading:0`, `aof_enabled` as configured,
+    /// `rdb_last_bgsave_status:ok` (default true).
+    #[serde(default = "yes")]
+    pub persistence: bool,
+    /// Keys rebuilt from PostgreSQL must equal it.
+    #[serde(default)]
+    pub matches_postgres: Vec<CrossCheck>,
+}
+
+/// Redis keys against rows of PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CrossCheck {
+    /// The keys (a pattern with `*`), e.g. `price:*`.
+    pub keys: String,
+    /// A query returning (key, value) rows, e.g. the latest price per
+    /// symbol; values are compared as numbers when both parse as numbers.
+    pub sql: String,
+}
+
+/// How Redis's keys are judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeysExpect {
+    /// Every key of the baseline, with its value, type and expiry.
+    #[default]
+    SameAsBefore,
+    /// Exactly the keys the AOF damage predicts are lost (corrupt-aof);
+    /// every other key as before.
+    LostAsPredicted,
+    /// Keys are not compared.
+    Ignore,
+}
+
+/// ClickHouse after recovery.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClickHouseExpect {
+    #[serde(default)]
+    pub tables: TablesExpect,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TablesExpect {
+    /// Every table of the baseline: rows, content checksum, columns, engine.
+    #[default]
+    SameAsBefore,
+    Ignore,
 }
 
 /// An expected row count: exact or a lower bound.

@@ -72,7 +72,7 @@ proptest! {
             let writer = Writer::start(&coords, rate, 7).await.unwrap();
             tokio::time::sleep(Duration::from_millis(backup_after_ms)).await;
             let dir = tempfile::tempdir().unwrap();
-            let cfg = Backup { method: BackupMethod::PgDump, format: DumpFormat::Plain, verbose: false, stderr: StderrMode::Separate, compress: Compress::Gzip, run: None, workdir: None, timeout: None, every: None };
+            let cfg = Backup { method: Some(BackupMethod::PgDump), format: DumpFormat::Plain, verbose: false, stderr: StderrMode::Separate, compress: Compress::Gzip, ..Backup::default() };
             let artifact = tokio::task::block_in_place(|| backup::pg_dump(&pg, &cfg, dir.path())).unwrap();
             tokio::time::sleep(Duration::from_millis(fault_after_ms)).await;
             let ledger = writer.stop().await.unwrap();

@@ -78,15 +78,12 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = Backup {
-        method: BackupMethod::PgDump,
+        method: Some(BackupMethod::PgDump),
         format: DumpFormat::Plain,
         verbose: true,
         stderr: StderrMode::Merged,
         compress: Compress::Gzip,
-        run: None,
-        workdir: None,
-        timeout: None,
-        every: None,
+        ..Backup::default()
     };
     let artifact =
         tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
@@ -193,15 +190,12 @@ async fn timescaledb_notice_inside_copy_is_removed() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = Backup {
-        method: BackupMethod::PgDump,
+        method: Some(BackupMethod::PgDump),
         format: DumpFormat::Plain,
         verbose: true,
         stderr: StderrMode::Merged,
         compress: Compress::Gzip,
-        run: None,
-        workdir: None,
-        timeout: None,
-        every: None,
+        ..Backup::default()
     };
     let artifact =
         tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();

@@ -121,11 +121,93 @@ fn duplicate_recovery_points_at_it() {
 }
 
 #[test]
-fn fault_on_unknown_service() {
+fn fault_on_unknown_or_undeclared_service() {
     check(
         "action = \"wipe\"",
         "action = \"wipe\"\nservice = \"redis\"",
-        &[":11:", "fault.service", "unknown service"],
+        &[
+            ":11:",
+            "fault.service",
+            "`redis`, which is not declared",
+            "postgres",
+        ],
+    );
+    check(
+        "action = \"wipe\"",
+        "action = \"wipe\"\nservice = \"mongodb\"",
+        &["fault.service", "`mongodb`"],
+    );
+}
+
+/// The multi-service rules: what a service has, what a step needs, what an
+/// expectation judges.
+#[test]
+fn services_faults_steps_and_expectations_must_fit_together() {
+    let with_redis = |from: &str, to: &str, expected: &[&str]| {
+        let src = GOOD
+            .replace("[backup]", "[services.redis]\n[backup]")
+            .replacen(from, to, 1);
+        let e = parse_str(&src, Path::new("scenarios/x.toml")).expect_err("should be refused");
+        for want in expected {
+            assert!(e.to_string().contains(want), "error {e} lacks {want:?}");
+        }
+    };
+    check(
+        "action = \"wipe\"",
+        "action = \"corrupt-aof\"",
+        &["fault.action", "`corrupt-aof` does not apply to postgres"],
+    );
+    with_redis(
+        "action = \"wipe\"",
+        "action = \"corrupt-aof\"\nservice = \"redis\"",
+        &["fault.damage", "truncate-tail"],
+    );
+    with_redis(
+        "action = \"wipe\"",
+        "action = \"drop-database\"\nservice = \"redis\"",
+        &["`drop-database` does not apply to redis"],
+    );
+    check(
+        "rto = \"2 min\"",
+        "rto = \"2 min\"\n[expect.redis]\nkeys = \"same-as-before\"",
+        &["expect.redis", "not declared"],
+    );
+    with_redis(
+        "{ step = \"psql-restore\" }",
+        "{ step = \"redis-restore-rdb\" }",
+        &["recovery[0].steps[0]", "none is taken", "[backup.redis]"],
+    );
+    with_redis(
+        "rto = \"2 min\"",
+        "rto = \"2 min\"\n[expect.redis]\nkeys = \"lost-as-predicted\"",
+        &["expect.redis.keys", "corrupt-aof"],
+    );
+    check(
+        "{ step = \"psql-restore\" }",
+        "{ step = \"clickhouse-restore\" }",
+        &["acts on clickhouse, which is not declared"],
+    );
+    // And a whole full-system file parses.
+    let full = GOOD
+        .replace(
+            "[backup]",
+            "[services.redis]\n[services.clickhouse]\n[backup]",
+        )
+        .replace(
+            "stderr = \"merged\"",
+            "stderr = \"merged\"\n[backup.redis]\nmethod = \"rdb-copy\"\n[backup.clickhouse]\nmethod = \"auto\"",
+        )
+        .replace("action = \"wipe\"", "action = \"wipe\"\nservice = \"all\"")
+        .replace(
+            "sanitize = true, on-error-stop = true }",
+            "sanitize = true, on-error-stop = true }, { step = \"redis-restore-rdb\" }, { step = \"clickhouse-restore\" }",
+        );
+    let sc = parse_str(&full, Path::new("full.toml")).unwrap();
+    assert_eq!(sc.services.kinds().len(), 3);
+    assert_eq!(sc.fault.targets(&sc.services.kinds()).len(), 3);
+    assert_eq!(
+        sc.recoveries[1].steps[2].service(),
+        Some(crate::backend::ServiceKind::ClickHouse)
     );
 }
 
