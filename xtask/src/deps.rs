@@ -1,13 +1,81 @@
-//! `cargo xtask deps`: installs Debian's PostgreSQL 15 server (and, for the
-//! tests, xmllint) when its
-//! binaries are missing and this is a Debian machine where we are root;
-//! otherwise says exactly what to install.
+//! `cargo xtask deps`: installs the servers the native backend runs
+//! (Debian's PostgreSQL 15, Redis and ClickHouse) and, for the tests,
+//! xmllint, when they are missing and this is a Debian machine where we are
+//! root; otherwise says exactly what to install.
 
 use std::process::Command;
 
+use drill::backend::ServiceKind;
+
 use crate::exit;
 
-/// Makes sure server binaries exist; returns an exit code.
+/// Makes sure the native servers of `services` are installed.
+pub(crate) fn ensure_for(services: &[ServiceKind]) -> Result<(), String> {
+    if services.contains(&ServiceKind::Postgres) {
+        ensure()?;
+    }
+    let packages: Vec<(&str, &[&str])> = services
+        .iter()
+        .filter_map(|k| match k {
+            ServiceKind::Redis => Some(("redis-server", &["redis-server", "redis-tools"][..])),
+            ServiceKind::ClickHouse => Some((
+                "clickhouse-server",
+                &["clickhouse-server", "clickhouse-client"][..],
+            )),
+            ServiceKind::Postgres => None,
+        })
+        .collect();
+    for (program, pkgs) in packages {
+        let present = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .chain(["/usr/sbin".into(), "/usr/bin".into()])
+            .any(|d| d.join(program).is_file());
+        if present {
+            continue;
+        }
+        install(pkgs)?;
+    }
+    Ok(())
+}
+
+/// Installs Debian packages (root and apt only); says what to run otherwise.
+fn install(pkgs: &[&str]) -> Result<(), String> {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
+    if !(is_root && has_apt) {
+        return Err(format!(
+            "{} not found; install it: apt-get install -y {}",
+            pkgs[0],
+            pkgs.join(" ")
+        ));
+    }
+    eprintln!("drill: installing Debian's {} ...", pkgs.join(", "));
+    let ok = |c: &mut Command| {
+        c.env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["install", "-y", "-qq", "--no-install-recommends"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    if !ok(Command::new("apt-get").args(args(pkgs))) {
+        let _ = ok(Command::new("apt-get").args(["update", "-qq"]));
+        if !ok(Command::new("apt-get").args(args(pkgs))) {
+            return Err(format!("apt-get install {} failed", pkgs.join(" ")));
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure PostgreSQL's server binaries exist.
 pub(crate) fn ensure() -> Result<(), String> {
     if drill::backend::PgBinaries::locate().is_ok() {
         return Ok(());
@@ -79,7 +147,7 @@ pub(crate) fn ensure_test_tools() -> Result<(), String> {
 }
 
 pub(crate) fn run() -> u8 {
-    match ensure().and_then(|()| ensure_test_tools()) {
+    match ensure_for(&ServiceKind::ALL).and_then(|()| ensure_test_tools()) {
         Ok(()) => {
             eprintln!("drill: dependencies present");
             exit::OK

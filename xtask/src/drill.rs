@@ -164,19 +164,23 @@ enum Work {
 }
 
 impl Work {
+    /// Every service the drills run.
+    fn services(&self) -> Vec<ServiceKind> {
+        let mut all: Vec<ServiceKind> = self.images().into_iter().map(|(k, _)| k).collect();
+        all.dedup();
+        all
+    }
+
     /// Every image the drills would run, for the backend choice.
     fn images(&self) -> Vec<(ServiceKind, String)> {
         match self {
-            Work::Scenarios(s) => s
-                .iter()
-                .filter_map(|s| s.services.postgres.as_ref())
-                .map(|pg| {
-                    (
-                        ServiceKind::Postgres,
-                        ServiceKind::Postgres.image(pg.image.as_deref()),
-                    )
-                })
-                .collect(),
+            Work::Scenarios(s) => {
+                let mut all: Vec<(ServiceKind, String)> =
+                    s.iter().flat_map(|s| s.services.images()).collect();
+                all.sort();
+                all.dedup();
+                all
+            }
             Work::Artifact(a) => vec![(
                 ServiceKind::Postgres,
                 ServiceKind::Postgres.image(a.image.as_deref()),
@@ -216,7 +220,7 @@ pub(crate) fn run(args: Args) -> u8 {
         }
     };
     if backend == BackendKind::Native
-        && let Err(e) = deps::ensure()
+        && let Err(e) = deps::ensure_for(&work.services())
     {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;

@@ -47,7 +47,7 @@ fn docker_images(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run(extra: &[String]) -> u8 {
-    if let Err(e) = deps::ensure().and_then(|()| deps::ensure_test_tools()) {
+    if let Err(e) = deps::ensure_for(&ServiceKind::ALL).and_then(|()| deps::ensure_test_tools()) {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
     }

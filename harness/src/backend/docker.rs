@@ -314,13 +314,14 @@ impl super::Server for ContainerServer {
         chunks.concat().trim_end().to_string()
     }
 
-    fn stop(&mut self, how: Stop) -> Result<()> {
+    fn stop(&mut self, how: Stop) -> Result<super::Stopped> {
         let Some(id) = self.id().map(str::to_string) else {
-            return Ok(());
+            return Ok(super::Stopped::default());
         };
         if self.running() != Some(true) {
-            return Ok(());
+            return Ok(super::Stopped::default());
         }
+        let started = Instant::now();
         let signal = match how {
             Stop::Graceful => self.spec.stop_signal,
             Stop::Signal(s) => s,
@@ -334,15 +335,21 @@ impl super::Server for ContainerServer {
         };
         kill(signal).map_err(|e| Error::server(format!("signal container {}", short(&id)), e))?;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut escalated = false;
         while self.running() == Some(true) {
             if Instant::now() > deadline {
                 let _ = kill(Signal::SIGKILL);
+                escalated = true;
                 std::thread::sleep(Duration::from_millis(200));
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(())
+        Ok(super::Stopped {
+            was_running: true,
+            escalated,
+            took: started.elapsed(),
+        })
     }
 
     fn start(&mut self, spec: &ServerSpec) -> Result<()> {

@@ -188,6 +188,30 @@ pub enum Stop {
     Kill,
 }
 
+/// How a stop went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stopped {
+    /// It was running.
+    pub was_running: bool,
+    /// It did not exit within 10 s of its signal and was killed.
+    pub escalated: bool,
+    pub took: Duration,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.was_running, self.escalated) {
+            (false, _) => f.write_str("it was not running"),
+            (true, false) => write!(f, "it exited after {} ms", self.took.as_millis()),
+            (true, true) => write!(
+                f,
+                "it was still running {} s after the signal and was killed (SIGKILL), as `docker stop` does",
+                self.took.as_secs()
+            ),
+        }
+    }
+}
+
 /// A running (or stopped) disposable server. Dropping it stops the server
 /// and deletes its data (temp dir; container and volume), unless
 /// [`Server::keep`] was called.
@@ -231,7 +255,10 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     fn alive(&mut self) -> Result<()>;
     /// The last lines the server logged.
     fn log_tail(&self, lines: usize) -> String;
-    fn stop(&mut self, how: Stop) -> Result<()>;
+    /// Stops the server (nothing when it is not running) and says how it
+    /// went: like `docker stop`, a server still running 10 s after its
+    /// signal is killed.
+    fn stop(&mut self, how: Stop) -> Result<Stopped>;
     /// Starts again on the same data with `spec` (whose command line may
     /// differ): a new process, or a new container on the same volume.
     fn start(&mut self, spec: &ServerSpec) -> Result<()>;

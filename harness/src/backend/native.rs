@@ -323,9 +323,15 @@ impl super::Server for NativeServer {
         )
     }
 
-    fn stop(&mut self, how: Stop) -> Result<()> {
+    fn stop(&mut self, how: Stop) -> Result<super::Stopped> {
         let Some(mut child) = self.child.take() else {
-            return Ok(());
+            return Ok(super::Stopped::default());
+        };
+        let started = Instant::now();
+        let done = |escalated| super::Stopped {
+            was_running: true,
+            escalated,
+            took: started.elapsed(),
         };
         let pid = Pid::from_raw(child.id() as i32);
         let signal = match how {
@@ -334,7 +340,7 @@ impl super::Server for NativeServer {
             Stop::Kill => {
                 let _ = killpg(pid, Signal::SIGKILL);
                 let _ = child.wait();
-                return Ok(());
+                return Ok(done(false));
             }
         };
         let _ = kill(pid, signal);
@@ -343,13 +349,13 @@ impl super::Server for NativeServer {
             if child.try_wait().ok().flatten().is_some() {
                 // Children that outlive their parent die with the group.
                 let _ = killpg(pid, Signal::SIGKILL);
-                return Ok(());
+                return Ok(done(false));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = killpg(pid, Signal::SIGKILL);
         let _ = child.wait();
-        Ok(())
+        Ok(done(true))
     }
 
     fn start(&mut self, spec: &ServerSpec) -> Result<()> {

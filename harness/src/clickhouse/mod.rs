@@ -128,7 +128,7 @@ impl ClickHouse {
 
     /// Kills every process at once (SIGKILL) and leaves it down.
     pub fn halt(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill)
+        self.server.stop(Stop::Kill).map(|_| ())
     }
 
     /// `clickhouse-client` of the server's version for a user's script,
@@ -252,9 +252,10 @@ impl ClickHouse {
 
     /// Fault: the runbook's "ClickHouse Container Restart": a graceful stop
     /// and a start on the same data. Survives: every part written.
-    pub fn restart(&mut self) -> Result<()> {
-        self.server.stop(Stop::Graceful)?;
-        self.start_again()
+    pub fn restart(&mut self) -> Result<crate::backend::Stopped> {
+        let stopped = self.server.stop(Stop::Graceful)?;
+        self.start_again()?;
+        Ok(stopped)
     }
 
     /// Fault: every process killed at once, then started on the same data.

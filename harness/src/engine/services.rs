@@ -606,8 +606,8 @@ impl Running {
                                 "every process killed (SIGKILL); started again on its data".into()
                             }
                             FaultAction::Restart => {
-                                r.restart()?;
-                                "stopped (SIGTERM) and started on its data".into()
+                                let stopped = r.restart()?;
+                                format!("SIGTERM ({stopped}); started again on its data")
                             }
                             FaultAction::CorruptAof => {
                                 let kind = fault.damage.expect("validated: corrupt-aof has damage");
@@ -642,8 +642,8 @@ impl Running {
                                 "every process killed (SIGKILL); started again on its data".into()
                             }
                             FaultAction::Restart => {
-                                c.restart()?;
-                                "stopped (SIGTERM) and started on its data".into()
+                                let stopped = c.restart()?;
+                                format!("SIGTERM ({stopped}); started again on its data")
                             }
                             other => {
                                 unreachable!("validated: {other:?} is not a clickhouse fault")

@@ -51,12 +51,6 @@ impl StepDone {
 }
 
 pub(crate) async fn run_step(ctx: &mut StepContext<'_>, step: &Step, id: &str) -> Result<StepDone> {
-    match step.service() {
-        Some(ServiceKind::Redis) | Some(ServiceKind::ClickHouse) => {
-            return other_service_step(ctx, step).await;
-        }
-        _ => {}
-    }
     if let Step::Shell {
         run,
         workdir,
@@ -95,6 +89,12 @@ pub(crate) async fn run_step(ctx: &mut StepContext<'_>, step: &Step, id: &str) -
             },
             evidence: out.output_tail,
         });
+    }
+    match step.service() {
+        Some(ServiceKind::Redis) | Some(ServiceKind::ClickHouse) => {
+            return other_service_step(ctx, step).await;
+        }
+        _ => {}
     }
     let pg = ctx
         .running

@@ -314,7 +314,7 @@ impl PostgresServer for Postgres {
     }
 
     fn halt(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill)
+        self.server.stop(Stop::Kill).map(|_| ())
     }
 
     fn shims(&self) -> Vec<(String, String)> {

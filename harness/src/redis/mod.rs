@@ -126,7 +126,7 @@ impl Redis {
 
     /// Kills every process at once (SIGKILL) and leaves it down.
     pub fn halt(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill)
+        self.server.stop(Stop::Kill).map(|_| ())
     }
 
     /// `redis-cli` and `redis-check-aof` of the server's version for a
@@ -257,16 +257,17 @@ impl Redis {
     /// Stops the server: SIGTERM, which makes Redis fsync its AOF and save
     /// an RDB snapshot first (when save points are set), as `docker compose
     /// stop` does.
-    pub fn stop(&mut self) -> Result<()> {
+    pub fn stop(&mut self) -> Result<crate::backend::Stopped> {
         self.server.stop(Stop::Graceful)
     }
 
     /// Fault: the runbook's "Redis Container Restart (Data Intact)": a
     /// graceful stop and a start on the same data. Survives: everything the
     /// server had written (AOF and RDB).
-    pub fn restart(&mut self) -> Result<()> {
-        self.stop()?;
-        self.restart_with(&[])
+    pub fn restart(&mut self) -> Result<crate::backend::Stopped> {
+        let stopped = self.stop()?;
+        self.restart_with(&[])?;
+        Ok(stopped)
     }
 
     /// Fault: every process killed at once, then started on the same data.
@@ -341,12 +342,28 @@ impl Redis {
     /// down, as in the runbook's "Redis fails to start with AOF errors".
     /// Survives: the commands before the damage; the returned [`aof::Damage`]
     /// names the keys that do not.
+    ///
+    /// The first time, the AOF as it was is kept in the first shared dir;
+    /// a later injection (the next recovery's) puts it back first, so every
+    /// recovery starts from the same damage.
     pub fn corrupt_aof(
         &mut self,
         kind: aof::DamageKind,
         seed: u64,
     ) -> Result<(aof::Damage, String)> {
         self.stop()?;
+        if let Some(keep) = self
+            .spec
+            .shared
+            .first()
+            .map(|d| d.join("redis-aof-before-damage"))
+        {
+            let keep = keep.display();
+            self.data_shell(&format!(
+                "if [ -d '{keep}' ]; then rm -rf \"$DATA/appendonlydir\" && cp -a '{keep}' \"$DATA/appendonlydir\"; \
+                 else cp -a \"$DATA/appendonlydir\" '{keep}'; fi"
+            ))?;
+        }
         let file = self.incr_file()?;
         let bytes = self.data_shell(&format!("cat \"$DATA/{file}\""))?;
         let damage = aof::plan(&bytes, kind, seed).ok_or_else(|| {
