@@ -36,6 +36,12 @@ pub struct JsonScenario<'a> {
     /// null when the scenario runs no workload.
     pub rpo_seconds: Option<f64>,
     pub rpo_target_seconds: Option<f64>,
+    /// With several services: each one's RTO (null when it did not come
+    /// back) and data-loss window, from the corrected recovery.
+    pub rto_seconds_per_service: std::collections::BTreeMap<String, Option<f64>>,
+    pub rpo_seconds_per_service: std::collections::BTreeMap<String, f64>,
+    /// Redis's and ClickHouse's backups.
+    pub backups: &'a [crate::engine::BackupRecord],
     /// Every check of every recovery, named `recovery/check`; a negative
     /// control contributes one check saying whether it reproduced the incident.
     pub checks: Vec<JsonCheck>,
@@ -117,6 +123,25 @@ pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonRepo
                     .and_then(|m| m.rpo.as_ref())
                     .map(|m| secs(m.window)),
                 rpo_target_seconds: r.rpo_target.map(secs),
+                rto_seconds_per_service: r
+                    .main_recovery()
+                    .map(|m| {
+                        m.rto_per_service
+                            .iter()
+                            .map(|s| (s.service.to_string(), s.rto.map(secs)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                rpo_seconds_per_service: r
+                    .main_recovery()
+                    .map(|m| {
+                        m.rpo_per_service
+                            .iter()
+                            .map(|s| (s.service.to_string(), secs(s.measurement.window)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                backups: &r.backups,
                 checks: checks(r),
                 recoveries: &r.recoveries,
                 timeline: r

@@ -41,6 +41,22 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
         if let Some(rto) = r.main_recovery().and_then(|m| m.rto) {
             props.push(("rto_seconds".into(), format!("{:.3}", rto.as_secs_f64())));
         }
+        if let Some(m) = r.main_recovery() {
+            for s in &m.rto_per_service {
+                if let Some(rto) = s.rto {
+                    props.push((
+                        format!("rto_seconds_{}", s.service),
+                        format!("{:.3}", rto.as_secs_f64()),
+                    ));
+                }
+            }
+            for s in &m.rpo_per_service {
+                props.push((
+                    format!("rpo_seconds_{}", s.service),
+                    format!("{:.3}", s.measurement.window.as_secs_f64()),
+                ));
+            }
+        }
         for s in &r.servers {
             props.push((format!("{}_version", s.service), s.version.clone()));
             props.push((format!("{}_source", s.service), s.source.clone()));

@@ -56,6 +56,44 @@ pub fn render(reports: &[DrillReport]) -> String {
             }
         }
     }
+    // Per service, for drills of several services: each family in one group.
+    let (mut rto, mut rpo) = (String::new(), String::new());
+    for r in reports {
+        let Some(m) = r.main_recovery() else { continue };
+        let labels = |service: &crate::backend::ServiceKind| {
+            format!(
+                "scenario=\"{}\",backend=\"{}\",service=\"{service}\"",
+                esc(&r.name),
+                esc(&r.backend)
+            )
+        };
+        for s in &m.rto_per_service {
+            if let Some(d) = s.rto {
+                let _ = writeln!(
+                    rto,
+                    "drill_service_rto_seconds{{{}}} {}",
+                    labels(&s.service),
+                    d.as_secs_f64()
+                );
+            }
+        }
+        for s in &m.rpo_per_service {
+            let _ = writeln!(
+                rpo,
+                "drill_service_rpo_seconds{{{}}} {}",
+                labels(&s.service),
+                s.measurement.window.as_secs_f64()
+            );
+        }
+    }
+    if !rto.is_empty() {
+        out.push_str("# HELP drill_service_rto_seconds Recovery time of one service: the fault to its checks green.\n# TYPE drill_service_rto_seconds gauge\n");
+        out.push_str(&rto);
+    }
+    if !rpo.is_empty() {
+        out.push_str("# HELP drill_service_rpo_seconds Data-loss window of one service against the same fault.\n# TYPE drill_service_rpo_seconds gauge\n");
+        out.push_str(&rpo);
+    }
     out
 }
 
@@ -67,6 +105,50 @@ fn esc(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::backend::ServiceKind;
+    use crate::engine::{ServiceRpo, ServiceRto};
+    use std::time::Duration;
+
+    #[test]
+    fn services_get_their_own_grouped_families() {
+        let mut r = crate::report::testdata::report(Some(Duration::from_millis(3000)));
+        let main = r
+            .recoveries
+            .iter_mut()
+            .find(|x| x.expect == "recovers")
+            .unwrap();
+        main.rto_per_service = vec![
+            ServiceRto {
+                service: ServiceKind::Postgres,
+                rto: Some(Duration::from_millis(1000)),
+            },
+            ServiceRto {
+                service: ServiceKind::Redis,
+                rto: Some(Duration::from_millis(3000)),
+            },
+        ];
+        main.rpo_per_service = vec![ServiceRpo {
+            service: ServiceKind::Redis,
+            measurement: crate::workload::RpoMeasurement {
+                acknowledged: 10,
+                lost: 2,
+                window: Duration::from_millis(250),
+                lost_sample: vec![],
+            },
+        }];
+        let text = super::render(&[r]);
+        assert!(text.contains("drill_service_rto_seconds{scenario=\"verbose-dump\",backend=\"native\",service=\"redis\"} 3\n"), "{text}");
+        assert!(text.contains("drill_service_rpo_seconds{scenario=\"verbose-dump\",backend=\"native\",service=\"redis\"} 0.25\n"), "{text}");
+        // One group per family: a family's samples follow its TYPE line.
+        let rto_at = text.find("# TYPE drill_service_rto_seconds").unwrap();
+        let rpo_at = text.find("# TYPE drill_service_rpo_seconds").unwrap();
+        let last_rto_sample = text.rfind("drill_service_rto_seconds{").unwrap();
+        assert!(
+            rto_at < last_rto_sample && last_rto_sample < rpo_at,
+            "{text}"
+        );
+    }
+
     #[test]
     fn exposition_lines() {
         let text = super::render(&[crate::report::testdata::report(Some(

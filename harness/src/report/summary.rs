@@ -41,22 +41,32 @@ pub fn table(reports: &[DrillReport]) -> String {
         for (i, rec) in r.recoveries.iter().enumerate() {
             let rows = rec.checks.iter().filter(|c| c.name.starts_with("rows "));
             let (n, ok) = rows.fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
-            let schema = rec
+            // PostgreSQL's catalog and each ClickHouse table's columns and engine.
+            let schemas: Vec<_> = rec
                 .checks
                 .iter()
-                .find(|c| c.name == "schema")
-                .map_or("-".into(), |c| {
-                    if c.ok {
-                        "equal".to_string()
-                    } else {
-                        "DIFFERS".to_string()
-                    }
-                });
-            let rto = match rec.rto {
+                .filter(|c| c.name == "schema" || c.name.starts_with("schema "))
+                .collect();
+            let schema = if schemas.is_empty() {
+                "-".to_string()
+            } else if schemas.iter().all(|c| c.ok) {
+                "equal".to_string()
+            } else {
+                "DIFFERS".to_string()
+            };
+            let mut rto = match rec.rto {
                 Some(d) => format!("{} ({})", fmt_duration(d), fmt_duration(r.rto_target)),
                 None => format!("— ({})", fmt_duration(r.rto_target)),
             };
-            let rpo = match (&rec.rpo, r.rpo_target) {
+            // With several services, each one's own, then the total.
+            for s in &rec.rto_per_service {
+                rto.push_str(&format!(
+                    "\n{} {}",
+                    s.service,
+                    s.rto.map_or("—".into(), fmt_duration)
+                ));
+            }
+            let mut rpo = match (&rec.rpo, r.rpo_target) {
                 (Some(m), t) => format!(
                     "{} ({}), {} lost",
                     fmt_duration(m.window),
@@ -65,6 +75,14 @@ pub fn table(reports: &[DrillReport]) -> String {
                 ),
                 (None, _) => "–".into(),
             };
+            for s in &rec.rpo_per_service {
+                rpo.push_str(&format!(
+                    "\n{} {}, {} lost",
+                    s.service,
+                    fmt_duration(s.measurement.window),
+                    s.measurement.lost
+                ));
+            }
             let result = if rec.met_expectation {
                 Cell::new(&rec.summary).fg(Color::Green)
             } else {
