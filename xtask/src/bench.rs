@@ -105,6 +105,16 @@ pub(crate) fn run(args: Args) -> u8 {
         eprintln!("error: {e}");
         return exit::HARNESS_ERROR;
     }
+    // The container rows and the docker suite use the images the tests use.
+    match crate::test::image_env() {
+        Ok(env) => {
+            for (k, v) in env {
+                // SAFETY: single-threaded here, before any runtime starts.
+                unsafe { std::env::set_var(k, v) };
+            }
+        }
+        Err(e) => eprintln!("bench: no container images ({e:#}); the docker rows will say why"),
+    }
     match bench(&args) {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -573,15 +583,22 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
     Ok(out)
 }
 
-/// The scenario suite under nextest, one test thread vs two.
-fn suite() -> anyhow::Result<Vec<(usize, f64)>> {
+/// The scenario suite under nextest: every scenario on the native backend
+/// with one test thread and with two, and on the docker backend with two
+/// when an engine and the images are there.
+fn suite() -> anyhow::Result<Vec<(String, usize, f64)>> {
+    use drill::backend::{BackendKind, ServiceKind, available_for_tests};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["nextest", "run", "-p", "drill-scenarios", "--no-run"])
         .status()?;
     anyhow::ensure!(status.success(), "building the scenario tests failed");
+    let mut runs = vec![("native", 1usize), ("native", 2)];
+    if available_for_tests(BackendKind::Docker, &ServiceKind::ALL, "bench suite") {
+        runs.push(("docker", 2));
+    }
     let mut out = Vec::new();
-    for threads in [1usize, 2] {
+    for (backend, threads) in runs {
         let t = Instant::now();
         let status = Command::new(&cargo)
             .args([
@@ -591,12 +608,14 @@ fn suite() -> anyhow::Result<Vec<(usize, f64)>> {
                 "drill-scenarios",
                 "--test-threads",
                 &threads.to_string(),
+                "-E",
+                &format!("test(/^{backend}::/)"),
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()?;
-        anyhow::ensure!(status.success(), "the scenario suite failed");
-        out.push((threads, t.elapsed().as_secs_f64()));
+        anyhow::ensure!(status.success(), "the scenario suite failed on {backend}");
+        out.push((backend.to_string(), threads, t.elapsed().as_secs_f64()));
     }
     Ok(out)
 }
@@ -634,7 +653,7 @@ fn render(
     args: &Args,
     rows: &[Row],
     scale: &[(u64, Vec<(String, f64)>)],
-    suite: &[(usize, f64)],
+    suite: &[(String, usize, f64)],
 ) -> String {
     let mut md = String::from("# Benchmarks\n\n");
     let rev = Command::new("git")
@@ -701,9 +720,9 @@ fn render(
             get("restore") / (*n as f64 / 1e6)
         );
     }
-    md.push_str("\n## Whole suite (every scenario, native backend, under nextest)\n\n| test threads | wall time |\n|---|---|\n");
-    for (t, s) in suite {
-        let _ = writeln!(md, "| {t} | {s:.1} s |");
+    md.push_str("\n## Whole suite (every scenario under nextest)\n\n| backend | test threads | wall time |\n|---|---|---|\n");
+    for (b, t, s) in suite {
+        let _ = writeln!(md, "| {b} | {t} | {s:.1} s |");
     }
     md
 }

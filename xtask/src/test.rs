@@ -25,25 +25,37 @@ fn docker_images(cmd: &mut Command) -> anyhow::Result<()> {
         eprintln!("drill: no Docker engine answers; the docker cases will say SKIPPED");
         return Ok(());
     }
+    cmd.envs(image_env()?);
+    if ci {
+        cmd.env("DRILL_REQUIRE_DOCKER", "1");
+    }
+    Ok(())
+}
+
+/// `DRILL_*_IMAGE` for every service the environment does not name: the
+/// official default when present, else the local stand-in (built when
+/// missing). Empty when no Docker engine answers.
+pub(crate) fn image_env() -> anyhow::Result<Vec<(&'static str, &'static str)>> {
+    if !images::docker_answers() {
+        return Ok(Vec::new());
+    }
+    let mut env = Vec::new();
     let mut need_local = false;
     for kind in ServiceKind::ALL {
         if std::env::var_os(kind.image_env()).is_some() {
             continue;
         }
         if images::image_present(kind.default_image()) {
-            cmd.env(kind.image_env(), kind.default_image());
+            env.push((kind.image_env(), kind.default_image()));
         } else {
             need_local = true;
-            cmd.env(kind.image_env(), images::local_image(kind));
+            env.push((kind.image_env(), images::local_image(kind)));
         }
     }
     if need_local {
         crate::images::ensure_local()?;
     }
-    if ci {
-        cmd.env("DRILL_REQUIRE_DOCKER", "1");
-    }
-    Ok(())
+    Ok(env)
 }
 
 pub(crate) fn run(extra: &[String]) -> u8 {

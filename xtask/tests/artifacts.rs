@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
+use drill::backend::{BackendKind, ServiceKind, available_for_tests};
 use drill::postgres::{ClientTool, PgSpec, Postgres, PostgresServer};
+use rstest::rstest;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,14 +71,20 @@ fn sidecar(path: &Path) {
     .unwrap();
 }
 
-/// Runs restore-artifact; returns (exit code, stdout, report.json).
-fn restore(backup: &Path, extra: &[&str]) -> (i32, String, serde_json::Value) {
+/// Runs restore-artifact on `backend`; returns (exit code, stdout, report.json).
+fn restore(
+    backend: BackendKind,
+    backup: &Path,
+    extra: &[&str],
+) -> (i32, String, serde_json::Value) {
     let reports = tempfile::tempdir().unwrap();
     let out = cargo_bin_cmd!("xtask")
         .current_dir(root())
         .args([
             "drill",
             "restore-artifact",
+            "--backend",
+            backend.name(),
             "--require-table",
             "pairs",
             "--min-rows",
@@ -101,9 +109,17 @@ fn restore(backup: &Path, extra: &[&str]) -> (i32, String, serde_json::Value) {
     (out.status.code().unwrap_or(-1), stdout, json)
 }
 
-#[test]
-fn every_kind_of_backup_gets_the_right_verdict() {
-    let (pg, dir) = source("artifacts");
+/// Every kind of backup, restored on each backend (in a container, the
+/// server's own pg_restore reads the backup where it lies).
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn every_kind_of_backup_gets_the_right_verdict(#[case] backend: BackendKind) {
+    if !available_for_tests(backend, &[ServiceKind::Postgres], "restore-artifact") {
+        return;
+    }
+    let restore = |b: &Path, extra: &[&str]| restore(backend, b, extra);
+    let (pg, dir) = source(&format!("artifacts-{}", backend.name()));
     let d = dir.path();
     let clean = d.join("clean.sql.gz");
     dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &clean);
@@ -243,7 +259,7 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
     dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &good);
     let version = pg.info().timescaledb.clone().unwrap();
     drop(pg);
-    let (code, out, json) = restore(&good, &["--engine", "timescaledb"]);
+    let (code, out, json) = restore(BackendKind::Native, &good, &["--engine", "timescaledb"]);
     assert_eq!(code, 0, "{out}");
     let checks = json["scenarios"][0]["checks"].as_array().unwrap();
     assert!(
@@ -269,7 +285,7 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
     );
     std::io::Write::write_all(&mut enc, changed.as_bytes()).unwrap();
     enc.finish().unwrap();
-    let (code, out, _) = restore(&other, &["--engine", "timescaledb"]);
+    let (code, out, _) = restore(BackendKind::Native, &other, &["--engine", "timescaledb"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("timescaledb version: expected the server's") && out.contains("1.7.5"),
