@@ -80,36 +80,12 @@ pub(crate) fn ensure() -> Result<(), String> {
     if drill::backend::PgBinaries::locate().is_ok() {
         return Ok(());
     }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
-    if !(is_root && has_apt) {
-        return Err(format!(
-            "PostgreSQL server binaries not found; install them: {}",
+    install(&["postgresql-15", "postgresql-client-15"]).map_err(|e| {
+        format!(
+            "{e} (PostgreSQL server binaries: {})",
             drill::backend::INSTALL_HINT
-        ));
-    }
-    eprintln!("drill: PostgreSQL server binaries missing; installing Debian's postgresql-15 ...");
-    let ok = |c: &mut Command| {
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ok(Command::new("apt-get").args(["update", "-qq"])) {
-        return Err("apt-get update failed".into());
-    }
-    if !ok(Command::new("apt-get").args([
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "postgresql-15",
-        "postgresql-client-15",
-    ])) {
-        return Err("apt-get install postgresql-15 failed".into());
-    }
+        )
+    })?;
     // The package starts a cluster of its own on 5432; drills never use it.
     let _ = Command::new("pg_ctlcluster")
         .args(["15", "main", "stop"])
@@ -124,26 +100,7 @@ pub(crate) fn ensure_test_tools() -> Result<(), String> {
     if Command::new("xmllint").arg("--version").output().is_ok() {
         return Ok(());
     }
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0"));
-    if !is_root {
-        return Err("xmllint not found; install it: apt-get install -y libxml2-utils".into());
-    }
-    eprintln!("drill: installing libxml2-utils (xmllint) for the JUnit schema test ...");
-    let ok = |c: &mut Command| {
-        c.env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ok(Command::new("apt-get").args(["install", "-y", "-qq", "libxml2-utils"])) {
-        let _ = ok(Command::new("apt-get").args(["update", "-qq"]));
-        if !ok(Command::new("apt-get").args(["install", "-y", "-qq", "libxml2-utils"])) {
-            return Err("apt-get install libxml2-utils failed".into());
-        }
-    }
-    Ok(())
+    install(&["libxml2-utils"])
 }
 
 pub(crate) fn run() -> u8 {

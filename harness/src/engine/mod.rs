@@ -563,10 +563,7 @@ async fn recover(
         .collect();
     let mut errors = Vec::new();
     let mut step_checks = Vec::new();
-    let mut judged: BTreeMap<
-        ServiceKind,
-        (Vec<CheckResult>, Option<RpoMeasurement>, Option<Duration>),
-    > = BTreeMap::new();
+    let mut judged: BTreeMap<ServiceKind, Outcome> = BTreeMap::new();
     let multi = cx.declared.len() > 1;
     let judge_now = |k: ServiceKind| last_step[&k].is_none();
     // Services no step touches are judged at once.
@@ -609,9 +606,9 @@ async fn recover(
     }
     // After a failed step: every service not judged yet, for evidence.
     for k in cx.declared.iter().copied() {
-        if !judged.contains_key(&k) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = judged.entry(k) {
             let j = judge_one(k, sc, &cx, running, tl, multi).await?;
-            judged.insert(k, j.finish(cx.fault_started, *paused));
+            slot.insert(j.finish(cx.fault_started, *paused));
         }
     }
 
@@ -619,7 +616,11 @@ async fn recover(
     let mut per_service = Vec::new();
     let mut rpo_per_service = Vec::new();
     for k in cx.declared {
-        let (c, rpo, green) = judged.remove(k).expect("every service judged");
+        let Outcome {
+            checks: c,
+            rpo,
+            green,
+        } = judged.remove(k).expect("every service judged");
         checks.extend(c);
         per_service.push(ServiceRto {
             service: *k,
@@ -737,20 +738,27 @@ async fn judge_one(
     Ok(j)
 }
 
+/// One service after a recovery.
+struct Outcome {
+    checks: Vec<CheckResult>,
+    rpo: Option<RpoMeasurement>,
+    /// Fault to its checks green (minus time paused); None when red.
+    green: Option<Duration>,
+}
+
 impl judge::Judged {
-    /// The checks, the RPO, and the RTO when all were green (fault to now,
-    /// minus time paused).
-    fn finish(
-        self,
-        fault_started: Instant,
-        paused: Duration,
-    ) -> (Vec<CheckResult>, Option<RpoMeasurement>, Option<Duration>) {
+    /// The outcome, timed now.
+    fn finish(self, fault_started: Instant, paused: Duration) -> Outcome {
         let green = self
             .checks
             .iter()
             .all(|c| c.ok)
             .then(|| fault_started.elapsed().saturating_sub(paused));
-        (self.checks, self.rpo, green)
+        Outcome {
+            checks: self.checks,
+            rpo: self.rpo,
+            green,
+        }
     }
 }
 

@@ -263,10 +263,9 @@ async fn other_service_step(ctx: &mut StepContext<'_>, step: &Step) -> Result<St
             if refused {
                 return Ok(failed(format!("redis-cli {run}: {text}{err}")));
             }
-            Ok(StepDone::done(format!(
-                "{}",
-                text.lines().take(3).collect::<Vec<_>>().join(" | ")
-            )))
+            Ok(StepDone::done(
+                text.lines().take(3).collect::<Vec<_>>().join(" | "),
+            ))
         }
         Step::Start {
             service: ServiceKind::Redis,
