@@ -368,6 +368,7 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         "install packages in the chroot",
     )?;
     let _ = std::fs::write(rp.join("etc/resolv.conf"), "");
+    let previous = image_id(r.tag);
     let mut import = Command::new("docker");
     import.arg("import");
     for c in r.changes {
@@ -397,8 +398,26 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         "docker import of {} failed (tar {tar}, import {imported})",
         r.tag
     );
+    // The image this one replaces would be left dangling.
+    if let Some(old) = previous.filter(|old| image_id(r.tag).as_ref() != Some(old)) {
+        let _ = Command::new("docker")
+            .args(["image", "rm", &old])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     eprintln!("images: {} ready (recipe {})", r.tag, r.hash());
     Ok(())
+}
+
+fn image_id(tag: &str) -> Option<String> {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn sh(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
