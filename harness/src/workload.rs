@@ -286,7 +286,12 @@ pub fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> RpoMeas
         .map(|a| a.acked_at)
         .min()
         .map_or(Duration::ZERO, |oldest| {
-            fault_at.saturating_duration_since(oldest)
+            // A write acknowledged just after the fault began (before the
+            // kill landed) and then lost is still a loss: never a zero
+            // window that an RPO of "0s" would call green.
+            fault_at
+                .saturating_duration_since(oldest)
+                .max(Duration::from_millis(1))
         });
     RpoMeasurement {
         acknowledged: ledger.acks.len(),

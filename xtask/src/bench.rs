@@ -234,10 +234,13 @@ fn container_start(reps: usize) -> anyhow::Result<Row> {
 
         let name = format!("drill-bench-raw-{}-{i}", std::process::id());
         let script = format!(
-            "set -e; docker run -d --name {name} -e POSTGRES_PASSWORD=pw -e POSTGRES_USER=nexwave \
+            "set -e; docker run -d --name {name} --label org.drill.run=bench \
+               --label org.drill.owner-pid={pid} --label org.drill.owner-host=$(hostname) \
+               -e POSTGRES_PASSWORD=pw -e POSTGRES_USER=nexwave \
                -e POSTGRES_DB=nexwave -p 127.0.0.1::5432 {image} >/dev/null
              port=$(docker port {name} 5432 | head -1 | cut -d: -f2)
-             until {bin}/pg_isready -q -h 127.0.0.1 -p \"$port\" -d nexwave; do sleep 0.025; done",
+             timeout 120 sh -c 'until {bin}/pg_isready -q -h 127.0.0.1 -p \"$1\" -d nexwave; do sleep 0.025; done' sh \"$port\"",
+            pid = std::process::id(),
             bin = bins.bin_dir.display()
         );
         let took = sh(&script, &[]);

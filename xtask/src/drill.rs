@@ -229,11 +229,18 @@ pub(crate) fn run(args: Args) -> u8 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    // Take over SIGINT before any server starts, so Ctrl-C always reaches
-    // the teardown (a lazily registered handler could miss an early one).
-    let mut sigint = {
+    // Take over SIGINT (Ctrl-C), SIGTERM (a CI job cancelled) and SIGHUP
+    // (the terminal closed) before any server starts, so each reaches the
+    // teardown (a lazily registered handler could miss an early one).
+    let mut signals = {
         let _guard = runtime.enter();
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ];
+        match kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>() {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: cannot handle Ctrl-C: {e}");
@@ -269,10 +276,15 @@ pub(crate) fn run(args: Args) -> u8 {
                 Work::Artifact(a) => drill::engine::restore_artifact(a, &job_opts).await,
             }
         });
+        let [int, term, hup] = &mut signals[..] else {
+            unreachable!("three signals registered")
+        };
         let outcome = runtime.block_on(async {
             tokio::select! {
                 biased;
-                _ = sigint.recv() => None,
+                _ = int.recv() => None,
+                _ = term.recv() => None,
+                _ = hup.recv() => None,
                 r = handle => Some(r),
             }
         });

@@ -25,7 +25,16 @@ fn docker_images(cmd: &mut Command) -> anyhow::Result<()> {
         eprintln!("drill: no Docker engine answers; the docker cases will say SKIPPED");
         return Ok(());
     }
-    cmd.envs(image_env()?);
+    match image_env() {
+        Ok(env) => {
+            cmd.envs(env);
+        }
+        Err(e) if !ci => {
+            eprintln!("drill: no images for the docker cases ({e:#}); they will say SKIPPED");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
     if ci {
         cmd.env("DRILL_REQUIRE_DOCKER", "1");
     }

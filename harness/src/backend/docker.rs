@@ -263,7 +263,12 @@ impl super::Server for ContainerServer {
                 .spec
                 .shared
                 .iter()
-                .map(|d| format!("; chown -R {user} '{}' 2>/dev/null", d.display()))
+                .map(|d| {
+                    format!(
+                        "; chown -R {user} {} 2>/dev/null",
+                        super::sh_quote(&d.display().to_string())
+                    )
+                })
                 .collect::<String>(),
             None => String::new(),
         };
@@ -363,14 +368,15 @@ impl super::Server for ContainerServer {
             image = image.with_exposed_port(ContainerPort::Tcp(*p));
         }
         let ports = spec.ports.clone();
+        let name = format!(
+            "drill-{}-{}-{}-{}",
+            spec.run_id,
+            spec.kind,
+            self.generation,
+            unique_suffix()
+        );
         let mut req = image
-            .with_container_name(format!(
-                "drill-{}-{}-{}-{}",
-                spec.run_id,
-                spec.kind,
-                self.generation,
-                unique_suffix()
-            ))
+            .with_container_name(name.clone())
             .with_labels(self.labels())
             .with_mount(Mount::volume_mount(&self.volume, &spec.container.data))
             .with_startup_timeout(START_TIMEOUT)
@@ -405,12 +411,22 @@ impl super::Server for ContainerServer {
         for (path, content) in &spec.container.files {
             req = req.with_copy_to(path.as_str(), content.clone());
         }
-        let container = block_on(req.start()).map_err(|e| {
-            Error::server(
-                format!("start a container from {}", spec.container.image),
-                e,
-            )
-        })?;
+        let container = match block_on(req.start()) {
+            Ok(c) => c,
+            Err(e) => {
+                // testcontainers leaves a container it created but could
+                // not start (a copy or the start failed): remove it here.
+                let opts = RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build();
+                let _ = block_on(self.docker.remove_container(&name, Some(opts)));
+                return Err(Error::server(
+                    format!("start a container from {}", spec.container.image),
+                    e,
+                ));
+            }
+        };
         let mut mapped = BTreeMap::new();
         for p in &spec.ports {
             let host = block_on(container.get_host_port_ipv4(ContainerPort::Tcp(*p)))

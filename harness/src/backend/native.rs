@@ -274,7 +274,21 @@ impl super::Server for NativeServer {
         args: &[String],
     ) -> String {
         let q = super::sh_quote;
-        let path = self.tool(program, &[]).get_program().to_owned();
+        // An absolute path: the shim's own folder comes first on the
+        // caller's PATH, and a bare name would run the shim again.
+        let path = self
+            .spec
+            .native
+            .tools_dir
+            .as_ref()
+            .map(|d| d.join(program))
+            .filter(|p| p.is_file())
+            .or_else(|| crate::redis::which(program));
+        let Some(path) = path else {
+            return format!(
+                "#!/bin/sh\necho \"drill: {program} is not installed here; install the package that has it (Debian: apt-get install ...)\" >&2\nexit 127\n"
+            );
+        };
         let mut script = format!("#!/bin/sh\n# drill: {program} of the server's own version\n");
         for (k, v) in fixed {
             script.push_str(&format!("export {k}={}\n", q(v)));
@@ -462,23 +476,27 @@ pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
 /// work dirs. A dir whose owning harness process is still alive is left
 /// alone. Returns what was removed.
 pub fn reap_leftovers() -> Vec<String> {
-    reap(|owner| match owner {
-        Some(pid) if pid as u32 != std::process::id() => !matches!(
+    reap(|owner, age| match owner {
+        // This process's dirs are in use, not left over.
+        Some(pid) if pid as u32 == std::process::id() => false,
+        Some(pid) => !matches!(
             kill(Pid::from_raw(pid), None),
             Ok(()) | Err(nix::errno::Errno::EPERM)
         ),
-        _ => true,
+        // No marker: a run killed before it wrote one, or one writing it
+        // right now; only the former is a minute old.
+        None => age > Duration::from_secs(60),
     })
 }
 
 /// Emergency teardown for Ctrl-C: stops the servers and removes the dirs of
 /// this process only, even while a drill step is still blocked on them.
 pub fn reap_own() -> Vec<String> {
-    reap(|owner| owner == Some(std::process::id() as i32))
+    reap(|owner, _| owner == Some(std::process::id() as i32))
 }
 
-/// Removes every drill dir for which `take(owner pid)` says yes.
-fn reap(take: impl Fn(Option<i32>) -> bool) -> Vec<String> {
+/// Removes every drill dir for which `take(owner pid, age)` says yes.
+fn reap(take: impl Fn(Option<i32>, Duration) -> bool) -> Vec<String> {
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return removed;
@@ -492,7 +510,13 @@ fn reap(take: impl Fn(Option<i32>) -> bool) -> Vec<String> {
         let owner: Option<i32> = fs::read_to_string(dir.join(MARKER))
             .ok()
             .and_then(|s| s.trim().parse().ok());
-        if !take(owner) {
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if !take(owner, age) {
             continue; // e.g. a live drill owns it
         }
         // Only signal a process that really serves this dir: after a

@@ -32,11 +32,17 @@ pub fn keys(diff: &KeyDiff, compared: usize) -> CheckResult {
         actual: if ok {
             format!("{compared} keys as before")
         } else {
-            format!(
-                "{} missing, {} changed",
-                diff.missing.len(),
-                diff.changed.len()
-            )
+            // Each word only when it is true, so a negative control's
+            // `expect-error = "missing"` cannot match "0 missing".
+            [
+                (diff.missing.len(), "missing"),
+                (diff.changed.len(), "changed"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, w)| format!("{n} {w}"))
+            .collect::<Vec<_>>()
+            .join(", ")
         },
         ok,
         evidence: (!ok).then(|| evidence.join("\n")),

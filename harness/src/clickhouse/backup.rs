@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::ClickHouse;
+use crate::backend::sh_quote;
 use crate::{Error, Result};
 
 /// How the backup is made.
@@ -204,7 +205,7 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
             }
         }
         Method::Freeze => {
-            let root = ch.data_root();
+            let root = ch.data_root()?;
             tokio::task::block_in_place(|| ch.data_shell("rm -rf \"$DATA/shadow\""))?;
             for (t, _, _) in &listed {
                 ch.execute(&format!("ALTER TABLE {db}.`{t}` FREEZE"))
@@ -224,9 +225,10 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
                 let dst = out.join("freeze").join(t);
                 let listing = tokio::task::block_in_place(|| {
                     ch.data_shell(&format!(
-                        "mkdir -p '{d}' && for s in \"$DATA\"/shadow/*/'{rel}'; do \
-                           [ -d \"$s\" ] && cp -a \"$s\"/. '{d}'/; done; ls '{d}'",
-                        d = dst.display()
+                        "mkdir -p {d} && for s in \"$DATA\"/shadow/*/{rel}; do \
+                           [ -d \"$s\" ] && cp -a \"$s\"/. {d}/; done; ls {d}",
+                        d = sh_quote(&dst.display().to_string()),
+                        rel = sh_quote(&rel)
                     ))
                 })?;
                 e.parts = String::from_utf8_lossy(&listing)
@@ -234,6 +236,15 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
                     .filter(|l| !l.is_empty() && *l != "detached" && !l.ends_with(".txt"))
                     .map(str::to_string)
                     .collect();
+                if e.rows > 0 && e.parts.is_empty() {
+                    return Err(Error::server(
+                        format!("back up {db}.{t} with FREEZE"),
+                        format!(
+                            "it has {} rows but no frozen part was found under shadow/*/{rel}; try method = \"export\"",
+                            e.rows
+                        ),
+                    ));
+                }
             }
             tokio::task::block_in_place(|| ch.data_shell("rm -rf \"$DATA/shadow\"; sync"))?;
         }
@@ -338,12 +349,12 @@ pub async fn restore(ch: &ClickHouse, backup: &Path) -> Result<String> {
                         Error::server(format!("restore {db}.{}", t.name), "the table is not there")
                     })?;
                 let src = backup.join("freeze").join(&t.name);
-                let detached = format!("{}/detached", data_path.trim_end_matches('/'));
+                let detached = sh_quote(&format!("{}/detached", data_path.trim_end_matches('/')));
                 tokio::task::block_in_place(|| {
                     ch.data_shell(&format!(
-                        "mkdir -p '{detached}' && cp -a '{}'/. '{detached}'/ && \
-                         chown -R \"$(stat -c %u:%g \"$DATA\")\" '{detached}'",
-                        src.display()
+                        "mkdir -p {detached} && cp -a {}/. {detached}/ && \
+                         chown -R \"$(stat -c %u:%g \"$DATA\")\" {detached}",
+                        sh_quote(&src.display().to_string())
                     ))
                 })?;
                 for part in &t.parts {

@@ -291,18 +291,23 @@ impl ClickHouse {
 
     /// The server's data path as the server sees it (the image's, or the
     /// native data dir), with a trailing slash.
-    pub(crate) fn data_root(&self) -> String {
-        match self.info.backend {
+    pub(crate) fn data_root(&self) -> Result<String> {
+        Ok(match self.info.backend {
             BackendKind::Docker => format!("{DATA}/"),
             BackendKind::Native => {
-                let out = self
-                    .server
-                    .data_shell("printf '%s' \"$DATA\"")
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default();
-                format!("{}/", out.trim_end_matches('/'))
+                let out = self.data_shell("printf '%s' \"$DATA\"")?;
+                let dir = String::from_utf8_lossy(&out)
+                    .trim_end_matches('/')
+                    .to_string();
+                if dir.is_empty() {
+                    return Err(Error::server(
+                        "find clickhouse's data dir",
+                        "the data shell named none",
+                    ));
+                }
+                format!("{dir}/")
             }
-        }
+        })
     }
 }
 

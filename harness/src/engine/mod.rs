@@ -611,6 +611,29 @@ async fn recover(
             slot.insert(j.finish(cx.fault_started, *paused));
         }
     }
+    // A service judged before the last step is judged again at the end: a
+    // later step (another service's, or a user's command) may have undone
+    // it. Its RTO stays the moment it first turned green, unless it
+    // regressed.
+    let last = rec.steps.len().checked_sub(1);
+    if multi && !step_failed {
+        for k in cx.declared.iter().copied() {
+            if last_step[&k] == last {
+                continue;
+            }
+            let again = judge_one(k, sc, &cx, running, tl, multi).await?;
+            if again.checks.iter().any(|c| !c.ok) {
+                judged.insert(
+                    k,
+                    Outcome {
+                        checks: again.checks,
+                        rpo: again.rpo,
+                        green: None,
+                    },
+                );
+            }
+        }
+    }
 
     let mut checks: Vec<CheckResult> = step_checks;
     let mut per_service = Vec::new();
@@ -709,6 +732,8 @@ async fn judge_one(
         "checks".to_string()
     };
     let t = tl.start(cx.phase, &step);
+    // A server that cannot be read is a service that did not come back:
+    // a red check with the reason, not the end of the drill.
     let j = judge::service(
         k,
         running,
@@ -718,7 +743,17 @@ async fn judge_one(
         cx.fault_at,
         cx.damage,
     )
-    .await?;
+    .await
+    .unwrap_or_else(|e| judge::Judged {
+        checks: vec![CheckResult {
+            name: format!("{k} answers"),
+            expected: "its data can be read".into(),
+            actual: "unreachable".into(),
+            ok: false,
+            evidence: Some(e.to_string()),
+        }],
+        rpo: None,
+    });
     let failed: Vec<&CheckResult> = j.checks.iter().filter(|c| !c.ok).collect();
     tl.finish(
         cx.phase,

@@ -115,13 +115,64 @@ pub struct Damage {
     pub lost_keys: BTreeSet<String>,
 }
 
+/// Commands the prediction does not cover: transactions (a damage inside
+/// one rolls back to its MULTI) and writes to several keys.
+const NOT_PREDICTED: &[&str] = &[
+    "MULTI",
+    "EXEC",
+    "MSET",
+    "MSETNX",
+    "RENAME",
+    "RENAMENX",
+    "SMOVE",
+    "LMOVE",
+    "BLMOVE",
+    "RPOPLPUSH",
+    "BRPOPLPUSH",
+    "COPY",
+    "SUNIONSTORE",
+    "SINTERSTORE",
+    "SDIFFSTORE",
+    "ZUNIONSTORE",
+    "ZINTERSTORE",
+    "ZDIFFSTORE",
+    "ZRANGESTORE",
+    "BITOP",
+    "PFMERGE",
+    "GEORADIUS",
+    "GEOSEARCHSTORE",
+    "EVAL",
+    "EVALSHA",
+    "FCALL",
+];
+
 /// Picks the damage for `bytes` from `seed`: the tail cut inside the last
 /// command, or the header of a command in the middle half of the file.
-/// None when the file holds too few commands to damage meaningfully.
-pub fn plan(bytes: &[u8], kind: DamageKind, seed: u64) -> Option<Damage> {
+/// Err says why the file cannot be damaged with a predictable loss.
+pub fn plan(bytes: &[u8], kind: DamageKind, seed: u64) -> Result<Damage, String> {
     let (cmds, whole) = parse(bytes);
-    if cmds.len() < 4 || whole != bytes.len() {
-        return None;
+    if whole != bytes.len() {
+        return Err(format!(
+            "the AOF is already damaged at byte {whole} of {}",
+            bytes.len()
+        ));
+    }
+    if cmds.len() < 4 {
+        return Err(format!(
+            "the AOF holds only {} commands; load more data (e.g. a larger `ticks`)",
+            cmds.len()
+        ));
+    }
+    if let Some(c) = cmds.iter().find(|c| {
+        let name = String::from_utf8_lossy(&c.args[0]).to_ascii_uppercase();
+        NOT_PREDICTED.contains(&name.as_str())
+            || (matches!(name.as_str(), "DEL" | "UNLINK" | "TOUCH") && c.args.len() > 2)
+    }) {
+        return Err(format!(
+            "the AOF holds `{}` at byte {}: transactions and multi-key writes are outside what drill can predict",
+            String::from_utf8_lossy(&c.args[0]),
+            c.start
+        ));
     }
     let mut rng = StdRng::seed_from_u64(seed ^ 0xA0F);
     let (offset, first_lost) = match kind {
@@ -140,7 +191,7 @@ pub fn plan(bytes: &[u8], kind: DamageKind, seed: u64) -> Option<Damage> {
         .iter()
         .filter_map(AofCommand::key)
         .collect();
-    Some(Damage {
+    Ok(Damage {
         kind,
         len: bytes.len(),
         offset,
@@ -215,6 +266,26 @@ mod tests {
         assert_eq!(cmds[0].key(), None);
         assert_eq!(cmds[2].key().as_deref(), Some("b"));
         assert_eq!(cmds[2].args[2], b"v\r\nwith a newline");
+    }
+
+    #[test]
+    fn transactions_and_multi_key_writes_are_refused() {
+        let mut b = file(&["a".into(), "b".into(), "c".into(), "d".into()]);
+        assert!(plan(&b, DamageKind::Middle, 1).is_ok());
+        b.extend(resp(&["MULTI"]));
+        b.extend(resp(&["SET", "e", "1"]));
+        b.extend(resp(&["EXEC"]));
+        let why = plan(&b, DamageKind::Middle, 1).unwrap_err();
+        assert!(why.contains("`MULTI`"), "{why}");
+        let mut d = file(&["a".into(), "b".into(), "c".into(), "d".into()]);
+        d.extend(resp(&["DEL", "a", "b"]));
+        assert!(plan(&d, DamageKind::TruncateTail, 1).is_err());
+        let cut = &file(&["a".into(), "b".into(), "c".into(), "d".into()])[..40];
+        assert!(
+            plan(cut, DamageKind::Middle, 1)
+                .unwrap_err()
+                .contains("already damaged")
+        );
     }
 
     #[test]

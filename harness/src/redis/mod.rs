@@ -24,7 +24,7 @@ use redis::aio::MultiplexedConnection;
 
 use crate::backend::{
     BackendKind, ContainerSpec, NativeSpec, Server, ServerInfo, ServerSpec, ServiceKind, Stop,
-    wait_ready,
+    sh_quote, wait_ready,
 };
 use crate::{Error, Result};
 
@@ -314,8 +314,8 @@ impl Redis {
         let dst = dir.join(format!("redis_dump_{stamp}.rdb"));
         tokio::task::block_in_place(|| {
             self.data_shell(&format!(
-                "cp \"$DATA/dump.rdb\" '{}' && sync",
-                dst.display()
+                "cp \"$DATA/dump.rdb\" {} && sync",
+                sh_quote(&dst.display().to_string())
             ))
         })?;
         Ok(dst)
@@ -358,20 +358,16 @@ impl Redis {
             .first()
             .map(|d| d.join("redis-aof-before-damage"))
         {
-            let keep = keep.display();
+            let keep = sh_quote(&keep.display().to_string());
             self.data_shell(&format!(
-                "if [ -d '{keep}' ]; then rm -rf \"$DATA/appendonlydir\" && cp -a '{keep}' \"$DATA/appendonlydir\"; \
-                 else cp -a \"$DATA/appendonlydir\" '{keep}'; fi"
+                "if [ -d {keep} ]; then rm -rf \"$DATA/appendonlydir\" && cp -a {keep} \"$DATA/appendonlydir\"; \
+                 else cp -a \"$DATA/appendonlydir\" {keep}; fi"
             ))?;
         }
         let file = self.incr_file()?;
         let bytes = self.data_shell(&format!("cat \"$DATA/{file}\""))?;
-        let damage = aof::plan(&bytes, kind, seed).ok_or_else(|| {
-            Error::server(
-                "damage redis's AOF",
-                format!("{file} holds too few commands ({} bytes)", bytes.len()),
-            )
-        })?;
+        let damage = aof::plan(&bytes, kind, seed)
+            .map_err(|why| Error::server(format!("damage redis's AOF ({file})"), why))?;
         self.data_shell(&damage.script(&format!("$DATA/{file}")))?;
         let outcome = match self.restart_with(&[]) {
             Ok(()) => "redis started on the damaged AOF".to_string(),
@@ -411,8 +407,8 @@ impl Redis {
     pub fn restore_rdb(&mut self, rdb: &Path, aof_off_while_loading: bool) -> Result<String> {
         self.stop()?;
         self.data_shell(&format!(
-            "rm -rf \"$DATA/appendonlydir\" && cp '{}' \"$DATA/dump.rdb\"",
-            rdb.display()
+            "rm -rf \"$DATA/appendonlydir\" && cp {} \"$DATA/dump.rdb\"",
+            sh_quote(&rdb.display().to_string())
         ))?;
         if !aof_off_while_loading || !self.spec.appendonly {
             self.restart_with(&[])?;
@@ -434,6 +430,12 @@ impl Redis {
             // The rewrite that makes the AOF from what was loaded.
             for _ in 0..600 {
                 let info = self.info_section("persistence").await?;
+                if info.get("aof_last_bgrewrite_status").map(String::as_str) == Some("err") {
+                    return Err(Error::server(
+                        "switch redis's AOF back on",
+                        "the AOF rewrite failed (aof_last_bgrewrite_status:err); see redis's log",
+                    ));
+                }
                 let done = info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
                     && info.get("aof_rewrite_scheduled").map(String::as_str) == Some("0")
                     && info.get("aof_enabled").map(String::as_str) == Some("1");
