@@ -346,12 +346,18 @@ fn gone(pid: i32) -> bool {
     false
 }
 
-/// Ctrl-C mid-drill: exit 130; the server stopped (the container and its
-/// volume removed), nothing left in TMPDIR.
+/// Ctrl-C (or a cancelled CI job's SIGTERM, a closed terminal's SIGHUP)
+/// mid-drill: exit 130; the server stopped (the container and its volume
+/// removed), nothing left in TMPDIR.
 #[rstest]
-#[case::native(BackendKind::Native)]
-#[case::docker(BackendKind::Docker)]
-fn ctrl_c_tears_everything_down(#[case] backend: BackendKind) {
+#[case::native(BackendKind::Native, nix::sys::signal::Signal::SIGINT)]
+#[case::docker(BackendKind::Docker, nix::sys::signal::Signal::SIGINT)]
+#[case::native_sigterm(BackendKind::Native, nix::sys::signal::Signal::SIGTERM)]
+#[case::docker_sighup(BackendKind::Docker, nix::sys::signal::Signal::SIGHUP)]
+fn ctrl_c_tears_everything_down(
+    #[case] backend: BackendKind,
+    #[case] signal: nix::sys::signal::Signal,
+) {
     if !available_for_tests(backend, &[ServiceKind::Postgres], "ctrl-c") {
         return;
     }
@@ -359,11 +365,7 @@ fn ctrl_c_tears_everything_down(#[case] backend: BackendKind) {
     let (mut child, run_id) = drill_until_server_is_up(tmp.path(), backend);
     let pids = postmaster_pids(tmp.path());
     assert_eq!(pids.is_empty(), backend == BackendKind::Docker, "{pids:?}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(
