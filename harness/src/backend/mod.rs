@@ -450,6 +450,16 @@ pub fn available_for_tests(backend: BackendKind, services: &[ServiceKind], test:
     }
 }
 
+/// A program on PATH.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(["/usr/bin".into(), "/usr/sbin".into()])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
 /// Single-quotes a word for sh.
 pub(crate) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))

@@ -214,6 +214,18 @@ impl NativeServer {
             .map_err(Error::io("write", &record))
     }
 
+    /// `program` of the server's own version: in the spec's tools dir,
+    /// else on PATH; absolute.
+    fn resolve(&self, program: &str) -> Option<PathBuf> {
+        self.spec
+            .native
+            .tools_dir
+            .as_ref()
+            .map(|d| d.join(program))
+            .filter(|p| p.is_file())
+            .or_else(|| crate::backend::which(program))
+    }
+
     fn help(&self) -> String {
         format!(
             "{} (native, pid {}, ports {}): data and log in {}",
@@ -253,12 +265,7 @@ impl super::Server for NativeServer {
 
     fn tool(&self, program: &str, env: &[(String, String)]) -> Command {
         let path = self
-            .spec
-            .native
-            .tools_dir
-            .as_ref()
-            .map(|d| d.join(program))
-            .filter(|p| p.is_file())
+            .resolve(program)
             .unwrap_or_else(|| PathBuf::from(program));
         let mut cmd = Command::new(path);
         crate::postgres::scrub_pg_env(&mut cmd);
@@ -276,15 +283,7 @@ impl super::Server for NativeServer {
         let q = super::sh_quote;
         // An absolute path: the shim's own folder comes first on the
         // caller's PATH, and a bare name would run the shim again.
-        let path = self
-            .spec
-            .native
-            .tools_dir
-            .as_ref()
-            .map(|d| d.join(program))
-            .filter(|p| p.is_file())
-            .or_else(|| crate::redis::which(program));
-        let Some(path) = path else {
+        let Some(path) = self.resolve(program) else {
             return format!(
                 "#!/bin/sh\necho \"drill: {program} is not installed here; install the package that has it (Debian: apt-get install ...)\" >&2\nexit 127\n"
             );

@@ -329,8 +329,8 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
     let native = match backend {
         BackendKind::Docker => NativeSpec::default(),
         BackendKind::Native => {
-            let program = crate::redis::which("clickhouse-server")
-                .or_else(|| crate::redis::which("clickhouse"))
+            let program = crate::backend::which("clickhouse-server")
+                .or_else(|| crate::backend::which("clickhouse"))
                 .ok_or_else(|| Error::MissingTool {
                     tool: "clickhouse-server".into(),
                     looked_in: "PATH".into(),

@@ -491,11 +491,12 @@ fn server_spec(
     let native = match backend {
         BackendKind::Docker => NativeSpec::default(),
         BackendKind::Native => {
-            let program = which("redis-server").ok_or_else(|| Error::MissingTool {
-                tool: "redis-server".into(),
-                looked_in: "PATH".into(),
-                install: "apt-get install -y redis-server (or `cargo xtask deps`)".into(),
-            })?;
+            let program =
+                crate::backend::which("redis-server").ok_or_else(|| Error::MissingTool {
+                    tool: "redis-server".into(),
+                    looked_in: "PATH".into(),
+                    install: "apt-get install -y redis-server (or `cargo xtask deps`)".into(),
+                })?;
             let mut args: Vec<String> = [
                 "--port",
                 "{port:6379}",
@@ -560,16 +561,6 @@ pub fn parse_info(text: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.trim_end_matches('\r').split_once(':'))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
-}
-
-/// A program on PATH.
-pub(crate) fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/bin".into(), "/usr/sbin".into()])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 /// Loads the dataset's market state with pipelined commands.
