@@ -460,6 +460,17 @@ pub(crate) fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// A fresh password for a disposable server: 24 random letters and
+/// digits (safe in URLs, config files and shell words).
+pub fn new_password() -> String {
+    use rand::RngExt;
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
 /// Single-quotes a word for sh.
 pub(crate) fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))

@@ -19,8 +19,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 
 use crate::backend::{
     BackendKind, ContainerSpec, NativeSpec, Server, ServerInfo, ServerSpec, ServiceKind, Stop,
@@ -79,11 +77,7 @@ pub struct ClickHouse {
 impl ClickHouse {
     /// Starts a server on `backend` and waits until it answers a query.
     pub fn start(backend: BackendKind, spec: &ClickHouseSpec) -> Result<ClickHouse> {
-        let password: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
+        let password = crate::backend::new_password();
         if let Some(dir) = spec.backups_dir() {
             // Written by the server's own user inside a container.
             std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
@@ -124,6 +118,21 @@ impl ClickHouse {
 
     pub fn server_mut(&mut self) -> &mut dyn Server {
         self.server.as_mut()
+    }
+
+    /// How a person connects to it right now.
+    pub fn connection_help(&self) -> String {
+        let (h, p) = self.server.addr(HTTP_PORT);
+        format!(
+            "curl 'http://{USER}:{}@{h}:{p}/?query=SELECT+1'   ({})",
+            self.password,
+            self.server.describe()
+        )
+    }
+
+    /// Leaves the server running after the drill; how to reach and remove it.
+    pub fn keep(&mut self) -> String {
+        format!("{}\n  {}", self.server.keep(), self.connection_help())
     }
 
     /// Kills every process at once (SIGKILL) and leaves it down.

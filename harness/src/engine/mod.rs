@@ -398,41 +398,42 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         );
         writers = Some((ws, Instant::now()));
     }
-    let mut backups = Backups::default();
-    running
-        .backup(
-            sc,
-            &scenario_dir,
-            work.path(),
-            &mut tl,
-            &mut backups,
-            &mut report.backups,
-        )
-        .await?;
-    let mut running_writers = None;
-    if let (Some(w), Some((ws, started))) = (&sc.workload, writers) {
-        let jitter = w.jitter.map_or(Duration::ZERO, |j| {
-            use rand::{RngExt, SeedableRng};
-            j.0.mul_f64(rand::rngs::StdRng::seed_from_u64(sc.seed).random_range(0.0..1.0))
-        });
-        let deadline = started + w.run_for.0 + jitter;
-        if let Some(every) = sc.backup.every {
-            let mut next = started + every.0;
-            while next + Duration::from_millis(1) < deadline {
-                tokio::time::sleep_until(next.into()).await;
-                running
-                    .backup(
-                        sc,
-                        &scenario_dir,
-                        work.path(),
-                        &mut tl,
-                        &mut backups,
-                        &mut report.backups,
-                    )
-                    .await?;
-                next += every.0;
-            }
+    // The first backup at once; with a workload and `every`, more on the
+    // schedule until the fault.
+    let deadline = match (&sc.workload, &writers) {
+        (Some(w), Some((_, started))) => {
+            let jitter = w.jitter.map_or(Duration::ZERO, |j| {
+                use rand::{RngExt, SeedableRng};
+                j.0.mul_f64(rand::rngs::StdRng::seed_from_u64(sc.seed).random_range(0.0..1.0))
+            });
+            Some(*started + w.run_for.0 + jitter)
         }
+        _ => None,
+    };
+    let mut backups = Backups::default();
+    let mut next = writers.as_ref().map_or_else(Instant::now, |(_, s)| *s);
+    loop {
+        tokio::time::sleep_until(next.into()).await;
+        running
+            .backup(
+                sc,
+                &scenario_dir,
+                work.path(),
+                &mut tl,
+                &mut backups,
+                &mut report.backups,
+            )
+            .await?;
+        let (Some(every), Some(deadline)) = (sc.backup.every, deadline) else {
+            break;
+        };
+        next += every.0;
+        if next + Duration::from_millis(1) >= deadline {
+            break;
+        }
+    }
+    let mut running_writers = None;
+    if let (Some(deadline), Some((ws, _))) = (deadline, writers) {
         tokio::time::sleep_until(deadline.into()).await;
         // The writers keep writing into the fault: what is in flight then is
         // exactly what an incident catches.

@@ -322,63 +322,18 @@ impl Running {
     /// How to reach every service, for a person at a pause.
     pub(crate) fn connection_help(&self) -> Vec<String> {
         let mut v = Vec::new();
-        if let Some(pg) = &self.pg {
-            v.push(pg.server.connection_help());
-        }
-        if let Some(r) = &self.redis {
-            let (h, p) = r.server().addr(crate::redis::PORT);
-            v.push(format!(
-                "redis-cli -h {h} -p {p} --pass '{}'   ({})",
-                r.env()
-                    .iter()
-                    .find(|(k, _)| k == "REDIS_PASSWORD")
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or(""),
-                r.server().describe()
-            ));
-        }
-        if let Some(c) = &self.ch {
-            let url = c
-                .env()
-                .into_iter()
-                .find(|(k, _)| k == "CLICKHOUSE_URL")
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            v.push(format!(
-                "curl '{url}/?query=SELECT+1'   ({})",
-                c.server().describe()
-            ));
-        }
+        v.extend(self.pg.as_ref().map(|pg| pg.server.connection_help()));
+        v.extend(self.redis.as_ref().map(Redis::connection_help));
+        v.extend(self.ch.as_ref().map(ClickHouse::connection_help));
         v
     }
 
     /// Leaves every server running; how to reach and remove each.
     pub(crate) fn keep(&mut self) -> Vec<String> {
         let mut v = Vec::new();
-        if let Some(pg) = &mut self.pg {
-            v.push(pg.server.keep());
-        }
-        let help = self.connection_help();
-        if let Some(r) = &mut self.redis {
-            let how = r.server_mut().keep();
-            v.push(format!(
-                "{how}\n  {}",
-                help.iter()
-                    .find(|h| h.starts_with("redis-cli"))
-                    .cloned()
-                    .unwrap_or_default()
-            ));
-        }
-        if let Some(c) = &mut self.ch {
-            let how = c.server_mut().keep();
-            v.push(format!(
-                "{how}\n  {}",
-                help.iter()
-                    .find(|h| h.starts_with("curl"))
-                    .cloned()
-                    .unwrap_or_default()
-            ));
-        }
+        v.extend(self.pg.as_mut().map(|pg| pg.server.keep()));
+        v.extend(self.redis.as_mut().map(Redis::keep));
+        v.extend(self.ch.as_mut().map(ClickHouse::keep));
         v
     }
 

@@ -12,8 +12,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 
 use super::PgCoordinates;
 use crate::backend::{
@@ -139,11 +137,7 @@ impl Postgres {
     /// Starts a server on `backend`, waits until it accepts connections and
     /// makes sure the application database exists.
     pub fn start(backend: BackendKind, spec: &PgSpec) -> Result<Postgres> {
-        let password: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
+        let password = crate::backend::new_password();
         let server_spec = server_spec(backend, spec, &password)?;
         let server = backend.launch(&server_spec)?;
         let info = ServerInfo {

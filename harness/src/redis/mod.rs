@@ -17,8 +17,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use rand::RngExt;
-use rand::distr::Alphanumeric;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 
@@ -82,11 +80,7 @@ pub struct Redis {
 impl Redis {
     /// Starts a server on `backend` and waits until it answers PING.
     pub fn start(backend: BackendKind, spec: &RedisSpec) -> Result<Redis> {
-        let password: String = rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(24)
-            .map(char::from)
-            .collect();
+        let password = crate::backend::new_password();
         let server_spec = server_spec(backend, spec, &password, &[])?;
         let server = backend.launch(&server_spec)?;
         let info = ServerInfo {
@@ -122,6 +116,21 @@ impl Redis {
 
     pub fn server_mut(&mut self) -> &mut dyn Server {
         self.server.as_mut()
+    }
+
+    /// How a person connects to it right now.
+    pub fn connection_help(&self) -> String {
+        let (h, p) = self.server.addr(PORT);
+        format!(
+            "redis-cli -h {h} -p {p} --pass '{}'   ({})",
+            self.password,
+            self.server.describe()
+        )
+    }
+
+    /// Leaves the server running after the drill; how to reach and remove it.
+    pub fn keep(&mut self) -> String {
+        format!("{}\n  {}", self.server.keep(), self.connection_help())
     }
 
     /// Kills every process at once (SIGKILL) and leaves it down.

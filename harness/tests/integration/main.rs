@@ -6,6 +6,7 @@
 
 mod backend;
 mod clickhouse;
+mod engine_multi;
 mod engine_pause;
 mod fixture_snapshot;
 mod redis;
