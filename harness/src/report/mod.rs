@@ -10,6 +10,8 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod prometheus;
+#[cfg(test)]
+mod snapshots;
 pub mod summary;
 pub mod svg;
 #[cfg(test)]

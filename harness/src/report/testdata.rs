@@ -114,3 +114,230 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         kept: vec![],
     }
 }
+
+/// A full-system drill (PostgreSQL, Redis and ClickHouse) with a workload:
+/// servers, backups of every service, RTO and RPO per service, a warning and
+/// an RPO miss, so every field the writers read is filled.
+pub(crate) fn report_multi() -> DrillReport {
+    use crate::backend::{BackendKind, ServerInfo, ServiceKind};
+    use crate::engine::{BackupRecord, ServiceRpo, ServiceRto};
+    use crate::workload::RpoMeasurement;
+    let server = |service, version: &str, source: &str, ts: Option<&str>| ServerInfo {
+        service,
+        backend: BackendKind::Docker,
+        source: source.into(),
+        version: version.into(),
+        timescaledb: ts.map(str::to_string),
+    };
+    let rpo = |lost: usize, ms: u64| RpoMeasurement {
+        acknowledged: 600,
+        lost,
+        window: Duration::from_millis(ms),
+        lost_sample: (0..lost.min(2))
+            .map(|i| format!("2026-01-01 00:00:00.{i:03}+00 BTC"))
+            .collect(),
+    };
+    let target = Duration::from_secs(60);
+    let rpo_target = Duration::from_secs(5);
+    let check = |name: &str, ok: bool| CheckResult {
+        name: name.into(),
+        expected: "the same".into(),
+        actual: if ok {
+            "the same".into()
+        } else {
+            "different".into()
+        },
+        ok,
+        evidence: (!ok).then(|| "3 keys differ:\n  price:BTC".into()),
+    };
+    let runbook = RecoveryReport {
+        name: "runbook-as-written".into(),
+        expect: "fails".into(),
+        recovered: false,
+        rto: None,
+        rpo: Some(rpo(600, 9000)),
+        rto_per_service: vec![
+            ServiceRto {
+                service: ServiceKind::Postgres,
+                rto: Some(Duration::from_millis(2500)),
+            },
+            ServiceRto {
+                service: ServiceKind::Redis,
+                rto: None,
+            },
+        ],
+        rpo_per_service: vec![ServiceRpo {
+            service: ServiceKind::Redis,
+            measurement: rpo(600, 9000),
+        }],
+        checks: vec![
+            check("rows public.ticks", true),
+            check("redis keys", false),
+            check("schema", true),
+            check::rto(None, target),
+        ],
+        errors: vec!["redis-cli: NOAUTH".into()],
+        met_expectation: true,
+        summary: "incident reproduced: redis keys".into(),
+    };
+    let ordered = RecoveryReport {
+        name: "in-order".into(),
+        expect: "recovers".into(),
+        recovered: true,
+        rto: Some(Duration::from_millis(7012)),
+        rpo: Some(rpo(91, 1800)),
+        rto_per_service: vec![
+            ServiceRto {
+                service: ServiceKind::Postgres,
+                rto: Some(Duration::from_millis(2500)),
+            },
+            ServiceRto {
+                service: ServiceKind::Redis,
+                rto: Some(Duration::from_millis(4100)),
+            },
+            ServiceRto {
+                service: ServiceKind::ClickHouse,
+                rto: Some(Duration::from_millis(7012)),
+            },
+        ],
+        rpo_per_service: vec![
+            ServiceRpo {
+                service: ServiceKind::Postgres,
+                measurement: rpo(91, 1800),
+            },
+            ServiceRpo {
+                service: ServiceKind::Redis,
+                measurement: rpo(0, 0),
+            },
+        ],
+        checks: vec![
+            check("rows public.ticks (fixture rows)", true),
+            check("content public.pairs", true),
+            check("redis keys", true),
+            check("content analytics.ticks", true),
+            check::rpo(ServiceKind::Postgres, &rpo(91, 1800), rpo_target),
+            check::rto(Some(Duration::from_millis(7012)), target),
+        ],
+        errors: vec![],
+        met_expectation: true,
+        summary: "recovered in 7.012s".into(),
+    };
+    DrillReport {
+        name: "full-system".into(),
+        description: "every service lost at once | restored in the runbook's order".into(),
+        file: "scenarios/full-system.toml".into(),
+        run_id: "c0ffee00".into(),
+        seed: 7,
+        backend: "docker".into(),
+        servers: vec![
+            server(
+                ServiceKind::Postgres,
+                "15.18 (Debian 15.18-0+deb12u1)",
+                "drill-local/postgres:15",
+                Some("2.28.3"),
+            ),
+            server(ServiceKind::Redis, "7.0.15", "drill-local/redis:7.0", None),
+            server(
+                ServiceKind::ClickHouse,
+                "18.16.1",
+                "drill-local/clickhouse:18.16",
+                None,
+            ),
+        ],
+        backups: vec![
+            BackupRecord {
+                service: ServiceKind::Redis,
+                path: "/tmp/drill-run-c0ffee00/redis_dump_1.rdb".into(),
+                bytes: 48213,
+                method: "SAVE + dump.rdb copied out".into(),
+                took: Duration::from_millis(35),
+            },
+            BackupRecord {
+                service: ServiceKind::ClickHouse,
+                path: "/tmp/drill-run-c0ffee00/clickhouse-backup-1".into(),
+                bytes: 1_204_000,
+                method: "freeze (18.16 has no BACKUP)".into(),
+                took: Duration::from_millis(410),
+            },
+        ],
+        flavour: "timescaledb".into(),
+        rto_target: target,
+        rpo_target: Some(rpo_target),
+        baseline_rows: [
+            ("public.ticks".to_string(), 20000),
+            ("analytics.ticks".to_string(), 20000),
+        ]
+        .into(),
+        backup: Some(crate::backup::Artifact {
+            path: "/tmp/drill-run-c0ffee00/backups/nexwave_backup_1.sql.gz".into(),
+            bytes: 912_345,
+            format: crate::scenario::DumpFormat::Plain,
+            compressed: true,
+            command: "pg_dump --format=plain --no-owner --no-acl | gzip > x".into(),
+            stderr_tail: String::new(),
+            took: Duration::from_millis(640),
+        }),
+        recoveries: vec![runbook, ordered],
+        verdict: Verdict::Pass,
+        timeline: vec![
+            entry("setup", "start postgres", 0, 3200, true),
+            entry("setup", "start redis", 3200, 900, true),
+            entry("setup", "start clickhouse", 4100, 2100, true),
+            entry("setup", "baseline", 6200, 400, true),
+            entry("workload", "start writers", 6600, 5, true),
+            entry("backup", "pg_dump", 6605, 640, true),
+            entry("backup", "redis rdb copy", 7245, 35, true),
+            entry("backup", "clickhouse backup", 7280, 410, true),
+            entry(
+                "recovery runbook-as-written",
+                "fault: wipe",
+                12000,
+                1500,
+                true,
+            ),
+            entry("workload", "stop writers", 13500, 3, true),
+            entry(
+                "recovery runbook-as-written",
+                "shell: ./restore.sh",
+                13503,
+                2000,
+                true,
+            ),
+            entry(
+                "recovery runbook-as-written",
+                "checks postgres",
+                15503,
+                300,
+                true,
+            ),
+            entry(
+                "recovery runbook-as-written",
+                "checks redis",
+                15803,
+                100,
+                false,
+            ),
+            entry("recovery in-order", "fault: wipe", 16000, 1500, true),
+            entry(
+                "recovery in-order",
+                "psql-restore (sanitized)",
+                17500,
+                1000,
+                true,
+            ),
+            entry("recovery in-order", "checks postgres", 18500, 300, true),
+            entry(
+                "recovery in-order",
+                "redis-restore-rdb (AOF off while loading)",
+                18800,
+                1200,
+                true,
+            ),
+            entry("recovery in-order", "checks redis", 20000, 100, true),
+            entry("recovery in-order", "clickhouse-restore", 20100, 2800, true),
+            entry("recovery in-order", "checks clickhouse", 22900, 112, true),
+        ],
+        warnings: vec!["1,204 lines of pg_dump's own stderr are inside the backup".into()],
+        kept: vec![],
+    }
+}
