@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::postgres::{ClientTool, PostgresServer};
+use crate::service::postgres::{ClientTool, Postgres};
 use crate::{Error, Result};
 
-pub use crate::scenario::DumpFormat;
+pub(crate) use crate::scenario::DumpFormat;
 
 /// What inspecting a backup found.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Inspection {
+pub(crate) struct Inspection {
     pub path: PathBuf,
     pub format: DumpFormat,
     pub gzip: bool,
@@ -37,9 +37,26 @@ pub struct Inspection {
     pub stderr_lines: u64,
 }
 
+impl Inspection {
+    /// One line for people: format, size and checksum.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{}{}, {} bytes, sha256 {}",
+            self.format,
+            if self.gzip { " (gzip)" } else { "" },
+            self.bytes,
+            match self.sha256_matches {
+                Some(true) => "matches its sidecar",
+                Some(false) => "MISMATCH",
+                None => "not given",
+            }
+        )
+    }
+}
+
 /// Inspects one backup. `server` provides pg_restore for custom and
 /// directory formats.
-pub fn inspect(path: &Path, server: &dyn PostgresServer) -> Result<Inspection> {
+pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
     let mut i = Inspection {
         path: path.to_owned(),
         format: DumpFormat::Plain,
@@ -227,7 +244,7 @@ fn sidecar(path: &Path) -> Result<Option<String>> {
                 .unwrap_or("")
                 .to_ascii_lowercase();
             if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(Error::server(
+                return Err(Error::bad_input(
                     format!("{} is not a sha256 sidecar", side.display()),
                     "expected `<64 hex digits>  <file name>` as written by sha256sum",
                 ));
@@ -273,7 +290,7 @@ fn looks_like_dump(p: &Path) -> bool {
 
 /// Candidates in a folder, newest first (by modification time, then name):
 /// dumps and dump folders, not sidecars or logs.
-pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .map_err(Error::io("list", dir))?
         .flatten()

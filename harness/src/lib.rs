@@ -1,25 +1,41 @@
 //! drill: disaster-recovery drills against disposable servers.
 //!
-//! A drill starts servers through a [`backend`], loads a fixture
-//! ([`postgres::fixture`]), takes a baseline ([`postgres::snapshot`]), backs
-//! up ([`backup`]), injects a [`fault`], runs recovery steps ([`restore`]),
-//! and compares what came back with the baseline ([`check`]). The [`engine`]
-//! runs that flow for a [`scenario`] and returns a [`engine::DrillReport`];
-//! [`report`] turns reports into something to read.
+//! A drill starts servers through a [`backend`] (native processes or Docker
+//! containers), one [`service`] per engine (PostgreSQL/TimescaleDB, Redis,
+//! ClickHouse); loads a fixture, takes a baseline, backs up the way the
+//! user does, injects a fault, runs the recovery steps, and compares what
+//! came back with the baseline. The [`engine`] runs that flow for a
+//! [`scenario`] and returns a [`engine::DrillReport`]; [`report`] turns
+//! reports into something to read.
+//!
+//! The public API is what `cargo xtask` and the tests use: the engine, the
+//! scenario format, the reports, backend choice and cleanup, and the
+//! disposable servers themselves. Everything else is `pub(crate)`.
 
-pub mod artifact;
+mod artifact;
 pub mod backend;
-pub mod backup;
-pub mod check;
-pub mod clickhouse;
+mod check;
 pub mod engine;
-pub mod errors;
-pub mod fault;
-pub mod postgres;
-pub mod redis;
+mod errors;
 pub mod report;
-pub mod restore;
+mod sanitize;
 pub mod scenario;
-pub mod workload;
+pub mod service;
+mod shell;
+mod vocab;
+mod workload;
 
-pub use errors::{Error, Result};
+pub use artifact::sha256_file;
+pub use check::{CheckKind, CheckResult};
+pub use errors::{Error, ErrorKind, Result, ScenarioError};
+pub use sanitize::{SanitizeReport, sanitize};
+pub use vocab::{BackendKind, ServerInfo, ServiceKind, fmt_duration};
+pub use workload::{Ledger, RpoMeasurement, Writer};
+
+/// Helpers for tests that run on every backend and check what a server
+/// leaves on the machine; not part of the API (feature `test-support`).
+#[cfg(feature = "test-support")]
+pub mod testing {
+    pub use crate::backend::docker::objects_of_run;
+    pub use crate::backend::{Resource, available_for_tests};
+}

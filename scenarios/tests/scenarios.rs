@@ -13,8 +13,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use drill::backend::{BackendKind, ServiceKind, available_for_tests};
 use drill::engine::{DrillOptions, Progress, Verdict};
+use drill::testing::available_for_tests;
+use drill::{BackendKind, ServiceKind};
 
 fn native(path: &Path) -> datatest_stable::Result<()> {
     drill(path, BackendKind::Native)

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drill::backend::PgBinaries;
 use drill::engine::{ArtifactDrill, DrillOptions};
-use drill::postgres::{PgSpec, Postgres, PostgresServer};
 use drill::scenario::PgEngine;
+use drill::service::postgres::PgBinaries;
+use drill::service::postgres::{PgSpec, Postgres};
 use drill_fixtures::{Dataset, Flavour};
 
 use crate::exit;
@@ -277,12 +277,17 @@ async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     };
     let mut conn = pg.coordinates().connect().await?;
     for f in drill_fixtures::nexwave_schema(Flavour::Postgres) {
-        drill::postgres::execute_script(&mut conn, f.sql, f.path).await?;
+        drill::service::postgres::execute_script(&mut conn, f.sql, f.path).await?;
     }
     let mut tables = data.tables();
     let mut pairs = tables.remove(0);
-    drill::postgres::fixture::copy_rows(&mut conn, pairs.table, pairs.columns, pairs.rows.as_mut())
-        .await?;
+    drill::service::postgres::fixture::copy_rows(
+        &mut conn,
+        pairs.table,
+        pairs.columns,
+        pairs.rows.as_mut(),
+    )
+    .await?;
     let file = dir.join("ticks.copy");
     {
         let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
@@ -300,10 +305,10 @@ async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let env = env_of(&pg);
     let (mut d, mut r) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        drill::postgres::execute_script(&mut conn, "TRUNCATE ticks", "truncate").await?;
+        drill::service::postgres::execute_script(&mut conn, "TRUNCATE ticks", "truncate").await?;
         let mut ticks = data.tables().remove(1);
         let t = Instant::now();
-        drill::postgres::fixture::copy_rows(
+        drill::service::postgres::fixture::copy_rows(
             &mut conn,
             ticks.table,
             ticks.columns,
@@ -311,7 +316,7 @@ async fn load(reps: usize, dir: &Path) -> anyhow::Result<Row> {
         )
         .await?;
         d.push(n as f64 / t.elapsed().as_secs_f64());
-        drill::postgres::execute_script(&mut conn, "TRUNCATE ticks", "truncate").await?;
+        drill::service::postgres::execute_script(&mut conn, "TRUNCATE ticks", "truncate").await?;
         let raw = sh(
             &format!(
                 "psql -X -q -c \"\\copy ticks ({cols}) FROM '{}'\"",
@@ -456,7 +461,7 @@ fn sanitizer(args: &Args, dir: &Path) -> anyhow::Result<Vec<Row>> {
 async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let n = 1_000_000u64;
     let src = Postgres::native(&spec("restore-src"))?;
-    drill::postgres::fixture::load_nexwave(
+    drill::service::postgres::fixture::load_nexwave(
         src.coordinates(),
         Flavour::Postgres,
         &Dataset {
@@ -565,14 +570,14 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
             report
                 .timeline
                 .iter()
-                .filter(|e| e.phase.contains(phase) && e.step == step)
+                .filter(|e| e.phase.to_string().contains(phase) && e.step == step)
                 .map(|e| e.duration.as_secs_f64())
                 .sum()
         };
         out.push((
             n,
             vec![
-                ("load".into(), pick("setup", "load fixture")),
+                ("load".into(), pick("setup", "load postgres fixture")),
                 ("backup".into(), pick("backup", "pg_dump")),
                 ("fault".into(), pick("sanitized", "fault: wipe")),
                 (

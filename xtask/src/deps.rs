@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use drill::backend::ServiceKind;
+use drill::ServiceKind;
 
 use crate::exit;
 
@@ -77,20 +77,20 @@ fn install(pkgs: &[&str]) -> Result<(), String> {
 
 /// Makes sure PostgreSQL's server binaries exist.
 pub(crate) fn ensure() -> Result<(), String> {
-    if drill::backend::PgBinaries::locate().is_ok() {
+    if drill::service::postgres::PgBinaries::locate().is_ok() {
         return Ok(());
     }
     install(&["postgresql-15", "postgresql-client-15"]).map_err(|e| {
         format!(
             "{e} (PostgreSQL server binaries: {})",
-            drill::backend::INSTALL_HINT
+            drill::service::postgres::INSTALL_HINT
         )
     })?;
     // The package starts a cluster of its own on 5432; drills never use it.
     let _ = Command::new("pg_ctlcluster")
         .args(["15", "main", "stop"])
         .status();
-    drill::backend::PgBinaries::locate()
+    drill::service::postgres::PgBinaries::locate()
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

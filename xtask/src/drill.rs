@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use drill::backend::{BackendChoice, BackendKind, ServiceKind};
+use drill::backend::BackendChoice;
 use drill::engine::{ArtifactDrill, DrillOptions, DrillReport, Pause, Progress, Verdict};
 use drill::scenario::{PgEngine, Scenario};
+use drill::{BackendKind, ServiceKind};
 
 use crate::{deps, exit};
 
@@ -128,11 +129,11 @@ struct RunArgs {
     gate_min_runs: usize,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, drill::scenario::BadDuration> {
     drill::scenario::parse_duration(s)
 }
 
-fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+fn parse_backend(s: &str) -> drill::Result<BackendChoice> {
     s.parse()
 }
 
@@ -361,10 +362,10 @@ fn options(run: &RunArgs) -> DrillOptions {
             let mark = if entry.ok { "✓" } else { "✗" };
             eprintln!(
                 "  {mark} [{:>9}] {scenario} › {} › {} ({}) {}",
-                drill::check::fmt_duration(entry.start),
+                drill::fmt_duration(entry.start),
                 entry.phase,
                 entry.step,
-                drill::check::fmt_duration(entry.duration),
+                drill::fmt_duration(entry.duration),
                 entry.detail
             );
         }

@@ -27,7 +27,7 @@ pub(crate) fn run(args: Args) -> u8 {
         let mut conn = sqlx::postgres::PgConnection::connect(&args.url)
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
-        drill::postgres::snapshot::fingerprint(&mut conn)
+        drill::service::postgres::snapshot::fingerprint(&mut conn)
             .await
             .map_err(|e| e.to_string())
     });

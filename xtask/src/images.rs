@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use drill::backend::images::{ServiceKind, docker_answers};
+use drill::ServiceKind;
+use drill::backend::images::docker_answers;
 use sha2::{Digest, Sha256};
 
 use crate::exit;

@@ -10,7 +10,7 @@ use crate::exit;
 pub(crate) fn run() -> u8 {
     let stdin = BufReader::with_capacity(256 * 1024, std::io::stdin().lock());
     let stdout = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
-    match drill::restore::sanitize::sanitize(stdin, stdout) {
+    match drill::sanitize(stdin, stdout) {
         Ok(r) => {
             eprintln!(
                 "drill sanitize: removed {} of {} lines ({} bytes in, {} out)",

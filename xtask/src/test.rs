@@ -8,7 +8,8 @@
 
 use std::process::Command;
 
-use drill::backend::images::{self, ServiceKind};
+use drill::ServiceKind;
+use drill::backend::images;
 
 use crate::{deps, exit};
 

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use drill::backend::{BackendKind, ServiceKind, available_for_tests};
-use drill::postgres::{ClientTool, PgSpec, Postgres, PostgresServer};
+use drill::service::postgres::{ClientTool, PgSpec, Postgres};
+use drill::testing::available_for_tests;
+use drill::{BackendKind, ServiceKind};
 use rstest::rstest;
 
 fn root() -> PathBuf {
@@ -30,7 +31,7 @@ fn source(test: &str) -> (Postgres, tempfile::TempDir) {
         ticks: 3_400,
         ..Default::default()
     };
-    rt.block_on(drill::postgres::fixture::load_nexwave(
+    rt.block_on(drill::service::postgres::fixture::load_nexwave(
         pg.coordinates(),
         drill_fixtures::Flavour::Postgres,
         &data,
@@ -60,7 +61,7 @@ fn dump(pg: &Postgres, shell: &str, path: &Path) {
 }
 
 fn sidecar(path: &Path) {
-    let digest = drill::artifact::sha256_file(path).unwrap();
+    let digest = drill::sha256_file(path).unwrap();
     std::fs::write(
         format!("{}.sha256", path.display()),
         format!(
@@ -225,7 +226,7 @@ fn every_kind_of_backup_gets_the_right_verdict(#[case] backend: BackendKind) {
 /// Needs the extension; says so and skips without it.
 #[test]
 fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
-    if !drill::backend::PgBinaries::locate()
+    if !drill::service::postgres::PgBinaries::locate()
         .unwrap()
         .has_timescaledb()
     {
@@ -248,7 +249,7 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
         ticks: 3_400,
         ..Default::default()
     };
-    rt.block_on(drill::postgres::fixture::load_nexwave(
+    rt.block_on(drill::service::postgres::fixture::load_nexwave(
         pg.coordinates(),
         drill_fixtures::Flavour::TimescaleDb,
         &data,

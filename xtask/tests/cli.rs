@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
-use drill::backend::{BackendKind, ServiceKind, available_for_tests};
+use drill::testing::available_for_tests;
+use drill::{BackendKind, ServiceKind};
 use rstest::rstest;
 
 fn root() -> PathBuf {
@@ -300,7 +301,7 @@ fn drill_until_server_is_up(tmp: &Path, backend: BackendKind) -> (std::process::
             (Some(_), BackendKind::Native) => leftovers(tmp)
                 .iter()
                 .any(|d| d.join("data/postmaster.pid").exists()),
-            (Some(id), BackendKind::Docker) => drill::backend::docker::objects_of_run(id)
+            (Some(id), BackendKind::Docker) => drill::testing::objects_of_run(id)
                 .iter()
                 .any(|o| o.starts_with("container ")),
             (None, _) => false,
@@ -378,7 +379,7 @@ fn ctrl_c_tears_everything_down(
         "postgres still running: {pids:?}"
     );
     assert_eq!(
-        drill::backend::docker::objects_of_run(&run_id),
+        drill::testing::objects_of_run(&run_id),
         Vec::<String>::new(),
         "containers or volumes left behind"
     );
@@ -405,7 +406,7 @@ fn sigkill_leftovers_are_removed_by_clean(#[case] backend: BackendKind) {
         "SIGKILL should leave something to clean"
     );
     if backend == BackendKind::Docker {
-        let objects = drill::backend::docker::objects_of_run(&run_id);
+        let objects = drill::testing::objects_of_run(&run_id);
         assert!(
             objects.iter().any(|o| o.starts_with("container "))
                 && objects.iter().any(|o| o.starts_with("volume ")),
@@ -435,7 +436,7 @@ fn sigkill_leftovers_are_removed_by_clean(#[case] backend: BackendKind) {
         "postgres still running after clean: {pids:?}"
     );
     assert_eq!(
-        drill::backend::docker::objects_of_run(&run_id),
+        drill::testing::objects_of_run(&run_id),
         Vec::<String>::new(),
         "clean left containers or volumes"
     );

@@ -32,7 +32,7 @@ use testcontainers::core::{ContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use super::{BackendKind, ServerSpec, Stop, block_on};
+use super::{BackendKind, ServerSpec, ServiceKind, Stop, block_on};
 use crate::{Error, Result};
 
 /// Label keys on every container and volume drill makes.
@@ -109,20 +109,23 @@ impl ContainerServer {
         };
         block_on(self.docker.create_volume(req))
             .map(|_| ())
-            .map_err(|e| Error::server(format!("create volume {}", self.volume), e))
+            .map_err(Error::docker(format!("create volume {}", self.volume)))
     }
 
     fn remove_volume(&self) -> Result<()> {
         let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
         block_on(self.docker.remove_volume(&self.volume, Some(opts)))
-            .map_err(|e| Error::server(format!("remove volume {}", self.volume), e))
+            .map_err(Error::docker(format!("remove volume {}", self.volume)))
     }
 
     /// Removes the container (not the volume).
     fn remove_container(&mut self) -> Result<()> {
         if let Some(c) = self.container.take() {
             let id = c.id().to_string();
-            block_on(c.rm()).map_err(|e| Error::server(format!("remove container {id}"), e))?;
+            block_on(c.rm()).map_err(|source| Error::Container {
+                context: format!("remove container {id}"),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -168,6 +171,10 @@ impl ContainerServer {
 }
 
 impl super::Server for ContainerServer {
+    fn kind(&self) -> ServiceKind {
+        self.spec.kind
+    }
+
     fn backend(&self) -> BackendKind {
         BackendKind::Docker
     }
@@ -186,7 +193,7 @@ impl super::Server for ContainerServer {
 
     fn tool(&self, program: &str, env: &[(String, String)]) -> Command {
         let mut cmd = Command::new("docker");
-        crate::postgres::scrub_pg_env(&mut cmd);
+        super::scrub_env(&mut cmd, &self.spec.scrub_env);
         cmd.args(["exec", "-i"]);
         if let Some(user) = Self::host_user() {
             cmd.args(["--user", &user]);
@@ -289,14 +296,14 @@ impl super::Server for ContainerServer {
     fn alive(&mut self) -> Result<()> {
         match self.running() {
             Some(true) => Ok(()),
-            _ => Err(Error::server(
-                format!(
-                    "{} container {} is not running",
-                    self.spec.kind,
+            _ => Err(Error::Down {
+                service: self.spec.kind,
+                why: format!(
+                    "container {} stopped",
                     self.id().map(short).unwrap_or("(none)")
                 ),
-                self.log_tail(15),
-            )),
+                log_tail: self.log_tail(15),
+            }),
         }
     }
 
@@ -338,7 +345,7 @@ impl super::Server for ContainerServer {
                 .build();
             block_on(self.docker.kill_container(&id, Some(opts)))
         };
-        kill(signal).map_err(|e| Error::server(format!("signal container {}", short(&id)), e))?;
+        kill(signal).map_err(Error::docker(format!("signal container {}", short(&id))))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut escalated = false;
         while self.running() == Some(true) {
@@ -421,16 +428,20 @@ impl super::Server for ContainerServer {
                     .v(true)
                     .build();
                 let _ = block_on(self.docker.remove_container(&name, Some(opts)));
-                return Err(Error::server(
-                    format!("start a container from {}", spec.container.image),
-                    e,
-                ));
+                return Err(Error::Container {
+                    context: format!("start a container from {}", spec.container.image),
+                    source: e,
+                });
             }
         };
         let mut mapped = BTreeMap::new();
         for p in &spec.ports {
-            let host = block_on(container.get_host_port_ipv4(ContainerPort::Tcp(*p)))
-                .map_err(|e| Error::server(format!("read the host port of {p}"), e))?;
+            let host = block_on(container.get_host_port_ipv4(ContainerPort::Tcp(*p))).map_err(
+                |source| Error::Container {
+                    context: format!("read the host port of {p}"),
+                    source,
+                },
+            )?;
             mapped.insert(*p, host);
         }
         self.container = Some(container);
@@ -528,21 +539,47 @@ pub fn reap(whose: Whose) -> Vec<String> {
     let filter: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
     let mut removed = Vec::new();
     block_on(async {
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filter)
-            .build();
-        for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
-            let labels = c.labels.clone().unwrap_or_default();
-            let Some(id) = c.id.clone() else { continue };
-            if !take(&labels) {
-                continue;
+        // A container being created or started while we look (the drill
+        // runs on while Ctrl-C tears down) refuses removal for a moment:
+        // look again until nothing of ours is left, for up to 5 s.
+        for attempt in 0..50 {
+            let left = reap_once(&docker, &filter, &take, &mut removed).await;
+            if left == 0 {
+                break;
             }
-            let opts = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            if docker.remove_container(&id, Some(opts)).await.is_ok() {
+            tracing::debug!(attempt, left, "docker objects still there; reaping again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    removed
+}
+
+/// One pass of [`reap`]: removes what `take` picks; returns how many of
+/// them could not be removed yet.
+async fn reap_once(
+    docker: &Docker,
+    filter: &HashMap<&str, Vec<&str>>,
+    take: &impl Fn(&HashMap<String, String>) -> bool,
+    removed: &mut Vec<String>,
+) -> usize {
+    let mut left = 0;
+    let opts = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(filter)
+        .build();
+    for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
+        let labels = c.labels.clone().unwrap_or_default();
+        let Some(id) = c.id.clone() else { continue };
+        if !take(&labels) {
+            continue;
+        }
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        tracing::debug!(container = short(&id), "docker rm -f");
+        match docker.remove_container(&id, Some(opts)).await {
+            Ok(()) => {
                 let name = c
                     .names
                     .as_ref()
@@ -550,25 +587,31 @@ pub fn reap(whose: Whose) -> Vec<String> {
                     .unwrap_or_else(|| short(&id).to_string());
                 removed.push(format!("container {}", name.trim_start_matches('/')));
             }
-        }
-        let opts = ListVolumesOptionsBuilder::new().filters(&filter).build();
-        let volumes = docker
-            .list_volumes(Some(opts))
-            .await
-            .ok()
-            .and_then(|v| v.volumes)
-            .unwrap_or_default();
-        for v in volumes {
-            if !take(&v.labels) {
-                continue;
-            }
-            let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
-            if docker.remove_volume(&v.name, Some(opts)).await.is_ok() {
-                removed.push(format!("volume {}", v.name));
+            Err(e) => {
+                tracing::debug!(container = short(&id), error = %e, "not removed yet");
+                left += 1;
             }
         }
-    });
-    removed
+    }
+    let opts = ListVolumesOptionsBuilder::new().filters(filter).build();
+    let volumes = docker
+        .list_volumes(Some(opts))
+        .await
+        .ok()
+        .and_then(|v| v.volumes)
+        .unwrap_or_default();
+    for v in volumes {
+        if !take(&v.labels) {
+            continue;
+        }
+        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+        tracing::debug!(volume = %v.name, "docker volume rm");
+        match docker.remove_volume(&v.name, Some(opts)).await {
+            Ok(()) => removed.push(format!("volume {}", v.name)),
+            Err(_) => left += 1,
+        }
+    }
+    left
 }
 
 /// Containers and volumes on the engine that carry `run_id`'s label (for
@@ -601,6 +644,56 @@ pub fn objects_of_run(run_id: &str) -> Vec<String> {
     })
 }
 
+/// Runs `sh -c script` in a throwaway container of `image` with no
+/// network, for a probe of what the image holds.
+pub(crate) fn run_throwaway(image: &str, script: &str) -> Result<Output> {
+    tracing::debug!(image, script, "docker run --rm (probe)");
+    Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(Error::spawn(format!("docker run --rm {image} sh -c ...")))
+}
+
+/// Whether a Docker engine answers.
+pub(crate) fn engine_answers() -> bool {
+    client().is_ok_and(|d| block_on(d.ping()).is_ok())
+}
+
+/// Whether the engine holds `image`.
+pub(crate) fn image_present(image: &str) -> bool {
+    client().is_ok_and(|d| block_on(d.inspect_image(image)).is_ok())
+}
+
+/// Pulls `image`; Err says why it could not (no registry, unknown tag).
+pub(crate) fn pull(image: &str) -> Result<()> {
+    use testcontainers::bollard::query_parameters::CreateImageOptionsBuilder;
+    let docker = client()?;
+    let (repo, tag) = split_image(image);
+    tracing::debug!(image, "docker pull");
+    let opts = CreateImageOptionsBuilder::new()
+        .from_image(&repo)
+        .tag(&tag)
+        .build();
+    block_on(async {
+        let mut progress = docker.create_image(Some(opts), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(Error::docker(format!("pull {image}")))?;
+        }
+        Ok(())
+    })
+}
+
 /// The labels every drill object carries.
 fn labels(run_id: &str, service: &str) -> HashMap<String, String> {
     HashMap::from([
@@ -612,7 +705,7 @@ fn labels(run_id: &str, service: &str) -> HashMap<String, String> {
 }
 
 fn client() -> Result<Docker> {
-    Docker::connect_with_defaults().map_err(|e| Error::server("connect to the Docker engine", e))
+    Docker::connect_with_defaults().map_err(Error::docker("connect to the Docker engine"))
 }
 
 fn hostname() -> String {

@@ -13,13 +13,11 @@
 //! server, volume and temp dir carries the run's id and the harness's pid,
 //! so [`reap_leftovers`] can remove what a killed run left behind.
 
-mod binaries;
 pub mod docker;
 pub mod images;
 pub mod native;
 
-pub use binaries::{INSTALL_HINT, PgBinaries};
-pub use images::ServiceKind;
+pub use crate::vocab::{BackendKind, ServerInfo, ServiceKind};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -29,25 +27,7 @@ use nix::sys::signal::Signal;
 
 use crate::{Error, Result};
 
-/// Where servers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Local processes from the machine's own binaries.
-    #[default]
-    Native,
-    /// Containers on a Docker engine (testcontainers), data on named volumes.
-    Docker,
-}
-
 impl BackendKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::Native => "native",
-            BackendKind::Docker => "docker",
-        }
-    }
-
     /// Starts a server described by `spec` (not yet waited for: the service
     /// probes readiness with [`wait_ready`]).
     pub fn launch(self, spec: &ServerSpec) -> Result<Box<dyn Server>> {
@@ -55,12 +35,6 @@ impl BackendKind {
             BackendKind::Native => Box::new(native::NativeServer::launch(spec)?),
             BackendKind::Docker => Box::new(docker::ContainerServer::launch(spec)?),
         })
-    }
-}
-
-impl std::fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
     }
 }
 
@@ -76,13 +50,16 @@ pub enum BackendChoice {
 }
 
 impl std::str::FromStr for BackendChoice {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "auto" => Ok(BackendChoice::Auto),
             "native" => Ok(BackendChoice::Native),
             "docker" => Ok(BackendChoice::Docker),
-            _ => Err(format!("`{s}`: use auto, docker or native")),
+            _ => Err(Error::bad_input(
+                format!("--backend {s}"),
+                "use auto, docker or native",
+            )),
         }
     }
 }
@@ -93,9 +70,13 @@ pub fn choose(
     choice: BackendChoice,
     images: &[(ServiceKind, String)],
 ) -> Result<(BackendKind, String)> {
-    let docker_ok = || -> std::result::Result<String, String> {
+    let docker_ok = || -> Result<String> {
         if !images::docker_answers() {
-            return Err("no Docker engine answers".into());
+            return Err(Error::MissingTool {
+                tool: "a Docker engine".into(),
+                looked_in: "DOCKER_HOST, else the local socket".into(),
+                install: "Docker Engine (docker.io), started".into(),
+            });
         }
         for (kind, image) in images {
             images::ensure_image(*kind, image)?;
@@ -107,20 +88,17 @@ pub fn choose(
     };
     match choice {
         BackendChoice::Native => Ok((BackendKind::Native, "as asked".into())),
-        BackendChoice::Docker => match docker_ok() {
-            Ok(why) => Ok((BackendKind::Docker, why)),
-            Err(why) => Err(Error::server("use the docker backend", why)),
-        },
-        BackendChoice::Auto => match docker_ok() {
-            Ok(why) => Ok((
+        BackendChoice::Docker => docker_ok().map(|why| (BackendKind::Docker, why)),
+        BackendChoice::Auto => Ok(match docker_ok() {
+            Ok(why) => (
                 BackendKind::Docker,
                 format!("a Docker engine answers; {why}"),
-            )),
-            Err(why) => Ok((
+            ),
+            Err(why) => (
                 BackendKind::Native,
                 format!("{why}; local binaries instead"),
-            )),
-        },
+            ),
+        }),
     }
 }
 
@@ -139,6 +117,10 @@ pub struct ServerSpec {
     pub shared: Vec<PathBuf>,
     /// Sent for a graceful stop (postgres: SIGINT, its fast shutdown).
     pub stop_signal: Signal,
+    /// Inherited variables (names, or prefixes ending in `*`) removed from
+    /// every tool command run beside the server: variables that would point
+    /// a client at another server (libpq's `PG*`).
+    pub scrub_env: Vec<&'static str>,
     pub container: ContainerSpec,
     pub native: NativeSpec,
 }
@@ -168,9 +150,9 @@ pub struct NativeSpec {
     pub init: Option<(PathBuf, Vec<String>)>,
     /// Written into `{dir}` before each start (config files).
     pub files: Vec<(String, String)>,
-    /// Run as an unprivileged user when the harness is root (postgres
-    /// refuses to run as root).
-    pub unprivileged: bool,
+    /// When the harness is root, run as the first of these users that
+    /// exists (postgres refuses to run as root); empty: as the harness.
+    pub run_as: Vec<&'static str>,
     /// Where tools of the server's own version are looked up first.
     pub tools_dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
@@ -216,6 +198,8 @@ impl std::fmt::Display for Stopped {
 /// and deletes its data (temp dir; container and volume), unless
 /// [`Server::keep`] was called.
 pub trait Server: Send + Sync + std::fmt::Debug {
+    /// The service it runs.
+    fn kind(&self) -> ServiceKind;
     fn backend(&self) -> BackendKind;
     /// The image, or the folder holding the local binaries.
     fn source(&self) -> String;
@@ -311,68 +295,48 @@ impl Resource {
     }
 }
 
-/// Facts about a started server, for reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ServerInfo {
-    /// Which service it is.
-    pub service: ServiceKind,
-    /// `native` or `docker`.
-    pub backend: BackendKind,
-    /// Where the server came from: a binaries folder or an image.
-    pub source: String,
-    /// The version as the server reports it.
-    pub version: String,
-    /// Installed timescaledb version, when the server has the extension.
-    pub timescaledb: Option<String>,
-}
-
-impl ServerInfo {
-    /// One line for people: `postgres 15.18 (docker: drill-local/postgres:15)`.
-    pub fn line(&self) -> String {
-        format!(
-            "{} {}{} ({}: {})",
-            self.service,
-            self.version.split_whitespace().next().unwrap_or(""),
-            self.timescaledb
-                .as_deref()
-                .map(|t| format!(" +timescaledb {t}"))
-                .unwrap_or_default(),
-            self.backend,
-            self.source
-        )
-    }
+/// What a readiness probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not yet; what it answered (empty: nothing), kept for the error.
+    NotYet(String),
 }
 
 /// Polls `ready` until it says yes, failing early when the server dies
 /// and after `timeout` with the server's last log lines.
 pub fn wait_ready(
     server: &mut dyn Server,
-    what: &str,
     timeout: Duration,
-    mut ready: impl FnMut(&dyn Server) -> std::result::Result<bool, String>,
+    mut ready: impl FnMut(&dyn Server) -> Readiness,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
     let mut last = String::new();
+    let mut polls = 0u32;
     loop {
         server.alive()?;
         match ready(server) {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last = e,
+            Readiness::Ready => {
+                tracing::debug!(service = %server.kind(), polls, waited_ms = started.elapsed().as_millis() as u64, "ready");
+                return Ok(());
+            }
+            Readiness::NotYet(answer) => {
+                if !answer.is_empty() && answer != last {
+                    tracing::debug!(service = %server.kind(), %answer, "not ready yet; retrying");
+                }
+                if !answer.is_empty() {
+                    last = answer;
+                }
+            }
         }
-        if Instant::now() > deadline {
-            return Err(Error::server(
-                format!(
-                    "{what} did not become ready within {}s{}",
-                    timeout.as_secs(),
-                    if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (last answer: {last})")
-                    }
-                ),
-                server.log_tail(15),
-            ));
+        polls += 1;
+        if started.elapsed() > timeout {
+            return Err(Error::NotReady {
+                service: server.kind(),
+                waited: timeout,
+                last_answer: last,
+                log_tail: server.log_tail(15),
+            });
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -446,6 +410,20 @@ pub fn available_for_tests(backend: BackendKind, services: &[ServiceKind], test:
         Err(e) => {
             eprintln!("SKIPPED {test} on docker: {e}");
             false
+        }
+    }
+}
+
+/// Removes the spec's inherited variables from `cmd`'s environment.
+pub(crate) fn scrub_env(cmd: &mut Command, scrub: &[&str]) {
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        let hit = scrub.iter().any(|s| match s.strip_suffix('*') {
+            Some(prefix) => key_text.starts_with(prefix),
+            None => key_text == *s,
+        });
+        if hit {
+            cmd.env_remove(&key);
         }
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, User};
 
-use super::{BackendKind, ServerSpec, Stop};
+use super::{BackendKind, ServerSpec, ServiceKind, Stop};
 use crate::{Error, Result};
 
 const MARKER: &str = "drill-owner";
@@ -50,16 +50,16 @@ impl NativeServer {
     /// Makes the dir, initialises the data when the spec says how, and
     /// starts the server (without waiting for it to answer).
     pub fn launch(spec: &ServerSpec) -> Result<NativeServer> {
-        let run_as = if spec.native.unprivileged && super::is_root() {
-            let user = User::from_name("postgres")
-                .ok()
-                .flatten()
-                .or_else(|| User::from_name("nobody").ok().flatten());
-            Some(user.ok_or_else(|| {
-                Error::server(
-                    format!("find an unprivileged user to run {} as", spec.kind),
-                    "neither `postgres` nor `nobody` exists; create one with `useradd postgres`",
-                )
+        let run_as = if !spec.native.run_as.is_empty() && super::is_root() {
+            let user = spec
+                .native
+                .run_as
+                .iter()
+                .find_map(|name| User::from_name(name).ok().flatten());
+            Some(user.ok_or_else(|| Error::MissingTool {
+                tool: format!("an unprivileged user to run {} as", spec.kind),
+                looked_in: spec.native.run_as.join(", "),
+                install: format!("useradd {}", spec.native.run_as[0]),
             })?)
         } else {
             None
@@ -112,8 +112,11 @@ impl NativeServer {
 
     fn chown(&self, path: &Path) -> Result<()> {
         if let Some(u) = &self.run_as {
-            nix::unistd::chown(path, Some(u.uid), Some(u.gid))
-                .map_err(|e| Error::server(format!("chown {} to {}", path.display(), u.name), e))?;
+            nix::unistd::chown(path, Some(u.uid), Some(u.gid)).map_err(|e| Error::Io {
+                action: "chown",
+                path: path.to_owned(),
+                source: e.into(),
+            })?;
         }
         Ok(())
     }
@@ -162,14 +165,7 @@ impl NativeServer {
                     source,
                 })?;
             if !out.status.success() {
-                return Err(Error::server(
-                    format!("{} failed", program.display()),
-                    format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    ),
-                ));
+                return Err(Error::command(program.display().to_string(), &out));
             }
         }
         Ok(())
@@ -242,6 +238,10 @@ impl NativeServer {
 }
 
 impl super::Server for NativeServer {
+    fn kind(&self) -> ServiceKind {
+        self.spec.kind
+    }
+
     fn backend(&self) -> BackendKind {
         BackendKind::Native
     }
@@ -268,7 +268,7 @@ impl super::Server for NativeServer {
             .resolve(program)
             .unwrap_or_else(|| PathBuf::from(program));
         let mut cmd = Command::new(path);
-        crate::postgres::scrub_pg_env(&mut cmd);
+        super::scrub_env(&mut cmd, &self.spec.scrub_env);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd
     }
@@ -314,23 +314,25 @@ impl super::Server for NativeServer {
 
     fn alive(&mut self) -> Result<()> {
         let Some(child) = self.child.as_mut() else {
-            return Err(Error::server(
-                format!("{} is not running", self.spec.kind),
-                self.log_tail(15),
-            ));
+            return Err(Error::Down {
+                service: self.spec.kind,
+                why: "it was never started".into(),
+                log_tail: self.log_tail(15),
+            });
         };
         if let Some(status) = child.try_wait().ok().flatten() {
             self.child = None;
-            return Err(Error::server(
-                format!("{} exited ({status})", self.spec.kind),
-                self.log_tail(15),
-            ));
+            return Err(Error::Down {
+                service: self.spec.kind,
+                why: format!("it exited ({status})"),
+                log_tail: self.log_tail(15),
+            });
         }
         Ok(())
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        crate::backup::tail(
+        crate::vocab::tail(
             &String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()),
             lines,
         )

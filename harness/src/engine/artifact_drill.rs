@@ -5,20 +5,24 @@
 //! checksum mismatch is a failed drill, not a half-restored database.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use drill_fixtures::Flavour;
 
-use super::{DrillOptions, DrillReport, RecoveryReport, Timeline, Verdict};
+use super::timeline::{Phase, Timeline};
+use super::{DrillOptions, DrillReport, RecoveryReport, Verdict};
 use crate::Result;
 use crate::artifact::{self, Inspection};
-use crate::backend::{BackendKind, PgBinaries, ServiceKind};
-use crate::backup::Artifact;
-use crate::check::{self, CheckResult};
-use crate::postgres::snapshot::{self, Fingerprint};
-use crate::postgres::{PgSpec, Postgres, PostgresServer};
-use crate::restore::{PsqlRestoreOptions, pg_restore, psql_restore};
-use crate::scenario::{DumpFormat, PgEngine};
+use crate::check::{self, CheckKind, CheckResult};
+use crate::scenario::{DumpFormat, PgEngine, RecoveryExpect};
+use crate::service::postgres::backup::Artifact;
+use crate::service::postgres::checks::{probe, schema};
+use crate::service::postgres::restore::{
+    PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore,
+};
+use crate::service::postgres::snapshot::{self, Fingerprint, Snapshot};
+use crate::service::postgres::{PgSpec, Postgres, describe, resolve_flavour};
+use crate::vocab::{ServiceKind, fmt_duration};
 
 /// What to restore and what must hold afterwards.
 #[derive(Debug, Clone)]
@@ -45,121 +49,322 @@ pub struct ArtifactDrill {
     pub image: Option<String>,
 }
 
+const NAME: &str = "restore-artifact";
+
+/// A restore under way.
+struct Restore<'a> {
+    d: &'a ArtifactDrill,
+    tl: Timeline,
+    report: DrillReport,
+    checks: Vec<CheckResult>,
+    server: Postgres,
+    flavour: Flavour,
+}
+
 /// Restores the artifact and judges it. One "recovery" named `restore`; its
 /// RTO runs from the start of the restore to every check green.
 pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<DrillReport> {
-    let run_id = super::new_run_id();
-    let name = "restore-artifact".to_string();
-    let mut tl = Timeline {
-        t0: Instant::now(),
-        scenario: name.clone(),
-        entries: Vec::new(),
-        progress: opts.progress.clone(),
+    let mut r = Restore::start(d, opts)?;
+    let Some(inspection) = r.choose_backup()? else {
+        return Ok(r.finish(None, vec![], opts));
     };
-    let has_timescaledb = match opts.backend {
-        BackendKind::Native => PgBinaries::locate()?.has_timescaledb(),
-        BackendKind::Docker => crate::postgres::server::image_has_timescaledb(
-            &ServiceKind::Postgres.image(d.image.as_deref()),
-        ),
-    };
-    let flavour = match (d.engine, has_timescaledb) {
-        (PgEngine::Postgres, _) | (PgEngine::Auto, false) => Flavour::Postgres,
-        _ => Flavour::TimescaleDb,
-    };
-    // The server's own pg_restore reads the backup where it lies.
-    let backup_dir =
-        std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;
-    let shared = if backup_dir.is_dir() {
-        backup_dir
-    } else {
-        backup_dir.parent().map(PathBuf::from).unwrap_or(backup_dir)
-    };
-    let spec = PgSpec {
-        timescaledb: flavour == Flavour::TimescaleDb,
-        image: ServiceKind::Postgres.image(d.image.as_deref()),
-        shared: vec![shared],
-        ..PgSpec::new(&d.database, &d.user, &run_id)
-    };
-    let t = tl.start("setup", "start postgres");
-    let server: Box<dyn PostgresServer> = Box::new(tokio::task::block_in_place(|| {
-        Postgres::start(opts.backend, &spec)
-    })?);
-    let info = server.info().clone();
-    tl.finish(
-        "setup",
-        "start postgres",
-        t,
-        true,
-        format!(
-            "PostgreSQL {} ({}: {}), timescaledb: {}",
-            info.version,
-            info.backend,
-            info.source,
-            info.timescaledb.as_deref().unwrap_or("not available")
-        ),
-    );
-    let mut report = DrillReport {
-        backend: info.backend.name().into(),
-        servers: vec![info],
-        flavour: if flavour == Flavour::TimescaleDb {
-            "timescaledb".into()
-        } else {
-            "postgres".into()
-        },
-        ..DrillReport::new(
-            &name,
-            &format!("restore {}", d.backup.display()),
-            d.backup.clone(),
-            &run_id,
-            d.rto,
-        )
-    };
+    if !r.compatible(&inspection) {
+        return Ok(r.finish(None, vec![], opts));
+    }
+    let restore = Phase::Recovery("restore".into());
+    let restore_at = r.tl.start(&restore, "restore");
+    let (ok, detail, errors) = r.restore(&inspection)?;
+    r.tl.finish(&restore, "restore", restore_at, ok, detail);
+    if !ok {
+        r.checks.push(CheckResult::new(
+            CheckKind::Step,
+            "step restore",
+            "succeeds",
+            "failed",
+            false,
+            Some(errors.join("\n")),
+        ));
+    }
+    let green = r.judge().await?;
+    let rto = green.then(|| restore_at.elapsed());
+    Ok(r.finish(rto, errors, opts))
+}
 
-    // Pick the backup: the file, or the newest whole one in a folder.
-    let is_backup_folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
-    let candidates = if is_backup_folder {
-        artifact::candidates(&d.backup)?
-    } else {
-        vec![d.backup.clone()]
-    };
-    let mut rejected: Vec<Inspection> = Vec::new();
-    let mut chosen = None;
-    for c in candidates {
-        let step = format!(
-            "inspect {}",
-            c.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        );
-        let t = tl.start("inspect", &step);
-        let i = tokio::task::block_in_place(|| artifact::inspect(&c, server.as_ref()))?;
-        let detail = if i.ok {
+impl Restore<'_> {
+    /// Starts the server to restore into, in the flavour asked for.
+    fn start<'a>(d: &'a ArtifactDrill, opts: &DrillOptions) -> Result<Restore<'a>> {
+        let run_id = super::new_run_id();
+        let mut tl = Timeline::new(NAME, opts.progress.clone());
+        let image = ServiceKind::Postgres.image(d.image.as_deref());
+        let (flavour, flavour_note) = resolve_flavour(d.engine, opts.backend, &image)?;
+        // The server's own pg_restore reads the backup where it lies.
+        let backup =
+            std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;
+        let shared = if backup.is_dir() {
+            backup
+        } else {
+            backup.parent().map(PathBuf::from).unwrap_or(backup)
+        };
+        let spec = PgSpec {
+            timescaledb: flavour == Flavour::TimescaleDb,
+            image,
+            shared: vec![shared],
+            ..PgSpec::new(&d.database, &d.user, &run_id)
+        };
+        let server = tl.timed(
+            &Phase::Setup,
+            "start postgres",
+            || Postgres::start(opts.backend, &spec),
+            |s| describe(s.info()),
+        )?;
+        let info = server.info().clone();
+        let report = DrillReport {
+            backend: info.backend.name().into(),
+            servers: vec![info],
+            flavour: flavour_note,
+            ..DrillReport::new(
+                NAME,
+                &format!("restore {}", d.backup.display()),
+                d.backup.clone(),
+                &run_id,
+                d.rto,
+            )
+        };
+        Ok(Restore {
+            d,
+            tl,
+            report,
+            checks: Vec::new(),
+            server,
+            flavour,
+        })
+    }
+
+    /// The backup to restore: the file, or the newest whole one in a
+    /// folder; the rejected ones are the integrity check's evidence.
+    fn choose_backup(&mut self) -> Result<Option<Inspection>> {
+        let d = self.d;
+        let is_backup_folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
+        let candidates = if is_backup_folder {
+            artifact::candidates(&d.backup)?
+        } else {
+            vec![d.backup.clone()]
+        };
+        let mut rejected: Vec<Inspection> = Vec::new();
+        let mut chosen = None;
+        for c in candidates {
+            let name = c.file_name().map(|n| n.to_string_lossy().into_owned());
+            let step = format!("inspect {}", name.unwrap_or_default());
+            let t = self.tl.start(&Phase::Inspect, &step);
+            let i = tokio::task::block_in_place(|| artifact::inspect(&c, &self.server))?;
+            let detail = if i.ok {
+                i.describe()
+            } else {
+                i.problems.join("; ")
+            };
+            self.tl.finish(&Phase::Inspect, &step, t, i.ok, detail);
+            if i.ok {
+                chosen = Some(i);
+                break;
+            }
+            rejected.push(i);
+        }
+        self.checks.push(integrity(chosen.as_ref(), &rejected));
+        if chosen.is_some() && !rejected.is_empty() {
+            self.report.warnings.push(format!(
+                "the newest backup was unusable; fell back to an older one ({} rejected)",
+                rejected.len()
+            ));
+        }
+        if let Some(i) = chosen.as_ref().filter(|i| i.stderr_lines > 0) {
+            self.report.warnings.push(format!(
+                "{} lines of pg_dump's own stderr are inside {} (verbose output merged into the backup, as in seed 000); {}",
+                i.stderr_lines,
+                i.path.display(),
+                if d.sanitize { "drill sanitized them away; fix the backup job (2>/dev/null or a log file)" } else { "a plain `gunzip | psql` restore will fail" }
+            ));
+        }
+        Ok(chosen)
+    }
+
+    /// Whether the server can take the dump: a TimescaleDB dump needs the
+    /// extension, at the dump's version.
+    fn compatible(&mut self, inspection: &Inspection) -> bool {
+        if !inspection.timescaledb {
+            return true;
+        }
+        if self.flavour != Flavour::TimescaleDb {
+            self.checks.push(CheckResult::new(
+                CheckKind::Extension,
+                "timescaledb available",
+                "the server has the timescaledb extension the dump needs",
+                "not installed",
+                false,
+                Some(
+                    "install TimescaleDB for this PostgreSQL, or restore into an image that has it"
+                        .into(),
+                ),
+            ));
+            return false;
+        }
+        let server_version = self.server.info().timescaledb.clone();
+        let ok = match (&inspection.timescaledb_version, &server_version) {
+            (Some(dump), Some(server)) => dump == server,
+            _ => true, // the dump does not say: nothing to compare
+        };
+        self.checks.push(CheckResult::new(
+            CheckKind::Extension,
+            "timescaledb version",
+            format!("the server's ({})", server_version.as_deref().unwrap_or("?")),
+            inspection
+                .timescaledb_version
+                .clone()
+                .unwrap_or_else(|| "not recorded in the dump".into()),
+            ok,
+            (!ok).then(|| "TimescaleDB restores need the version the dump was taken with: install it, or restore into an image of that version".into()),
+        ));
+        ok
+    }
+
+    /// Restores the chosen backup; (ok, detail, errors).
+    fn restore(&mut self, inspection: &Inspection) -> Result<(bool, String, Vec<String>)> {
+        let artifact = Artifact {
+            path: inspection.path.clone(),
+            bytes: inspection.bytes,
+            format: inspection.format,
+            compressed: inspection.gzip,
+            command: "user-supplied".into(),
+            stderr_tail: String::new(),
+            took: Duration::ZERO,
+        };
+        self.report.backup = Some(artifact.clone());
+        let wrap = inspection.timescaledb && self.flavour == Flavour::TimescaleDb;
+        let server = &self.server;
+        let sanitize = self.d.sanitize;
+        tokio::task::block_in_place(|| match artifact.format {
+            DumpFormat::Plain => {
+                let opts = PsqlRestoreOptions {
+                    sanitize,
+                    on_error_stop: true,
+                    timeout: None,
+                    timescaledb: wrap,
+                };
+                let o = psql_restore(server, &artifact, opts)?;
+                let removed = o.sanitize.as_ref().map_or(String::new(), |s| {
+                    format!("; sanitizer removed {} lines", s.removed)
+                });
+                let detail = format!(
+                    "{}: exit {}, {} errors{removed}",
+                    o.command,
+                    crate::service::exit_code(o.exit_code),
+                    o.error_count
+                );
+                Ok((o.exit_code == Some(0), detail, o.first_errors))
+            }
+            DumpFormat::Custom | DumpFormat::Directory => {
+                let opts = PgRestoreOptions {
+                    exit_on_error: true,
+                    timescaledb: wrap,
+                    ..Default::default()
+                };
+                let o = pg_restore(server, &artifact.path, &opts)?;
+                let detail = format!(
+                    "{}: exit {}, {} errors",
+                    o.command,
+                    crate::service::exit_code(o.exit_code),
+                    o.error_count
+                );
+                Ok((o.exit_code == Some(0), detail, o.first_errors))
+            }
+        })
+    }
+
+    /// The user's expectations, checked on the restored database (a
+    /// timeline step); whether every check so far is green.
+    async fn judge(&mut self) -> Result<bool> {
+        let restore = Phase::Recovery("restore".into());
+        let t = self.tl.start(&restore, "checks");
+        let now = snapshot::take(self.server.coordinates()).await?;
+        self.checks.extend(expectations(self.d, &now));
+        let mut conn = self.server.coordinates().connect().await?;
+        for sql in &self.d.probes {
+            let answer = snapshot::probe(&mut conn, sql).await;
+            self.checks.push(probe(sql, &answer));
+        }
+        drop(conn);
+        let green = self.checks.iter().all(|c| c.ok);
+        let failed: Vec<String> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
+            .collect();
+        let detail = if green {
             format!(
-                "{:?}{}, {} bytes, sha256 {}",
-                i.format,
-                if i.gzip { " (gzip)" } else { "" },
-                i.bytes,
-                match i.sha256_matches {
-                    Some(true) => "matches its sidecar",
-                    Some(false) => "MISMATCH",
-                    None => "not given",
-                }
+                "all green; {} tables, {} rows",
+                now.rows.len(),
+                now.rows.values().sum::<i64>()
             )
         } else {
-            i.problems.join("; ")
+            failed.join("; ")
         };
-        tl.finish("inspect", &step, t, i.ok, detail);
-        if i.ok {
-            chosen = Some(i);
-            break;
-        }
-        rejected.push(i);
+        self.tl.finish(&restore, "checks", t, green, detail);
+        self.report.baseline_rows = now.rows;
+        Ok(green)
     }
-    let mut checks: Vec<CheckResult> = Vec::new();
-    checks.push(CheckResult {
-        name: "backup integrity".into(),
-        expected: "a whole backup (gzip complete, checksum matching, readable)".into(),
-        actual: match &chosen {
+
+    fn finish(
+        mut self,
+        rto: Option<Duration>,
+        errors: Vec<String>,
+        opts: &DrillOptions,
+    ) -> DrillReport {
+        let mut report = self.report;
+        let mut checks = self.checks;
+        checks.push(check::rto(rto, report.rto_target));
+        let met = checks.iter().all(|c| c.ok);
+        let summary = match rto {
+            Some(r) if met => format!("restored in {}", fmt_duration(r)),
+            _ => format!(
+                "NOT restored: {}",
+                checks
+                    .iter()
+                    .filter(|c| !c.ok && c.kind != CheckKind::Rto)
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        report.recoveries.push(RecoveryReport {
+            name: "restore".into(),
+            expect: RecoveryExpect::Recovers,
+            recovered: rto.is_some(),
+            rto,
+            rpo: None,
+            rto_per_service: Vec::new(),
+            rpo_per_service: Vec::new(),
+            checks,
+            errors,
+            met_expectation: met,
+            summary,
+        });
+        report.verdict = if met { Verdict::Pass } else { Verdict::Fail };
+        report.timeline = self.tl.entries;
+        if opts.keep {
+            report.kept.push(self.server.keep());
+        }
+        report
+    }
+}
+
+/// The integrity check: a whole backup was found; the rejected ones are
+/// its evidence.
+fn integrity(chosen: Option<&Inspection>, rejected: &[Inspection]) -> CheckResult {
+    CheckResult::new(
+        CheckKind::BackupIntegrity,
+        "backup integrity",
+        "a whole backup (gzip complete, checksum matching, readable)",
+        match chosen {
             Some(c) if rejected.is_empty() => format!("{} is whole", c.path.display()),
             Some(c) => format!(
                 "{} is whole; {} newer backups rejected",
@@ -168,255 +373,50 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
             ),
             None => "no usable backup".into(),
         },
-        ok: chosen.is_some(),
-        evidence: (!rejected.is_empty()).then(|| {
+        chosen.is_some(),
+        (!rejected.is_empty()).then(|| {
             rejected
                 .iter()
                 .map(|r| format!("{}: {}", r.path.display(), r.problems.join("; ")))
                 .collect::<Vec<_>>()
                 .join("\n")
         }),
-    });
-    if chosen.is_some() && !rejected.is_empty() {
-        report.warnings.push(format!(
-            "the newest backup was unusable; fell back to an older one ({} rejected)",
-            rejected.len()
-        ));
-    }
-    let Some(inspection) = chosen else {
-        return Ok(finish(report, tl, checks, None, vec![], opts, server));
-    };
-    if inspection.stderr_lines > 0 {
-        report.warnings.push(format!(
-            "{} lines of pg_dump's own stderr are inside {} (verbose output merged into the backup, as in seed 000); {}",
-            inspection.stderr_lines,
-            inspection.path.display(),
-            if d.sanitize { "drill sanitized them away; fix the backup job (2>/dev/null or a log file)" } else { "a plain `gunzip | psql` restore will fail" }
-        ));
-    }
-    if inspection.timescaledb && flavour != Flavour::TimescaleDb {
-        checks.push(CheckResult {
-            name: "timescaledb available".into(),
-            expected: "the server has the timescaledb extension the dump needs".into(),
-            actual: "not installed".into(),
-            ok: false,
-            evidence: Some(
-                "install TimescaleDB for this PostgreSQL, or restore into an image that has it"
-                    .into(),
-            ),
-        });
-        return Ok(finish(report, tl, checks, None, vec![], opts, server));
-    }
-    if inspection.timescaledb && flavour == Flavour::TimescaleDb {
-        let server_version = report
-            .server(crate::backend::ServiceKind::Postgres)
-            .and_then(|s| s.timescaledb.clone());
-        let ok = match (&inspection.timescaledb_version, &server_version) {
-            (Some(dump), Some(server)) => dump == server,
-            _ => true, // the dump does not say: nothing to compare
-        };
-        checks.push(CheckResult {
-            name: "timescaledb version".into(),
-            expected: format!("the server's ({})", server_version.as_deref().unwrap_or("?")),
-            actual: inspection.timescaledb_version.clone().unwrap_or_else(|| "not recorded in the dump".into()),
-            ok,
-            evidence: (!ok).then(|| "TimescaleDB restores need the version the dump was taken with: install it, or restore into an image of that version".into()),
-        });
-        if !ok {
-            return Ok(finish(report, tl, checks, None, vec![], opts, server));
-        }
-    }
-    let artifact = Artifact {
-        path: inspection.path.clone(),
-        bytes: inspection.bytes,
-        format: inspection.format,
-        compressed: inspection.gzip,
-        command: "user-supplied".into(),
-        stderr_tail: String::new(),
-        took: Duration::ZERO,
-    };
-    report.backup = Some(artifact.clone());
+    )
+}
 
-    // Restore; the clock starts here.
-    let wrap = inspection.timescaledb && flavour == Flavour::TimescaleDb;
-    let restore_at = tl.start("recovery restore", "restore");
-    let (ok, detail, errors) =
-        tokio::task::block_in_place(|| -> Result<(bool, String, Vec<String>)> {
-            Ok(match artifact.format {
-                DumpFormat::Plain => {
-                    let o = psql_restore(
-                        server.as_ref(),
-                        &artifact,
-                        PsqlRestoreOptions {
-                            sanitize: d.sanitize,
-                            on_error_stop: true,
-                            timeout: None,
-                            timescaledb: wrap,
-                        },
-                    )?;
-                    let removed = o.sanitize.as_ref().map_or(String::new(), |s| {
-                        format!("; sanitizer removed {} lines", s.removed)
-                    });
-                    (
-                        o.exit_code == Some(0),
-                        format!(
-                            "{}: exit {:?}, {} errors{removed}",
-                            o.command, o.exit_code, o.error_count
-                        ),
-                        o.first_errors,
-                    )
-                }
-                DumpFormat::Custom | DumpFormat::Directory => {
-                    let o = pg_restore(
-                        server.as_ref(),
-                        &artifact.path,
-                        &crate::restore::PgRestoreOptions {
-                            exit_on_error: true,
-                            timescaledb: wrap,
-                            ..Default::default()
-                        },
-                    )?;
-                    (
-                        o.exit_code == Some(0),
-                        format!(
-                            "{}: exit {:?}, {} errors",
-                            o.command, o.exit_code, o.error_count
-                        ),
-                        o.first_errors,
-                    )
-                }
-            })
-        })?;
-    tl.finish(
-        "recovery restore",
-        "restore",
-        restore_at,
-        ok,
-        detail.clone(),
-    );
-    if !ok {
-        checks.push(CheckResult {
-            name: "step restore".into(),
-            expected: "succeeds".into(),
-            actual: "failed".into(),
-            ok: false,
-            evidence: Some(errors.join("\n")),
-        });
-    }
-
-    let t = tl.start("recovery restore", "checks");
-    let now = snapshot::take(server.coordinates()).await?;
+/// `--require-table`, `--min-rows` and `--fingerprint` against the
+/// restored database.
+fn expectations(d: &ArtifactDrill, now: &Snapshot) -> Vec<CheckResult> {
+    let mut out = Vec::new();
     for table in &d.tables {
         let key = qualify(table);
         let n = now.rows.get(&key);
-        checks.push(CheckResult {
-            name: format!("table {key}"),
-            expected: "exists".into(),
-            actual: if n.is_some() {
-                "exists".into()
-            } else {
-                "missing".into()
-            },
-            ok: n.is_some(),
-            evidence: n
-                .is_none()
+        out.push(CheckResult::new(
+            CheckKind::Table,
+            format!("table {key}"),
+            "exists",
+            if n.is_some() { "exists" } else { "missing" },
+            n.is_some(),
+            n.is_none()
                 .then(|| format!("relation \"{key}\" does not exist")),
-        });
+        ));
     }
     for (table, min) in &d.min_rows {
         let key = qualify(table);
         let n = now.rows.get(&key).copied();
-        checks.push(CheckResult {
-            name: format!("rows {key}"),
-            expected: format!(">= {min}"),
-            actual: n.map_or("missing".into(), |n| n.to_string()),
-            ok: n.is_some_and(|n| n >= *min),
-            evidence: None,
-        });
-    }
-    if let Some(fp) = &d.fingerprint {
-        checks.push(check::schema(fp, &now.schema));
-    }
-    let mut conn = server.coordinates().connect().await?;
-    for probe in &d.probes {
-        let got: std::result::Result<(bool,), _> =
-            sqlx::query_as(sqlx::AssertSqlSafe(probe.clone()))
-                .fetch_one(&mut conn)
-                .await;
-        checks.push(check::probe(
-            probe,
-            &got.map(|(b,)| b).map_err(|e| e.to_string()),
+        out.push(CheckResult::new(
+            CheckKind::Rows,
+            format!("rows {key}"),
+            format!(">= {min}"),
+            n.map_or("missing".into(), |n| n.to_string()),
+            n.is_some_and(|n| n >= *min),
+            None,
         ));
     }
-    drop(conn);
-    let green = checks.iter().all(|c| c.ok);
-    let rto = green.then(|| restore_at.elapsed());
-    let failed: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: expected {}, got {}", c.name, c.expected, c.actual))
-        .collect();
-    tl.finish(
-        "recovery restore",
-        "checks",
-        t,
-        green,
-        if green {
-            format!(
-                "all green; {} tables, {} rows",
-                now.rows.len(),
-                now.rows.values().sum::<i64>()
-            )
-        } else {
-            failed.join("; ")
-        },
-    );
-    report.baseline_rows = now.rows;
-    Ok(finish(report, tl, checks, rto, errors, opts, server))
-}
-
-fn finish(
-    mut report: DrillReport,
-    tl: Timeline,
-    mut checks: Vec<CheckResult>,
-    rto: Option<Duration>,
-    errors: Vec<String>,
-    opts: &DrillOptions,
-    mut server: Box<dyn PostgresServer>,
-) -> DrillReport {
-    checks.push(check::rto(rto, report.rto_target));
-    let met = checks.iter().all(|c| c.ok);
-    let summary = match rto {
-        Some(r) if met => format!("restored in {}", check::fmt_duration(r)),
-        _ => format!(
-            "NOT restored: {}",
-            checks
-                .iter()
-                .filter(|c| !c.ok && c.name != "rto")
-                .map(|c| c.name.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    report.recoveries.push(RecoveryReport {
-        name: "restore".into(),
-        expect: "recovers".into(),
-        recovered: rto.is_some(),
-        rto,
-        rpo: None,
-        rto_per_service: Vec::new(),
-        rpo_per_service: Vec::new(),
-        checks,
-        errors,
-        met_expectation: met,
-        summary,
-    });
-    report.verdict = if met { Verdict::Pass } else { Verdict::Fail };
-    report.timeline = tl.entries;
-    if opts.keep {
-        report.kept.push(server.keep());
+    if let Some(fp) = &d.fingerprint {
+        out.push(schema(fp, &now.schema));
     }
-    report
+    out
 }
 
 /// `ticks` → `public.ticks`.

@@ -54,10 +54,10 @@ impl Default for GatePolicy {
 pub struct Trend {
     pub scenario: String,
     pub backend: String,
-    #[serde(with = "super::millis::opt")]
+    #[serde(with = "crate::vocab::millis::opt")]
     pub rto_ms: Option<Duration>,
     /// Median RTO of the recent passing runs.
-    #[serde(with = "super::millis::opt")]
+    #[serde(with = "crate::vocab::millis::opt")]
     pub median_ms: Option<Duration>,
     /// How many past runs the median covers.
     pub samples: usize,
@@ -80,7 +80,7 @@ pub fn read(path: &Path) -> Result<Vec<HistoryEntry>> {
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             serde_json::from_str(l).map_err(|e| {
-                Error::server(
+                Error::bad_input(
                     format!("history file {}:{} is malformed", path.display(), i + 1),
                     format!("{e}; fix or delete that line"),
                 )
@@ -171,9 +171,9 @@ pub fn judge(reports: &[DrillReport], history: &[HistoryEntry], policy: &GatePol
                         t.tripped = true;
                         t.note = format!(
                             "RTO regressed: {} vs median {} of {samples} runs ({pct:+.0}%, limit {})",
-                            crate::check::fmt_duration(now),
-                            crate::check::fmt_duration(med),
-                            crate::check::fmt_duration(limit)
+                            crate::vocab::fmt_duration(now),
+                            crate::vocab::fmt_duration(med),
+                            crate::vocab::fmt_duration(limit)
                         );
                     } else {
                         t.note = format!("{pct:+.0}% against the median of {samples} runs");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::history::Trend;
 use crate::engine::{DrillReport, Verdict};
+use crate::scenario::RecoveryExpect;
 
 /// The whole file.
 #[derive(Debug, serde::Serialize)]
@@ -48,7 +49,7 @@ pub struct JsonScenario<'a> {
     pub recoveries: &'a [crate::engine::RecoveryReport],
     pub timeline: Vec<JsonStep<'a>>,
     pub trend: Option<&'a Trend>,
-    pub backup: Option<&'a crate::backup::Artifact>,
+    pub backup: Option<&'a crate::service::postgres::backup::Artifact>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -62,7 +63,7 @@ pub struct JsonCheck {
 
 #[derive(Debug, serde::Serialize)]
 pub struct JsonStep<'a> {
-    pub phase: &'a str,
+    pub phase: String,
     pub step: &'a str,
     pub start_seconds: f64,
     pub duration_seconds: f64,
@@ -78,7 +79,7 @@ fn secs(d: Duration) -> f64 {
 pub fn checks(r: &DrillReport) -> Vec<JsonCheck> {
     let mut out = Vec::new();
     for rec in &r.recoveries {
-        if rec.expect == "fails" {
+        if rec.expect == RecoveryExpect::Fails {
             out.push(JsonCheck {
                 name: format!("{}/reproduces the incident", rec.name),
                 expected: "the recovery fails (negative control)".into(),
@@ -148,7 +149,7 @@ pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonRepo
                     .timeline
                     .iter()
                     .map(|e| JsonStep {
-                        phase: &e.phase,
+                        phase: e.phase.to_string(),
                         step: &e.step,
                         start_seconds: secs(e.start),
                         duration_seconds: secs(e.duration),

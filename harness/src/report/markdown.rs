@@ -5,8 +5,9 @@ use std::fmt::Write;
 
 use super::history::Trend;
 use super::json::checks;
-use crate::check::fmt_duration;
+use crate::check::CheckKind;
 use crate::engine::{DrillReport, Verdict};
+use crate::vocab::fmt_duration;
 
 /// Renders the Markdown summary.
 pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
@@ -29,13 +30,25 @@ pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
             let (n, ok) = m
                 .checks
                 .iter()
-                .filter(|c| c.name.starts_with("rows "))
+                .filter(|c| c.kind == CheckKind::Rows)
                 .fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
             format!("{ok}/{n} equal")
         });
         let schema = main
-            .and_then(|m| m.checks.iter().find(|c| c.name == "schema"))
-            .map_or("–", |c| if c.ok { "equal" } else { "differs" });
+            .map(|m| {
+                m.checks
+                    .iter()
+                    .filter(|c| c.kind == CheckKind::Schema)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.is_empty())
+            .map_or("–", |s| {
+                if s.iter().all(|c| c.ok) {
+                    "equal"
+                } else {
+                    "differs"
+                }
+            });
         let verdict = if r.verdict == Verdict::Pass {
             "✅ pass"
         } else {

@@ -89,8 +89,8 @@ pub fn timeline_text(r: &DrillReport) -> String {
             out,
             "{} [{:>10}] +{:<10} {} › {}\n      {}",
             if e.ok { "✓" } else { "✗" },
-            crate::check::fmt_duration(e.start),
-            crate::check::fmt_duration(e.duration),
+            crate::vocab::fmt_duration(e.start),
+            crate::vocab::fmt_duration(e.duration),
             e.phase,
             e.step,
             e.detail.replace('\n', "\n      ")

@@ -115,7 +115,7 @@ mod tests {
         let main = r
             .recoveries
             .iter_mut()
-            .find(|x| x.expect == "recovers")
+            .find(|x| x.expect == crate::scenario::RecoveryExpect::Recovers)
             .unwrap();
         main.rto_per_service = vec![
             ServiceRto {

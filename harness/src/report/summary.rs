@@ -3,8 +3,9 @@
 
 use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::check::fmt_duration;
+use crate::check::CheckKind;
 use crate::engine::{DrillReport, Verdict};
+use crate::vocab::fmt_duration;
 
 /// Renders reports as a table.
 pub fn table(reports: &[DrillReport]) -> String {
@@ -39,13 +40,13 @@ pub fn table(reports: &[DrillReport]) -> String {
             ));
         }
         for (i, rec) in r.recoveries.iter().enumerate() {
-            let rows = rec.checks.iter().filter(|c| c.name.starts_with("rows "));
+            let rows = rec.checks.iter().filter(|c| c.kind == CheckKind::Rows);
             let (n, ok) = rows.fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
             // PostgreSQL's catalog and each ClickHouse table's columns and engine.
             let schemas: Vec<_> = rec
                 .checks
                 .iter()
-                .filter(|c| c.name == "schema" || c.name.starts_with("schema "))
+                .filter(|c| c.kind == CheckKind::Schema)
                 .collect();
             let schema = if schemas.is_empty() {
                 "-".to_string()
@@ -110,7 +111,7 @@ pub fn table(reports: &[DrillReport]) -> String {
                     String::new()
                 }),
                 Cell::new(&rec.name),
-                Cell::new(&rec.expect),
+                Cell::new(rec.expect),
                 result,
                 Cell::new(rto),
                 Cell::new(rpo),

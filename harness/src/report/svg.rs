@@ -7,8 +7,8 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::check::fmt_duration;
 use crate::engine::{DrillReport, TimelineEntry, Verdict};
+use crate::vocab::fmt_duration;
 
 const W: f64 = 960.0;
 const LEFT: f64 = 250.0;
@@ -40,7 +40,7 @@ pub fn render(r: &DrillReport) -> String {
     let setup: Duration = r
         .timeline
         .iter()
-        .filter(|e| !e.phase.starts_with("recovery "))
+        .filter(|e| e.phase.recovery().is_none())
         .map(|e| e.duration)
         .sum();
     let _ = writeln!(
@@ -54,8 +54,11 @@ pub fn render(r: &DrillReport) -> String {
     y += 20.0;
 
     for rec in &r.recoveries {
-        let phase = format!("recovery {}", rec.name);
-        let steps: Vec<&TimelineEntry> = r.timeline.iter().filter(|e| e.phase == phase).collect();
+        let steps: Vec<&TimelineEntry> = r
+            .timeline
+            .iter()
+            .filter(|e| e.phase.recovery() == Some(rec.name.as_str()))
+            .collect();
         let Some(origin) = steps.first().map(|e| e.start) else {
             continue;
         };
@@ -80,7 +83,7 @@ pub fn render(r: &DrillReport) -> String {
             body,
             r##"<text x="20" y="{y}" font-size="14" font-weight="bold">recovery {} <tspan font-weight="normal" fill="#444">(expect: {})</tspan> <tspan fill="{colour}">{}</tspan></text>"##,
             esc(&rec.name),
-            esc(&rec.expect),
+            esc(rec.expect.name()),
             esc(&rec.summary)
         );
         y += 10.0;

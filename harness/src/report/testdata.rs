@@ -2,12 +2,26 @@
 
 use std::time::Duration;
 
+use crate::check::CheckKind;
 use crate::check::{self, CheckResult};
-use crate::engine::{DrillReport, RecoveryReport, TimelineEntry, Verdict};
+use crate::engine::{DrillReport, Phase, RecoveryReport, TimelineEntry, Verdict};
+use crate::scenario::RecoveryExpect;
 
 fn entry(phase: &str, step: &str, start_ms: u64, ms: u64, ok: bool) -> TimelineEntry {
+    let phase = match phase {
+        "setup" => Phase::Setup,
+        "workload" => Phase::Workload,
+        "backup" => Phase::Backup,
+        "inspect" => Phase::Inspect,
+        other => Phase::Recovery(
+            other
+                .strip_prefix("recovery ")
+                .expect("a recovery phase")
+                .into(),
+        ),
+    };
     TimelineEntry {
-        phase: phase.into(),
+        phase,
         step: step.into(),
         start: Duration::from_millis(start_ms),
         duration: Duration::from_millis(ms),
@@ -19,6 +33,7 @@ fn entry(phase: &str, step: &str, start_ms: u64, ms: u64, ok: bool) -> TimelineE
 /// The verbose-dump drill, recovered in `rto` (or not, when None).
 pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
     let rows_ok = CheckResult {
+        kind: CheckKind::Rows,
         name: "rows public.ticks".into(),
         expected: "20000".into(),
         actual: "20000".into(),
@@ -26,6 +41,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         evidence: None,
     };
     let rows_lost = CheckResult {
+        kind: CheckKind::Rows,
         name: "rows public.pairs".into(),
         expected: "34".into(),
         actual: "missing".into(),
@@ -35,7 +51,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
     let target = Duration::from_secs(120);
     let naive = RecoveryReport {
         name: "naive".into(),
-        expect: "fails".into(),
+        expect: RecoveryExpect::Fails,
         recovered: false,
         rto: None,
         rpo: None,
@@ -48,7 +64,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
     };
     let fixed = RecoveryReport {
         name: "sanitized".into(),
-        expect: "recovers".into(),
+        expect: RecoveryExpect::Recovers,
         recovered: rto.is_some(),
         rto,
         rpo: None,
@@ -61,7 +77,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         errors: vec![],
         met_expectation: rto.is_some_and(|r| r <= target),
         summary: match rto {
-            Some(r) => format!("recovered in {}", check::fmt_duration(r)),
+            Some(r) => format!("recovered in {}", crate::vocab::fmt_duration(r)),
             None => "NOT recovered: 1 tables missing".into(),
         },
     };
@@ -119,8 +135,8 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
 /// servers, backups of every service, RTO and RPO per service, a warning and
 /// an RPO miss, so every field the writers read is filled.
 pub(crate) fn report_multi() -> DrillReport {
-    use crate::backend::{BackendKind, ServerInfo, ServiceKind};
     use crate::engine::{BackupRecord, ServiceRpo, ServiceRto};
+    use crate::vocab::{BackendKind, ServerInfo, ServiceKind};
     use crate::workload::RpoMeasurement;
     let server = |service, version: &str, source: &str, ts: Option<&str>| ServerInfo {
         service,
@@ -140,6 +156,12 @@ pub(crate) fn report_multi() -> DrillReport {
     let target = Duration::from_secs(60);
     let rpo_target = Duration::from_secs(5);
     let check = |name: &str, ok: bool| CheckResult {
+        kind: match name.split(' ').next() {
+            Some("rows") => CheckKind::Rows,
+            Some("content") => CheckKind::Content,
+            Some("schema") => CheckKind::Schema,
+            _ => CheckKind::Keys,
+        },
         name: name.into(),
         expected: "the same".into(),
         actual: if ok {
@@ -152,7 +174,7 @@ pub(crate) fn report_multi() -> DrillReport {
     };
     let runbook = RecoveryReport {
         name: "runbook-as-written".into(),
-        expect: "fails".into(),
+        expect: RecoveryExpect::Fails,
         recovered: false,
         rto: None,
         rpo: Some(rpo(600, 9000)),
@@ -182,7 +204,7 @@ pub(crate) fn report_multi() -> DrillReport {
     };
     let ordered = RecoveryReport {
         name: "in-order".into(),
-        expect: "recovers".into(),
+        expect: RecoveryExpect::Recovers,
         recovered: true,
         rto: Some(Duration::from_millis(7012)),
         rpo: Some(rpo(91, 1800)),
@@ -268,7 +290,7 @@ pub(crate) fn report_multi() -> DrillReport {
             ("analytics.ticks".to_string(), 20000),
         ]
         .into(),
-        backup: Some(crate::backup::Artifact {
+        backup: Some(crate::service::postgres::backup::Artifact {
             path: "/tmp/drill-run-c0ffee00/backups/nexwave_backup_1.sql.gz".into(),
             bytes: 912_345,
             format: crate::scenario::DumpFormat::Plain,

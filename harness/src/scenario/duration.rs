@@ -5,19 +5,28 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// A duration that cannot be read, and what a good one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadDuration(String);
+
 /// Parses a human duration, or says what a good one looks like.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, BadDuration> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("empty duration; write e.g. \"90s\" or \"5 min\"".into());
-    }
-    if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!(
-            "duration `{t}` has no unit; write e.g. \"{t}s\" or \"{t} min\""
+        return Err(BadDuration(
+            "empty duration; write e.g. \"90s\" or \"5 min\"".into(),
         ));
     }
+    if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(BadDuration(format!(
+            "duration `{t}` has no unit; write e.g. \"{t}s\" or \"{t} min\""
+        )));
+    }
     humantime::parse_duration(t).map_err(|e| {
-        format!("bad duration `{t}` ({e}); write e.g. \"90s\", \"5 min\" or \"1h 30min\"")
+        BadDuration(format!(
+            "bad duration `{t}` ({e}); write e.g. \"90s\", \"5 min\" or \"1h 30min\""
+        ))
     })
 }
 
@@ -71,7 +80,7 @@ mod tests {
     #[test]
     fn refuses_unitless_and_garbage_with_an_example() {
         for text in ["5", "", "soon", "5 parsecs"] {
-            let e = parse_duration(text).unwrap_err();
+            let e = parse_duration(text).unwrap_err().to_string();
             assert!(e.contains("e.g."), "{text}: {e}");
         }
     }

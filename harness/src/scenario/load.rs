@@ -4,43 +4,13 @@
 //! deserialisation (unknown keys, wrong types, unknown names), then the
 //! cross-field rules serde cannot express.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
 
 use super::model::*;
-use crate::backend::ServiceKind;
-
-/// A scenario file that cannot be run, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ScenarioError {
-    pub file: PathBuf,
-    /// 1-based; 0 when the problem is the file as a whole.
-    pub line: usize,
-    pub column: usize,
-    /// Dotted key path, e.g. `recovery[1].steps[0].step`.
-    pub key: String,
-    pub message: String,
-    pub help: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": `{}`", self.key)?;
-        }
-        write!(f, ": {}", self.message)?;
-        if !self.help.is_empty() {
-            write!(f, "\n  help: {}", self.help)?;
-        }
-        Ok(())
-    }
-}
+pub use crate::errors::ScenarioError;
+use crate::vocab::ServiceKind;
 
 /// Reads and validates one scenario file.
 pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -128,7 +98,7 @@ fn bad(key: &str, message: String, help: &str) -> Result<(), Broken> {
 }
 
 /// What only concerns PostgreSQL.
-fn validate_postgres(sc: &Scenario, pg: &PostgresService) -> Result<(), Broken> {
+fn validate_postgres(sc: &Scenario, pg: &PostgresConfig) -> Result<(), Broken> {
     for (key, value) in [("database", &pg.database), ("user", &pg.user)] {
         if value.is_empty() || value.contains(['\0', '\n']) || value.len() > 63 {
             return bad(
@@ -251,24 +221,12 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "fault.service",
             format!(
                 "fault acts on `{}`, which is not declared",
-                if sc.fault.service.is_empty() {
-                    "postgres"
-                } else {
-                    &sc.fault.service
-                }
+                targets.first().map_or("postgres", |k| k.name())
             ),
             &format!("declared services: {} (or `all`)", names.join(", ")),
         );
     }
-    let only = |allowed: &[ServiceKind]| targets.iter().all(|t| allowed.contains(t));
-    let action_ok = match sc.fault.action {
-        FaultAction::DropDatabase | FaultAction::RestartWith | FaultAction::Sql => {
-            only(&[ServiceKind::Postgres])
-        }
-        FaultAction::CorruptAof => only(&[ServiceKind::Redis]),
-        FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart => true,
-    };
-    if !action_ok {
+    if !targets.iter().all(|t| sc.fault.action.applies_to(*t)) {
         return bad(
             "fault.action",
             format!(

@@ -9,6 +9,6 @@ mod duration;
 mod load;
 mod model;
 
-pub use duration::parse_duration;
+pub use duration::{BadDuration, parse_duration};
 pub use load::{ScenarioError, load_dir, load_file, parse_str};
 pub use model::*;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::duration::HumanDuration;
-use crate::backend::ServiceKind;
+use crate::vocab::ServiceKind;
 
 /// One incident, ready to run: parsed, validated, defaults filled in.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,9 +51,9 @@ fn default_seed() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Services {
-    pub postgres: Option<PostgresService>,
-    pub redis: Option<RedisService>,
-    pub clickhouse: Option<ClickHouseService>,
+    pub postgres: Option<PostgresConfig>,
+    pub redis: Option<RedisConfig>,
+    pub clickhouse: Option<ClickHouseConfig>,
 }
 
 impl Services {
@@ -102,7 +102,7 @@ impl Services {
 /// A Redis server with RDB snapshots and AOF on (seed 003's runbook).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RedisService {
+pub struct RedisConfig {
     /// The image for the docker backend; default: `DRILL_REDIS_IMAGE`, else
     /// the official redis image (pinned).
     #[serde(default)]
@@ -126,7 +126,7 @@ fn everysec() -> String {
 /// A ClickHouse server with the analytics tables (seed 003).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ClickHouseService {
+pub struct ClickHouseConfig {
     /// The image for the docker backend; default: `DRILL_CLICKHOUSE_IMAGE`,
     /// else the official clickhouse/clickhouse-server image (pinned).
     #[serde(default)]
@@ -143,7 +143,7 @@ fn analytics() -> String {
 /// A PostgreSQL (or TimescaleDB) server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PostgresService {
+pub struct PostgresConfig {
     #[serde(default)]
     pub engine: PgEngine,
     /// The application database, created empty at start and after a wipe
@@ -338,6 +338,16 @@ pub enum DumpFormat {
     Directory,
 }
 
+impl std::fmt::Display for DumpFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DumpFormat::Plain => "plain",
+            DumpFormat::Custom => "custom",
+            DumpFormat::Directory => "directory",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StderrMode {
@@ -364,7 +374,7 @@ pub struct Fault {
     /// `postgres`, `redis`, `clickhouse`, or `all` (every declared service
     /// at one instant). Default: the only declared service, else postgres.
     #[serde(default)]
-    pub service: String,
+    pub service: Option<FaultTarget>,
     /// restart-with: the server's new command-line settings (`-c key=value`).
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
@@ -378,20 +388,54 @@ pub struct Fault {
     pub sql: Option<String>,
     /// corrupt-aof: `truncate-tail` or `middle`.
     #[serde(default)]
-    pub damage: Option<crate::redis::aof::DamageKind>,
+    pub damage: Option<DamageKind>,
+}
+
+/// How the file is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DamageKind {
+    /// The file ends inside its last command, as when the disk filled or
+    /// the machine died mid-write. Redis loads the rest (and says so).
+    TruncateTail,
+    /// A command's header in the middle is overwritten. Redis refuses to
+    /// start; `redis-check-aof --fix` cuts the file there.
+    Middle,
+}
+
+/// Which services a fault acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// Every declared service, at one instant.
+    All,
+    /// One service.
+    Only(ServiceKind),
+}
+
+impl<'de> Deserialize<'de> for FaultTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if name == "all" {
+            return Ok(FaultTarget::All);
+        }
+        ServiceKind::from_name(&name)
+            .map(FaultTarget::Only)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unknown service `{name}`, expected one of `postgres`, `redis`, `clickhouse`, `all`"
+                ))
+            })
+    }
 }
 
 impl Fault {
     /// The services it acts on, resolved against the declared ones.
     pub fn targets(&self, declared: &[ServiceKind]) -> Vec<ServiceKind> {
-        match self.service.as_str() {
-            "all" => declared.to_vec(),
-            "" if declared.len() == 1 => declared.to_vec(),
-            "" => vec![ServiceKind::Postgres],
-            name => ServiceKind::ALL
-                .into_iter()
-                .filter(|k| k.name() == name)
-                .collect(),
+        match self.service {
+            Some(FaultTarget::All) => declared.to_vec(),
+            Some(FaultTarget::Only(k)) => vec![k],
+            None if declared.len() == 1 => declared.to_vec(),
+            None => vec![ServiceKind::Postgres],
         }
     }
 }
@@ -444,6 +488,17 @@ impl FaultAction {
             FaultAction::Sql => "sql",
         }
     }
+
+    /// Whether the fault can act on a service of `kind`.
+    pub fn applies_to(self, kind: ServiceKind) -> bool {
+        match self {
+            FaultAction::DropDatabase | FaultAction::RestartWith | FaultAction::Sql => {
+                kind == ServiceKind::Postgres
+            }
+            FaultAction::CorruptAof => kind == ServiceKind::Redis,
+            FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart => true,
+        }
+    }
 }
 
 /// One way of recovering, and whether it is expected to work.
@@ -465,12 +520,28 @@ pub struct Recovery {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecoveryExpect {
     #[default]
     Recovers,
     Fails,
+}
+
+impl RecoveryExpect {
+    /// As written in files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecoveryExpect::Recovers => "recovers",
+            RecoveryExpect::Fails => "fails",
+        }
+    }
+}
+
+impl std::fmt::Display for RecoveryExpect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A recovery step. `step = "..."` picks the kind.

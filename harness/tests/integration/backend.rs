@@ -5,14 +5,18 @@
 
 use std::time::Duration;
 
-use drill::backend::{BackendKind, PgBinaries, Resource, reap_leftovers};
-use drill::postgres::{ClientTool, PostgresServer};
+use drill::BackendKind;
+use drill::backend::reap_leftovers;
+use drill::service::Lifecycle;
+use drill::service::postgres::ClientTool;
+use drill::service::postgres::PgBinaries;
+use drill::testing::Resource;
 use rstest::rstest;
 use sqlx::Connection;
 
 use super::start_on;
 
-async fn query_one<T>(pg: &dyn PostgresServer, sql: &str) -> T
+async fn query_one<T>(pg: &drill::service::postgres::Postgres, sql: &str) -> T
 where
     T: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
 {
@@ -234,7 +238,9 @@ fn timescaledb_availability_is_detected_and_reported(#[case] backend: BackendKin
     };
     let expected = match backend {
         BackendKind::Native => PgBinaries::locate().unwrap().has_timescaledb(),
-        BackendKind::Docker => drill::postgres::server::image_has_timescaledb(&pg.info().source),
+        BackendKind::Docker => {
+            drill::service::postgres::server::image_has_timescaledb(&pg.info().source)
+        }
     };
     if expected {
         assert!(

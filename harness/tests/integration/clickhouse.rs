@@ -2,9 +2,11 @@
 //! fixture survives a restart, a wipe loses it, and each backup method the
 //! server supports brings back the same rows, content, columns and engines.
 
-use drill::backend::{BackendKind, ServiceKind, available_for_tests};
-use drill::clickhouse::backup::{self, Method};
-use drill::clickhouse::{ClickHouse, ClickHouseSpec, load_fixture, snapshot};
+use drill::service::Lifecycle;
+use drill::service::clickhouse::backup::{self, Method};
+use drill::service::clickhouse::{ClickHouse, ClickHouseSpec, load_fixture, snapshot};
+use drill::testing::available_for_tests;
+use drill::{BackendKind, ServiceKind};
 use rstest::rstest;
 
 fn start(backend: BackendKind, test: &str) -> Option<(ClickHouse, tempfile::TempDir)> {

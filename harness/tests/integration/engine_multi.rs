@@ -46,7 +46,7 @@ async fn a_service_undone_by_a_later_step_is_not_recovered() {
     let redis = rec
         .rto_per_service
         .iter()
-        .find(|s| s.service == drill::backend::ServiceKind::Redis)
+        .find(|s| s.service == drill::ServiceKind::Redis)
         .unwrap();
     assert_eq!(redis.rto, None);
     // Each service can be reached at a pause, and --keep says how.

@@ -2,9 +2,8 @@
 //! candles view answers for every pair, and the snapshot notices what a
 //! partial restore loses (seed 001: only `ticks` left).
 
-use drill::check;
-use drill::postgres::PostgresServer;
-use drill::postgres::{execute_script, fixture, snapshot};
+use drill::service::postgres::checks as check;
+use drill::service::postgres::{execute_script, fixture, snapshot};
 use drill_fixtures::{Dataset, Flavour};
 
 use super::start;

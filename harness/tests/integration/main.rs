@@ -13,8 +13,9 @@ mod redis;
 mod rpo_property;
 mod sanitize_real;
 
-use drill::backend::{BackendKind, ServiceKind, available_for_tests};
-use drill::postgres::{PgSpec, Postgres};
+use drill::service::postgres::{PgSpec, Postgres};
+use drill::testing::available_for_tests;
+use drill::{BackendKind, ServiceKind};
 
 /// A server spec for tests, with a run id naming the test.
 pub(crate) fn spec(test: &str) -> PgSpec {

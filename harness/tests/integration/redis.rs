@@ -4,9 +4,11 @@
 //! copied into a Redis with `appendonly yes` brings nothing back unless the
 //! AOF is off while it loads.
 
-use drill::backend::{BackendKind, Resource, ServiceKind, available_for_tests};
-use drill::redis::aof::DamageKind;
-use drill::redis::{Redis, RedisSpec, load_fixture, snapshot};
+use drill::service::Lifecycle;
+use drill::service::redis::aof::DamageKind;
+use drill::service::redis::{Redis, RedisSpec, load_fixture, snapshot};
+use drill::testing::{Resource, available_for_tests};
+use drill::{BackendKind, ServiceKind};
 use rstest::rstest;
 
 fn start(backend: BackendKind, test: &str) -> Option<(Redis, tempfile::TempDir)> {

@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use drill::backup;
-use drill::postgres::PostgresServer;
-use drill::restore::{PsqlRestoreOptions, psql_restore};
 use drill::scenario::{Backup, BackupMethod, Compress, DumpFormat, StderrMode};
-use drill::workload::{Writer, measure_rpo};
+use drill::service::Lifecycle;
+use drill::service::postgres::backup;
+use drill::service::postgres::restore::{PsqlRestoreOptions, psql_restore};
+use drill::service::postgres::workload::{measure_rpo, writer};
 use proptest::prelude::*;
 
 /// "2026-01-01 00:00:00.05+00" → milliseconds, for comparing the dump's
@@ -68,8 +68,8 @@ proptest! {
             let mut pg = super::start("rpo-property");
             let coords = pg.coordinates().clone();
             let data = drill_fixtures::Dataset { ticks: 340, ..Default::default() };
-            drill::postgres::fixture::load_nexwave(&coords, drill_fixtures::Flavour::Postgres, &data).await.unwrap();
-            let writer = Writer::start(&coords, rate, 7).await.unwrap();
+            drill::service::postgres::fixture::load_nexwave(&coords, drill_fixtures::Flavour::Postgres, &data).await.unwrap();
+            let writer = writer(&coords, rate, 7).await.unwrap();
             tokio::time::sleep(Duration::from_millis(backup_after_ms)).await;
             let dir = tempfile::tempdir().unwrap();
             let cfg = Backup { method: Some(BackupMethod::PgDump), format: DumpFormat::Plain, verbose: false, stderr: StderrMode::Separate, compress: Compress::Gzip, ..Backup::default() };

@@ -5,11 +5,11 @@
 //! `--verbose 2>&1`, restored naively (which must fail) and through the
 //! sanitizer into another server, and every table's content is compared.
 
-use drill::backup;
-use drill::postgres::{PgCoordinates, execute_script, snapshot};
-use drill::postgres::{Postgres, PostgresServer};
-use drill::restore::{PsqlRestoreOptions, psql_restore};
 use drill::scenario::{Backup, BackupMethod, Compress, DumpFormat, StderrMode};
+use drill::service::postgres::Postgres;
+use drill::service::postgres::backup;
+use drill::service::postgres::restore::{PsqlRestoreOptions, psql_restore};
+use drill::service::postgres::{PgCoordinates, execute_script, snapshot};
 
 use super::start;
 
@@ -153,7 +153,7 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
 /// Needs the extension; says so and skips without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timescaledb_notice_inside_copy_is_removed() {
-    if !drill::backend::PgBinaries::locate()
+    if !drill::service::postgres::PgBinaries::locate()
         .unwrap()
         .has_timescaledb()
     {
@@ -162,7 +162,7 @@ async fn timescaledb_notice_inside_copy_is_removed() {
         );
         return;
     }
-    let spec = drill::postgres::PgSpec {
+    let spec = drill::service::postgres::PgSpec {
         timescaledb: true,
         ..super::spec("tsdb-notice")
     };
@@ -171,7 +171,7 @@ async fn timescaledb_notice_inside_copy_is_removed() {
         ticks: 3_400,
         ..Default::default()
     };
-    drill::postgres::fixture::load_nexwave(
+    drill::service::postgres::fixture::load_nexwave(
         source.coordinates(),
         drill_fixtures::Flavour::TimescaleDb,
         &dataset,
@@ -199,7 +199,7 @@ async fn timescaledb_notice_inside_copy_is_removed() {
     };
     let artifact =
         tokio::task::block_in_place(|| backup::pg_dump(&source, &cfg, dir.path())).unwrap();
-    let target = Postgres::native(&drill::postgres::PgSpec {
+    let target = Postgres::native(&drill::service::postgres::PgSpec {
         run_id: "test-tsdb-notice-dst".into(),
         ..spec
     })
@@ -229,7 +229,7 @@ async fn timescaledb_notice_inside_copy_is_removed() {
         "this TimescaleDB did not relay the hypertable NOTICE"
     );
     let mut clean = Vec::new();
-    drill::restore::sanitize::sanitize(raw.as_bytes(), &mut clean).unwrap();
+    drill::sanitize(raw.as_bytes(), &mut clean).unwrap();
     let clean = String::from_utf8(clean).unwrap();
     assert!(
         !clean.contains(notice) && !clean.contains("\npg_dump: "),

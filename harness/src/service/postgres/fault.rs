@@ -1,19 +1,17 @@
-//! Faults are verbs acting on a service; each documents what survives it
-//! (see [`FaultAction`]). They act on real things: a wipe deletes the real
-//! data directory or Docker volume. This file holds PostgreSQL's; Redis's
-//! and ClickHouse's are methods of [`crate::redis::Redis`] and
-//! [`crate::clickhouse::ClickHouse`], and the engine deals a fault to every
-//! target at one instant.
+//! The faults PostgreSQL takes. Each is a verb that documents what survives
+//! it (see [`FaultAction`]), and acts on real things: a wipe deletes the
+//! real data directory or Docker volume.
 
 use crate::Result;
-use crate::postgres::PostgresServer;
 use crate::scenario::{Fault, FaultAction};
+use crate::service::Lifecycle;
+use crate::service::postgres::Postgres;
 
 /// Injects the fault into the server. See [`FaultAction`] for what survives.
 /// `base_settings` are the service's own `-c` settings; a restart keeps
 /// them unless the fault overrides them.
 pub async fn inject(
-    server: &mut dyn PostgresServer,
+    server: &mut Postgres,
     fault: &Fault,
     base_settings: &std::collections::BTreeMap<String, String>,
 ) -> Result<String> {
@@ -23,8 +21,10 @@ pub async fn inject(
             Ok("data directory destroyed; server re-initialised with an empty database".into())
         }
         FaultAction::Restart => {
-            tokio::task::block_in_place(|| server.restart())?;
-            Ok("stopped (fast shutdown) and started again on the same data".into())
+            let stopped = tokio::task::block_in_place(|| server.restart())?;
+            Ok(format!(
+                "stopped (fast shutdown: {stopped}) and started again on the same data"
+            ))
         }
         FaultAction::CorruptAof => unreachable!("validated: corrupt-aof acts on redis"),
         FaultAction::Crash => {
@@ -32,7 +32,7 @@ pub async fn inject(
             Ok("every server process killed (SIGKILL); started again on the same data".into())
         }
         FaultAction::DropDatabase => {
-            crate::postgres::drop_and_recreate(server.coordinates()).await?;
+            crate::service::postgres::drop_and_recreate(server.coordinates()).await?;
             Ok(format!(
                 "database {} dropped and created again, empty",
                 server.coordinates().database
@@ -64,7 +64,7 @@ pub async fn inject(
                 .sql
                 .as_deref()
                 .expect("validated: sql faults carry sql");
-            tokio::task::block_in_place(|| crate::restore::run_sql(server, sql))?;
+            tokio::task::block_in_place(|| super::restore::run_sql(server, sql))?;
             Ok(format!(
                 "ran: {}",
                 sql.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use redis::aio::MultiplexedConnection;
+use ::redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
@@ -65,7 +65,7 @@ impl Snapshot {
 
 /// Reads every key of database 0.
 pub async fn take(con: &mut MultiplexedConnection) -> Result<Snapshot> {
-    let err = |what: &'static str| move |e: redis::RedisError| Error::server(what, e);
+    let err = Error::redis;
     let mut keys: Vec<String> = Vec::new();
     let mut cursor: u64 = 0;
     loop {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::postgres::{ClientTool, PostgresServer};
+use crate::service::postgres::{ClientTool, Postgres};
 use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;
@@ -32,7 +32,7 @@ pub struct PgRestoreOptions {
 
 /// `pg_restore --no-owner --no-acl -d <db> [options] <path>`.
 pub fn pg_restore(
-    server: &dyn PostgresServer,
+    server: &Postgres,
     path: &Path,
     o: &PgRestoreOptions,
 ) -> Result<PgRestoreOutcome> {
@@ -66,7 +66,7 @@ pub fn pg_restore(
         let stderr = child.stderr.take().expect("piped");
         let mut first = Vec::new();
         let mut count = 0u64;
-        super::each_line(stderr, |line| {
+        crate::shell::each_line(stderr, |line| {
             if line.contains("error:") || line.contains("ERROR:") {
                 count += 1;
                 if first.len() < KEEP_ERRORS {

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
 
-use super::sanitize::{SanitizeReport, sanitize};
-use crate::backup::Artifact;
-use crate::postgres::{ClientTool, PostgresServer};
+use crate::sanitize::{SanitizeReport, sanitize};
+use crate::service::postgres::backup::Artifact;
+use crate::service::postgres::{ClientTool, Postgres};
 use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;
@@ -50,7 +50,7 @@ pub struct PsqlRestoreOptions {
 
 /// Restores `artifact` into the server's application database.
 pub fn psql_restore(
-    server: &dyn PostgresServer,
+    server: &Postgres,
     artifact: &Artifact,
     opts: PsqlRestoreOptions,
 ) -> Result<PsqlOutcome> {
@@ -62,11 +62,7 @@ pub fn psql_restore(
     })
 }
 
-fn stream(
-    server: &dyn PostgresServer,
-    artifact: &Artifact,
-    opts: PsqlRestoreOptions,
-) -> Result<PsqlOutcome> {
+fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
     let PsqlRestoreOptions {
         sanitize: sanitize_first,
         on_error_stop,
@@ -144,7 +140,7 @@ fn stream(
         let mut first: Vec<String> = Vec::new();
         // Read to the end whatever the bytes (a LATIN1 dump's errors are not
         // UTF-8): stopping early would kill psql with SIGPIPE.
-        super::each_line(stderr, |line| {
+        crate::shell::each_line(stderr, |line| {
             if line.contains("ERROR:") {
                 count += 1;
                 if first.len() < KEEP_ERRORS {
@@ -180,14 +176,15 @@ fn stream(
     };
     let sanitize = feeder
         .join()
-        .map_err(|_| Error::server("restore", "the feeding thread panicked"))?
+        .map_err(|_| Error::unexpected("feed the backup to psql", "the feeding thread panicked"))?
         .map_err(Error::io("read backup", &artifact.path))?;
     let (error_count, first_errors) = collector.join().unwrap_or_default();
     if let Some(sig) = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
-        return Err(Error::server(
-            format!("psql was killed by signal {sig} during the restore"),
-            first_errors.join("\n"),
-        ));
+        return Err(Error::Command {
+            what: format!("psql restoring {}", artifact.path.display()),
+            status: format!("killed by signal {sig}"),
+            output: first_errors.join("\n"),
+        });
     }
     Ok(PsqlOutcome {
         exit_code: status.and_then(|s| s.code()),

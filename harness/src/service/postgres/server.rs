@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::PgCoordinates;
+use super::{PgBinaries, PgCoordinates, SCRUB_ENV};
 use crate::backend::{
-    BackendKind, ContainerSpec, NativeSpec, PgBinaries, Server, ServerInfo, ServerSpec,
-    ServiceKind, Stop, wait_ready,
+    BackendKind, ContainerSpec, NativeSpec, Readiness, Server, ServerInfo, ServerSpec, ServiceKind,
+    Stop, wait_ready,
 };
+use crate::service::Lifecycle;
 use crate::{Error, Result};
 
 /// The port PostgreSQL listens on inside its image.
@@ -78,52 +79,10 @@ impl ClientTool {
     }
 }
 
-/// A running disposable PostgreSQL server, whatever the backend. Dropping
-/// it stops the server and deletes its data, unless [`PostgresServer::keep`]
-/// was called.
-pub trait PostgresServer: Send + Sync + std::fmt::Debug {
-    /// How the harness reaches the application database as the superuser.
-    fn coordinates(&self) -> &PgCoordinates;
-    fn info(&self) -> &ServerInfo;
-    /// A client tool of the server's own version, with `PGHOST`, `PGPORT`,
-    /// `PGUSER`, `PGPASSWORD` and `PGDATABASE` set as that tool sees them.
-    fn client(&self, tool: ClientTool) -> Command;
-    /// [`PostgresServer::client`] with stderr merged into stdout where the
-    /// tool runs, as `pg_dump ... 2>&1` does (see [`Server::tool_merged`]).
-    fn client_merged(&self, tool: ClientTool) -> Command;
-    /// The backend's server underneath (data shell, describe).
-    fn server(&self) -> &dyn Server;
-    /// Fault: destroy the data directory (volume) and come back freshly
-    /// initialised, with an empty application database. Survives: nothing
-    /// on the server.
-    fn wipe(&mut self) -> Result<()>;
-    /// Fault: kill every server process at once (SIGKILL), then start again
-    /// on the same data, as a supervisor would. Survives: what the WAL had
-    /// made durable; acknowledged commits with `synchronous_commit = off`
-    /// still in memory are lost.
-    fn crash(&mut self) -> Result<()>;
-    /// Fault: a graceful stop (fast shutdown, a checkpoint) and a start on
-    /// the same data. Survives: everything committed.
-    fn restart(&mut self) -> Result<()>;
-    /// Fault: stop (immediate shutdown), then start with `settings`
-    /// (replacing the scenario's), on the same data directory when
-    /// `reattach`, else on a fresh one.
-    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()>;
-    /// Fault helper: kill every server process at once (SIGKILL) and leave
-    /// it down, so several services can die at one instant.
-    fn halt(&mut self) -> Result<()>;
-    /// Shims for `psql`, `pg_dump`, `pg_restore` and `pg_isready` of the
-    /// server's version, for a user's script (program, script).
-    fn shims(&self) -> Vec<(String, String)>;
-    /// Leave the server running after the drill; returns how to reach it and
-    /// how to remove it later.
-    fn keep(&mut self) -> String;
-    /// How a person connects to it right now (a psql command line).
-    fn connection_help(&self) -> String;
-}
-
-/// The one [`PostgresServer`]: a backend's server plus what PostgreSQL
-/// needs on top (credentials, the application database, readiness).
+/// A running disposable PostgreSQL server, whatever the backend: a
+/// backend's server plus what PostgreSQL needs on top (credentials, the
+/// application database, readiness). Dropping it stops the server and
+/// deletes its data, unless [`Postgres::keep`] was called.
 #[derive(Debug)]
 pub struct Postgres {
     spec: PgSpec,
@@ -160,7 +119,7 @@ impl Postgres {
             password,
             info,
         };
-        pg.after_start()?;
+        pg.ready()?;
         Ok(pg)
     }
 
@@ -174,20 +133,14 @@ impl Postgres {
         &self.spec
     }
 
-    fn server_spec(&self) -> Result<ServerSpec> {
-        server_spec(self.info.backend, &self.spec, &self.password)
-    }
-
     /// Waits for the server, then creates the application database when
     /// missing and records version facts.
-    fn after_start(&mut self) -> Result<()> {
+    fn ready(&mut self) -> Result<()> {
         let (host, port) = self.server.addr(PORT);
         self.coords.host = host;
         self.coords.port = port;
         let admin = self.coords.with_database("postgres");
-        wait_ready(self.server.as_mut(), "postgres", READY_TIMEOUT, |_| {
-            probe(&admin)
-        })?;
+        wait_ready(self.server.as_mut(), READY_TIMEOUT, |_| probe(&admin))?;
         let db = self.spec.database.clone();
         let exists = self.psql(
             &format!(
@@ -238,63 +191,41 @@ impl Postgres {
                 sql,
             ])
             .output()
-            .map_err(|source| Error::Spawn {
-                command: "psql".into(),
-                source,
-            })?;
+            .map_err(Error::spawn("psql"))?;
         if !out.status.success() {
-            return Err(Error::server(
-                format!("`{sql}` failed"),
-                String::from_utf8_lossy(&out.stderr),
-            ));
+            return Err(Error::command(format!("psql -c `{sql}`"), &out));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 
-impl PostgresServer for Postgres {
-    fn coordinates(&self) -> &PgCoordinates {
+impl Postgres {
+    /// How the harness reaches the application database as the superuser.
+    pub fn coordinates(&self) -> &PgCoordinates {
         &self.coords
     }
 
-    fn info(&self) -> &ServerInfo {
+    pub fn info(&self) -> &ServerInfo {
         &self.info
     }
 
-    fn client(&self, tool: ClientTool) -> Command {
+    /// A client tool of the server's own version, with `PGHOST`, `PGPORT`,
+    /// `PGUSER`, `PGPASSWORD` and `PGDATABASE` set as that tool sees them.
+    pub fn client(&self, tool: ClientTool) -> Command {
         self.server.tool(tool.program(), &self.tool_env())
     }
 
-    fn client_merged(&self, tool: ClientTool) -> Command {
+    /// [`Postgres::client`] with stderr merged into stdout where the tool
+    /// runs, as `pg_dump ... 2>&1` does (see [`Server::tool_merged`]).
+    pub fn client_merged(&self, tool: ClientTool) -> Command {
         self.server.tool_merged(tool.program(), &self.tool_env())
     }
 
-    fn server(&self) -> &dyn Server {
-        self.server.as_ref()
-    }
-
-    fn wipe(&mut self) -> Result<()> {
-        self.server.wipe()?;
-        let spec = self.server_spec()?;
-        self.server.start(&spec)?;
-        self.after_start()
-    }
-
-    fn crash(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill)?;
-        let spec = self.server_spec()?;
-        self.server.start(&spec)?;
-        self.after_start()
-    }
-
-    fn restart(&mut self) -> Result<()> {
-        self.server.stop(Stop::Graceful)?;
-        let spec = self.server_spec()?;
-        self.server.start(&spec)?;
-        self.after_start()
-    }
-
-    fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()> {
+    /// Fault: stop (immediate shutdown), then start with `settings`
+    /// (replacing the scenario's), on the same data directory when
+    /// `reattach`, else on a fresh one. Survives: what the WAL made
+    /// durable, when reattached; nothing when not.
+    pub fn restart_with(&mut self, settings: &[(String, String)], reattach: bool) -> Result<()> {
         // Abruptly, as a container is when compose recreates it: what was
         // acknowledged survives only through the WAL and the new settings.
         self.server.stop(Stop::Signal(Signal::SIGQUIT))?;
@@ -302,16 +233,12 @@ impl PostgresServer for Postgres {
         if !reattach {
             self.server.wipe()?;
         }
-        let spec = self.server_spec()?;
-        self.server.start(&spec)?;
-        self.after_start()
+        self.start_again()
     }
 
-    fn halt(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill).map(|_| ())
-    }
-
-    fn shims(&self) -> Vec<(String, String)> {
+    /// Shims for `psql`, `pg_dump`, `pg_restore` and `pg_isready` of the
+    /// server's version, for a user's script (program, script).
+    pub fn shims(&self) -> Vec<(String, String)> {
         // In a container the tools reach the server on its own port; PG*
         // set by the caller (user, password, database) pass through.
         let fixed: Vec<(String, String)> = match self.info.backend {
@@ -340,16 +267,36 @@ impl PostgresServer for Postgres {
             .collect()
     }
 
-    fn keep(&mut self) -> String {
+    /// Leaves the server running after the drill; how to reach and remove it.
+    pub fn keep(&mut self) -> String {
         format!("{}\n  psql '{}'", self.server.keep(), self.coords.url())
     }
 
-    fn connection_help(&self) -> String {
+    /// How a person connects to it right now (a psql command line).
+    pub fn connection_help(&self) -> String {
         format!(
             "psql '{}'   ({})",
             self.coords.url(),
             self.server.describe()
         )
+    }
+}
+
+impl Lifecycle for Postgres {
+    fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    fn server_mut(&mut self) -> &mut dyn Server {
+        self.server.as_mut()
+    }
+
+    fn spec_now(&self) -> Result<ServerSpec> {
+        server_spec(self.info.backend, &self.spec, &self.password)
+    }
+
+    fn after_start(&mut self) -> Result<()> {
+        self.ready()
     }
 }
 
@@ -418,7 +365,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                     .to_vec(),
                 )),
                 files: vec![("pwfile".into(), password.into())],
-                unprivileged: true,
+                run_as: vec!["postgres", "nobody"],
                 tools_dir: Some(bins.bin_dir.clone()),
                 env: vec![],
             }
@@ -432,6 +379,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
         ports: vec![PORT],
         shared: spec.shared.clone(),
         stop_signal: Signal::SIGINT,
+        scrub_env: SCRUB_ENV.to_vec(),
         container: ContainerSpec {
             image: spec.image.clone(),
             data: DATA.into(),
@@ -449,7 +397,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
 
 /// Ok(true) when the server accepts a connection and a query. "The
 /// database system is starting up" and a refused connection are "not yet".
-fn probe(admin: &PgCoordinates) -> std::result::Result<bool, String> {
+fn probe(admin: &PgCoordinates) -> Readiness {
     let admin = admin.clone();
     crate::backend::block_on(async move {
         let attempt = tokio::time::timeout(Duration::from_secs(3), async {
@@ -462,47 +410,20 @@ fn probe(admin: &PgCoordinates) -> std::result::Result<bool, String> {
         })
         .await;
         match attempt {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Ok(false),
+            Ok(Ok(())) => Readiness::Ready,
+            Ok(Err(e)) => Readiness::NotYet(e.to_string()),
+            Err(_) => Readiness::NotYet("no answer within 3s".into()),
         }
     })
 }
 
 /// Whether `image` carries the timescaledb extension (its control file in
-/// the server's share dir), asked once per image per process.
+/// the server's share dir).
 pub fn image_has_timescaledb(image: &str) -> bool {
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    static SEEN: Mutex<Option<HashMap<String, bool>>> = Mutex::new(None);
-    if let Some(known) = SEEN
-        .lock()
-        .ok()
-        .and_then(|m| m.as_ref().and_then(|m| m.get(image).copied()))
-    {
-        return known;
-    }
-    let has = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "sh",
-            image,
-            "-c",
-        ])
-        .arg("test -f \"$(pg_config --sharedir)/extension/timescaledb.control\"")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if let Ok(mut m) = SEEN.lock() {
-        m.get_or_insert_with(HashMap::new)
-            .insert(image.to_string(), has);
-    }
-    has
+    crate::backend::images::image_passes(
+        image,
+        "test -f \"$(pg_config --sharedir)/extension/timescaledb.control\"",
+    )
 }
 
 /// Double-quotes an identifier for SQL.

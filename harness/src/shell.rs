@@ -25,7 +25,7 @@ pub struct ShellOutcome {
     pub output_tail: String,
     /// The whole output.
     pub log: PathBuf,
-    #[serde(with = "crate::report::millis")]
+    #[serde(with = "crate::vocab::millis")]
     pub took: Duration,
 }
 
@@ -37,18 +37,19 @@ impl ShellOutcome {
 
 /// Runs `script` with `bash -c` in `workdir` with `env` added; kills it (and
 /// its process group) after `timeout`.
-pub fn run(
+pub(crate) fn run(
     script: &str,
     workdir: &Path,
     env: &[(String, String)],
     timeout: Option<Duration>,
     log: &Path,
+    scrub: &[&str],
 ) -> Result<ShellOutcome> {
     use std::os::unix::process::CommandExt;
     let started = Instant::now();
     let (reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", workdir))?;
     let mut cmd = Command::new("bash");
-    crate::postgres::scrub_pg_env(&mut cmd);
+    crate::backend::scrub_env(&mut cmd, scrub);
     cmd.args(["-c", script])
         .current_dir(workdir)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -70,7 +71,7 @@ pub fn run(
         let mut file = std::io::BufWriter::new(std::fs::File::create(&log_path)?);
         let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
         let mut failed = None;
-        super::each_line(reader, |line| {
+        each_line(reader, |line| {
             if let Err(e) = writeln!(file, "{line}") {
                 failed.get_or_insert(e);
             }
@@ -108,7 +109,7 @@ pub fn run(
     let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     let tail = collector
         .join()
-        .map_err(|_| Error::server("run a step", "the output thread panicked"))?
+        .map_err(|_| Error::unexpected("run a step", "the output thread panicked"))?
         .map_err(Error::io("write", log))?;
     Ok(ShellOutcome {
         command: script.to_string(),
@@ -120,9 +121,31 @@ pub fn run(
     })
 }
 
+/// Calls `f` with every line of `r` (lossily decoded, without the line
+/// end), reading to the end even past bytes that are not UTF-8.
+pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                f(&String::from_utf8_lossy(
+                    line.strip_suffix(b"\r").unwrap_or(line),
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SCRUB: &[&str] = &["PG*", "DATABASE_URL"];
 
     #[test]
     fn captures_exit_env_and_output_and_kills_at_the_timeout() {
@@ -134,6 +157,7 @@ mod tests {
             &env,
             None,
             &dir.path().join("a.log"),
+            SCRUB,
         )
         .unwrap();
         assert_eq!(out.exit_code, Some(3));
@@ -151,6 +175,7 @@ mod tests {
             &[],
             Some(Duration::from_millis(300)),
             &dir.path().join("b.log"),
+            SCRUB,
         )
         .unwrap();
         assert!(
@@ -165,6 +190,7 @@ mod tests {
             &[],
             Some(Duration::from_millis(500)),
             &dir.path().join("c.log"),
+            SCRUB,
         )
         .unwrap();
         assert!(bg.ok() && t.elapsed() < Duration::from_secs(2), "{bg:?}");
@@ -177,6 +203,7 @@ mod tests {
             &[],
             None,
             &dir.path().join("d.log"),
+            SCRUB,
         )
         .unwrap();
         unsafe { std::env::remove_var("PGSERVICE") };

@@ -1,7 +1,7 @@
-//! The ClickHouse service: a disposable server with the analytics tables of
-//! seed 003 (ticks in a MergeTree partitioned by day, and a daily summary),
-//! on either backend; its fixture, a snapshot that reads the data for real
-//! ([`Snapshot`]), and its backups ([`backup`]).
+//! A disposable ClickHouse server with the analytics tables of seed 003
+//! (ticks in a MergeTree partitioned by day, and a daily summary), on either
+//! backend; its fixture, and a snapshot that reads the data for real
+//! ([`Snapshot`]).
 //!
 //! Natively it is the local `clickhouse-server` with a config drill writes
 //! (its own data path, loopback ports, a user with a generated password). In
@@ -12,8 +12,6 @@
 //! `RowBinaryWithNamesAndTypes` nor server-side parameters, so queries are
 //! plain SQL read back as TabSeparated.
 
-pub mod backup;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,9 +19,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::backend::{
-    BackendKind, ContainerSpec, NativeSpec, Server, ServerInfo, ServerSpec, ServiceKind, Stop,
+    BackendKind, ContainerSpec, NativeSpec, Readiness, Server, ServerInfo, ServerSpec, ServiceKind,
     wait_ready,
 };
+use crate::service::{Lifecycle, one_line};
 use crate::{Error, Result};
 
 /// The HTTP port inside the image.
@@ -108,16 +107,8 @@ impl ClickHouse {
         &self.info
     }
 
-    pub fn server(&self) -> &dyn Server {
-        self.server.as_ref()
-    }
-
     pub fn spec(&self) -> &ClickHouseSpec {
         &self.spec
-    }
-
-    pub fn server_mut(&mut self) -> &mut dyn Server {
-        self.server.as_mut()
     }
 
     /// How a person connects to it right now.
@@ -133,11 +124,6 @@ impl ClickHouse {
     /// Leaves the server running after the drill; how to reach and remove it.
     pub fn keep(&mut self) -> String {
         format!("{}\n  {}", self.server.keep(), self.connection_help())
-    }
-
-    /// Kills every process at once (SIGKILL) and leaves it down.
-    pub fn halt(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill).map(|_| ())
     }
 
     /// `clickhouse-client` of the server's version for a user's script,
@@ -187,8 +173,8 @@ impl ClickHouse {
     }
 
     /// An HTTP client for the server (validation off: see the module docs).
-    pub fn client(&self) -> clickhouse::Client {
-        clickhouse::Client::default()
+    pub fn client(&self) -> ::clickhouse::Client {
+        ::clickhouse::Client::default()
             .with_url(self.http_url())
             .with_user(USER)
             .with_password(&self.password)
@@ -201,23 +187,23 @@ impl ClickHouse {
             .query(sql)
             .execute()
             .await
-            .map_err(|e| Error::server(format!("clickhouse: `{}`", short(sql)), e))
+            .map_err(Error::clickhouse(format!("`{}`", one_line(sql, 80))))
     }
 
-    /// Runs a query and returns its TabSeparated rows, split into fields.
+    /// Runs a query and returns its rows, each a list of fields as
+    /// ClickHouse writes them in TabSeparated (tabs, newlines and
+    /// backslashes inside a value unescaped: see [`parse_tsv`]).
     pub async fn rows(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        let context = || format!("`{}`", one_line(sql, 80));
         let bytes = self
             .client()
             .query(sql)
             .fetch_bytes("TabSeparated")
-            .map_err(|e| Error::server(format!("clickhouse: `{}`", short(sql)), e))?
+            .map_err(Error::clickhouse(context()))?
             .collect()
             .await
-            .map_err(|e| Error::server(format!("clickhouse: `{}`", short(sql)), e))?;
-        Ok(String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect())
+            .map_err(Error::clickhouse(context()))?;
+        Ok(parse_tsv(&bytes))
     }
 
     /// One value.
@@ -240,7 +226,7 @@ impl ClickHouse {
     fn wait(&mut self) -> Result<()> {
         let url = self.http_url();
         let password = self.password.clone();
-        wait_ready(self.server.as_mut(), "clickhouse", READY_TIMEOUT, |_| {
+        wait_ready(self.server.as_mut(), READY_TIMEOUT, |_| {
             probe(&url, &password)
         })?;
         let db = self.spec.database.clone();
@@ -251,51 +237,6 @@ impl ClickHouse {
         })?;
         self.info.version = version;
         Ok(())
-    }
-
-    fn start_again(&mut self) -> Result<()> {
-        let spec = server_spec(self.info.backend, &self.spec, &self.password)?;
-        self.server.start(&spec)?;
-        self.wait()
-    }
-
-    /// Fault: the runbook's "ClickHouse Container Restart": a graceful stop
-    /// and a start on the same data. Survives: every part written.
-    pub fn restart(&mut self) -> Result<crate::backend::Stopped> {
-        let stopped = self.server.stop(Stop::Graceful)?;
-        self.start_again()?;
-        Ok(stopped)
-    }
-
-    /// Fault: every process killed at once, then started on the same data.
-    /// Survives: the parts that were written (an insert is atomic).
-    pub fn crash(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill)?;
-        self.start_again()
-    }
-
-    /// Fault: the volume is gone (runbook, "ClickHouse Volume Corruption"):
-    /// a fresh server with an empty analytics database. Survives: nothing.
-    pub fn wipe(&mut self) -> Result<()> {
-        self.server.wipe()?;
-        self.start_again()
-    }
-
-    /// Runs `script` over the server's data (`$DATA`); Err with its output
-    /// when it fails.
-    pub fn data_shell(&self, script: &str) -> Result<Vec<u8>> {
-        let out = self.server.data_shell(script)?;
-        if !out.status.success() {
-            return Err(Error::server(
-                format!(
-                    "`{}` over clickhouse's data failed ({})",
-                    short(script),
-                    out.status
-                ),
-                String::from_utf8_lossy(&out.stderr),
-            ));
-        }
-        Ok(out.stdout)
     }
 
     /// The server's data path as the server sees it (the image's, or the
@@ -309,7 +250,7 @@ impl ClickHouse {
                     .trim_end_matches('/')
                     .to_string();
                 if dir.is_empty() {
-                    return Err(Error::server(
+                    return Err(Error::unexpected(
                         "find clickhouse's data dir",
                         "the data shell named none",
                     ));
@@ -317,6 +258,24 @@ impl ClickHouse {
                 format!("{dir}/")
             }
         })
+    }
+}
+
+impl Lifecycle for ClickHouse {
+    fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    fn server_mut(&mut self) -> &mut dyn Server {
+        self.server.as_mut()
+    }
+
+    fn spec_now(&self) -> Result<ServerSpec> {
+        server_spec(self.info.backend, &self.spec, &self.password)
+    }
+
+    fn after_start(&mut self) -> Result<()> {
+        self.wait()
     }
 }
 
@@ -388,7 +347,7 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
                 args,
                 init: None,
                 files: vec![("config.xml".into(), config), ("users.xml".into(), users)],
-                unprivileged: false,
+                run_as: vec![],
                 env: vec![],
             }
         }
@@ -413,6 +372,7 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
         ports: vec![HTTP_PORT, NATIVE_PORT],
         shared: spec.shared.clone(),
         stop_signal: Signal::SIGTERM,
+        scrub_env: vec![],
         container: ContainerSpec {
             image: spec.image.clone(),
             data: DATA.into(),
@@ -424,9 +384,9 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
     })
 }
 
-/// Ok(true) once the server answers `SELECT 1` for our user.
-fn probe(url: &str, password: &str) -> std::result::Result<bool, String> {
-    let client = clickhouse::Client::default()
+/// Ready once the server answers `SELECT 1` for our user.
+fn probe(url: &str, password: &str) -> Readiness {
+    let client = ::clickhouse::Client::default()
         .with_url(url)
         .with_user(USER)
         .with_password(password)
@@ -440,29 +400,47 @@ fn probe(url: &str, password: &str) -> std::result::Result<bool, String> {
                 .await
         };
         match tokio::time::timeout(Duration::from_secs(3), q).await {
-            Ok(Ok(b)) if b.as_ref() == b"1\n" => Ok(true),
-            Ok(Ok(b)) => Err(String::from_utf8_lossy(&b).into_owned()),
-            Ok(Err(e)) => {
-                let text = e.to_string();
-                // Not listening yet, or still loading its tables.
-                if text.contains("onnect") || text.contains("refused") {
-                    Ok(false)
-                } else {
-                    Err(text)
-                }
-            }
-            Err(_) => Ok(false),
+            Ok(Ok(b)) if b.as_ref() == b"1\n" => Readiness::Ready,
+            Ok(Ok(b)) => Readiness::NotYet(String::from_utf8_lossy(&b).into_owned()),
+            // Not listening yet, still loading its tables, or an error
+            // (kept for the message if it never becomes ready).
+            Ok(Err(e)) => Readiness::NotYet(e.to_string()),
+            Err(_) => Readiness::NotYet(String::new()),
         }
     })
 }
 
-fn short(sql: &str) -> String {
-    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 80 {
-        format!("{}…", one.chars().take(80).collect::<String>())
-    } else {
-        one
+/// Rows of ClickHouse's TabSeparated output: fields split on tabs, lines on
+/// newlines, and each field unescaped as ClickHouse escapes it (`\t`,
+/// `\n`, `\\`, `\r`, `\0`, `\'`, `\b`, `\f`), so a value holding a tab,
+/// a newline or a backslash comes back as it is stored.
+pub fn parse_tsv(bytes: &[u8]) -> Vec<Vec<String>> {
+    let text = String::from_utf8_lossy(bytes);
+    text.split_terminator('\n')
+        .map(|line| line.split('\t').map(unescape_tsv).collect())
+        .collect()
+}
+
+fn unescape_tsv(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
     }
+    out
 }
 
 /// Creates the analytics tables and loads the dataset's ticks; returns rows
@@ -484,12 +462,12 @@ pub async fn load_fixture(
         insert
             .send(bytes::Bytes::copy_from_slice(chunk))
             .await
-            .map_err(|e| Error::server("load the clickhouse fixture", e))?;
+            .map_err(Error::clickhouse("load the fixture"))?;
     }
     insert
         .end()
         .await
-        .map_err(|e| Error::server("load the clickhouse fixture", e))?;
+        .map_err(Error::clickhouse("load the fixture"))?;
     ch.execute(&CLICKHOUSE_DAILY_FILL.replace("{db}", db))
         .await?;
     let mut rows = BTreeMap::new();

@@ -3,8 +3,8 @@
 //! metadata), and its columns and engine (partition and sorting keys
 //! included). Pure: the engine reads the server.
 
-use super::CheckResult;
-use crate::clickhouse::Snapshot;
+use crate::check::{CheckKind, CheckResult};
+use crate::service::clickhouse::Snapshot;
 
 /// One check of each kind per baseline table; tables made later (the
 /// workload's) are not compared.
@@ -13,6 +13,7 @@ pub fn tables(before: &Snapshot, now: &Snapshot) -> Vec<CheckResult> {
     for (name, want) in &before.tables {
         let got = now.tables.get(name);
         out.push(CheckResult {
+            kind: CheckKind::Rows,
             name: format!("rows {name}"),
             expected: want.rows.to_string(),
             actual: got.map_or("missing".into(), |g| g.rows.to_string()),
@@ -31,6 +32,7 @@ pub fn tables(before: &Snapshot, now: &Snapshot) -> Vec<CheckResult> {
         if got.rows == want.rows {
             let ok = got.checksum == want.checksum;
             out.push(CheckResult {
+                kind: CheckKind::Content,
                 name: format!("content {name}"),
                 expected: format!("checksum {}", want.checksum),
                 actual: format!("checksum {}", got.checksum),
@@ -43,6 +45,7 @@ pub fn tables(before: &Snapshot, now: &Snapshot) -> Vec<CheckResult> {
         let same_engine = got.engine == want.engine;
         let same_columns = got.columns == want.columns;
         out.push(CheckResult {
+            kind: CheckKind::Schema,
             name: format!("schema {name}"),
             expected: "columns and engine as before".into(),
             actual: match (same_columns, same_engine) {
@@ -69,7 +72,7 @@ pub fn tables(before: &Snapshot, now: &Snapshot) -> Vec<CheckResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clickhouse::TableState;
+    use crate::service::clickhouse::TableState;
 
     fn snap(rows: u64, sum: &str, engine: &str) -> Snapshot {
         Snapshot {

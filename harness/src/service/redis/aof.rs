@@ -10,6 +10,7 @@
 //! RESP commands; the damage and the repair act on the incremental file, as
 //! the runbook's `redis-check-aof --fix .../appendonly.aof.1.incr.aof` does.
 
+pub use crate::scenario::DamageKind;
 use std::collections::BTreeSet;
 
 use rand::rngs::StdRng;
@@ -87,18 +88,6 @@ fn header(b: &[u8], pos: usize, tag: u8) -> Option<(usize, usize)> {
     Some((n, pos + 1 + nl + 2))
 }
 
-/// How the file is damaged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DamageKind {
-    /// The file ends inside its last command, as when the disk filled or
-    /// the machine died mid-write. Redis loads the rest (and says so).
-    TruncateTail,
-    /// A command's header in the middle is overwritten. Redis refuses to
-    /// start; `redis-check-aof --fix` cuts the file there.
-    Middle,
-}
-
 /// A damage chosen for a file, and what it will cost.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Damage {
@@ -146,33 +135,37 @@ const NOT_PREDICTED: &[&str] = &[
     "FCALL",
 ];
 
+fn unplannable(why: String) -> crate::Error {
+    crate::Error::unexpected("damage redis's AOF with a predictable loss", why)
+}
+
 /// Picks the damage for `bytes` from `seed`: the tail cut inside the last
 /// command, or the header of a command in the middle half of the file.
 /// Err says why the file cannot be damaged with a predictable loss.
-pub fn plan(bytes: &[u8], kind: DamageKind, seed: u64) -> Result<Damage, String> {
+pub fn plan(bytes: &[u8], kind: DamageKind, seed: u64) -> crate::Result<Damage> {
     let (cmds, whole) = parse(bytes);
     if whole != bytes.len() {
-        return Err(format!(
+        return Err(unplannable(format!(
             "the AOF is already damaged at byte {whole} of {}",
             bytes.len()
-        ));
+        )));
     }
     if cmds.len() < 4 {
-        return Err(format!(
+        return Err(unplannable(format!(
             "the AOF holds only {} commands; load more data (e.g. a larger `ticks`)",
             cmds.len()
-        ));
+        )));
     }
     if let Some(c) = cmds.iter().find(|c| {
         let name = String::from_utf8_lossy(&c.args[0]).to_ascii_uppercase();
         NOT_PREDICTED.contains(&name.as_str())
             || (matches!(name.as_str(), "DEL" | "UNLINK" | "TOUCH") && c.args.len() > 2)
     }) {
-        return Err(format!(
+        return Err(unplannable(format!(
             "the AOF holds `{}` at byte {}: transactions and multi-key writes are outside what drill can predict",
             String::from_utf8_lossy(&c.args[0]),
             c.start
-        ));
+        )));
     }
     let mut rng = StdRng::seed_from_u64(seed ^ 0xA0F);
     let (offset, first_lost) = match kind {
@@ -275,7 +268,7 @@ mod tests {
         b.extend(resp(&["MULTI"]));
         b.extend(resp(&["SET", "e", "1"]));
         b.extend(resp(&["EXEC"]));
-        let why = plan(&b, DamageKind::Middle, 1).unwrap_err();
+        let why = plan(&b, DamageKind::Middle, 1).unwrap_err().to_string();
         assert!(why.contains("`MULTI`"), "{why}");
         let mut d = file(&["a".into(), "b".into(), "c".into(), "d".into()]);
         d.extend(resp(&["DEL", "a", "b"]));
@@ -284,6 +277,7 @@ mod tests {
         assert!(
             plan(cut, DamageKind::Middle, 1)
                 .unwrap_err()
+                .to_string()
                 .contains("already damaged")
         );
     }

@@ -1,13 +1,5 @@
-//! The PostgreSQL service: how to reach a server ([`PgCoordinates`]), loading
-//! a fixture into it ([`fixture`]), and reading what a check compares
-//! ([`snapshot`]: row counts and a schema fingerprint). Everything here talks
-//! SQL to a running server; starting and stopping servers is the backend's.
-
-pub mod fixture;
-pub mod server;
-pub mod snapshot;
-
-pub use server::{ClientTool, PgSpec, Postgres, PostgresServer};
+//! How to reach one database of a PostgreSQL server ([`PgCoordinates`]),
+//! and the few statements the harness runs over a connection.
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -73,18 +65,11 @@ impl PgCoordinates {
     }
 }
 
-/// Removes every inherited libpq variable (PGSERVICE, PGHOSTADDR,
-/// PGSERVICEFILE, PGPASSFILE, ...) from a command's environment. Some of them
-/// beat PGHOST/PGPORT, so on an operator's machine a restore meant for the
+/// Inherited libpq variables (PGSERVICE, PGHOSTADDR, PGSERVICEFILE,
+/// PGPASSFILE, ...) removed from every command drill runs: some of them beat
+/// PGHOST/PGPORT, so on an operator's machine a restore meant for the
 /// disposable server could otherwise reach a real one.
-pub fn scrub_pg_env(cmd: &mut std::process::Command) {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env_remove("DATABASE_URL");
-}
+pub(crate) const SCRUB_ENV: &[&str] = &["PG*", "DATABASE_URL"];
 
 /// Runs several statements as one simple-query message.
 pub async fn execute_script(conn: &mut PgConnection, sql: &str, context: &str) -> Result<()> {
@@ -99,7 +84,7 @@ pub async fn execute_script(conn: &mut PgConnection, sql: &str, context: &str) -
 /// again, empty. The fault `drop-database`.
 pub async fn drop_and_recreate(coords: &PgCoordinates) -> Result<()> {
     let mut admin = coords.with_database("postgres").connect().await?;
-    let name = server::quote_ident(&coords.database);
+    let name = super::server::quote_ident(&coords.database);
     execute_script(
         &mut admin,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),

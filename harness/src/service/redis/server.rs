@@ -1,29 +1,27 @@
-//! The Redis service: a disposable server with RDB snapshots and AOF on, as
-//! seed 003's runbook describes, on either backend; its market-state
-//! fixture, a snapshot of every key ([`snapshot`]), its backups (a manual
-//! RDB copy), and the AOF damage and its repair ([`aof`]).
+//! A disposable Redis server with RDB snapshots and AOF on, as seed 003's
+//! runbook describes, on either backend; its market-state fixture, its
+//! backup (a manual RDB copy), and the AOF damage and its repair.
 //!
 //! Natively it is the local `redis-server`; in a container the official
 //! image with `redis-server --dir /data ...` as its command, data on a named
 //! volume. Every server gets a generated password (`requirepass`, as seed
 //! 001's hardening did); tools get it through `REDISCLI_AUTH`.
 
-pub mod aof;
-pub mod snapshot;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use ::redis::AsyncConnectionConfig;
+use ::redis::aio::MultiplexedConnection;
 use nix::sys::signal::Signal;
-use redis::AsyncConnectionConfig;
-use redis::aio::MultiplexedConnection;
 
+use super::aof;
 use crate::backend::{
-    BackendKind, ContainerSpec, NativeSpec, Server, ServerInfo, ServerSpec, ServiceKind, Stop,
-    sh_quote, wait_ready,
+    BackendKind, ContainerSpec, NativeSpec, Readiness, Server, ServerInfo, ServerSpec, ServiceKind,
+    Stop, sh_quote, wait_ready,
 };
+use crate::service::Lifecycle;
 use crate::{Error, Result};
 
 /// The port Redis listens on inside its image.
@@ -106,16 +104,8 @@ impl Redis {
         &self.info
     }
 
-    pub fn server(&self) -> &dyn Server {
-        self.server.as_ref()
-    }
-
     pub fn spec(&self) -> &RedisSpec {
         &self.spec
-    }
-
-    pub fn server_mut(&mut self) -> &mut dyn Server {
-        self.server.as_mut()
     }
 
     /// How a person connects to it right now.
@@ -131,11 +121,6 @@ impl Redis {
     /// Leaves the server running after the drill; how to reach and remove it.
     pub fn keep(&mut self) -> String {
         format!("{}\n  {}", self.server.keep(), self.connection_help())
-    }
-
-    /// Kills every process at once (SIGKILL) and leaves it down.
-    pub fn halt(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill).map(|_| ())
     }
 
     /// `redis-cli` and `redis-check-aof` of the server's version for a
@@ -196,15 +181,14 @@ impl Redis {
     /// A connection that waits as long as a command takes (BGSAVE waits,
     /// big XRANGEs): the crate's 500 ms default would cut them off.
     pub async fn connect(&self) -> Result<MultiplexedConnection> {
-        let client =
-            redis::Client::open(self.url()).map_err(|e| Error::server("open a redis client", e))?;
+        let client = ::redis::Client::open(self.url()).map_err(Error::redis("open a client"))?;
         let cfg = AsyncConnectionConfig::new()
             .set_response_timeout(None)
             .set_connection_timeout(Some(Duration::from_secs(5)));
         client
             .get_multiplexed_async_connection_with_config(&cfg)
             .await
-            .map_err(|e| Error::server(format!("connect to redis at {}", self.addr()), e))
+            .map_err(Error::redis(format!("connect to {}", self.addr())))
     }
 
     fn addr(&self) -> String {
@@ -215,11 +199,11 @@ impl Redis {
     /// `INFO <section>` as key → value.
     pub async fn info_section(&self, section: &str) -> Result<BTreeMap<String, String>> {
         let mut con = self.connect().await?;
-        let text: String = redis::cmd("INFO")
+        let text: String = ::redis::cmd("INFO")
             .arg(section)
             .query_async(&mut con)
             .await
-            .map_err(|e| Error::server(format!("INFO {section}"), e))?;
+            .map_err(Error::redis(format!("INFO {section}")))?;
         Ok(parse_info(&text))
     }
 
@@ -230,9 +214,7 @@ impl Redis {
 
     fn wait(&mut self) -> Result<()> {
         let url = self.url();
-        wait_ready(self.server.as_mut(), "redis", READY_TIMEOUT, |_| {
-            probe(&url)
-        })?;
+        wait_ready(self.server.as_mut(), READY_TIMEOUT, |_| probe(&url))?;
         if self.info.version.is_empty() {
             let v = crate::backend::block_on(async {
                 self.info_section("server")
@@ -245,22 +227,13 @@ impl Redis {
         Ok(())
     }
 
-    fn restart_with(&mut self, overrides: &[(String, String)]) -> Result<()> {
-        self.overrides = overrides.to_vec();
-        let spec = server_spec(self.info.backend, &self.spec, &self.password, overrides)?;
-        let started = self.server.start(&spec).and_then(|()| self.wait());
-        if let Err(e) = &started {
-            self.down = Some(e.to_string());
-        }
-        started
-    }
-
     /// Starts the server (again) on its data, with the spec's settings
-    /// overridden by `overrides` (e.g. `appendonly` = `no`). Err when it
-    /// does not come up (a damaged AOF): the server stays down and
-    /// [`Redis::down`] says why.
+    /// overridden by `overrides` (e.g. `appendonly` = `no`) for this start.
+    /// Err when it does not come up (a damaged AOF): the server stays down
+    /// and [`Redis::down`] says why.
     pub fn start_with(&mut self, overrides: &[(String, String)]) -> Result<()> {
-        self.restart_with(overrides)
+        self.overrides = overrides.to_vec();
+        self.start_again()
     }
 
     /// Stops the server: SIGTERM, which makes Redis fsync its AOF and save
@@ -270,52 +243,14 @@ impl Redis {
         self.server.stop(Stop::Graceful)
     }
 
-    /// Fault: the runbook's "Redis Container Restart (Data Intact)": a
-    /// graceful stop and a start on the same data. Survives: everything the
-    /// server had written (AOF and RDB).
-    pub fn restart(&mut self) -> Result<crate::backend::Stopped> {
-        let stopped = self.stop()?;
-        self.restart_with(&[])?;
-        Ok(stopped)
-    }
-
-    /// Fault: every process killed at once, then started on the same data.
-    /// Survives: what reached the AOF (appendfsync everysec: up to a second
-    /// of writes only when the machine itself dies; a killed process loses
-    /// nothing it already wrote).
-    pub fn crash(&mut self) -> Result<()> {
-        self.server.stop(Stop::Kill)?;
-        self.restart_with(&[])
-    }
-
-    /// Fault: the volume is gone (runbook, "Redis Volume Corruption"): a
-    /// fresh, empty server. Survives: nothing.
-    pub fn wipe(&mut self) -> Result<()> {
-        self.server.wipe()?;
-        self.restart_with(&[])
-    }
-
-    /// Runs `script` over the server's data (`$DATA`); Err with its output
-    /// when it fails.
-    pub fn data_shell(&self, script: &str) -> Result<Vec<u8>> {
-        let out = self.server.data_shell(script)?;
-        if !out.status.success() {
-            return Err(Error::server(
-                format!("`{script}` over redis's data failed ({})", out.status),
-                String::from_utf8_lossy(&out.stderr),
-            ));
-        }
-        Ok(out.stdout)
-    }
-
     /// A manual RDB backup (the runbook's "manual RDB backup"): SAVE, then
     /// the snapshot copied out of the data dir or volume into `dir`.
     pub async fn backup_rdb(&self, dir: &Path) -> Result<PathBuf> {
         let mut con = self.connect().await?;
-        let _: String = redis::cmd("SAVE")
+        let _: String = ::redis::cmd("SAVE")
             .query_async(&mut con)
             .await
-            .map_err(|e| Error::server("SAVE", e))?;
+            .map_err(Error::redis("SAVE"))?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
@@ -338,7 +273,7 @@ impl Redis {
         aof::incr_file(&String::from_utf8_lossy(&manifest))
             .map(|f| format!("appendonlydir/{f}"))
             .ok_or_else(|| {
-                Error::server(
+                Error::unexpected(
                     "find redis's AOF",
                     "no incremental file in appendonlydir's manifest (is appendonly on?)",
                 )
@@ -357,7 +292,7 @@ impl Redis {
     /// recovery starts from the same damage.
     pub fn corrupt_aof(
         &mut self,
-        kind: aof::DamageKind,
+        kind: crate::scenario::DamageKind,
         seed: u64,
     ) -> Result<(aof::Damage, String)> {
         self.stop()?;
@@ -375,10 +310,9 @@ impl Redis {
         }
         let file = self.incr_file()?;
         let bytes = self.data_shell(&format!("cat \"$DATA/{file}\""))?;
-        let damage = aof::plan(&bytes, kind, seed)
-            .map_err(|why| Error::server(format!("damage redis's AOF ({file})"), why))?;
+        let damage = aof::plan(&bytes, kind, seed)?;
         self.data_shell(&damage.script(&format!("$DATA/{file}")))?;
-        let outcome = match self.restart_with(&[]) {
+        let outcome = match self.start_with(&[]) {
             Ok(()) => "redis started on the damaged AOF".to_string(),
             Err(_) => format!(
                 "redis refused to start: {}",
@@ -420,27 +354,27 @@ impl Redis {
             sh_quote(&rdb.display().to_string())
         ))?;
         if !aof_off_while_loading || !self.spec.appendonly {
-            self.restart_with(&[])?;
+            self.start_with(&[])?;
             return Ok(format!(
                 "copied {} into the data dir and started",
                 rdb.display()
             ));
         }
-        self.restart_with(&[("appendonly".into(), "no".into())])?;
+        self.start_with(&[("appendonly".into(), "no".into())])?;
         crate::backend::block_on(async {
             let mut con = self.connect().await?;
-            let _: () = redis::cmd("CONFIG")
+            let _: () = ::redis::cmd("CONFIG")
                 .arg("SET")
                 .arg("appendonly")
                 .arg("yes")
                 .query_async(&mut con)
                 .await
-                .map_err(|e| Error::server("CONFIG SET appendonly yes", e))?;
+                .map_err(Error::redis("CONFIG SET appendonly yes"))?;
             // The rewrite that makes the AOF from what was loaded.
             for _ in 0..600 {
                 let info = self.info_section("persistence").await?;
                 if info.get("aof_last_bgrewrite_status").map(String::as_str) == Some("err") {
-                    return Err(Error::server(
+                    return Err(Error::unexpected(
                         "switch redis's AOF back on",
                         "the AOF rewrite failed (aof_last_bgrewrite_status:err); see redis's log",
                     ));
@@ -453,17 +387,60 @@ impl Redis {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Err(Error::server(
+            Err(Error::unexpected(
                 "switch redis's AOF back on",
                 "the AOF rewrite did not finish within 30 s",
             ))
         })?;
         self.stop()?;
-        self.restart_with(&[])?;
+        self.start_with(&[])?;
         Ok(format!(
             "copied {}; started with appendonly no, CONFIG SET appendonly yes (AOF rewritten from memory), restarted with AOF on",
             rdb.display()
         ))
+    }
+}
+
+impl Lifecycle for Redis {
+    fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    fn server_mut(&mut self) -> &mut dyn Server {
+        self.server.as_mut()
+    }
+
+    fn spec_now(&self) -> Result<ServerSpec> {
+        server_spec(
+            self.info.backend,
+            &self.spec,
+            &self.password,
+            &self.overrides,
+        )
+    }
+
+    fn after_start(&mut self) -> Result<()> {
+        self.wait()
+    }
+
+    /// As every server, and when it does not come up (a damaged AOF) it
+    /// stays down and [`Redis::down`] says why.
+    fn start_again(&mut self) -> Result<()> {
+        let spec = self.spec_now()?;
+        let started = self.server.start(&spec).and_then(|()| self.wait());
+        if let Err(e) = &started {
+            self.down = Some(e.to_string());
+        }
+        started
+    }
+
+    /// Fault: the runbook's "Redis Container Restart (Data Intact)": a
+    /// graceful stop and a start on the same data. Survives: everything the
+    /// server had written (AOF and RDB).
+    fn restart(&mut self) -> Result<crate::backend::Stopped> {
+        let stopped = self.stop()?;
+        self.start_with(&[])?;
+        Ok(stopped)
     }
 }
 
@@ -525,7 +502,7 @@ fn server_spec(
                 args,
                 init: None,
                 files: vec![],
-                unprivileged: false,
+                run_as: vec![],
                 env: vec![],
             }
         }
@@ -538,6 +515,7 @@ fn server_spec(
         ports: vec![PORT],
         shared: spec.shared.clone(),
         stop_signal: Signal::SIGTERM,
+        scrub_env: vec![],
         container: ContainerSpec {
             image: spec.image.clone(),
             data: DATA.into(),
@@ -549,17 +527,20 @@ fn server_spec(
     })
 }
 
-/// Ok(true) once PING answers PONG (not LOADING).
-fn probe(url: &str) -> std::result::Result<bool, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
-        return Ok(false);
+/// Ready once PING answers PONG (not LOADING).
+fn probe(url: &str) -> Readiness {
+    let client = match ::redis::Client::open(url) {
+        Ok(c) => c,
+        Err(e) => return Readiness::NotYet(e.to_string()),
     };
-    match redis::cmd("PING").query::<String>(&mut con) {
-        Ok(p) if p == "PONG" => Ok(true),
-        Ok(other) => Err(other),
-        Err(e) if e.to_string().contains("LOADING") => Ok(false),
-        Err(e) => Err(e.to_string()),
+    let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+        return Readiness::NotYet(String::new());
+    };
+    match ::redis::cmd("PING").query::<String>(&mut con) {
+        Ok(p) if p == "PONG" => Readiness::Ready,
+        Ok(other) => Readiness::NotYet(other),
+        Err(e) if e.code() == Some("LOADING") => Readiness::NotYet(String::new()),
+        Err(e) => Readiness::NotYet(e.to_string()),
     }
 }
 
@@ -577,9 +558,9 @@ pub async fn load_fixture(r: &Redis, data: &drill_fixtures::Dataset) -> Result<u
     let mut con = r.connect().await?;
     let cmds = data.redis_commands();
     for chunk in cmds.chunks(1000) {
-        let mut pipe = redis::pipe();
+        let mut pipe = ::redis::pipe();
         for c in chunk {
-            let mut cmd = redis::cmd(&c[0]);
+            let mut cmd = ::redis::cmd(&c[0]);
             for a in &c[1..] {
                 cmd.arg(a);
             }
@@ -588,7 +569,7 @@ pub async fn load_fixture(r: &Redis, data: &drill_fixtures::Dataset) -> Result<u
         let () = pipe
             .query_async(&mut con)
             .await
-            .map_err(|e| Error::server("load the redis fixture", e))?;
+            .map_err(Error::redis("load the fixture"))?;
     }
     Ok(cmds.len())
 }

@@ -11,8 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::postgres::{ClientTool, PostgresServer};
+use async_trait::async_trait;
+
 use crate::scenario::{Backup, Compress, DumpFormat, StderrMode};
+use crate::service::postgres::{ClientTool, Postgres};
+use crate::service::{BackupCx, BackupMethod, BackupTaken};
+use crate::vocab::tail;
 use crate::{Error, Result};
 
 /// A backup file and how it was made.
@@ -27,12 +31,12 @@ pub struct Artifact {
     pub command: String,
     /// pg_dump's stderr when kept apart (last lines).
     pub stderr_tail: String,
-    #[serde(with = "crate::report::millis")]
+    #[serde(with = "crate::vocab::millis")]
     pub took: Duration,
 }
 
 /// Runs pg_dump against the server's application database into `dir`.
-pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+pub fn pg_dump(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> {
     if cfg.format != DumpFormat::Plain {
         return pg_dump_archive(server, cfg, dir);
     }
@@ -130,10 +134,11 @@ pub fn pg_dump(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<
             .join("\n"),
     };
     if !status.success() {
-        return Err(Error::server(
-            format!("backup command failed ({status}): {shown}"),
-            tail(&stderr_text, 10),
-        ));
+        return Err(Error::Command {
+            what: format!("backup command `{shown}`"),
+            status: status.to_string(),
+            output: tail(&stderr_text, 10),
+        });
     }
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Artifact {
@@ -182,7 +187,7 @@ impl<R: Read> Read for TailReader<R> {
 }
 
 /// Custom (`-Fc`) or directory (`-Fd`) format, written by pg_dump itself.
-fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+fn pg_dump_archive(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> {
     let started = Instant::now();
     let db = server.coordinates().database.clone();
     let (flag, suffix) = if cfg.format == DumpFormat::Custom {
@@ -209,16 +214,10 @@ fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Res
         .client(ClientTool::PgDump)
         .args(&args)
         .output()
-        .map_err(|source| Error::Spawn {
-            command: shown.clone(),
-            source,
-        })?;
+        .map_err(Error::spawn(&shown))?;
     let stderr_text = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        return Err(Error::server(
-            format!("backup command failed ({}): {shown}", out.status),
-            tail(&stderr_text, 10),
-        ));
+        return Err(Error::command(format!("backup command `{shown}`"), &out));
     }
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     Ok(Artifact {
@@ -236,13 +235,13 @@ fn pg_dump_archive(server: &dyn PostgresServer, cfg: &Backup, dir: &Path) -> Res
 /// `$DRILL_BACKUP_DIR` set to `dir`, then takes the newest file it wrote
 /// there as the artifact.
 pub fn shell(
-    server: &dyn PostgresServer,
+    server: &Postgres,
     cfg: &Backup,
     env: &[(String, String)],
     workdir: &Path,
     dir: &Path,
     log: &Path,
-) -> Result<(Artifact, crate::restore::shell::ShellOutcome)> {
+) -> Result<(Artifact, crate::shell::ShellOutcome)> {
     let started = Instant::now();
     let script = cfg
         .run
@@ -250,37 +249,43 @@ pub fn shell(
         .expect("validated: shell backups have `run`");
     let mut env = env.to_vec();
     env.push(("DRILL_BACKUP_DIR".into(), dir.display().to_string()));
-    let out = crate::restore::shell::run(script, workdir, &env, cfg.timeout.map(|t| t.0), log)?;
+    let out = crate::shell::run(
+        script,
+        workdir,
+        &env,
+        cfg.timeout.map(|t| t.0),
+        log,
+        &crate::service::scrub_env(),
+    )?;
     if !out.ok() {
-        return Err(Error::server(
-            format!(
-                "backup command failed (exit {:?}{}): {script}",
-                out.exit_code,
-                if out.timed_out { ", timed out" } else { "" }
-            ),
-            &out.output_tail,
-        ));
+        return Err(Error::Command {
+            what: format!("backup command `{script}`"),
+            status: if out.timed_out {
+                "killed at its timeout".into()
+            } else {
+                format!("exit {}", crate::service::exit_code(out.exit_code))
+            },
+            output: out.output_tail.clone(),
+        });
     }
     let newest = crate::artifact::candidates(dir)?
         .into_iter()
         .next()
         .ok_or_else(|| {
-            Error::server(
+            Error::unexpected(
+                format!("backup command `{script}`"),
                 format!(
-                    "backup command wrote nothing into $DRILL_BACKUP_DIR ({})",
-                    dir.display()
+                    "it wrote nothing into $DRILL_BACKUP_DIR ({}); its output:\n{}",
+                    dir.display(),
+                    out.output_tail
                 ),
-                &out.output_tail,
             )
         })?;
     let inspected = crate::artifact::inspect(&newest, server)?;
     if !inspected.ok {
-        return Err(Error::server(
-            format!(
-                "the backup the command wrote is not usable: {}",
-                newest.display()
-            ),
-            inspected.problems.join("; "),
+        return Err(Error::unexpected(
+            format!("the backup `{script}` wrote ({})", newest.display()),
+            format!("it is not usable: {}", inspected.problems.join("; ")),
         ));
     }
     let artifact = Artifact {
@@ -295,7 +300,56 @@ pub fn shell(
     Ok((artifact, out))
 }
 
-pub(crate) fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// `pg_dump` of the application database, as the scenario's `[backup]`
+/// sets it (format, `--verbose`, stderr merged or apart, gzip).
+#[derive(Debug)]
+pub(crate) struct PgDump(pub(crate) Backup);
+
+#[async_trait]
+impl BackupMethod<Postgres> for PgDump {
+    fn label(&self) -> String {
+        "pg_dump".into()
+    }
+
+    async fn take(&self, server: &Postgres, cx: &BackupCx<'_>) -> Result<BackupTaken> {
+        let a = tokio::task::block_in_place(|| pg_dump(server, &self.0, cx.work))?;
+        Ok(taken(a, String::new()))
+    }
+}
+
+/// The user's own backup script (`method = "shell"`).
+#[derive(Debug)]
+pub(crate) struct ShellBackup(pub(crate) Backup);
+
+#[async_trait]
+impl BackupMethod<Postgres> for ShellBackup {
+    fn label(&self) -> String {
+        "shell".into()
+    }
+
+    async fn take(&self, server: &Postgres, cx: &BackupCx<'_>) -> Result<BackupTaken> {
+        let dir = cx.work.join("backups");
+        std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+        let workdir = cx
+            .scenario_dir
+            .join(self.0.workdir.as_deref().unwrap_or(Path::new(".")));
+        let log = cx.work.join("backup.log");
+        let (a, out) =
+            tokio::task::block_in_place(|| shell(server, &self.0, cx.env, &workdir, &dir, &log))?;
+        let output = format!("; output: {}", out.output_tail.lines().last().unwrap_or(""));
+        Ok(taken(a, output))
+    }
+}
+
+fn taken(a: Artifact, output: String) -> BackupTaken {
+    BackupTaken {
+        detail: format!(
+            "{} → {} ({} bytes){output}",
+            a.command,
+            a.path.display(),
+            a.bytes
+        ),
+        record: None,
+        artifact: Some(a),
+    }
 }

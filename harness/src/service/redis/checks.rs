@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::CheckResult;
-use crate::redis::snapshot::KeyDiff;
+use crate::check::{CheckKind, CheckResult};
+use crate::service::redis::snapshot::KeyDiff;
 
 /// Up to `n` items, then how many more.
 fn sample(items: &[String], n: usize) -> String {
@@ -27,6 +27,7 @@ pub fn keys(diff: &KeyDiff, compared: usize) -> CheckResult {
         evidence.push(format!("changed: {}", sample(&diff.changed, 20)));
     }
     CheckResult {
+        kind: CheckKind::Keys,
         name: "redis keys".into(),
         expected: format!("{compared} keys as before"),
         actual: if ok {
@@ -58,6 +59,7 @@ pub fn keys_as_predicted(diff: &KeyDiff, predicted: &BTreeSet<String>) -> CheckR
     let ok = unexpected.is_empty() && kept.is_empty();
     let lost: Vec<String> = damaged.iter().cloned().collect();
     CheckResult {
+        kind: CheckKind::Keys,
         name: "redis keys lost".into(),
         expected: format!(
             "exactly the {} keys written after the damage",
@@ -89,6 +91,7 @@ pub fn persistence(info: &BTreeMap<String, String>, appendonly: bool) -> Vec<Che
         .map(|(k, v)| {
             let got = info.get(*k).map(String::as_str);
             CheckResult {
+                kind: CheckKind::Persistence,
                 name: format!("redis {k}"),
                 expected: v.to_string(),
                 actual: got.unwrap_or("absent").to_string(),
@@ -143,6 +146,7 @@ pub fn matches_postgres(
         evidence.push(format!("different: {}", sample(&differ, 10)));
     }
     CheckResult {
+        kind: CheckKind::CrossCheck,
         name: format!("redis {pattern} matches postgres"),
         expected: format!("{} keys equal to postgres", postgres.len()),
         actual: if ok {

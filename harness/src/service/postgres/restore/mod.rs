@@ -2,22 +2,20 @@
 //! Each step acts on a service and reports what it did into the timeline;
 //! none of them judges success (checks do that, from measurements).
 
-pub mod pg_restore;
+mod pg_restore;
 pub mod psql;
-pub mod sanitize;
-pub mod shell;
 
-pub use pg_restore::{PgRestoreOptions, PgRestoreOutcome, pg_restore};
+pub use self::pg_restore::{PgRestoreOptions, PgRestoreOutcome, pg_restore};
 pub use psql::{PsqlOutcome, PsqlRestoreOptions, psql_restore};
 
-use crate::postgres::{ClientTool, PostgresServer};
+use crate::service::postgres::{ClientTool, Postgres};
 use crate::{Error, Result};
 
 /// Runs `restore` between `timescaledb_pre_restore()` and
 /// `timescaledb_post_restore()` when `on` (creating the extension first, as
 /// TimescaleDB's docs require); post_restore runs even when the restore fails.
 pub(crate) fn with_timescaledb<T>(
-    server: &dyn PostgresServer,
+    server: &Postgres,
     on: bool,
     restore: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
@@ -33,29 +31,9 @@ pub(crate) fn with_timescaledb<T>(
     outcome
 }
 
-/// Calls `f` with every line of `r` (lossily decoded, without the line
-/// end), reading to the end even past bytes that are not UTF-8.
-pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(r);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                f(&String::from_utf8_lossy(
-                    line.strip_suffix(b"\r").unwrap_or(line),
-                ));
-            }
-        }
-    }
-}
-
 /// SQL fed to `psql -f -` (one statement at a time, as a person's script
 /// runs), stopping at the first error; returns what it printed.
-pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> {
+pub(crate) fn run_sql(server: &Postgres, sql: &str) -> Result<String> {
     use std::io::Write;
     let mut child = server
         .client(ClientTool::Psql)
@@ -64,17 +42,13 @@ pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> 
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|source| Error::Spawn {
-            command: "psql -f -".into(),
-            source,
-        })?;
+        .map_err(Error::spawn("psql -f -"))?;
     let mut stdin = child.stdin.take().expect("piped");
     let text = sql.to_string();
     let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child.wait_with_output().map_err(|source| Error::Spawn {
-        command: "psql -f -".into(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(Error::spawn("psql -f -"))?;
     let _ = feeder.join();
     if !out.status.success() {
         let first = sql
@@ -82,10 +56,7 @@ pub(crate) fn run_sql(server: &dyn PostgresServer, sql: &str) -> Result<String> 
             .take(12)
             .collect::<Vec<_>>()
             .join(" ");
-        return Err(Error::server(
-            format!("`{first}` failed"),
-            String::from_utf8_lossy(&out.stderr).trim(),
-        ));
+        return Err(Error::command(format!("psql `{first}`"), &out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

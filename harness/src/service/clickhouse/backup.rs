@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ClickHouse;
 use crate::backend::sh_quote;
+use crate::service::Lifecycle;
 use crate::{Error, Result};
 
 /// How the backup is made.
@@ -55,20 +56,20 @@ pub fn resolve(ch: &ClickHouse, wanted: Option<Method>) -> Result<(Method, Strin
     match wanted {
         None if native => Ok((
             Method::Native,
-            format!("ClickHouse {} has BACKUP/RESTORE", ch.info.version),
+            format!("ClickHouse {} has BACKUP/RESTORE", ch.info().version),
         )),
         None => Ok((
             Method::Freeze,
             format!(
                 "ClickHouse {} has no BACKUP/RESTORE (22.8 and later): FREEZE instead",
-                ch.info.version
+                ch.info().version
             ),
         )),
-        Some(Method::Native) if !native => Err(Error::server(
+        Some(Method::Native) if !native => Err(Error::unexpected(
             "take a native ClickHouse backup",
             format!(
                 "ClickHouse {} has no BACKUP/RESTORE (22.8 and later); use method = \"freeze\" or \"export\"",
-                ch.info.version
+                ch.info().version
             ),
         )),
         Some(m) => Ok((m, "as the scenario asks".into())),
@@ -101,14 +102,14 @@ pub struct ChBackup {
     pub dir: PathBuf,
     pub manifest: Manifest,
     pub bytes: u64,
-    #[serde(with = "crate::report::millis")]
+    #[serde(with = "crate::vocab::millis")]
     pub took: Duration,
 }
 
 /// The tables of the database that hold data (MergeTree family), with
 /// their `CREATE TABLE` and where their data lies on the server.
 async fn tables(ch: &ClickHouse) -> Result<Vec<(String, String, String)>> {
-    let db = &ch.spec.database;
+    let db = &ch.spec().database;
     let has_paths = ch
         .value("SELECT count() FROM system.columns WHERE database = 'system' AND table = 'tables' AND name = 'data_paths'")
         .await?
@@ -156,7 +157,7 @@ fn unescape(s: &str) -> String {
 /// Takes a backup of the analytics database into a new folder in `dir`.
 pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBackup> {
     let started = Instant::now();
-    let db = ch.spec.database.clone();
+    let db = ch.spec().database.clone();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -190,12 +191,12 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
                     .client()
                     .query(&format!("SELECT * FROM {db}.`{}`", e.name))
                     .fetch_bytes("Native")
-                    .map_err(|x| Error::server(format!("export {db}.{}", e.name), x))?;
+                    .map_err(Error::clickhouse(format!("export {db}.{}", e.name)))?;
                 use tokio::io::AsyncWriteExt;
                 while let Some(chunk) = cursor
                     .next()
                     .await
-                    .map_err(|x| Error::server(format!("export {db}.{}", e.name), x))?
+                    .map_err(Error::clickhouse(format!("export {db}.{}", e.name)))?
                 {
                     file.write_all(&chunk)
                         .await
@@ -215,7 +216,7 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
                 let rel = data_path
                     .strip_prefix(&root)
                     .ok_or_else(|| {
-                        Error::server(
+                        Error::unexpected(
                             format!("find {db}.{t}'s parts"),
                             format!("its data path {data_path} is not under {root}"),
                         )
@@ -237,7 +238,7 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
                     .map(str::to_string)
                     .collect();
                 if e.rows > 0 && e.parts.is_empty() {
-                    return Err(Error::server(
+                    return Err(Error::unexpected(
                         format!("back up {db}.{t} with FREEZE"),
                         format!(
                             "it has {} rows but no frozen part was found under shadow/*/{rel}; try method = \"export\"",
@@ -254,17 +255,17 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
             ))
             .await?;
             let src = ch
-                .spec
+                .spec()
                 .backups_dir()
                 .map(|d| d.join(&name))
-                .ok_or_else(|| Error::server("find the native backup", "no backups disk"))?;
+                .ok_or_else(|| Error::unexpected("find the native backup", "no backups disk"))?;
             std::fs::write(out.join("native-backup"), src.display().to_string())
                 .map_err(Error::io("write", out.join("native-backup")))?;
         }
     }
     let manifest = Manifest {
         method,
-        server_version: ch.info.version.clone(),
+        server_version: ch.info().version.clone(),
         database: db,
         tables: entries,
     };
@@ -287,7 +288,7 @@ pub async fn restore(ch: &ClickHouse, backup: &Path) -> Result<String> {
     let mpath = backup.join("manifest.json");
     let manifest: Manifest =
         serde_json::from_slice(&std::fs::read(&mpath).map_err(Error::io("read", &mpath))?)
-            .map_err(|e| Error::server(format!("read {}", mpath.display()), e))?;
+            .map_err(|e| Error::bad_input(format!("read {}", mpath.display()), e))?;
     let db = &manifest.database;
     ch.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
         .await?;
@@ -332,12 +333,12 @@ pub async fn restore(ch: &ClickHouse, backup: &Path) -> Result<String> {
                     insert
                         .send(bytes::Bytes::copy_from_slice(chunk))
                         .await
-                        .map_err(|e| Error::server(format!("load {db}.{}", t.name), e))?;
+                        .map_err(Error::clickhouse(format!("load {db}.{}", t.name)))?;
                 }
                 insert
                     .end()
                     .await
-                    .map_err(|e| Error::server(format!("load {db}.{}", t.name), e))?;
+                    .map_err(Error::clickhouse(format!("load {db}.{}", t.name)))?;
                 done.push(format!("{}: {} rows loaded", t.name, t.rows));
             }
             Method::Freeze => {
@@ -346,7 +347,10 @@ pub async fn restore(ch: &ClickHouse, backup: &Path) -> Result<String> {
                     .into_iter()
                     .find(|(n, _, _)| *n == t.name)
                     .ok_or_else(|| {
-                        Error::server(format!("restore {db}.{}", t.name), "the table is not there")
+                        Error::unexpected(
+                            format!("restore {db}.{}", t.name),
+                            "the table is not there",
+                        )
                     })?;
                 let src = backup.join("freeze").join(&t.name);
                 let detached = sh_quote(&format!("{}/detached", data_path.trim_end_matches('/')));

@@ -204,6 +204,15 @@ pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
 
 /// Count and checksum of the rows of `table` matching `filter` (SQL), in
 /// the same form as [`Snapshot::content`]; None when the table is gone.
+/// A probe's answer: the one boolean `sql` returns.
+pub async fn probe(conn: &mut PgConnection, sql: &str) -> Result<bool> {
+    let (b,): (bool,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(conn)
+        .await
+        .map_err(Error::sql("probe"))?;
+    Ok(b)
+}
+
 pub async fn filtered_stats(
     coords: &PgCoordinates,
     table: &str,
@@ -494,7 +503,7 @@ fn normalize_once(s: &[char]) -> Vec<char> {
 }
 
 fn quote(ident: &str) -> String {
-    crate::postgres::server::quote_ident(ident)
+    crate::service::postgres::server::quote_ident(ident)
 }
 
 #[cfg(test)]

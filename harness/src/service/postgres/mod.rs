@@ -1,0 +1,25 @@
+//! The PostgreSQL (and TimescaleDB) service, one folder for everything
+//! about it: the server on either backend ([`server`], [`binaries`]), how
+//! to reach it ([`coords`]), the Nexwave fixture ([`fixture`]), what its
+//! checks compare ([`snapshot`], [`checks`]), its backups ([`backup`]),
+//! faults ([`fault`]) and restores ([`restore`]), its part of the workload
+//! ([`workload`]), and the [`crate::service::Service`] that ties them into
+//! a drill ([`service`]).
+
+pub mod backup;
+mod binaries;
+pub mod checks;
+mod coords;
+pub mod fault;
+pub mod fixture;
+pub mod restore;
+pub mod server;
+mod service;
+pub mod snapshot;
+pub mod workload;
+
+pub use binaries::{INSTALL_HINT, PgBinaries};
+pub(crate) use coords::SCRUB_ENV;
+pub use coords::{PgCoordinates, drop_and_recreate, execute_script};
+pub use server::{ClientTool, PgSpec, Postgres};
+pub(crate) use service::{PostgresService, describe, resolve_flavour};

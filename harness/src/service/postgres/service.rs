@@ -1,0 +1,419 @@
+//! PostgreSQL (or TimescaleDB) in a drill: which flavour runs, the Nexwave
+//! fixture, the baseline (row counts, checksums, the catalog), the writer,
+//! its backups, the faults it takes, its recovery steps and its checks.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use drill_fixtures::{Dataset, Flavour};
+
+use super::backup::{Artifact, PgDump, ShellBackup};
+use super::restore::{PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, run_sql};
+use super::snapshot::{self, Snapshot};
+use super::{PgBinaries, PgSpec, Postgres, checks, workload};
+use crate::Result;
+use crate::backend::BackendKind;
+use crate::check::CheckResult;
+use crate::scenario::{
+    BackupMethod as Method, DumpFormat, Fault, PgEngine, RowsExpect, Scenario, SchemaExpect, Step,
+};
+use crate::service::{
+    BackupCx, BackupMethod, BackupTaken, JudgeCx, Lifecycle, Placement, Service, StepDone,
+    exit_code,
+};
+use crate::vocab::{ServerInfo, ServiceKind};
+use crate::workload::{Ledger, RpoMeasurement, Writer};
+
+/// Which flavour a server runs, and the sentence saying why.
+pub(crate) fn resolve_flavour(
+    engine: PgEngine,
+    backend: BackendKind,
+    image: &str,
+) -> Result<(Flavour, String)> {
+    let installed = match backend {
+        BackendKind::Native => PgBinaries::locate()?.has_timescaledb(),
+        BackendKind::Docker => super::server::image_has_timescaledb(image),
+    };
+    Ok(match (engine, installed) {
+        (PgEngine::Postgres, _) => (Flavour::Postgres, "postgres".into()),
+        (PgEngine::Auto, false) => (
+            Flavour::Postgres,
+            "postgres (timescaledb extension not installed)".into(),
+        ),
+        (PgEngine::Auto, true) | (PgEngine::Timescaledb, _) => {
+            (Flavour::TimescaleDb, "timescaledb".into())
+        }
+    })
+}
+
+/// One line for the timeline once the server runs.
+pub(crate) fn describe(info: &ServerInfo) -> String {
+    format!(
+        "PostgreSQL {} ({}: {}), timescaledb: {}",
+        info.version,
+        info.backend,
+        info.source,
+        info.timescaledb.as_deref().unwrap_or("not available")
+    )
+}
+
+/// PostgreSQL in a drill.
+#[derive(Debug)]
+pub(crate) struct PostgresService {
+    pub(crate) server: Postgres,
+    pub(crate) flavour: Flavour,
+    /// How the flavour was chosen, for the report.
+    pub(crate) flavour_note: String,
+    /// The service's own `-c` settings (a restart keeps them unless the
+    /// fault overrides them).
+    settings: BTreeMap<String, String>,
+    backup_method: Option<Box<dyn BackupMethod<Postgres>>>,
+    baseline: Option<Snapshot>,
+    /// The newest backup.
+    dump: Option<Artifact>,
+}
+
+impl PostgresService {
+    /// Starts the server the scenario declares, in the flavour it asks for.
+    pub(crate) fn start(sc: &Scenario, at: &Placement<'_>) -> Result<PostgresService> {
+        let cfg = sc
+            .services
+            .postgres
+            .as_ref()
+            .expect("the engine starts declared services only");
+        let image = ServiceKind::Postgres.image(cfg.image.as_deref());
+        let (flavour, flavour_note) = resolve_flavour(cfg.engine, at.backend, &image)?;
+        let spec = PgSpec {
+            timescaledb: flavour == Flavour::TimescaleDb,
+            settings: cfg
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            image,
+            shared: at.shared.clone(),
+            ..PgSpec::new(&cfg.database, &cfg.user, at.run_id)
+        };
+        let backup_method: Option<Box<dyn BackupMethod<Postgres>>> = match sc.backup.method {
+            None => None,
+            Some(Method::PgDump) => Some(Box::new(PgDump(sc.backup.clone()))),
+            Some(Method::Shell) => Some(Box::new(ShellBackup(sc.backup.clone()))),
+        };
+        Ok(PostgresService {
+            server: Postgres::start(at.backend, &spec)?,
+            flavour,
+            flavour_note,
+            settings: cfg.settings.clone(),
+            backup_method,
+            baseline: None,
+            dump: None,
+        })
+    }
+
+    fn timescaledb(&self) -> bool {
+        self.flavour == Flavour::TimescaleDb
+    }
+
+    /// `psql-restore` and `pg-restore`: the newest backup into the server.
+    fn restore(&self, step: &Step) -> Result<StepDone> {
+        let Some(artifact) = &self.dump else {
+            return Ok(StepDone::refused("no postgres backup was taken"));
+        };
+        match step {
+            Step::PsqlRestore {
+                sanitize,
+                on_error_stop,
+                timeout,
+            } => {
+                if artifact.format != DumpFormat::Plain {
+                    return Ok(StepDone::refused(format!(
+                        "psql-restore needs a plain-format dump; {} is {:?}: use `pg-restore`",
+                        artifact.path.display(),
+                        artifact.format
+                    )));
+                }
+                let opts = PsqlRestoreOptions {
+                    sanitize: *sanitize,
+                    on_error_stop: *on_error_stop,
+                    timeout: timeout.map(|t| t.0),
+                    timescaledb: self.timescaledb(),
+                };
+                let out = psql_restore(&self.server, artifact, opts)?;
+                Ok(out.step_done())
+            }
+            Step::PgRestore {
+                exit_on_error,
+                tables,
+                data_only,
+                disable_triggers,
+            } => {
+                if artifact.format == DumpFormat::Plain {
+                    return Ok(StepDone::refused(format!(
+                        "pg-restore needs a custom- or directory-format dump; {} is plain SQL: use `psql-restore`",
+                        artifact.path.display()
+                    )));
+                }
+                let o = PgRestoreOptions {
+                    exit_on_error: *exit_on_error,
+                    tables: tables.clone(),
+                    data_only: *data_only,
+                    disable_triggers: *disable_triggers,
+                    // Data-only into a schema drill made: no catalog to protect.
+                    timescaledb: self.timescaledb() && !*data_only,
+                };
+                let out = pg_restore(&self.server, &artifact.path, &o)?;
+                Ok(out.step_done())
+            }
+            other => unreachable!("{} is not a restore", other.kind()),
+        }
+    }
+
+    /// Row counts and checksums of the baseline's tables, with the
+    /// workload's rows (from 2026-01-01) left to the RPO: the fixture's
+    /// ticks must all be back, exactly.
+    async fn rows_and_content(&self, now: &Snapshot, workload: bool) -> Result<Vec<CheckResult>> {
+        let baseline = self.baseline.as_ref().expect("taken before any fault");
+        let mut rows = checks::rows(&baseline.rows, &now.rows);
+        let mut content =
+            checks::content(&baseline.rows, &baseline.content, &now.rows, &now.content);
+        if workload {
+            let fixture = snapshot::filtered_stats(
+                self.server.coordinates(),
+                "public.ticks",
+                &format!("time < '{}'", crate::workload::WORKLOAD_EPOCH_SQL),
+            )
+            .await?;
+            checks::fixture_rows_only(baseline, fixture, &mut rows, &mut content);
+        }
+        rows.extend(content);
+        Ok(rows)
+    }
+}
+
+#[async_trait]
+impl Service for PostgresService {
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Postgres
+    }
+
+    fn info(&self) -> &ServerInfo {
+        self.server.info()
+    }
+
+    fn started(&self) -> String {
+        describe(self.server.info())
+    }
+
+    fn flavour(&self) -> Option<String> {
+        Some(self.flavour_note.clone())
+    }
+
+    async fn load_fixture(&self, data: &Dataset) -> Result<String> {
+        let loaded =
+            super::fixture::load_nexwave(self.server.coordinates(), self.flavour, data).await?;
+        let total: u64 = loaded.tables.iter().map(|(_, n)| n).sum();
+        Ok(format!(
+            "nexwave, {total} rows in {} tables, seed {}",
+            loaded.tables.len(),
+            data.seed
+        ))
+    }
+
+    async fn baseline(&mut self) -> Result<String> {
+        let s = snapshot::take(self.server.coordinates()).await?;
+        let said = format!(
+            "postgres: {} tables, schema {} objects ({})",
+            s.rows.len(),
+            s.schema.objects.len(),
+            s.schema.digest()
+        );
+        self.baseline = Some(s);
+        Ok(said)
+    }
+
+    fn baseline_rows(&self) -> BTreeMap<String, i64> {
+        self.baseline
+            .as_ref()
+            .map(|b| b.rows.clone())
+            .unwrap_or_default()
+    }
+
+    async fn start_writer(&self, rate: u32, seed: u64) -> Result<Writer> {
+        let conn = self.server.coordinates().connect().await?;
+        Ok(Writer::spawn(workload::PgSink(conn), rate, seed))
+    }
+
+    fn backup_label(&self) -> Option<String> {
+        self.backup_method.as_ref().map(|m| m.label())
+    }
+
+    async fn backup(&mut self, cx: &BackupCx<'_>) -> Result<BackupTaken> {
+        let method = self
+            .backup_method
+            .as_ref()
+            .expect("the engine asks only services with a backup");
+        let taken = method.take(&self.server, cx).await?;
+        self.dump = taken.artifact.clone();
+        Ok(taken)
+    }
+
+    fn halt(&mut self) -> Result<()> {
+        self.server.halt()
+    }
+
+    async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
+        super::fault::inject(&mut self.server, fault, &self.settings).await
+    }
+
+    async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
+        tokio::task::block_in_place(|| match step {
+            Step::PsqlRestore { .. } | Step::PgRestore { .. } => self.restore(step),
+            Step::ApplySchema => {
+                let files = drill_fixtures::nexwave_schema(self.flavour);
+                for f in &files {
+                    if let Err(e) = run_sql(&self.server, f.sql) {
+                        return Ok(StepDone::failed(format!("fixtures/{} failed: {e}", f.path)));
+                    }
+                }
+                let names: Vec<&str> = files.iter().map(|f| f.path).collect();
+                Ok(StepDone::done(format!("applied {}", names.join(", "))))
+            }
+            Step::Sql { run, .. } => Ok(match run_sql(&self.server, run) {
+                Ok(out) => StepDone::done(match out.lines().next() {
+                    Some(first) => format!("ok: {first}"),
+                    None => "ok".into(),
+                }),
+                Err(e) => StepDone::failed(e.to_string()),
+            }),
+            Step::Start { .. } => Ok(StepDone::done("postgres is running")),
+            other => unreachable!("validated: `{}` does not act on postgres", other.kind()),
+        })
+    }
+
+    async fn judge(&self, cx: &JudgeCx<'_>) -> Result<Vec<CheckResult>> {
+        let expect = &cx.scenario.expect;
+        let coords = self.server.coordinates();
+        let baseline = self.baseline.as_ref().expect("taken before any fault");
+        let now = snapshot::take(coords).await?;
+        let mut out = Vec::new();
+        if expect.rows == RowsExpect::SameAsBefore {
+            out.extend(self.rows_and_content(&now, cx.workload).await?);
+        }
+        out.extend(checks::table_rows(&expect.table_rows, &now.rows));
+        if let Some(max) = expect.fk_orphans {
+            let measured = snapshot::orphans(coords, &baseline.foreign_keys).await?;
+            out.extend(checks::fk_orphans(&measured, max));
+        }
+        if !expect.probes.is_empty() {
+            let mut conn = coords.connect().await?;
+            for p in &expect.probes {
+                out.push(checks::probe(p, &snapshot::probe(&mut conn, p).await));
+            }
+        }
+        if expect.schema == SchemaExpect::SameAsBefore {
+            out.push(checks::schema(&baseline.schema, &now.schema));
+        }
+        Ok(out)
+    }
+
+    async fn measure_rpo(&self, ledger: &Ledger, fault_at: Instant) -> Result<RpoMeasurement> {
+        workload::measure_rpo(self.server.coordinates(), ledger, fault_at).await
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .server
+            .coordinates()
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        if let Some(a) = &self.dump {
+            env.push(("DRILL_BACKUP_FILE".into(), a.path.display().to_string()));
+        }
+        env
+    }
+
+    fn shims(&self) -> Vec<(String, String)> {
+        self.server.shims()
+    }
+
+    fn connection_help(&self) -> String {
+        self.server.connection_help()
+    }
+
+    fn keep(&mut self) -> String {
+        self.server.keep()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl super::restore::PsqlOutcome {
+    /// As a step of a recovery.
+    fn step_done(self) -> StepDone {
+        let mut detail = format!(
+            "{}: exit {}, {} errors",
+            self.command,
+            exit_code(self.exit_code),
+            self.error_count
+        );
+        if self.timescaledb_wrapped {
+            detail.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
+        }
+        if self.timed_out {
+            detail.push_str(", killed at the timeout");
+        }
+        if let Some(s) = &self.sanitize {
+            detail.push_str(&format!(
+                "; sanitizer removed {} of {} lines ({} kept as possible data)",
+                s.removed,
+                s.lines_in,
+                s.kept_suspicious.len()
+            ));
+        }
+        if let Some(e) = self.first_errors.first() {
+            detail.push_str(&format!("; first: {e}"));
+        }
+        let ok = self.exit_code == Some(0) && !self.timed_out;
+        StepDone {
+            ok,
+            clean: ok && self.error_count == 0,
+            detail,
+            status: if self.timed_out {
+                "timed out".into()
+            } else {
+                format!("exit {}", exit_code(self.exit_code))
+            },
+            evidence: self.first_errors.join("\n"),
+            errors: self.first_errors,
+        }
+    }
+}
+
+impl super::restore::PgRestoreOutcome {
+    /// As a step of a recovery.
+    fn step_done(self) -> StepDone {
+        let mut detail = format!(
+            "{}: exit {}, {} errors",
+            self.command,
+            exit_code(self.exit_code),
+            self.error_count
+        );
+        if let Some(e) = self.first_errors.first() {
+            detail.push_str(&format!("; first: {e}"));
+        }
+        StepDone {
+            ok: self.exit_code == Some(0),
+            clean: self.exit_code == Some(0) && self.error_count == 0,
+            detail,
+            status: format!("exit {}", exit_code(self.exit_code)),
+            evidence: self.first_errors.join("\n"),
+            errors: self.first_errors,
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Shared vocabulary: the words every layer uses and that belong to none of
+//! them. Which services and backends exist ([`ServiceKind`],
+//! [`BackendKind`]), the facts a report gives about a server
+//! ([`ServerInfo`]), and how durations are written for people
+//! ([`fmt_duration`]) and machines ([`millis`]).
+//!
+//! **Architecture Invariant:** this module imports nothing from the rest of
+//! the crate, so scenarios, checks, reports, services and backends may all
+//! import it without importing each other.
+
+use std::time::Duration;
+
+/// The services drill can run.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Postgres,
+    Redis,
+    ClickHouse,
+}
+
+impl ServiceKind {
+    /// Every kind, in the runbook's recovery order (seed 003).
+    pub const ALL: [ServiceKind; 3] = [
+        ServiceKind::Postgres,
+        ServiceKind::Redis,
+        ServiceKind::ClickHouse,
+    ];
+
+    /// The name used in scenario files, labels and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceKind::Postgres => "postgres",
+            ServiceKind::Redis => "redis",
+            ServiceKind::ClickHouse => "clickhouse",
+        }
+    }
+
+    /// The kind a scenario file or a label names.
+    pub fn from_name(name: &str) -> Option<ServiceKind> {
+        ServiceKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The official image a user pulls, pinned (never `latest`).
+    pub fn default_image(self) -> &'static str {
+        match self {
+            ServiceKind::Postgres => "timescale/timescaledb:2.17.2-pg16",
+            ServiceKind::Redis => "redis:7.4.1",
+            ServiceKind::ClickHouse => "clickhouse/clickhouse-server:24.8.14.39",
+        }
+    }
+
+    /// The environment variable that overrides the default image.
+    pub fn image_env(self) -> &'static str {
+        match self {
+            ServiceKind::Postgres => "DRILL_POSTGRES_IMAGE",
+            ServiceKind::Redis => "DRILL_REDIS_IMAGE",
+            ServiceKind::ClickHouse => "DRILL_CLICKHOUSE_IMAGE",
+        }
+    }
+
+    /// The image to run: the scenario's choice, else the environment's,
+    /// else the official default.
+    pub fn image(self, scenario: Option<&str>) -> String {
+        scenario
+            .map(str::to_string)
+            .or_else(|| {
+                std::env::var(self.image_env())
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| self.default_image().to_string())
+    }
+}
+
+impl std::fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Local processes from the machine's own binaries.
+    #[default]
+    Native,
+    /// Containers on a Docker engine (testcontainers), data on named volumes.
+    Docker,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Native => "native",
+            BackendKind::Docker => "docker",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Facts about a started server, for reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerInfo {
+    /// Which service it is.
+    pub service: ServiceKind,
+    /// `native` or `docker`.
+    pub backend: BackendKind,
+    /// Where the server came from: a binaries folder or an image.
+    pub source: String,
+    /// The version as the server reports it.
+    pub version: String,
+    /// Installed timescaledb version, when the server has the extension.
+    pub timescaledb: Option<String>,
+}
+
+impl ServerInfo {
+    /// One line for people: `postgres 15.18 (docker: drill-local/postgres:15)`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} {}{} ({}: {})",
+            self.service,
+            self.version.split_whitespace().next().unwrap_or(""),
+            self.timescaledb
+                .as_deref()
+                .map(|t| format!(" +timescaledb {t}"))
+                .unwrap_or_default(),
+            self.backend,
+            self.source
+        )
+    }
+}
+
+/// `1.234s`, `2m 03.456s`: milliseconds, always.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 60_000 {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    } else {
+        format!(
+            "{}m {:02}.{:03}s",
+            ms / 60_000,
+            ms % 60_000 / 1000,
+            ms % 1000
+        )
+    }
+}
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Serde helpers: durations as integer milliseconds.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    /// For `Option<Duration>`.
+    pub(crate) mod opt {
+        use std::time::Duration;
+
+        pub(crate) fn serialize<S: serde::Serializer>(
+            d: &Option<Duration>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_to_the_millisecond() {
+        assert_eq!(fmt_duration(Duration::from_millis(123_456)), "2m 03.456s");
+        assert_eq!(fmt_duration(Duration::from_millis(1_455)), "1.455s");
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for k in ServiceKind::ALL {
+            assert_eq!(ServiceKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(ServiceKind::from_name("mysql"), None);
+    }
+}
