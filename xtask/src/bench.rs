@@ -16,7 +16,7 @@ use drill::service::postgres::PgBinaries;
 use drill::service::postgres::{PgSpec, Postgres};
 use drill_fixtures::{Dataset, Flavour};
 
-use crate::exit;
+use crate::{Failure, Outcome};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -79,7 +79,7 @@ fn env_of(pg: &Postgres) -> Vec<(String, String)> {
     env
 }
 
-pub(crate) fn run(args: Args) -> u8 {
+pub(crate) fn run(args: Args) -> Outcome {
     // Measure optimised code: a debug build would make drill look slow.
     if cfg!(debug_assertions) {
         eprintln!("bench: re-running itself as a release build ...");
@@ -97,14 +97,14 @@ pub(crate) fn run(args: Args) -> u8 {
             .args(std::env::args().skip_while(|a| a != "bench").skip(1))
             .status();
         return match status {
-            Ok(s) if s.success() => exit::OK,
-            _ => exit::HARNESS_ERROR,
+            Ok(s) if s.success() => Ok(()),
+            Ok(s) => Err(Failure::Harness(anyhow::anyhow!(
+                "the release build of bench ended with {s}"
+            ))),
+            Err(e) => Err(Failure::Harness(e.into())),
         };
     }
-    if let Err(e) = crate::deps::ensure() {
-        eprintln!("error: {e}");
-        return exit::HARNESS_ERROR;
-    }
+    crate::deps::ensure()?;
     // The container rows and the docker suite use the images the tests use.
     match crate::test::image_env() {
         Ok(env) => {
@@ -115,13 +115,7 @@ pub(crate) fn run(args: Args) -> u8 {
         }
         Err(e) => eprintln!("bench: no container images ({e:#}); the docker rows will say why"),
     }
-    match bench(&args) {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::HARNESS_ERROR
-        }
-    }
+    Ok(bench(&args)?)
 }
 
 fn bench(args: &Args) -> anyhow::Result<()> {

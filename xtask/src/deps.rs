@@ -7,10 +7,12 @@ use std::process::Command;
 
 use drill::ServiceKind;
 
-use crate::exit;
+use anyhow::Context;
+
+use crate::Outcome;
 
 /// Makes sure the native servers of `services` are installed.
-pub(crate) fn ensure_for(services: &[ServiceKind]) -> Result<(), String> {
+pub(crate) fn ensure_for(services: &[ServiceKind]) -> anyhow::Result<()> {
     if services.contains(&ServiceKind::Postgres) {
         ensure()?;
     }
@@ -40,18 +42,18 @@ pub(crate) fn ensure_for(services: &[ServiceKind]) -> Result<(), String> {
 }
 
 /// Installs Debian packages (root and apt only); says what to run otherwise.
-fn install(pkgs: &[&str]) -> Result<(), String> {
+fn install(pkgs: &[&str]) -> anyhow::Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0"));
     let has_apt = Command::new("apt-get").arg("--version").output().is_ok();
     if !(is_root && has_apt) {
-        return Err(format!(
+        anyhow::bail!(
             "{} not found; install it: apt-get install -y {}",
             pkgs[0],
             pkgs.join(" ")
-        ));
+        );
     }
     eprintln!("drill: installing Debian's {} ...", pkgs.join(", "));
     let ok = |c: &mut Command| {
@@ -69,20 +71,20 @@ fn install(pkgs: &[&str]) -> Result<(), String> {
     if !ok(Command::new("apt-get").args(args(pkgs))) {
         let _ = ok(Command::new("apt-get").args(["update", "-qq"]));
         if !ok(Command::new("apt-get").args(args(pkgs))) {
-            return Err(format!("apt-get install {} failed", pkgs.join(" ")));
+            anyhow::bail!("apt-get install {} failed", pkgs.join(" "));
         }
     }
     Ok(())
 }
 
 /// Makes sure PostgreSQL's server binaries exist.
-pub(crate) fn ensure() -> Result<(), String> {
+pub(crate) fn ensure() -> anyhow::Result<()> {
     if drill::service::postgres::PgBinaries::locate().is_ok() {
         return Ok(());
     }
-    install(&["postgresql-15", "postgresql-client-15"]).map_err(|e| {
+    install(&["postgresql-15", "postgresql-client-15"]).with_context(|| {
         format!(
-            "{e} (PostgreSQL server binaries: {})",
+            "PostgreSQL server binaries: {}",
             drill::service::postgres::INSTALL_HINT
         )
     })?;
@@ -90,28 +92,21 @@ pub(crate) fn ensure() -> Result<(), String> {
     let _ = Command::new("pg_ctlcluster")
         .args(["15", "main", "stop"])
         .status();
-    drill::service::postgres::PgBinaries::locate()
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    drill::service::postgres::PgBinaries::locate()?;
+    Ok(())
 }
 
 /// Tools only the tests use: xmllint validates junit.xml against its schema.
-pub(crate) fn ensure_test_tools() -> Result<(), String> {
+pub(crate) fn ensure_test_tools() -> anyhow::Result<()> {
     if Command::new("xmllint").arg("--version").output().is_ok() {
         return Ok(());
     }
     install(&["libxml2-utils"])
 }
 
-pub(crate) fn run() -> u8 {
-    match ensure_for(&ServiceKind::ALL).and_then(|()| ensure_test_tools()) {
-        Ok(()) => {
-            eprintln!("drill: dependencies present");
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::HARNESS_ERROR
-        }
-    }
+pub(crate) fn run() -> Outcome {
+    ensure_for(&ServiceKind::ALL)?;
+    ensure_test_tools()?;
+    eprintln!("drill: dependencies present");
+    Ok(())
 }

@@ -14,7 +14,9 @@ use drill::engine::{ArtifactDrill, DrillOptions, DrillReport, Pause, Progress, V
 use drill::scenario::{PgEngine, Scenario};
 use drill::{BackendKind, ServiceKind};
 
-use crate::{deps, exit};
+use anyhow::Context;
+
+use crate::{Failure, Outcome, deps, exit};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -190,46 +192,34 @@ impl Work {
     }
 }
 
-pub(crate) fn run(args: Args) -> u8 {
-    let (work, run) = match prepare(args) {
-        Ok(Some(x)) => x,
-        Ok(None) => return exit::OK,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::BAD_INPUT;
-        }
+pub(crate) fn run(args: Args) -> Outcome {
+    let Some((work, run)) = prepare(args)? else {
+        return Ok(());
     };
     if !run.pause_at.is_empty() && !std::io::stdin().is_terminal() {
-        eprintln!("error: --pause-at waits for Enter and needs a terminal on stdin");
-        return exit::BAD_INPUT;
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "--pause-at waits for Enter and needs a terminal on stdin"
+        )));
     }
-    let backend = match drill::backend::choose(run.backend, &work.images()) {
-        Ok((b, why)) => {
-            eprintln!(
-                "drill: backend {} → {b} ({why})",
-                match run.backend {
-                    BackendChoice::Auto => "auto",
-                    BackendChoice::Docker => "docker",
-                    BackendChoice::Native => "native",
-                }
-            );
-            b
+    if let Some(log) = drill::logging::init(Some(&run.report_dir)) {
+        eprintln!("drill: logging to stderr and {}", log.display());
+    }
+    let (backend, why) = drill::backend::choose(run.backend, &work.images())?;
+    eprintln!(
+        "drill: backend {} → {backend} ({why})",
+        match run.backend {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Docker => "docker",
+            BackendChoice::Native => "native",
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::HARNESS_ERROR;
-        }
-    };
-    if backend == BackendKind::Native
-        && let Err(e) = deps::ensure_for(&work.services())
-    {
-        eprintln!("error: {e}");
-        return exit::HARNESS_ERROR;
+    );
+    if backend == BackendKind::Native {
+        deps::ensure_for(&work.services())?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
+        .context("a tokio runtime")?;
     // Take over SIGINT (Ctrl-C), SIGTERM (a CI job cancelled) and SIGHUP
     // (the terminal closed) before any server starts, so each reaches the
     // teardown (a lazily registered handler could miss an early one).
@@ -241,13 +231,11 @@ pub(crate) fn run(args: Args) -> u8 {
             SignalKind::terminate(),
             SignalKind::hangup(),
         ];
-        match kinds.into_iter().map(signal).collect::<Result<Vec<_>, _>>() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot handle Ctrl-C: {e}");
-                return exit::HARNESS_ERROR;
-            }
-        }
+        kinds
+            .into_iter()
+            .map(signal)
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot handle Ctrl-C")?
     };
     let opts = DrillOptions {
         backend,
@@ -315,17 +303,21 @@ pub(crate) fn run(args: Args) -> u8 {
 }
 
 /// Parses and validates everything; None when --validate-only is done.
-fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, String> {
+fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
     if let Some(Sub::RestoreArtifact(a)) = args.sub {
         if !a.backup.exists() {
-            return Err(format!("{}: no such file or folder", a.backup.display()));
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "{}: no such file or folder",
+                a.backup.display()
+            )));
         }
         let fingerprint = match &a.fingerprint {
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| p.display().to_string())
+                    .map_err(Failure::BadInput)?;
                 Some(serde_json::from_str(&text).map_err(|e| {
-                    format!("{}:{}:{}: not a drill fingerprint ({e}); write one with `cargo xtask fingerprint`", p.display(), e.line(), e.column())
+                    Failure::bad_input(anyhow::anyhow!("{}:{}:{}: not a drill fingerprint ({e}); write one with `cargo xtask fingerprint`", p.display(), e.line(), e.column()))
                 })?)
             }
             None => None,
@@ -388,7 +380,7 @@ fn options(run: &RunArgs) -> DrillOptions {
     }
 }
 
-fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u8 {
+fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> Outcome {
     if !reports.is_empty() {
         println!("{}", drill::report::summary::table(reports));
         for r in reports {
@@ -460,13 +452,15 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> u
         }
     }
     if harness_failed {
-        exit::HARNESS_ERROR
+        Err(Failure::Harness(anyhow::anyhow!(
+            "the harness could not do its job (see above)"
+        )))
     } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
-        exit::EXPECTATION_MISSED
+        Err(Failure::ExpectationMissed)
     } else if run.gate && trends.iter().any(|t| t.tripped) {
-        exit::REGRESSION
+        Err(Failure::Regression)
     } else {
-        exit::OK
+        Ok(())
     }
 }
 
@@ -495,9 +489,9 @@ fn trend(
     Ok(trends)
 }
 
-fn select(args: &Args) -> Result<Vec<Scenario>, String> {
+fn select(args: &Args) -> Result<Vec<Scenario>, Failure> {
     if args.scenarios.is_empty() {
-        return drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string());
+        return Ok(drill::scenario::load_dir(&args.scenarios_dir)?);
     }
     let mut all: Option<Vec<Scenario>> = None;
     args.scenarios
@@ -505,18 +499,16 @@ fn select(args: &Args) -> Result<Vec<Scenario>, String> {
         .map(|want| {
             let path = PathBuf::from(want);
             if path.extension().is_some_and(|e| e == "toml") {
-                return drill::scenario::load_file(&path).map_err(|e| e.to_string());
+                return Ok(drill::scenario::load_file(&path)?);
             }
             // By name: the file of that name first, so one broken scenario
             // does not block running another.
             let direct = args.scenarios_dir.join(format!("{want}.toml"));
             if direct.is_file() {
-                return drill::scenario::load_file(&direct).map_err(|e| e.to_string());
+                return Ok(drill::scenario::load_file(&direct)?);
             }
             if all.is_none() {
-                all = Some(
-                    drill::scenario::load_dir(&args.scenarios_dir).map_err(|e| e.to_string())?,
-                );
+                all = Some(drill::scenario::load_dir(&args.scenarios_dir)?);
             }
             let all = all.as_ref().expect("loaded");
             all.iter()
@@ -524,10 +516,10 @@ fn select(args: &Args) -> Result<Vec<Scenario>, String> {
                 .cloned()
                 .ok_or_else(|| {
                     let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-                    format!(
+                    Failure::bad_input(anyhow::anyhow!(
                         "no scenario named `{want}`; known: {} (see `cargo xtask list`)",
                         names.join(", ")
-                    )
+                    ))
                 })
         })
         .collect()

@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::exit;
+use anyhow::Context;
+
+use crate::Outcome;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -17,38 +19,26 @@ pub(crate) struct Args {
     out: PathBuf,
 }
 
-pub(crate) fn run(args: Args) -> u8 {
+pub(crate) fn run(args: Args) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(async {
+        .context("a tokio runtime")?;
+    let fp = runtime.block_on(async {
         use sqlx::Connection;
         let mut conn = sqlx::postgres::PgConnection::connect(&args.url)
             .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        drill::service::postgres::snapshot::fingerprint(&mut conn)
-            .await
-            .map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(fp) => {
-            let text = serde_json::to_string_pretty(&fp).expect("serialisable");
-            if let Err(e) = std::fs::write(&args.out, text) {
-                eprintln!("error: cannot write {}: {e}", args.out.display());
-                return exit::HARNESS_ERROR;
-            }
-            println!(
-                "{} objects (digest {}) written to {}",
-                fp.objects.len(),
-                fp.digest(),
-                args.out.display()
-            );
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::HARNESS_ERROR
-        }
-    }
+            .context("cannot connect")?;
+        anyhow::Ok(drill::service::postgres::snapshot::fingerprint(&mut conn).await?)
+    })?;
+    let text = serde_json::to_string_pretty(&fp).context("serialise the fingerprint")?;
+    std::fs::write(&args.out, text)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "{} objects (digest {}) written to {}",
+        fp.objects.len(),
+        fp.digest(),
+        args.out.display()
+    );
+    Ok(())
 }

@@ -16,7 +16,7 @@ use drill::ServiceKind;
 use drill::backend::images::docker_answers;
 use sha2::{Digest, Sha256};
 
-use crate::exit;
+use crate::Outcome;
 
 const SUITE: &str = "bookworm";
 const RECIPE_LABEL: &str = "org.drill.recipe";
@@ -139,19 +139,11 @@ impl Recipe {
     }
 }
 
-pub(crate) fn run(args: Args) -> u8 {
-    match build_all(&args) {
-        Ok(built) => {
-            for (kind, tag) in built {
-                println!("export {}={tag}", kind.image_env());
-            }
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit::HARNESS_ERROR
-        }
+pub(crate) fn run(args: Args) -> Outcome {
+    for (kind, tag) in build_all(&args)? {
+        println!("export {}={tag}", kind.image_env());
     }
+    Ok(())
 }
 
 /// Builds what is missing; returns every selected image's tag.

@@ -2,20 +2,13 @@
 
 use std::path::Path;
 
-use crate::exit;
+use crate::Outcome;
 
-pub(crate) fn run(dir: &Path) -> u8 {
-    match drill::scenario::load_dir(dir) {
-        Ok(all) => {
-            let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
-            for s in all {
-                println!("{:width$}  {}", s.name, s.description);
-            }
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::BAD_INPUT
-        }
+pub(crate) fn run(dir: &Path) -> Outcome {
+    let all = drill::scenario::load_dir(dir)?;
+    let width = all.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in all {
+        println!("{:width$}  {}", s.name, s.description);
     }
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod bench;
 mod clean;
 mod deps;
 mod drill;
+mod failure;
 mod fingerprint;
 mod images;
 mod list;
@@ -16,21 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes, documented in the README.
-pub(crate) mod exit {
-    /// Every expectation met.
-    pub(crate) const OK: u8 = 0;
-    /// A drill ran and missed an expectation (the system under test failed).
-    pub(crate) const EXPECTATION_MISSED: u8 = 1;
-    /// The harness itself failed (missing tools, a server that would not start, a bug).
-    pub(crate) const HARNESS_ERROR: u8 = 2;
-    /// Bad input: a malformed scenario file or an unknown scenario name.
-    pub(crate) const BAD_INPUT: u8 = 3;
-    /// `--gate`: a scenario's RTO regressed beyond the margin (expectations met).
-    pub(crate) const REGRESSION: u8 = 4;
-    /// Interrupted by Ctrl-C (everything started was removed).
-    pub(crate) const INTERRUPTED: u8 = 130;
-}
+pub(crate) use failure::{Failure, Outcome, exit};
 
 #[derive(Parser)]
 #[command(
@@ -74,7 +61,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
+    let outcome = match cli.command {
         Command::Drill(args) => drill::run(*args),
         Command::List { scenarios_dir } => list::run(&scenarios_dir),
         Command::Clean => clean::run(),
@@ -85,5 +72,13 @@ fn main() -> ExitCode {
         Command::Images(args) => images::run(args),
         Command::Test { args } => test::run(&args),
     };
-    ExitCode::from(code)
+    match outcome {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(f) => {
+            if let Some(m) = f.message() {
+                eprintln!("{m}");
+            }
+            ExitCode::from(f.exit_code())
+        }
+    }
 }

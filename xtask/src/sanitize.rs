@@ -5,9 +5,9 @@
 
 use std::io::{BufReader, BufWriter};
 
-use crate::exit;
+use crate::{Failure, Outcome};
 
-pub(crate) fn run() -> u8 {
+pub(crate) fn run() -> Outcome {
     let stdin = BufReader::with_capacity(256 * 1024, std::io::stdin().lock());
     let stdout = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
     match drill::sanitize(stdin, stdout) {
@@ -22,12 +22,9 @@ pub(crate) fn run() -> u8 {
             if let Some((n, why)) = &r.gave_up {
                 eprintln!("  warning: at line {n} it {why}");
             }
-            exit::OK
+            Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit::HARNESS_ERROR
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Harness(e.into())),
     }
 }

@@ -11,7 +11,9 @@ use std::process::Command;
 use drill::ServiceKind;
 use drill::backend::images;
 
-use crate::{deps, exit};
+use anyhow::Context;
+
+use crate::{Failure, Outcome, deps};
 
 /// Points the docker cases at images that are here: the one the
 /// environment names, else the official default when present, else the
@@ -68,33 +70,26 @@ pub(crate) fn image_env() -> anyhow::Result<Vec<(&'static str, &'static str)>> {
     Ok(env)
 }
 
-pub(crate) fn run(extra: &[String]) -> u8 {
-    if let Err(e) = deps::ensure_for(&ServiceKind::ALL).and_then(|()| deps::ensure_test_tools()) {
-        eprintln!("error: {e}");
-        return exit::HARNESS_ERROR;
-    }
+pub(crate) fn run(extra: &[String]) -> Outcome {
+    deps::ensure_for(&ServiceKind::ALL)?;
+    deps::ensure_test_tools()?;
     let profile = if std::env::var_os("CI").is_some() {
         "ci"
     } else {
         "default"
     };
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    if let Err(e) = docker_images(&mut cmd) {
-        eprintln!("error: {e:#}");
-        return exit::HARNESS_ERROR;
-    }
+    docker_images(&mut cmd)?;
     let status = cmd
         .args(["nextest", "run", "--workspace", "--profile", profile])
         .args(extra)
-        .status();
-    match status {
-        Ok(s) if s.success() => exit::OK,
-        Ok(_) => exit::EXPECTATION_MISSED,
-        Err(e) => {
-            eprintln!(
-                "error: could not run cargo nextest ({e}); install it with `cargo install cargo-nextest --locked`"
-            );
-            exit::HARNESS_ERROR
-        }
+        .status()
+        .context(
+            "could not run cargo nextest; install it with `cargo install cargo-nextest --locked`",
+        )?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::ExpectationMissed)
     }
 }

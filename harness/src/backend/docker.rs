@@ -102,6 +102,7 @@ impl ContainerServer {
     }
 
     fn create_volume(&self) -> Result<()> {
+        tracing::debug!(volume = %self.volume, "docker volume create");
         let req = VolumeCreateRequest {
             name: Some(self.volume.clone()),
             labels: Some(self.labels()),
@@ -113,6 +114,7 @@ impl ContainerServer {
     }
 
     fn remove_volume(&self) -> Result<()> {
+        tracing::debug!(volume = %self.volume, "docker volume rm");
         let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
         block_on(self.docker.remove_volume(&self.volume, Some(opts)))
             .map_err(Error::docker(format!("remove volume {}", self.volume)))
@@ -202,6 +204,7 @@ impl super::Server for ContainerServer {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
         cmd.arg(self.id().unwrap_or("no-container")).arg(program);
+        tracing::debug!(service = %self.spec.kind, container = self.id().map(short).unwrap_or(""), program, "docker exec -i");
         cmd
     }
 
@@ -252,6 +255,7 @@ impl super::Server for ContainerServer {
     }
 
     fn data_shell(&self, script: &str) -> Result<Output> {
+        tracing::debug!(service = %self.spec.kind, volume = %self.volume, script, "docker run --rm (data shell)");
         let data = &self.spec.container.data;
         let mut cmd = Command::new("docker");
         cmd.args(["run", "--rm", "-i", "--network", "none"]);
@@ -345,11 +349,16 @@ impl super::Server for ContainerServer {
                 .build();
             block_on(self.docker.kill_container(&id, Some(opts)))
         };
+        tracing::debug!(service = %self.spec.kind, container = short(&id), signal = signal.as_str(), "docker kill -s");
         kill(signal).map_err(Error::docker(format!("signal container {}", short(&id))))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut escalated = false;
         while self.running() == Some(true) {
             if Instant::now() > deadline {
+                tracing::debug!(
+                    container = short(&id),
+                    "still running 10 s after its signal: SIGKILL"
+                );
                 let _ = kill(Signal::SIGKILL);
                 escalated = true;
                 std::thread::sleep(Duration::from_millis(200));
@@ -418,6 +427,7 @@ impl super::Server for ContainerServer {
         for (path, content) in &spec.container.files {
             req = req.with_copy_to(path.as_str(), content.clone());
         }
+        tracing::debug!(service = %spec.kind, image = %spec.container.image, container = %name, volume = %self.volume, cmd = %spec.redact(&spec.container.cmd.join(" ")), "docker run (testcontainers)");
         let container = match block_on(req.start()) {
             Ok(c) => c,
             Err(e) => {
@@ -450,6 +460,7 @@ impl super::Server for ContainerServer {
     }
 
     fn wipe(&mut self) -> Result<()> {
+        tracing::debug!(service = %self.spec.kind, volume = %self.volume, "wipe: remove the container and the volume, create the volume again");
         self.stop(Stop::Kill)?;
         self.remove_container()?;
         self.remove_volume()?;

@@ -121,6 +121,8 @@ pub struct ServerSpec {
     /// every tool command run beside the server: variables that would point
     /// a client at another server (libpq's `PG*`).
     pub scrub_env: Vec<&'static str>,
+    /// Values never written to a log (the generated password).
+    pub secrets: Vec<String>,
     pub container: ContainerSpec,
     pub native: NativeSpec,
 }
@@ -411,6 +413,16 @@ pub fn available_for_tests(backend: BackendKind, services: &[ServiceKind], test:
             eprintln!("SKIPPED {test} on docker: {e}");
             false
         }
+    }
+}
+
+impl ServerSpec {
+    /// `text` with the spec's secrets replaced by `***`, for logs.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        self.secrets
+            .iter()
+            .filter(|s| !s.is_empty())
+            .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
     }
 }
 

@@ -204,6 +204,14 @@ impl NativeServer {
             source,
         })?;
         let pid = child.id() as i32;
+        let args: Vec<String> = self
+            .spec
+            .native
+            .args
+            .iter()
+            .map(|a| self.expand(a))
+            .collect();
+        tracing::debug!(service = %self.spec.kind, pid, program = %program.display(), args = %self.spec.redact(&args.join(" ")), "server started");
         self.child = Some(child);
         let record = self.root().join(SERVER_RECORD);
         fs::write(&record, format!("{pid} {}\n", start_time(pid).unwrap_or(0)))
@@ -264,6 +272,7 @@ impl super::Server for NativeServer {
     }
 
     fn tool(&self, program: &str, env: &[(String, String)]) -> Command {
+        tracing::debug!(service = %self.spec.kind, program, "tool");
         let path = self
             .resolve(program)
             .unwrap_or_else(|| PathBuf::from(program));
@@ -301,6 +310,7 @@ impl super::Server for NativeServer {
     }
 
     fn data_shell(&self, script: &str) -> Result<Output> {
+        tracing::debug!(service = %self.spec.kind, script, "data shell");
         Command::new("sh")
             .args(["-c", script])
             .env("DATA", self.data_dir())
@@ -349,6 +359,7 @@ impl super::Server for NativeServer {
             took: started.elapsed(),
         };
         let pid = Pid::from_raw(child.id() as i32);
+        tracing::debug!(service = %self.spec.kind, pid = pid.as_raw(), ?how, "stop");
         let signal = match how {
             Stop::Graceful => self.spec.stop_signal,
             Stop::Signal(s) => s,
@@ -368,6 +379,7 @@ impl super::Server for NativeServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        tracing::debug!(service = %self.spec.kind, pid = pid.as_raw(), "still running 10 s after its signal: SIGKILL");
         let _ = killpg(pid, Signal::SIGKILL);
         let _ = child.wait();
         Ok(done(true))
@@ -400,6 +412,7 @@ impl super::Server for NativeServer {
                     {
                         return Err(e);
                     }
+                    tracing::debug!(service = %spec.kind, ports = ?self.ports, "port taken before the server bound it; retrying with others");
                     last = Some(e);
                 }
             }
@@ -410,6 +423,7 @@ impl super::Server for NativeServer {
     fn wipe(&mut self) -> Result<()> {
         self.stop(Stop::Kill)?;
         let data = self.data_dir();
+        tracing::debug!(service = %self.spec.kind, data = %data.display(), "wipe: remove the data dir");
         remove_dir_retrying(&data)?;
         Ok(())
     }
@@ -522,16 +536,20 @@ fn reap(take: impl Fn(Option<i32>, Duration) -> bool) -> Vec<String> {
         }
         // Only signal a process that really serves this dir: after a
         // reboot a pid may belong to anything.
+        // The server and every process it started share its group; its
+        // data is about to be deleted, so nothing is gained by a gentler
+        // signal.
         for pid in server_pids_of(&dir) {
             let p = Pid::from_raw(pid);
-            let _ = kill(p, Signal::SIGQUIT); // postgres: immediate shutdown
+            tracing::debug!(pid, dir = %dir.display(), "reap: SIGKILL to the server's process group");
+            let _ = killpg(p, Signal::SIGKILL);
+            let _ = kill(p, Signal::SIGKILL);
             let deadline = Instant::now() + Duration::from_secs(5);
             while running(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = killpg(p, Signal::SIGKILL);
-            let _ = kill(p, Signal::SIGKILL);
         }
+        tracing::debug!(dir = %dir.display(), "reap: remove");
         if remove_dir_retrying(&dir).is_ok() {
             removed.push(dir.display().to_string());
         }

@@ -155,8 +155,37 @@ fn validate_postgres(sc: &Scenario, pg: &PostgresConfig) -> Result<(), Broken> {
     Ok(())
 }
 
+/// The services a scenario declares, for rules that name them.
+struct Declared {
+    kinds: Vec<ServiceKind>,
+}
+
+impl Declared {
+    fn has(&self, k: ServiceKind) -> bool {
+        self.kinds.contains(&k)
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        self.kinds.iter().map(|k| k.name()).collect()
+    }
+}
+
 /// Cross-field rules; returns (key, message, help).
 fn validate(sc: &Scenario) -> Result<(), Broken> {
+    validate_header(sc)?;
+    validate_services(sc)?;
+    let d = Declared {
+        kinds: sc.services.kinds(),
+    };
+    validate_fault(sc, &d)?;
+    validate_backup(sc, &d)?;
+    validate_expect(sc, &d)?;
+    validate_workload(sc)?;
+    validate_recoveries(sc, &d)
+}
+
+/// The scenario's name and description.
+fn validate_header(sc: &Scenario) -> Result<(), Broken> {
     if sc.name.is_empty()
         || !sc
             .name
@@ -179,16 +208,18 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "say in one line what the drill proves",
         );
     }
-    let declared = sc.services.kinds();
-    if declared.is_empty() {
+    Ok(())
+}
+
+/// At least one service, each configured sensibly.
+fn validate_services(sc: &Scenario) -> Result<(), Broken> {
+    if sc.services.kinds().is_empty() {
         return bad(
             "services",
             "no service declared".into(),
             "add a `[services.postgres]`, `[services.redis]` or `[services.clickhouse]` table",
         );
     }
-    let names: Vec<&str> = declared.iter().map(|k| k.name()).collect();
-    let has = |k: ServiceKind| declared.contains(&k);
     if let Some(pg) = &sc.services.postgres {
         validate_postgres(sc, pg)?;
     }
@@ -214,16 +245,20 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "use letters, digits and underscores, e.g. `analytics`",
         );
     }
-    // The fault: a known service, and an action that service has.
-    let targets = sc.fault.targets(&declared);
-    if targets.is_empty() || targets.iter().any(|t| !has(*t)) {
+    Ok(())
+}
+
+/// The fault: a known service, and an action that service has.
+fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
+    let targets = sc.fault.targets(&d.kinds);
+    if targets.is_empty() || targets.iter().any(|t| !d.has(*t)) {
         return bad(
             "fault.service",
             format!(
                 "fault acts on `{}`, which is not declared",
                 targets.first().map_or("postgres", |k| k.name())
             ),
-            &format!("declared services: {} (or `all`)", names.join(", ")),
+            &format!("declared services: {} (or `all`)", d.names().join(", ")),
         );
     }
     if !targets.iter().all(|t| sc.fault.action.applies_to(*t)) {
@@ -280,7 +315,11 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "remove it or change the action",
         );
     }
-    // Backups belong to declared services.
+    Ok(())
+}
+
+/// Backups belong to declared services and have what their method needs.
+fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
     for (key, set, kind) in [
         (
             "backup.method",
@@ -298,7 +337,7 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             ServiceKind::ClickHouse,
         ),
     ] {
-        if set && !has(kind) {
+        if set && !d.has(kind) {
             return bad(
                 key,
                 format!("a backup of {kind}, which is not declared"),
@@ -333,15 +372,19 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "use `format = \"plain\"` or `stderr = \"separate\"`",
         );
     }
-    // Expectations belong to declared services.
-    if sc.expect.redis.is_some() && !has(ServiceKind::Redis) {
+    Ok(())
+}
+
+/// Expectations belong to declared services and check something.
+fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
+    if sc.expect.redis.is_some() && !d.has(ServiceKind::Redis) {
         return bad(
             "expect.redis",
             "expectations for redis, which is not declared".into(),
             "declare `[services.redis]` or remove `[expect.redis]`",
         );
     }
-    if sc.expect.clickhouse.is_some() && !has(ServiceKind::ClickHouse) {
+    if sc.expect.clickhouse.is_some() && !d.has(ServiceKind::ClickHouse) {
         return bad(
             "expect.clickhouse",
             "expectations for clickhouse, which is not declared".into(),
@@ -356,7 +399,7 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
                 "use it with `action = \"corrupt-aof\"`, or `same-as-before`",
             );
         }
-        if !r.matches_postgres.is_empty() && !has(ServiceKind::Postgres) {
+        if !r.matches_postgres.is_empty() && !d.has(ServiceKind::Postgres) {
             return bad(
                 "expect.redis.matches-postgres",
                 "a cross-check against postgres, which is not declared".into(),
@@ -364,8 +407,8 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             );
         }
     }
-    if has(ServiceKind::Postgres)
-        && declared.len() == 1
+    if d.has(ServiceKind::Postgres)
+        && d.kinds.len() == 1
         && sc.expect.rows == RowsExpect::Ignore
         && sc.expect.schema == SchemaExpect::Ignore
         && sc.expect.table_rows.is_empty()
@@ -378,7 +421,7 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "check at least one of them",
         );
     }
-    if !has(ServiceKind::Postgres)
+    if !d.has(ServiceKind::Postgres)
         && (!sc.expect.table_rows.is_empty()
             || !sc.expect.probes.is_empty()
             || sc.expect.fk_orphans.is_some())
@@ -389,6 +432,11 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "remove them, or declare `[services.postgres]`",
         );
     }
+    Ok(())
+}
+
+/// The workload, the backup schedule and the fixture's size.
+fn validate_workload(sc: &Scenario) -> Result<(), Broken> {
     if sc.expect.rpo.is_some() && sc.workload.is_none() {
         return bad(
             "expect.rpo",
@@ -443,6 +491,11 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "set e.g. `ticks = 20000`",
         );
     }
+    Ok(())
+}
+
+/// At least one recovery, uniquely named, each with steps that fit.
+fn validate_recoveries(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
     if sc.recoveries.is_empty() {
         return bad(
             "recovery",
@@ -480,54 +533,7 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             );
         }
         for (j, step) in r.steps.iter().enumerate() {
-            let key = format!("recovery[{i}].steps[{j}]");
-            if let Some(k) = step.service()
-                && !has(k)
-            {
-                return bad(
-                    &key,
-                    format!("step `{}` acts on {k}, which is not declared", step.kind()),
-                    &format!("declared services: {}", names.join(", ")),
-                );
-            }
-            let needs = match step {
-                Step::PsqlRestore { .. } | Step::PgRestore { .. } => sc
-                    .backup
-                    .method
-                    .is_none()
-                    .then_some(("postgres", "`[backup]` with `method`")),
-                Step::RedisRestoreRdb { .. } => sc
-                    .backup
-                    .redis
-                    .is_none()
-                    .then_some(("redis", "`[backup.redis]` with `method = \"rdb-copy\"`")),
-                Step::ClickhouseRestore => sc
-                    .backup
-                    .clickhouse
-                    .is_none()
-                    .then_some(("clickhouse", "`[backup.clickhouse]`")),
-                Step::Sql {
-                    service: Some(ServiceKind::Redis),
-                    ..
-                } => {
-                    return bad(
-                        &key,
-                        "`sql` runs on postgres or clickhouse".into(),
-                        "use `step = \"redis\"` for redis-cli commands",
-                    );
-                }
-                _ => None,
-            };
-            if let Some((what, add)) = needs {
-                return bad(
-                    &key,
-                    format!(
-                        "step `{}` restores a {what} backup, but none is taken",
-                        step.kind()
-                    ),
-                    &format!("add {add}"),
-                );
-            }
+            validate_step(sc, d, &format!("recovery[{i}].steps[{j}]"), step)?;
         }
     }
     if !sc
@@ -539,6 +545,58 @@ fn validate(sc: &Scenario) -> Result<(), Broken> {
             "recovery",
             "every recovery is expected to fail, so nothing proves the data comes back".into(),
             "mark the corrected procedure with `expect = \"recovers\"`",
+        );
+    }
+    Ok(())
+}
+
+/// One step: it acts on a declared service and has what it restores.
+fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<(), Broken> {
+    if let Some(k) = step.service()
+        && !d.has(k)
+    {
+        return bad(
+            key,
+            format!("step `{}` acts on {k}, which is not declared", step.kind()),
+            &format!("declared services: {}", d.names().join(", ")),
+        );
+    }
+    let needs = match step {
+        Step::PsqlRestore { .. } | Step::PgRestore { .. } => sc
+            .backup
+            .method
+            .is_none()
+            .then_some(("postgres", "`[backup]` with `method`")),
+        Step::RedisRestoreRdb { .. } => sc
+            .backup
+            .redis
+            .is_none()
+            .then_some(("redis", "`[backup.redis]` with `method = \"rdb-copy\"`")),
+        Step::ClickhouseRestore => sc
+            .backup
+            .clickhouse
+            .is_none()
+            .then_some(("clickhouse", "`[backup.clickhouse]`")),
+        Step::Sql {
+            service: Some(ServiceKind::Redis),
+            ..
+        } => {
+            return bad(
+                key,
+                "`sql` runs on postgres or clickhouse".into(),
+                "use `step = \"redis\"` for redis-cli commands",
+            );
+        }
+        _ => None,
+    };
+    if let Some((what, add)) = needs {
+        return bad(
+            key,
+            format!(
+                "step `{}` restores a {what} backup, but none is taken",
+                step.kind()
+            ),
+            &format!("add {add}"),
         );
     }
     Ok(())

@@ -372,6 +372,7 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
         ports: vec![HTTP_PORT, NATIVE_PORT],
         shared: spec.shared.clone(),
         stop_signal: Signal::SIGTERM,
+        secrets: vec![password.to_string()],
         scrub_env: vec![],
         container: ContainerSpec {
             image: spec.image.clone(),

@@ -82,6 +82,7 @@ pub fn pg_dump(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> 
         }
     );
 
+    tracing::debug!(command = %shown, "backup");
     let file = File::create(&path).map_err(Error::io("create", &path))?;
     let (reader, writer) = std::io::pipe().map_err(Error::io("create a pipe for", "pg_dump"))?;
     let mut stderr_thread = None;
@@ -210,6 +211,7 @@ fn pg_dump_archive(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifa
         args.push("--verbose".into());
     }
     let shown = format!("pg_dump {}", args.join(" "));
+    tracing::debug!(command = %shown, "backup");
     let out = server
         .client(ClientTool::PgDump)
         .args(&args)

@@ -379,6 +379,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
         ports: vec![PORT],
         shared: spec.shared.clone(),
         stop_signal: Signal::SIGINT,
+        secrets: vec![password.to_string()],
         scrub_env: SCRUB_ENV.to_vec(),
         container: ContainerSpec {
             image: spec.image.clone(),

@@ -515,6 +515,7 @@ fn server_spec(
         ports: vec![PORT],
         shared: spec.shared.clone(),
         stop_signal: Signal::SIGTERM,
+        secrets: vec![password.to_string()],
         scrub_env: vec![],
         container: ContainerSpec {
             image: spec.image.clone(),

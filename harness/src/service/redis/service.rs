@@ -67,6 +67,7 @@ impl RedisService {
 
     /// The runbook's `redis-cli` checks and commands.
     fn cli(&self, run: &str) -> Result<StepDone> {
+        tracing::debug!(command = %format!("redis-cli {run}"), "step");
         let out = self
             .server
             .cli()

@@ -35,6 +35,7 @@ pub(crate) fn with_timescaledb<T>(
 /// runs), stopping at the first error; returns what it printed.
 pub(crate) fn run_sql(server: &Postgres, sql: &str) -> Result<String> {
     use std::io::Write;
+    tracing::debug!(sql, "psql -f -");
     let mut child = server
         .client(ClientTool::Psql)
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])

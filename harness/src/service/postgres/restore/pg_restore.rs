@@ -50,6 +50,7 @@ pub fn pg_restore(
     args.extend(o.tables.iter().map(|t| format!("--table={t}")));
     let timescaledb = o.timescaledb;
     let command = format!("pg_restore {} {}", args.join(" "), path.display());
+    tracing::debug!(%command, "restore");
     super::with_timescaledb(server, timescaledb, || {
         let mut child = server
             .client(ClientTool::PgRestore)

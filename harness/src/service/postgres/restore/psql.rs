@@ -101,6 +101,7 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
             " | psql"
         },
     );
+    tracing::debug!(%command, "restore");
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         command: command.clone(),
         source,
