@@ -139,33 +139,6 @@ fn a_missed_expectation_exits_1_with_evidence() {
     }
 }
 
-/// Tidy: every Rust file opens with a `//!` paragraph saying what it is for.
-#[test]
-fn every_rust_file_documents_itself() {
-    let mut missing = Vec::new();
-    let mut stack = vec![root()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap().flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if p.is_dir() {
-                if !name.starts_with('.') && name != "target" {
-                    stack.push(p);
-                }
-            } else if name.ends_with(".rs") {
-                let text = std::fs::read_to_string(&p).unwrap();
-                if !text.trim_start().starts_with("//!") {
-                    missing.push(p.strip_prefix(root()).unwrap().display().to_string());
-                }
-            }
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "files without a //! header: {missing:?}"
-    );
-}
-
 /// `.ci/run` and ci.yml run the README's test command.
 #[test]
 fn ci_runs_the_readme_test_command() {

@@ -36,15 +36,15 @@ use super::{BackendKind, ServerSpec, ServiceKind, Stop, block_on};
 use crate::{Error, Result};
 
 /// Label keys on every container and volume drill makes.
-pub const LABEL_RUN: &str = "org.drill.run";
-pub const LABEL_PID: &str = "org.drill.owner-pid";
-pub const LABEL_HOST: &str = "org.drill.owner-host";
-pub const LABEL_SERVICE: &str = "org.drill.service";
+pub(crate) const LABEL_RUN: &str = "org.drill.run";
+pub(crate) const LABEL_PID: &str = "org.drill.owner-pid";
+pub(crate) const LABEL_HOST: &str = "org.drill.owner-host";
+pub(crate) const LABEL_SERVICE: &str = "org.drill.service";
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A server in a container. See the module docs.
-pub struct ContainerServer {
+pub(crate) struct ContainerServer {
     spec: ServerSpec,
     docker: Docker,
     volume: String,
@@ -70,7 +70,7 @@ impl std::fmt::Debug for ContainerServer {
 impl ContainerServer {
     /// Creates the labelled volume and starts a container on it (without
     /// waiting for the server to answer).
-    pub fn launch(spec: &ServerSpec) -> Result<ContainerServer> {
+    pub(crate) fn launch(spec: &ServerSpec) -> Result<ContainerServer> {
         let docker = client()?;
         let volume = format!("drill-{}-{}-{}", spec.run_id, spec.kind, unique_suffix());
         let mut server = ContainerServer {
@@ -88,13 +88,8 @@ impl ContainerServer {
     }
 
     /// The container's id, while there is one.
-    pub fn id(&self) -> Option<&str> {
+    pub(crate) fn id(&self) -> Option<&str> {
         self.container.as_ref().map(|c| c.id())
-    }
-
-    /// The named volume holding the server's data.
-    pub fn volume(&self) -> &str {
-        &self.volume
     }
 
     fn labels(&self) -> HashMap<String, String> {
@@ -481,6 +476,7 @@ impl super::Server for ContainerServer {
         self.help()
     }
 
+    #[cfg(feature = "test-support")]
     fn resources(&self) -> Vec<super::Resource> {
         let mut r: Vec<super::Resource> = self
             .id()
@@ -508,7 +504,7 @@ impl Drop for ContainerServer {
 
 /// Whose leftovers to remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Whose {
+pub(crate) enum Whose {
     /// Labelled by a harness process on this host that no longer runs.
     Dead,
     /// Labelled by this process (Ctrl-C).
@@ -518,7 +514,7 @@ pub enum Whose {
 /// Removes containers (with their anonymous volumes) and then volumes that
 /// drill labelled, for the harnesses `whose` selects. Returns what it
 /// removed; quietly nothing when no Docker engine answers.
-pub fn reap(whose: Whose) -> Vec<String> {
+pub(crate) fn reap(whose: Whose) -> Vec<String> {
     if !super::images::docker_answers() {
         return Vec::new();
     }
@@ -625,6 +621,7 @@ async fn reap_once(
     left
 }
 
+#[cfg(feature = "test-support")]
 /// Containers and volumes on the engine that carry `run_id`'s label (for
 /// tests and `--keep` output).
 pub fn objects_of_run(run_id: &str) -> Vec<String> {

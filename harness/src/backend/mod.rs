@@ -13,9 +13,9 @@
 //! server, volume and temp dir carries the run's id and the harness's pid,
 //! so [`reap_leftovers`] can remove what a killed run left behind.
 
-pub mod docker;
+pub(crate) mod docker;
 pub mod images;
-pub mod native;
+pub(crate) mod native;
 
 pub use crate::vocab::{BackendKind, ServerInfo, ServiceKind};
 
@@ -30,7 +30,7 @@ use crate::{Error, Result};
 impl BackendKind {
     /// Starts a server described by `spec` (not yet waited for: the service
     /// probes readiness with [`wait_ready`]).
-    pub fn launch(self, spec: &ServerSpec) -> Result<Box<dyn Server>> {
+    pub(crate) fn launch(self, spec: &ServerSpec) -> Result<Box<dyn Server>> {
         Ok(match self {
             BackendKind::Native => Box::new(native::NativeServer::launch(spec)?),
             BackendKind::Docker => Box::new(docker::ContainerServer::launch(spec)?),
@@ -259,10 +259,13 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> String;
     /// What exists on this machine because of this server (and must be gone
     /// after it is dropped, unless kept).
+    #[cfg(feature = "test-support")]
     fn resources(&self) -> Vec<Resource>;
 }
 
-/// Something a server occupies on the machine.
+/// Something a server occupies on the machine (for the tests that check
+/// nothing is left behind).
+#[cfg(feature = "test-support")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     Dir(PathBuf),
@@ -271,6 +274,7 @@ pub enum Resource {
     Volume(String),
 }
 
+#[cfg(feature = "test-support")]
 impl Resource {
     /// Whether it still exists (a zombie process does not count).
     pub fn exists(&self) -> bool {
@@ -393,6 +397,7 @@ pub fn reap_own() -> Vec<String> {
     removed
 }
 
+#[cfg(feature = "test-support")]
 /// For tests that run on every backend: whether `backend` can run these
 /// services here. Native always can (its tests fail loudly when binaries
 /// are missing). Docker needs an answering engine and the images (see

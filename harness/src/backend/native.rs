@@ -36,7 +36,7 @@ pub(crate) const RUN_DIR_PREFIX: &str = "drill-run-";
 
 /// A server process. See the module docs.
 #[derive(Debug)]
-pub struct NativeServer {
+pub(crate) struct NativeServer {
     spec: ServerSpec,
     dir: Option<tempfile::TempDir>,
     run_as: Option<User>,
@@ -49,7 +49,7 @@ pub struct NativeServer {
 impl NativeServer {
     /// Makes the dir, initialises the data when the spec says how, and
     /// starts the server (without waiting for it to answer).
-    pub fn launch(spec: &ServerSpec) -> Result<NativeServer> {
+    pub(crate) fn launch(spec: &ServerSpec) -> Result<NativeServer> {
         let run_as = if !spec.native.run_as.is_empty() && super::is_root() {
             let user = spec
                 .native
@@ -92,7 +92,7 @@ impl NativeServer {
     }
 
     /// The data dir.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.root().join("data")
     }
 
@@ -101,13 +101,8 @@ impl NativeServer {
     }
 
     /// The server's pid while it runs.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
-    }
-
-    /// The temp dir holding data, config and log.
-    pub fn dir(&self) -> &Path {
-        self.root()
     }
 
     fn chown(&self, path: &Path) -> Result<()> {
@@ -437,6 +432,7 @@ impl super::Server for NativeServer {
         self.help()
     }
 
+    #[cfg(feature = "test-support")]
     fn resources(&self) -> Vec<super::Resource> {
         let mut r = vec![super::Resource::Dir(self.root().to_owned())];
         r.extend(self.pid().map(super::Resource::Process));
@@ -490,7 +486,7 @@ pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
 /// run killed with SIGKILL, or one started with `--keep`): server dirs and
 /// work dirs. A dir whose owning harness process is still alive is left
 /// alone. Returns what was removed.
-pub fn reap_leftovers() -> Vec<String> {
+pub(crate) fn reap_leftovers() -> Vec<String> {
     reap(|owner, age| match owner {
         // This process's dirs are in use, not left over.
         Some(pid) if pid as u32 == std::process::id() => false,
@@ -506,7 +502,7 @@ pub fn reap_leftovers() -> Vec<String> {
 
 /// Emergency teardown for Ctrl-C: stops the servers and removes the dirs of
 /// this process only, even while a drill step is still blocked on them.
-pub fn reap_own() -> Vec<String> {
+pub(crate) fn reap_own() -> Vec<String> {
     reap(|owner, _| owner == Some(std::process::id() as i32))
 }
 

@@ -22,7 +22,7 @@ use crate::service::postgres::restore::{
 };
 use crate::service::postgres::snapshot::{self, Fingerprint, Snapshot};
 use crate::service::postgres::{PgSpec, Postgres, describe, resolve_flavour};
-use crate::vocab::{ServiceKind, fmt_duration};
+use crate::vocab::fmt_duration;
 
 /// What to restore and what must hold afterwards.
 #[derive(Debug, Clone)]
@@ -95,7 +95,7 @@ impl Restore<'_> {
     fn start<'a>(d: &'a ArtifactDrill, opts: &DrillOptions) -> Result<Restore<'a>> {
         let run_id = super::new_run_id();
         let mut tl = Timeline::new(NAME, opts.progress.clone());
-        let image = ServiceKind::Postgres.image(d.image.as_deref());
+        let image = crate::service::postgres::image(d.image.as_deref());
         let (flavour, flavour_note) = resolve_flavour(d.engine, opts.backend, &image)?;
         // The server's own pg_restore reads the backup where it lies.
         let backup =

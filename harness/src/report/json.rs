@@ -11,7 +11,7 @@ use crate::scenario::RecoveryExpect;
 
 /// The whole file.
 #[derive(Debug, serde::Serialize)]
-pub struct JsonReport<'a> {
+pub(super) struct JsonReport<'a> {
     /// Format version of this file; bumped on incompatible changes.
     pub format: u32,
     pub drill_version: &'static str,
@@ -19,7 +19,7 @@ pub struct JsonReport<'a> {
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct JsonScenario<'a> {
+pub(super) struct JsonScenario<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub file: String,
@@ -27,7 +27,7 @@ pub struct JsonScenario<'a> {
     pub seed: u64,
     pub backend: &'a str,
     /// Every server with its service, backend, image (or binaries) and version.
-    pub servers: &'a [crate::backend::ServerInfo],
+    pub servers: &'a [crate::vocab::ServerInfo],
     pub flavour: &'a str,
     pub verdict: Verdict,
     /// The corrected recovery's RTO; null when it did not recover.
@@ -53,7 +53,7 @@ pub struct JsonScenario<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct JsonCheck {
+pub(super) struct JsonCheck {
     pub name: String,
     pub expected: String,
     pub actual: String,
@@ -62,7 +62,7 @@ pub struct JsonCheck {
 }
 
 #[derive(Debug, serde::Serialize)]
-pub struct JsonStep<'a> {
+pub(super) struct JsonStep<'a> {
     pub phase: String,
     pub step: &'a str,
     pub start_seconds: f64,
@@ -76,7 +76,7 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Flattened checks of a report (also used by JUnit and Markdown).
-pub fn checks(r: &DrillReport) -> Vec<JsonCheck> {
+pub(super) fn checks(r: &DrillReport) -> Vec<JsonCheck> {
     let mut out = Vec::new();
     for rec in &r.recoveries {
         if rec.expect == RecoveryExpect::Fails {
@@ -101,7 +101,7 @@ pub fn checks(r: &DrillReport) -> Vec<JsonCheck> {
 }
 
 /// Builds the document.
-pub fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonReport<'a> {
+pub(super) fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> JsonReport<'a> {
     JsonReport {
         format: 1,
         drill_version: env!("CARGO_PKG_VERSION"),

@@ -11,7 +11,7 @@ use super::json::checks;
 use crate::engine::{DrillReport, Verdict};
 
 /// Renders the JUnit XML.
-pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
+pub(super) fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
     let mut report = Report::new("drill");
     for r in reports {
         let mut suite = TestSuite::new(format!("drill.{}", r.name));

@@ -10,7 +10,7 @@ use crate::engine::{DrillReport, Verdict};
 use crate::vocab::fmt_duration;
 
 /// Renders the Markdown summary.
-pub fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
+pub(super) fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
     let mut md = String::from("## drill results\n\n");
     md.push_str("| scenario | backend | verdict | RTO | target | RPO | trend | rows | schema |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in reports {

@@ -6,14 +6,14 @@
 //! the regression gate live in [`history`].
 
 pub mod history;
-pub mod json;
-pub mod junit;
-pub mod markdown;
-pub mod prometheus;
+mod json;
+mod junit;
+mod markdown;
+mod prometheus;
 #[cfg(test)]
 mod snapshots;
 pub mod summary;
-pub mod svg;
+mod svg;
 #[cfg(test)]
 pub(crate) mod testdata;
 

@@ -7,7 +7,7 @@ use crate::engine::{DrillReport, Verdict};
 
 /// Renders drill_rto_seconds, drill_rto_target_seconds, drill_rpo_seconds
 /// and drill_verdict (1 pass, 0 fail) per scenario and backend.
-pub fn render(reports: &[DrillReport]) -> String {
+pub(super) fn render(reports: &[DrillReport]) -> String {
     let mut out = String::new();
     let metrics: [(&str, &str, &str); 4] = [
         (
@@ -60,7 +60,7 @@ pub fn render(reports: &[DrillReport]) -> String {
     let (mut rto, mut rpo) = (String::new(), String::new());
     for r in reports {
         let Some(m) = r.main_recovery() else { continue };
-        let labels = |service: &crate::backend::ServiceKind| {
+        let labels = |service: &crate::vocab::ServiceKind| {
             format!(
                 "scenario=\"{}\",backend=\"{}\",service=\"{service}\"",
                 esc(&r.name),
@@ -105,8 +105,8 @@ fn esc(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::ServiceKind;
     use crate::engine::{ServiceRpo, ServiceRto};
+    use crate::vocab::ServiceKind;
     use std::time::Duration;
 
     #[test]

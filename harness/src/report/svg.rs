@@ -20,7 +20,7 @@ const FAULT: &str = "#e08a1e";
 const RTO: &str = "#2563eb";
 
 /// Renders the picture for one scenario.
-pub fn render(r: &DrillReport) -> String {
+pub(super) fn render(r: &DrillReport) -> String {
     let mut p = Picture {
         body: String::new(),
         y: 20.0,

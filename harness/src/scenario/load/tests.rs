@@ -207,7 +207,7 @@ fn services_faults_steps_and_expectations_must_fit_together() {
     assert_eq!(sc.fault.targets(&sc.services.kinds()).len(), 3);
     assert_eq!(
         sc.recoveries[1].steps[2].service(),
-        Some(crate::backend::ServiceKind::ClickHouse)
+        Some(crate::vocab::ServiceKind::ClickHouse)
     );
 }
 

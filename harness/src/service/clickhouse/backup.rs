@@ -128,30 +128,10 @@ async fn tables(ch: &ClickHouse) -> Result<Vec<(String, String, String)>> {
     Ok(rows
         .into_iter()
         .filter_map(|r| match &r[..] {
-            [n, c, p] => Some((n.clone(), unescape(c), p.clone())),
+            [n, c, p] => Some((n.clone(), c.clone(), p.clone())),
             _ => None,
         })
         .collect())
-}
-
-/// TabSeparated escapes in a value (`\n`, `\t`, `\\`, `\'`).
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match it.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('0') => out.push('\0'),
-            Some(o) => out.push(o),
-            None => out.push('\\'),
-        }
-    }
-    out
 }
 
 /// Takes a backup of the analytics database into a new folder in `dir`.
@@ -399,10 +379,5 @@ mod tests {
         assert!(!supports_native((22, 3)));
         assert!(supports_native((22, 8)));
         assert!(supports_native((24, 8)));
-    }
-
-    #[test]
-    fn tab_separated_escapes_are_undone() {
-        assert_eq!(unescape(r"a\tb\nc\\d\'e"), "a\tb\nc\\d'e");
     }
 }

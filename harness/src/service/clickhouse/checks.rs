@@ -8,7 +8,7 @@ use crate::service::clickhouse::Snapshot;
 
 /// One check of each kind per baseline table; tables made later (the
 /// workload's) are not compared.
-pub fn tables(before: &Snapshot, now: &Snapshot) -> Vec<CheckResult> {
+pub(super) fn tables(before: &Snapshot, now: &Snapshot) -> Vec<CheckResult> {
     let mut out = Vec::new();
     for (name, want) in &before.tables {
         let got = now.tables.get(name);

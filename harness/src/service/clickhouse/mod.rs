@@ -5,10 +5,10 @@
 //! [`crate::service::Service`] that ties them into a drill ([`service`]).
 
 pub mod backup;
-pub mod checks;
-pub mod server;
+mod checks;
+mod server;
 mod service;
-pub mod workload;
+mod workload;
 
 pub use server::{
     ClickHouse, ClickHouseSpec, HTTP_PORT, NATIVE_PORT, Snapshot, TableState, load_fixture,

@@ -59,7 +59,7 @@ impl ClickHouseSpec {
     /// Where native `BACKUP ... TO Disk('drill_backups', ...)` writes: a
     /// folder in the first shared dir, outside the data volume, so a wipe
     /// does not take the backups with it.
-    pub fn backups_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn backups_dir(&self) -> Option<PathBuf> {
         self.shared.first().map(|d| d.join("clickhouse-backups"))
     }
 }
@@ -112,7 +112,7 @@ impl ClickHouse {
     }
 
     /// How a person connects to it right now.
-    pub fn connection_help(&self) -> String {
+    pub(crate) fn connection_help(&self) -> String {
         let (h, p) = self.server.addr(HTTP_PORT);
         format!(
             "curl 'http://{USER}:{}@{h}:{p}/?query=SELECT+1'   ({})",
@@ -146,7 +146,7 @@ impl ClickHouse {
     }
 
     /// `http://127.0.0.1:port`, as the harness reaches it.
-    pub fn http_url(&self) -> String {
+    pub(crate) fn http_url(&self) -> String {
         let (h, p) = self.server.addr(HTTP_PORT);
         format!("http://{h}:{p}")
     }
@@ -552,4 +552,24 @@ pub async fn snapshot(ch: &ClickHouse) -> Result<Snapshot> {
         );
     }
     Ok(Snapshot { tables })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tab_separated_fields_are_unescaped() {
+        let out = parse_tsv(b"1\ta\\tb\n2\tline\\nnext\n3\tback\\\\slash\n4\t\n");
+        assert_eq!(
+            out,
+            vec![
+                vec!["1".to_string(), "a\tb".into()],
+                vec!["2".into(), "line\nnext".into()],
+                vec!["3".into(), "back\\slash".into()],
+                vec!["4".into(), String::new()],
+            ]
+        );
+        assert!(parse_tsv(b"").is_empty());
+    }
 }

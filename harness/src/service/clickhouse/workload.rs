@@ -9,10 +9,10 @@ use crate::workload::{Ledger, LiveTick, RpoMeasurement, Sink, rpo_from};
 use crate::{Error, Result};
 
 /// The ClickHouse table the workload writes (not in the baseline).
-pub const CLICKHOUSE_LIVE_TABLE: &str = "live_ticks";
+pub(super) const CLICKHOUSE_LIVE_TABLE: &str = "live_ticks";
 
 /// Batches into ClickHouse's `live_ticks` every 100 ms.
-pub struct ClickHouseSink {
+pub(super) struct ClickHouseSink {
     pub client: ::clickhouse::Client,
     pub database: String,
 }

@@ -84,7 +84,7 @@ impl PgBinaries {
 
     /// The server's library folder (`../lib` on Debian), where extensions'
     /// shared objects live.
-    pub fn pkglib_dir(&self) -> PathBuf {
+    pub(crate) fn pkglib_dir(&self) -> PathBuf {
         self.bin_dir
             .parent()
             .map(|p| p.join("lib"))
@@ -92,7 +92,7 @@ impl PgBinaries {
     }
 
     /// The share folder with extension control files.
-    pub fn share_dir(&self) -> PathBuf {
+    pub(crate) fn share_dir(&self) -> PathBuf {
         let debian = PathBuf::from(format!("/usr/share/postgresql/{}", self.major));
         if debian.is_dir() {
             debian

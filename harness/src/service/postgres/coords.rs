@@ -40,7 +40,7 @@ impl PgCoordinates {
     }
 
     /// The same server, another database.
-    pub fn with_database(&self, database: &str) -> PgCoordinates {
+    pub(crate) fn with_database(&self, database: &str) -> PgCoordinates {
         PgCoordinates {
             database: database.into(),
             ..self.clone()

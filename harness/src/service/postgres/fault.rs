@@ -10,7 +10,7 @@ use crate::service::postgres::Postgres;
 /// Injects the fault into the server. See [`FaultAction`] for what survives.
 /// `base_settings` are the service's own `-c` settings; a restart keeps
 /// them unless the fault overrides them.
-pub async fn inject(
+pub(super) async fn inject(
     server: &mut Postgres,
     fault: &Fault,
     base_settings: &std::collections::BTreeMap<String, String>,

@@ -10,7 +10,7 @@ pub mod backup;
 mod binaries;
 pub mod checks;
 mod coords;
-pub mod fault;
+mod fault;
 pub mod fixture;
 pub mod restore;
 pub mod server;
@@ -23,3 +23,9 @@ pub(crate) use coords::SCRUB_ENV;
 pub use coords::{PgCoordinates, drop_and_recreate, execute_script};
 pub use server::{ClientTool, PgSpec, Postgres};
 pub(crate) use service::{PostgresService, describe, resolve_flavour};
+
+/// The image a PostgreSQL server runs: `chosen`, else `DRILL_POSTGRES_IMAGE`,
+/// else the official default.
+pub(crate) fn image(chosen: Option<&str>) -> String {
+    crate::vocab::ServiceKind::Postgres.image(chosen)
+}

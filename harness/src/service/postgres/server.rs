@@ -217,7 +217,7 @@ impl Postgres {
 
     /// [`Postgres::client`] with stderr merged into stdout where the tool
     /// runs, as `pg_dump ... 2>&1` does (see [`Server::tool_merged`]).
-    pub fn client_merged(&self, tool: ClientTool) -> Command {
+    pub(crate) fn client_merged(&self, tool: ClientTool) -> Command {
         self.server.tool_merged(tool.program(), &self.tool_env())
     }
 
@@ -273,7 +273,7 @@ impl Postgres {
     }
 
     /// How a person connects to it right now (a psql command line).
-    pub fn connection_help(&self) -> String {
+    pub(crate) fn connection_help(&self) -> String {
         format!(
             "psql '{}'   ({})",
             self.coords.url(),

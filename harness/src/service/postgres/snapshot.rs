@@ -99,7 +99,7 @@ impl SchemaDiff {
 
     /// Missing relations only (`relation public.pairs`), the headline of a
     /// partial restore.
-    pub fn missing_relations(&self) -> Vec<&str> {
+    pub(crate) fn missing_relations(&self) -> Vec<&str> {
         self.missing
             .iter()
             .filter_map(|k| k.strip_prefix("relation "))

@@ -208,7 +208,8 @@ impl Damage {
     }
 
     /// Applies it to bytes in memory (tests).
-    pub fn apply(&self, bytes: &mut Vec<u8>) {
+    #[cfg(test)]
+    pub(crate) fn apply(&self, bytes: &mut Vec<u8>) {
         match self.kind {
             DamageKind::TruncateTail => bytes.truncate(self.offset),
             DamageKind::Middle => bytes[self.offset] = b'@',

@@ -17,7 +17,7 @@ fn sample(items: &[String], n: usize) -> String {
 }
 
 /// Every compared key of the baseline, with its value, type and expiry.
-pub fn keys(diff: &KeyDiff, compared: usize) -> CheckResult {
+pub(super) fn keys(diff: &KeyDiff, compared: usize) -> CheckResult {
     let ok = diff.missing.is_empty() && diff.changed.is_empty();
     let mut evidence = Vec::new();
     if !diff.missing.is_empty() {
@@ -52,7 +52,7 @@ pub fn keys(diff: &KeyDiff, compared: usize) -> CheckResult {
 
 /// After a damaged AOF: exactly the predicted keys lost or changed, and
 /// every other key as before.
-pub fn keys_as_predicted(diff: &KeyDiff, predicted: &BTreeSet<String>) -> CheckResult {
+pub(super) fn keys_as_predicted(diff: &KeyDiff, predicted: &BTreeSet<String>) -> CheckResult {
     let damaged: BTreeSet<String> = diff.damaged().into_iter().collect();
     let unexpected: Vec<String> = damaged.difference(predicted).cloned().collect();
     let kept: Vec<String> = predicted.difference(&damaged).cloned().collect();
@@ -81,7 +81,7 @@ pub fn keys_as_predicted(diff: &KeyDiff, predicted: &BTreeSet<String>) -> CheckR
 
 /// The runbook's "Verify data loaded": `loading:0`, `aof_enabled` as
 /// configured, `rdb_last_bgsave_status:ok`.
-pub fn persistence(info: &BTreeMap<String, String>, appendonly: bool) -> Vec<CheckResult> {
+pub(super) fn persistence(info: &BTreeMap<String, String>, appendonly: bool) -> Vec<CheckResult> {
     let want = [
         ("loading", "0"),
         ("aof_enabled", if appendonly { "1" } else { "0" }),
@@ -105,7 +105,7 @@ pub fn persistence(info: &BTreeMap<String, String>, appendonly: bool) -> Vec<Che
 
 /// Keys matching a pattern against (key, value) rows from PostgreSQL;
 /// values compare as numbers when both parse as numbers.
-pub fn matches_postgres(
+pub(super) fn matches_postgres(
     pattern: &str,
     redis: &BTreeMap<String, String>,
     postgres: &BTreeMap<String, String>,
@@ -166,7 +166,7 @@ pub fn matches_postgres(
 
 /// Whether `key` matches `pattern`, where `*` stands for any run of
 /// characters (Redis's glob, without classes).
-pub fn glob(pattern: &str, key: &str) -> bool {
+pub(super) fn glob(pattern: &str, key: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == key;

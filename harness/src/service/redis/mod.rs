@@ -6,11 +6,11 @@
 //! ties them into a drill ([`service`]).
 
 pub mod aof;
-pub mod checks;
-pub mod server;
+mod checks;
+mod server;
 mod service;
 pub mod snapshot;
-pub mod workload;
+mod workload;
 
 pub use server::{PORT, Redis, RedisSpec, load_fixture, parse_info};
 pub(crate) use service::RedisService;

@@ -109,7 +109,7 @@ impl Redis {
     }
 
     /// How a person connects to it right now.
-    pub fn connection_help(&self) -> String {
+    pub(crate) fn connection_help(&self) -> String {
         let (h, p) = self.server.addr(PORT);
         format!(
             "redis-cli -h {h} -p {p} --pass '{}'   ({})",

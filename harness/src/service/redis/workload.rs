@@ -10,10 +10,10 @@ use crate::{Error, Result};
 
 /// The Redis stream the workload writes (left out of key comparisons: the
 /// RPO judges it).
-pub const REDIS_LIVE_STREAM: &str = "market_data:live";
+pub(super) const REDIS_LIVE_STREAM: &str = "market_data:live";
 
 /// Entries into Redis's live stream, one XADD each (stream id = the ms).
-pub struct RedisSink(pub ::redis::aio::MultiplexedConnection);
+pub(super) struct RedisSink(pub ::redis::aio::MultiplexedConnection);
 
 impl std::fmt::Debug for RedisSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,0 +1,208 @@
+//! Tidy: the architecture's invariants (ARCHITECTURE.md) checked on the
+//! source, so a change that breaks one fails here with the file and line.
+//! Every rule reads files only; this binary starts no server.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every `.rs` file under `dir` (skipping `target` and hidden folders).
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    if dir.is_file() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                if !name.starts_with('.') && name != "target" {
+                    stack.push(p);
+                }
+            } else if name.ends_with(".rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap().display().to_string()
+}
+
+/// The lines of `p` before its unit tests (`#[cfg(test)]`), numbered.
+fn code_lines(p: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(p).unwrap();
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| !l.trim_start().starts_with("#[cfg(test)]"))
+        .map(|(i, l)| (i + 1, l.to_string()))
+        .collect()
+}
+
+/// `file:line: text` for every code line of the files under `dir` for
+/// which `hit` says yes.
+fn find(dir: &str, hit: impl Fn(&str) -> bool) -> Vec<String> {
+    rust_files(&root().join(dir))
+        .iter()
+        .flat_map(|p| {
+            code_lines(p)
+                .into_iter()
+                .filter(|(_, l)| hit(l))
+                .map(move |(n, l)| format!("{}:{n}: {}", rel(p), l.trim()))
+        })
+        .collect()
+}
+
+/// A `use` of (or a path into) one of `modules` of the library.
+fn imports(line: &str, modules: &[&str]) -> bool {
+    let l = line.trim_start();
+    if l.starts_with("//") {
+        return false;
+    }
+    modules.iter().any(|m| {
+        l.contains(&format!("crate::{m}::"))
+            || l.contains(&format!("crate::{m};"))
+            || l.contains(&format!("crate::{m}}}"))
+            || l.contains(&format!("crate::{{{m}"))
+    })
+}
+
+#[test]
+fn every_rust_file_documents_itself() {
+    let missing: Vec<String> = rust_files(&root())
+        .iter()
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap()
+                .trim_start()
+                .starts_with("//!")
+        })
+        .map(|p| rel(p))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "files without a //! header: {missing:?}"
+    );
+}
+
+/// Architecture Invariant: `backend/` knows where servers run and nothing
+/// else: no service, scenario, check, report or engine.
+#[test]
+fn backend_imports_no_engine_specific_module() {
+    let hits = find("harness/src/backend", |l| {
+        imports(
+            l,
+            &[
+                "service", "scenario", "check", "report", "engine", "workload", "artifact",
+                "sanitize",
+            ],
+        )
+    });
+    assert!(
+        hits.is_empty(),
+        "backend/ reaches past itself:\n{}",
+        hits.join("\n")
+    );
+}
+
+/// Architecture Invariant: checks, reports and the scenario format do not
+/// depend on where servers run.
+#[test]
+fn checks_reports_and_scenarios_import_nothing_from_backend() {
+    let mut hits = Vec::new();
+    for dir in [
+        "harness/src/check",
+        "harness/src/report",
+        "harness/src/scenario",
+    ] {
+        hits.extend(find(dir, |l| imports(l, &["backend"])));
+    }
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+/// Architecture Invariant: the shared vocabulary and the error type import
+/// no layer (errors may use the vocabulary).
+#[test]
+fn the_vocabulary_and_the_errors_import_no_layer() {
+    let layers = [
+        "service", "scenario", "check", "report", "engine", "backend", "workload", "artifact",
+        "sanitize", "shell", "errors",
+    ];
+    let mut hits = find("harness/src/vocab.rs", |l| imports(l, &layers));
+    hits.extend(find("harness/src/errors.rs", |l| {
+        imports(l, &layers[..layers.len() - 1])
+    }));
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+/// Architecture Invariant: only `backend/` starts containers or talks to
+/// the Docker engine; its CLI uses there are `docker exec -i` (client tools
+/// streaming like local processes, and the shims for users' scripts) and
+/// `docker run --rm` (a shell over a volume, a probe of an image).
+#[test]
+fn only_the_backend_runs_docker() {
+    let hits: Vec<String> = find("harness/src", |l| {
+        l.contains("Command::new(\"docker\")") || l.contains("bollard::")
+    })
+    .into_iter()
+    .filter(|h| !h.starts_with("harness/src/backend/") && !h.starts_with("harness/src/errors.rs"))
+    .collect();
+    assert!(
+        hits.is_empty(),
+        "docker outside backend/:\n{}",
+        hits.join("\n")
+    );
+}
+
+/// The engine walks a list of services: no per-engine branches in it.
+#[test]
+fn the_engine_knows_no_engine() {
+    let hits = find("harness/src/engine", |l| {
+        [
+            "if let Some(pg)",
+            "if let Some(r)",
+            "if let Some(c)",
+            "ServiceKind::Postgres",
+            "ServiceKind::Redis",
+            "ServiceKind::ClickHouse",
+        ]
+        .iter()
+        .any(|p| l.contains(p))
+    });
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+/// Errors keep their sources: no `Result<_, String>` in the library.
+#[test]
+fn the_library_returns_typed_errors() {
+    let hits = find("harness/src", |l| {
+        let l = l.replace(' ', "");
+        l.match_indices("Result<")
+            .any(|(i, m)| error_type(&l[i + m.len()..]) == Some("String"))
+    });
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+/// The second top-level generic argument of a `Result<...>` whose
+/// arguments start `args` (the text after `Result<`), if there is one.
+fn error_type(args: &str) -> Option<&str> {
+    let mut depth = 0;
+    let mut second = None;
+    for (i, c) in args.char_indices() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' if depth == 0 => return second.map(|s| &args[s..i]),
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => second = Some(i + 1),
+            _ => {}
+        }
+    }
+    None
+}
