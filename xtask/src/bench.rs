@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use drill::engine::{ArtifactDrill, DrillOptions};
 use drill::scenario::PgEngine;
+use drill::service::Lifecycle;
 use drill::service::postgres::PgBinaries;
 use drill::service::postgres::{PgSpec, Postgres};
 use drill_fixtures::{Dataset, Flavour};

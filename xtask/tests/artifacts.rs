@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::cargo::cargo_bin_cmd;
+use drill::service::Lifecycle;
 use drill::service::postgres::{ClientTool, PgSpec, Postgres};
 use drill::testing::available_for_tests;
 use drill::{BackendKind, ServiceKind};

@@ -15,6 +15,7 @@ use crate::Result;
 use crate::artifact::{self, Inspection};
 use crate::check::{self, CheckKind, CheckResult};
 use crate::scenario::{DumpFormat, PgEngine, RecoveryExpect};
+use crate::service::Lifecycle;
 use crate::service::postgres::backup::Artifact;
 use crate::service::postgres::checks::{probe, schema};
 use crate::service::postgres::restore::{

@@ -98,27 +98,3 @@ pub fn timeline_text(r: &DrillReport) -> String {
     }
     out
 }
-
-/// Serde helpers: durations as integer milliseconds.
-pub mod millis {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    /// For `Option<Duration>`.
-    pub mod opt {
-        use std::time::Duration;
-
-        pub fn serialize<S: serde::Serializer>(
-            d: &Option<Duration>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-                None => s.serialize_none(),
-            }
-        }
-    }
-}

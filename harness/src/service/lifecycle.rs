@@ -1,29 +1,99 @@
-//! What every disposable server does the same way on top of its backend:
-//! the faults that stop it and start it again (restart, crash, wipe, halt)
-//! and a shell over its data. An engine supplies three things (its backend
-//! server, how it must be started now, and what to do once it runs) and
-//! gets the rest; each fault documents what survives it.
+//! What every disposable server is, whatever its engine: a backend's server
+//! with a generated password and the facts a report gives, started and
+//! waited for, and the faults that stop it and start it again (restart,
+//! crash, wipe, halt) and a shell over its data. An engine supplies only
+//! what is its own ([`Engine`]): how it is described now, what every start
+//! needs, and how tools and people reach it. Each fault documents what
+//! survives it.
 
-use crate::backend::{Server, ServerSpec, Stop, Stopped};
+use crate::backend::{BackendKind, Server, ServerInfo, ServerSpec, Stop, Stopped};
+use crate::vocab::ServiceKind;
 use crate::{Error, Result};
 
-/// A disposable server of one engine, on either backend.
+/// What a kind of server adds to a backend's server.
+pub trait Engine: Send + Sync + std::fmt::Debug + Sized {
+    /// The server as it must be started now (with what a fault changed).
+    fn spec(&self, backend: BackendKind, password: &str) -> Result<ServerSpec>;
+    /// Waits until it answers and does what every start needs (the
+    /// application database, version facts).
+    fn after_start(d: &mut Disposable<Self>) -> Result<()>;
+    /// (program, script) for a user's command to find first on PATH: the
+    /// server's own tools, aimed at it.
+    fn shims(d: &Disposable<Self>) -> Vec<(String, String)>;
+    /// How a person connects to it right now.
+    fn connection_help(d: &Disposable<Self>) -> String;
+}
+
+/// A running (or stopped) disposable server of engine `E`. Dropping it
+/// stops the server and deletes its data, unless [`Lifecycle::keep`] was
+/// called.
+#[derive(Debug)]
+pub struct Disposable<E: Engine> {
+    pub(crate) server: Box<dyn Server>,
+    pub(crate) info: ServerInfo,
+    /// Generated for this server: every client and tool gets it.
+    pub(crate) password: String,
+    /// Why the last start failed, while the server is down after it.
+    pub(crate) down: Option<String>,
+    pub(crate) engine: E,
+}
+
+impl<E: Engine> Disposable<E> {
+    /// Starts a server of `kind` on `backend` and waits until it is ready.
+    pub(crate) fn launch(backend: BackendKind, kind: ServiceKind, engine: E) -> Result<Self> {
+        Self::launch_with(backend, kind, engine, |_, _| {})
+    }
+
+    /// [`Disposable::launch`], letting the engine take note of the
+    /// generated password first.
+    pub(crate) fn launch_with(
+        backend: BackendKind,
+        kind: ServiceKind,
+        mut engine: E,
+        prepare: impl FnOnce(&mut E, &str),
+    ) -> Result<Self> {
+        let password = crate::backend::new_password();
+        prepare(&mut engine, &password);
+        let spec = engine.spec(backend, &password)?;
+        let server = backend.launch(&spec)?;
+        let info = ServerInfo {
+            service: kind,
+            backend,
+            source: server.source(),
+            version: String::new(),
+            timescaledb: None,
+        };
+        let mut d = Disposable {
+            server,
+            info,
+            password,
+            down: None,
+            engine,
+        };
+        E::after_start(&mut d)?;
+        Ok(d)
+    }
+
+    /// Whether the server is down because its last start failed, and why.
+    pub fn down(&self) -> Option<&str> {
+        self.down.as_deref()
+    }
+}
+
+/// A disposable server of any engine, as the engine and the tests use it.
 pub trait Lifecycle {
     /// The backend's server underneath.
     fn server(&self) -> &dyn Server;
     fn server_mut(&mut self) -> &mut dyn Server;
-    /// The server as it must be started now (with what a fault changed).
-    fn spec_now(&self) -> Result<ServerSpec>;
-    /// Waits until it answers and does what every start needs (the
-    /// application database, version facts).
-    fn after_start(&mut self) -> Result<()>;
-
-    /// Starts the stopped server again on its data.
-    fn start_again(&mut self) -> Result<()> {
-        let spec = self.spec_now()?;
-        self.server_mut().start(&spec)?;
-        self.after_start()
-    }
+    /// Facts for the report: version, image or binaries.
+    fn info(&self) -> &ServerInfo;
+    /// Starts the stopped server again on its data; when it does not come
+    /// up, it stays down and says why.
+    fn start_again(&mut self) -> Result<()>;
+    /// (program, script) for a user's command: the server's own tools.
+    fn shims(&self) -> Vec<(String, String)>;
+    /// How a person connects to it right now.
+    fn connection_help(&self) -> String;
 
     /// Fault: a graceful stop (the engine's own stop signal; SIGKILL after
     /// 10 s, as `docker stop` does) and a start on the same data. Survives:
@@ -56,6 +126,11 @@ pub trait Lifecycle {
         self.server_mut().stop(Stop::Kill).map(|_| ())
     }
 
+    /// Leaves the server running after the drill; how to reach and remove it.
+    fn keep(&mut self) -> String {
+        format!("{}\n  {}", self.server_mut().keep(), self.connection_help())
+    }
+
     /// Runs `script` over the server's data (`$DATA`: the data dir, or the
     /// volume in a throwaway container); Err with its output when it fails.
     fn data_shell(&self, script: &str) -> Result<Vec<u8>> {
@@ -71,6 +146,38 @@ pub trait Lifecycle {
             ));
         }
         Ok(out.stdout)
+    }
+}
+
+impl<E: Engine> Lifecycle for Disposable<E> {
+    fn server(&self) -> &dyn Server {
+        self.server.as_ref()
+    }
+
+    fn server_mut(&mut self) -> &mut dyn Server {
+        self.server.as_mut()
+    }
+
+    fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    fn start_again(&mut self) -> Result<()> {
+        let spec = self.engine.spec(self.info.backend, &self.password)?;
+        let started = self.server.start(&spec).and_then(|()| E::after_start(self));
+        match &started {
+            Ok(()) => self.down = None,
+            Err(e) => self.down = Some(e.to_string()),
+        }
+        started
+    }
+
+    fn shims(&self) -> Vec<(String, String)> {
+        E::shims(self)
+    }
+
+    fn connection_help(&self) -> String {
+        E::connection_help(self)
     }
 }
 

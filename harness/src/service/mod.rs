@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use drill_fixtures::Dataset;
 
-pub use lifecycle::Lifecycle;
 pub(crate) use lifecycle::one_line;
+pub use lifecycle::{Disposable, Engine, Lifecycle};
 
 use crate::Result;
 use crate::check::CheckResult;
@@ -44,8 +44,13 @@ use crate::workload::{Ledger, RpoMeasurement, Writer};
 #[async_trait]
 pub(crate) trait Service: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> ServiceKind;
+    /// Its server.
+    fn server(&self) -> &dyn Lifecycle;
+    fn server_mut(&mut self) -> &mut dyn Lifecycle;
     /// Facts for the report: version, image or binaries.
-    fn info(&self) -> &ServerInfo;
+    fn info(&self) -> &ServerInfo {
+        self.server().info()
+    }
     /// One line for the timeline once it runs (version, settings).
     fn started(&self) -> String;
     /// The flavour it runs as, when the engine has several (PostgreSQL:
@@ -73,7 +78,9 @@ pub(crate) trait Service: Send + Sync + std::fmt::Debug {
 
     /// Kills every process at once and leaves it down (before each service
     /// of a many-service fault gets its own).
-    fn halt(&mut self) -> Result<()>;
+    fn halt(&mut self) -> Result<()> {
+        self.server_mut().halt()
+    }
     /// Deals the fault (validated: it applies to this kind); says what
     /// happened.
     async fn inject(&mut self, fault: &Fault, seed: u64) -> Result<String>;
@@ -89,11 +96,17 @@ pub(crate) trait Service: Send + Sync + std::fmt::Debug {
     fn env(&self) -> Vec<(String, String)>;
     /// (program, script) for a user's command to find first on PATH: the
     /// server's own tools, aimed at it.
-    fn shims(&self) -> Vec<(String, String)>;
+    fn shims(&self) -> Vec<(String, String)> {
+        self.server().shims()
+    }
     /// How a person connects to it right now.
-    fn connection_help(&self) -> String;
+    fn connection_help(&self) -> String {
+        self.server().connection_help()
+    }
     /// Leaves it running after the drill; how to reach and remove it.
-    fn keep(&mut self) -> String;
+    fn keep(&mut self) -> String {
+        self.server_mut().keep()
+    }
     /// For a check that compares this service with another (Redis keys
     /// rebuilt from PostgreSQL).
     fn as_any(&self) -> &dyn Any;

@@ -19,10 +19,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::backend::{
-    BackendKind, ContainerSpec, NativeSpec, Readiness, Server, ServerInfo, ServerSpec, ServiceKind,
-    wait_ready,
+    BackendKind, ContainerSpec, NativeSpec, Readiness, ServerSpec, ServiceKind, wait_ready,
 };
-use crate::service::{Lifecycle, one_line};
+use crate::service::{Disposable, Engine, Lifecycle, one_line};
 use crate::{Error, Result};
 
 /// The HTTP port inside the image.
@@ -64,19 +63,56 @@ impl ClickHouseSpec {
     }
 }
 
-/// A running disposable ClickHouse server, whatever the backend.
+/// What ClickHouse adds to a backend's server: its spec.
 #[derive(Debug)]
-pub struct ClickHouse {
+pub struct ChEngine {
     spec: ClickHouseSpec,
-    server: Box<dyn Server>,
-    password: String,
-    info: ServerInfo,
+}
+
+/// A running disposable ClickHouse server, whatever the backend.
+pub type ClickHouse = Disposable<ChEngine>;
+
+impl Engine for ChEngine {
+    fn spec(&self, backend: BackendKind, password: &str) -> Result<ServerSpec> {
+        server_spec(backend, &self.spec, password)
+    }
+
+    fn after_start(ch: &mut ClickHouse) -> Result<()> {
+        ch.wait()
+    }
+
+    /// `clickhouse-client` of the server's version for a user's script,
+    /// aimed at this server as the drill's user.
+    fn shims(ch: &ClickHouse) -> Vec<(String, String)> {
+        let mut args: Vec<String> = vec![
+            "--user".into(),
+            USER.into(),
+            "--password".into(),
+            ch.password.clone(),
+        ];
+        if ch.info.backend == BackendKind::Native {
+            let (h, p) = ch.server.addr(NATIVE_PORT);
+            args.extend(["--host".into(), h, "--port".into(), p.to_string()]);
+        }
+        vec![(
+            "clickhouse-client".into(),
+            ch.server.tool_shim("clickhouse-client", &[], &[], &args),
+        )]
+    }
+
+    fn connection_help(ch: &ClickHouse) -> String {
+        let (h, p) = ch.server.addr(HTTP_PORT);
+        format!(
+            "curl 'http://{USER}:{}@{h}:{p}/?query=SELECT+1'   ({})",
+            ch.password,
+            ch.server.describe()
+        )
+    }
 }
 
 impl ClickHouse {
     /// Starts a server on `backend` and waits until it answers a query.
     pub fn start(backend: BackendKind, spec: &ClickHouseSpec) -> Result<ClickHouse> {
-        let password = crate::backend::new_password();
         if let Some(dir) = spec.backups_dir() {
             // Written by the server's own user inside a container.
             std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
@@ -84,65 +120,12 @@ impl ClickHouse {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
                 .map_err(Error::io("chmod", &dir))?;
         }
-        let server_spec = server_spec(backend, spec, &password)?;
-        let server = backend.launch(&server_spec)?;
-        let info = ServerInfo {
-            service: ServiceKind::ClickHouse,
-            backend,
-            source: server.source(),
-            version: String::new(),
-            timescaledb: None,
-        };
-        let mut ch = ClickHouse {
-            spec: spec.clone(),
-            server,
-            password,
-            info,
-        };
-        ch.wait()?;
-        Ok(ch)
-    }
-
-    pub fn info(&self) -> &ServerInfo {
-        &self.info
+        let engine = ChEngine { spec: spec.clone() };
+        Disposable::launch(backend, ServiceKind::ClickHouse, engine)
     }
 
     pub fn spec(&self) -> &ClickHouseSpec {
-        &self.spec
-    }
-
-    /// How a person connects to it right now.
-    pub(crate) fn connection_help(&self) -> String {
-        let (h, p) = self.server.addr(HTTP_PORT);
-        format!(
-            "curl 'http://{USER}:{}@{h}:{p}/?query=SELECT+1'   ({})",
-            self.password,
-            self.server.describe()
-        )
-    }
-
-    /// Leaves the server running after the drill; how to reach and remove it.
-    pub fn keep(&mut self) -> String {
-        format!("{}\n  {}", self.server.keep(), self.connection_help())
-    }
-
-    /// `clickhouse-client` of the server's version for a user's script,
-    /// aimed at this server as the drill's user.
-    pub fn shims(&self) -> Vec<(String, String)> {
-        let mut args: Vec<String> = vec![
-            "--user".into(),
-            USER.into(),
-            "--password".into(),
-            self.password.clone(),
-        ];
-        if self.info.backend == BackendKind::Native {
-            let (h, p) = self.server.addr(NATIVE_PORT);
-            args.extend(["--host".into(), h, "--port".into(), p.to_string()]);
-        }
-        vec![(
-            "clickhouse-client".into(),
-            self.server.tool_shim("clickhouse-client", &[], &[], &args),
-        )]
+        &self.engine.spec
     }
 
     /// `http://127.0.0.1:port`, as the harness reaches it.
@@ -168,7 +151,7 @@ impl ClickHouse {
             ("CLICKHOUSE_HTTP_PORT".into(), http.to_string()),
             ("CLICKHOUSE_USER".into(), USER.into()),
             ("CLICKHOUSE_PASSWORD".into(), self.password.clone()),
-            ("CLICKHOUSE_DB".into(), self.spec.database.clone()),
+            ("CLICKHOUSE_DB".into(), self.engine.spec.database.clone()),
         ]
     }
 
@@ -229,7 +212,7 @@ impl ClickHouse {
         wait_ready(self.server.as_mut(), READY_TIMEOUT, |_| {
             probe(&url, &password)
         })?;
-        let db = self.spec.database.clone();
+        let db = self.engine.spec.database.clone();
         let version = crate::backend::block_on(async {
             self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
                 .await?;
@@ -258,24 +241,6 @@ impl ClickHouse {
                 format!("{dir}/")
             }
         })
-    }
-}
-
-impl Lifecycle for ClickHouse {
-    fn server(&self) -> &dyn Server {
-        self.server.as_ref()
-    }
-
-    fn server_mut(&mut self) -> &mut dyn Server {
-        self.server.as_mut()
-    }
-
-    fn spec_now(&self) -> Result<ServerSpec> {
-        server_spec(self.info.backend, &self.spec, &self.password)
-    }
-
-    fn after_start(&mut self) -> Result<()> {
-        self.wait()
     }
 }
 
@@ -451,7 +416,7 @@ pub async fn load_fixture(
     data: &drill_fixtures::Dataset,
 ) -> Result<BTreeMap<String, u64>> {
     use drill_fixtures::market::{CLICKHOUSE_DAILY, CLICKHOUSE_DAILY_FILL, CLICKHOUSE_TICKS};
-    let db = &ch.spec.database;
+    let db = &ch.engine.spec.database;
     for ddl in [CLICKHOUSE_TICKS, CLICKHOUSE_DAILY] {
         ch.execute(&ddl.replace("{db}", db)).await?;
     }
@@ -505,7 +470,7 @@ pub struct TableState {
 
 /// Reads every table of the analytics database.
 pub async fn snapshot(ch: &ClickHouse) -> Result<Snapshot> {
-    let db = &ch.spec.database;
+    let db = &ch.engine.spec.database;
     let mut tables = BTreeMap::new();
     let listed = ch
         .rows(&format!(

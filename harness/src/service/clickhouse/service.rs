@@ -18,7 +18,7 @@ use crate::service::{
     BackupCx, BackupMethod, BackupRecord, BackupTaken, JudgeCx, Lifecycle, Placement, Service,
     StepDone,
 };
-use crate::vocab::{ServerInfo, ServiceKind};
+use crate::vocab::ServiceKind;
 use crate::workload::{Ledger, RpoMeasurement, Writer};
 
 /// ClickHouse in a drill.
@@ -128,12 +128,16 @@ impl BackupMethod<ClickHouse> for ChBackupMethod {
 
 #[async_trait]
 impl Service for ClickHouseService {
-    fn kind(&self) -> ServiceKind {
-        ServiceKind::ClickHouse
+    fn server(&self) -> &dyn Lifecycle {
+        &self.server
     }
 
-    fn info(&self) -> &ServerInfo {
-        self.server.info()
+    fn server_mut(&mut self) -> &mut dyn Lifecycle {
+        &mut self.server
+    }
+
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::ClickHouse
     }
 
     fn started(&self) -> String {
@@ -202,10 +206,6 @@ impl Service for ClickHouseService {
         Ok(done)
     }
 
-    fn halt(&mut self) -> Result<()> {
-        self.server.halt()
-    }
-
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
         let c = &mut self.server;
         tokio::task::block_in_place(|| {
@@ -267,18 +267,6 @@ impl Service for ClickHouseService {
             ));
         }
         env
-    }
-
-    fn shims(&self) -> Vec<(String, String)> {
-        self.server.shims()
-    }
-
-    fn connection_help(&self) -> String {
-        self.server.connection_help()
-    }
-
-    fn keep(&mut self) -> String {
-        self.server.keep()
     }
 
     fn as_any(&self) -> &dyn Any {

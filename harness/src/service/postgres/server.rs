@@ -15,10 +15,9 @@ use nix::sys::signal::Signal;
 
 use super::{PgBinaries, PgCoordinates, SCRUB_ENV};
 use crate::backend::{
-    BackendKind, ContainerSpec, NativeSpec, Readiness, Server, ServerInfo, ServerSpec, ServiceKind,
-    Stop, wait_ready,
+    BackendKind, ContainerSpec, NativeSpec, Readiness, ServerSpec, ServiceKind, Stop, wait_ready,
 };
-use crate::service::Lifecycle;
+use crate::service::{Disposable, Engine, Lifecycle};
 use crate::{Error, Result};
 
 /// The port PostgreSQL listens on inside its image.
@@ -79,48 +78,112 @@ impl ClientTool {
     }
 }
 
+/// What PostgreSQL adds to a backend's server: its spec (settings a fault
+/// changed included) and how the harness reaches the application database.
+#[derive(Debug)]
+pub struct PgEngine {
+    spec: PgSpec,
+    coords: PgCoordinates,
+}
+
 /// A running disposable PostgreSQL server, whatever the backend: a
 /// backend's server plus what PostgreSQL needs on top (credentials, the
 /// application database, readiness). Dropping it stops the server and
-/// deletes its data, unless [`Postgres::keep`] was called.
-#[derive(Debug)]
-pub struct Postgres {
-    spec: PgSpec,
-    server: Box<dyn Server>,
-    password: String,
-    coords: PgCoordinates,
-    info: ServerInfo,
+/// deletes its data, unless [`Lifecycle::keep`] was called.
+pub type Postgres = Disposable<PgEngine>;
+
+impl Engine for PgEngine {
+    fn spec(&self, backend: BackendKind, password: &str) -> Result<ServerSpec> {
+        server_spec(backend, &self.spec, password)
+    }
+
+    /// Waits for the server, then creates the application database when
+    /// missing and records version facts.
+    fn after_start(pg: &mut Postgres) -> Result<()> {
+        let (host, port) = pg.server.addr(PORT);
+        pg.engine.coords.host = host;
+        pg.engine.coords.port = port;
+        let admin = pg.engine.coords.with_database("postgres");
+        wait_ready(pg.server.as_mut(), READY_TIMEOUT, |_| probe(&admin))?;
+        let db = pg.engine.spec.database.clone();
+        let exists = pg.psql(
+            &format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+                db.replace('\'', "''")
+            ),
+            "postgres",
+        )?;
+        if exists == "0" {
+            pg.psql(&format!("CREATE DATABASE {}", quote_ident(&db)), "postgres")?;
+        }
+        pg.info.version = pg.psql("SHOW server_version", "postgres")?;
+        let ts = pg.psql(
+            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
+            "postgres",
+        )?;
+        pg.info.timescaledb = (!ts.is_empty()).then_some(ts);
+        Ok(())
+    }
+
+    /// Shims for `psql`, `pg_dump`, `pg_restore` and `pg_isready` of the
+    /// server's version, for a user's script (program, script).
+    fn shims(pg: &Postgres) -> Vec<(String, String)> {
+        // In a container the tools reach the server on its own port; PG*
+        // set by the caller (user, password, database) pass through.
+        let fixed: Vec<(String, String)> = match pg.info.backend {
+            BackendKind::Docker => {
+                let (h, p) = pg.server.tool_addr(PORT);
+                vec![("PGHOST".into(), h), ("PGPORT".into(), p.to_string())]
+            }
+            BackendKind::Native => vec![],
+        };
+        let passthrough = [
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGOPTIONS",
+            "PGAPPNAME",
+            "PGCONNECT_TIMEOUT",
+        ];
+        ["psql", "pg_dump", "pg_restore", "pg_isready"]
+            .into_iter()
+            .map(|p| {
+                (
+                    p.to_string(),
+                    pg.server.tool_shim(p, &fixed, &passthrough, &[]),
+                )
+            })
+            .collect()
+    }
+
+    /// A psql command line.
+    fn connection_help(pg: &Postgres) -> String {
+        format!(
+            "psql '{}'   ({})",
+            pg.engine.coords.url(),
+            pg.server.describe()
+        )
+    }
 }
 
 impl Postgres {
     /// Starts a server on `backend`, waits until it accepts connections and
     /// makes sure the application database exists.
     pub fn start(backend: BackendKind, spec: &PgSpec) -> Result<Postgres> {
-        let password = crate::backend::new_password();
-        let server_spec = server_spec(backend, spec, &password)?;
-        let server = backend.launch(&server_spec)?;
-        let info = ServerInfo {
-            service: ServiceKind::Postgres,
-            backend,
-            source: server.source(),
-            version: String::new(),
-            timescaledb: None,
-        };
-        let mut pg = Postgres {
+        let engine = PgEngine {
             spec: spec.clone(),
-            server,
             coords: PgCoordinates {
                 host: String::new(),
                 port: 0,
                 user: spec.user.clone(),
-                password: password.clone(),
+                // Set below: the password is the server's own.
+                password: String::new(),
                 database: spec.database.clone(),
             },
-            password,
-            info,
         };
-        pg.ready()?;
-        Ok(pg)
+        Disposable::launch_with(backend, ServiceKind::Postgres, engine, |e, password| {
+            e.coords.password = password.to_string();
+        })
     }
 
     /// Starts with the native backend (tests and benchmarks).
@@ -130,35 +193,7 @@ impl Postgres {
 
     /// What it was started with (settings as changed by faults).
     pub fn spec(&self) -> &PgSpec {
-        &self.spec
-    }
-
-    /// Waits for the server, then creates the application database when
-    /// missing and records version facts.
-    fn ready(&mut self) -> Result<()> {
-        let (host, port) = self.server.addr(PORT);
-        self.coords.host = host;
-        self.coords.port = port;
-        let admin = self.coords.with_database("postgres");
-        wait_ready(self.server.as_mut(), READY_TIMEOUT, |_| probe(&admin))?;
-        let db = self.spec.database.clone();
-        let exists = self.psql(
-            &format!(
-                "SELECT count(*) FROM pg_database WHERE datname = '{}'",
-                db.replace('\'', "''")
-            ),
-            "postgres",
-        )?;
-        if exists == "0" {
-            self.psql(&format!("CREATE DATABASE {}", quote_ident(&db)), "postgres")?;
-        }
-        self.info.version = self.psql("SHOW server_version", "postgres")?;
-        let ts = self.psql(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
-            "postgres",
-        )?;
-        self.info.timescaledb = (!ts.is_empty()).then_some(ts);
-        Ok(())
+        &self.engine.spec
     }
 
     /// PG* variables as a tool beside the server sees it.
@@ -167,7 +202,7 @@ impl Postgres {
         let seen = PgCoordinates {
             host,
             port,
-            ..self.coords.clone()
+            ..self.engine.coords.clone()
         };
         seen.env()
             .into_iter()
@@ -202,11 +237,7 @@ impl Postgres {
 impl Postgres {
     /// How the harness reaches the application database as the superuser.
     pub fn coordinates(&self) -> &PgCoordinates {
-        &self.coords
-    }
-
-    pub fn info(&self) -> &ServerInfo {
-        &self.info
+        &self.engine.coords
     }
 
     /// A client tool of the server's own version, with `PGHOST`, `PGPORT`,
@@ -229,74 +260,11 @@ impl Postgres {
         // Abruptly, as a container is when compose recreates it: what was
         // acknowledged survives only through the WAL and the new settings.
         self.server.stop(Stop::Signal(Signal::SIGQUIT))?;
-        self.spec.settings = settings.to_vec();
+        self.engine.spec.settings = settings.to_vec();
         if !reattach {
             self.server.wipe()?;
         }
         self.start_again()
-    }
-
-    /// Shims for `psql`, `pg_dump`, `pg_restore` and `pg_isready` of the
-    /// server's version, for a user's script (program, script).
-    pub fn shims(&self) -> Vec<(String, String)> {
-        // In a container the tools reach the server on its own port; PG*
-        // set by the caller (user, password, database) pass through.
-        let fixed: Vec<(String, String)> = match self.info.backend {
-            BackendKind::Docker => {
-                let (h, p) = self.server.tool_addr(PORT);
-                vec![("PGHOST".into(), h), ("PGPORT".into(), p.to_string())]
-            }
-            BackendKind::Native => vec![],
-        };
-        let passthrough = [
-            "PGUSER",
-            "PGPASSWORD",
-            "PGDATABASE",
-            "PGOPTIONS",
-            "PGAPPNAME",
-            "PGCONNECT_TIMEOUT",
-        ];
-        ["psql", "pg_dump", "pg_restore", "pg_isready"]
-            .into_iter()
-            .map(|p| {
-                (
-                    p.to_string(),
-                    self.server.tool_shim(p, &fixed, &passthrough, &[]),
-                )
-            })
-            .collect()
-    }
-
-    /// Leaves the server running after the drill; how to reach and remove it.
-    pub fn keep(&mut self) -> String {
-        format!("{}\n  psql '{}'", self.server.keep(), self.coords.url())
-    }
-
-    /// How a person connects to it right now (a psql command line).
-    pub(crate) fn connection_help(&self) -> String {
-        format!(
-            "psql '{}'   ({})",
-            self.coords.url(),
-            self.server.describe()
-        )
-    }
-}
-
-impl Lifecycle for Postgres {
-    fn server(&self) -> &dyn Server {
-        self.server.as_ref()
-    }
-
-    fn server_mut(&mut self) -> &mut dyn Server {
-        self.server.as_mut()
-    }
-
-    fn spec_now(&self) -> Result<ServerSpec> {
-        server_spec(self.info.backend, &self.spec, &self.password)
-    }
-
-    fn after_start(&mut self) -> Result<()> {
-        self.ready()
     }
 }
 

@@ -194,12 +194,16 @@ impl PostgresService {
 
 #[async_trait]
 impl Service for PostgresService {
-    fn kind(&self) -> ServiceKind {
-        ServiceKind::Postgres
+    fn server(&self) -> &dyn Lifecycle {
+        &self.server
     }
 
-    fn info(&self) -> &ServerInfo {
-        self.server.info()
+    fn server_mut(&mut self) -> &mut dyn Lifecycle {
+        &mut self.server
+    }
+
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Postgres
     }
 
     fn started(&self) -> String {
@@ -257,10 +261,6 @@ impl Service for PostgresService {
         let taken = method.take(&self.server, cx).await?;
         self.dump = taken.artifact.clone();
         Ok(taken)
-    }
-
-    fn halt(&mut self) -> Result<()> {
-        self.server.halt()
     }
 
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
@@ -336,18 +336,6 @@ impl Service for PostgresService {
         env
     }
 
-    fn shims(&self) -> Vec<(String, String)> {
-        self.server.shims()
-    }
-
-    fn connection_help(&self) -> String {
-        self.server.connection_help()
-    }
-
-    fn keep(&mut self) -> String {
-        self.server.keep()
-    }
-
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -356,64 +344,74 @@ impl Service for PostgresService {
 impl super::restore::PsqlOutcome {
     /// As a step of a recovery.
     fn step_done(self) -> StepDone {
-        let mut detail = format!(
-            "{}: exit {}, {} errors",
-            self.command,
-            exit_code(self.exit_code),
-            self.error_count
-        );
+        let mut extra = String::new();
         if self.timescaledb_wrapped {
-            detail.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
+            extra.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
         }
         if self.timed_out {
-            detail.push_str(", killed at the timeout");
+            extra.push_str(", killed at the timeout");
         }
         if let Some(s) = &self.sanitize {
-            detail.push_str(&format!(
+            extra.push_str(&format!(
                 "; sanitizer removed {} of {} lines ({} kept as possible data)",
                 s.removed,
                 s.lines_in,
                 s.kept_suspicious.len()
             ));
         }
-        if let Some(e) = self.first_errors.first() {
-            detail.push_str(&format!("; first: {e}"));
-        }
-        let ok = self.exit_code == Some(0) && !self.timed_out;
-        StepDone {
-            ok,
-            clean: ok && self.error_count == 0,
-            detail,
-            status: if self.timed_out {
-                "timed out".into()
-            } else {
-                format!("exit {}", exit_code(self.exit_code))
-            },
-            evidence: self.first_errors.join("\n"),
-            errors: self.first_errors,
-        }
+        tool_step(
+            &self.command,
+            self.exit_code,
+            self.timed_out,
+            self.error_count,
+            self.first_errors,
+            &extra,
+        )
     }
 }
 
 impl super::restore::PgRestoreOutcome {
     /// As a step of a recovery.
     fn step_done(self) -> StepDone {
-        let mut detail = format!(
-            "{}: exit {}, {} errors",
-            self.command,
-            exit_code(self.exit_code),
-            self.error_count
-        );
-        if let Some(e) = self.first_errors.first() {
-            detail.push_str(&format!("; first: {e}"));
-        }
-        StepDone {
-            ok: self.exit_code == Some(0),
-            clean: self.exit_code == Some(0) && self.error_count == 0,
-            detail,
-            status: format!("exit {}", exit_code(self.exit_code)),
-            evidence: self.first_errors.join("\n"),
-            errors: self.first_errors,
-        }
+        tool_step(
+            &self.command,
+            self.exit_code,
+            false,
+            self.error_count,
+            self.first_errors,
+            "",
+        )
+    }
+}
+
+/// A restore tool's run as a step: done when it exited 0, clean when it
+/// also printed no error; `extra` follows the error count in the detail.
+fn tool_step(
+    command: &str,
+    code: Option<i32>,
+    timed_out: bool,
+    error_count: u64,
+    first_errors: Vec<String>,
+    extra: &str,
+) -> StepDone {
+    let mut detail = format!(
+        "{command}: exit {}, {error_count} errors{extra}",
+        exit_code(code)
+    );
+    if let Some(e) = first_errors.first() {
+        detail.push_str(&format!("; first: {e}"));
+    }
+    let ok = code == Some(0) && !timed_out;
+    StepDone {
+        ok,
+        clean: ok && error_count == 0,
+        detail,
+        status: if timed_out {
+            "timed out".into()
+        } else {
+            format!("exit {}", exit_code(code))
+        },
+        evidence: first_errors.join("\n"),
+        errors: first_errors,
     }
 }

@@ -18,10 +18,10 @@ use nix::sys::signal::Signal;
 
 use super::aof;
 use crate::backend::{
-    BackendKind, ContainerSpec, NativeSpec, Readiness, Server, ServerInfo, ServerSpec, ServiceKind,
-    Stop, sh_quote, wait_ready,
+    BackendKind, ContainerSpec, NativeSpec, Readiness, ServerSpec, ServiceKind, Stop, sh_quote,
+    wait_ready,
 };
-use crate::service::Lifecycle;
+use crate::service::{Disposable, Engine, Lifecycle};
 use crate::{Error, Result};
 
 /// The port Redis listens on inside its image.
@@ -61,91 +61,74 @@ impl RedisSpec {
     }
 }
 
-/// A running disposable Redis server, whatever the backend.
+/// What Redis adds to a backend's server: its spec, and flags that differ
+/// from it for the current start only (e.g. `--appendonly no` while an RDB
+/// file is loaded).
 #[derive(Debug)]
-pub struct Redis {
+pub struct RedisEngine {
     spec: RedisSpec,
-    /// Flags that differ from the spec for the current start only (e.g.
-    /// `--appendonly no` while an RDB file is loaded).
     overrides: Vec<(String, String)>,
-    server: Box<dyn Server>,
-    password: String,
-    info: ServerInfo,
-    /// Why the last start failed, while the server is down after it.
-    down: Option<String>,
 }
 
-impl Redis {
-    /// Starts a server on `backend` and waits until it answers PING.
-    pub fn start(backend: BackendKind, spec: &RedisSpec) -> Result<Redis> {
-        let password = crate::backend::new_password();
-        let server_spec = server_spec(backend, spec, &password, &[])?;
-        let server = backend.launch(&server_spec)?;
-        let info = ServerInfo {
-            service: ServiceKind::Redis,
-            backend,
-            source: server.source(),
-            version: String::new(),
-            timescaledb: None,
-        };
-        let mut r = Redis {
-            spec: spec.clone(),
-            overrides: Vec::new(),
-            server,
-            password,
-            info,
-            down: None,
-        };
-        r.wait()?;
-        Ok(r)
+/// A running disposable Redis server, whatever the backend.
+pub type Redis = Disposable<RedisEngine>;
+
+impl Engine for RedisEngine {
+    fn spec(&self, backend: BackendKind, password: &str) -> Result<ServerSpec> {
+        server_spec(backend, &self.spec, password, &self.overrides)
     }
 
-    pub fn info(&self) -> &ServerInfo {
-        &self.info
-    }
-
-    pub fn spec(&self) -> &RedisSpec {
-        &self.spec
-    }
-
-    /// How a person connects to it right now.
-    pub(crate) fn connection_help(&self) -> String {
-        let (h, p) = self.server.addr(PORT);
-        format!(
-            "redis-cli -h {h} -p {p} --pass '{}'   ({})",
-            self.password,
-            self.server.describe()
-        )
-    }
-
-    /// Leaves the server running after the drill; how to reach and remove it.
-    pub fn keep(&mut self) -> String {
-        format!("{}\n  {}", self.server.keep(), self.connection_help())
+    fn after_start(r: &mut Redis) -> Result<()> {
+        r.wait()
     }
 
     /// `redis-cli` and `redis-check-aof` of the server's version for a
     /// user's script, aimed at this server (the password comes from
     /// `REDISCLI_AUTH`).
-    pub fn shims(&self) -> Vec<(String, String)> {
-        let args: Vec<String> = match self.info.backend {
+    fn shims(r: &Redis) -> Vec<(String, String)> {
+        let args: Vec<String> = match r.info.backend {
             // Inside the container the defaults (127.0.0.1:6379) are right.
             BackendKind::Docker => vec![],
             BackendKind::Native => {
-                let (h, p) = self.server.addr(PORT);
+                let (h, p) = r.server.addr(PORT);
                 vec!["-h".into(), h, "-p".into(), p.to_string()]
             }
         };
         vec![
             (
                 "redis-cli".into(),
-                self.server
+                r.server
                     .tool_shim("redis-cli", &[], &["REDISCLI_AUTH"], &args),
             ),
             (
                 "redis-check-aof".into(),
-                self.server.tool_shim("redis-check-aof", &[], &[], &[]),
+                r.server.tool_shim("redis-check-aof", &[], &[], &[]),
             ),
         ]
+    }
+
+    fn connection_help(r: &Redis) -> String {
+        let (h, p) = r.server.addr(PORT);
+        format!(
+            "redis-cli -h {h} -p {p} --pass '{}'   ({})",
+            r.password,
+            r.server.describe()
+        )
+    }
+}
+
+impl Redis {
+    /// Starts a server on `backend` and waits until it answers PING.
+    pub fn start(backend: BackendKind, spec: &RedisSpec) -> Result<Redis> {
+        let engine = RedisEngine {
+            spec: spec.clone(),
+            overrides: Vec::new(),
+        };
+        Disposable::launch(backend, ServiceKind::Redis, engine)
+    }
+
+    pub fn spec(&self) -> &RedisSpec {
+        &self.engine.spec
     }
 
     /// `redis://:password@127.0.0.1:port/0`, as the harness reaches it.
@@ -207,11 +190,6 @@ impl Redis {
         Ok(parse_info(&text))
     }
 
-    /// Whether the server is down because its last start failed, and why.
-    pub fn down(&self) -> Option<&str> {
-        self.down.as_deref()
-    }
-
     fn wait(&mut self) -> Result<()> {
         let url = self.url();
         wait_ready(self.server.as_mut(), READY_TIMEOUT, |_| probe(&url))?;
@@ -223,7 +201,6 @@ impl Redis {
             })?;
             self.info.version = v;
         }
-        self.down = None;
         Ok(())
     }
 
@@ -232,7 +209,7 @@ impl Redis {
     /// Err when it does not come up (a damaged AOF): the server stays down
     /// and [`Redis::down`] says why.
     pub fn start_with(&mut self, overrides: &[(String, String)]) -> Result<()> {
-        self.overrides = overrides.to_vec();
+        self.engine.overrides = overrides.to_vec();
         self.start_again()
     }
 
@@ -297,6 +274,7 @@ impl Redis {
     ) -> Result<(aof::Damage, String)> {
         self.stop()?;
         if let Some(keep) = self
+            .engine
             .spec
             .shared
             .first()
@@ -353,7 +331,7 @@ impl Redis {
             "rm -rf \"$DATA/appendonlydir\" && cp {} \"$DATA/dump.rdb\"",
             sh_quote(&rdb.display().to_string())
         ))?;
-        if !aof_off_while_loading || !self.spec.appendonly {
+        if !aof_off_while_loading || !self.engine.spec.appendonly {
             self.start_with(&[])?;
             return Ok(format!(
                 "copied {} into the data dir and started",
@@ -398,49 +376,6 @@ impl Redis {
             "copied {}; started with appendonly no, CONFIG SET appendonly yes (AOF rewritten from memory), restarted with AOF on",
             rdb.display()
         ))
-    }
-}
-
-impl Lifecycle for Redis {
-    fn server(&self) -> &dyn Server {
-        self.server.as_ref()
-    }
-
-    fn server_mut(&mut self) -> &mut dyn Server {
-        self.server.as_mut()
-    }
-
-    fn spec_now(&self) -> Result<ServerSpec> {
-        server_spec(
-            self.info.backend,
-            &self.spec,
-            &self.password,
-            &self.overrides,
-        )
-    }
-
-    fn after_start(&mut self) -> Result<()> {
-        self.wait()
-    }
-
-    /// As every server, and when it does not come up (a damaged AOF) it
-    /// stays down and [`Redis::down`] says why.
-    fn start_again(&mut self) -> Result<()> {
-        let spec = self.spec_now()?;
-        let started = self.server.start(&spec).and_then(|()| self.wait());
-        if let Err(e) = &started {
-            self.down = Some(e.to_string());
-        }
-        started
-    }
-
-    /// Fault: the runbook's "Redis Container Restart (Data Intact)": a
-    /// graceful stop and a start on the same data. Survives: everything the
-    /// server had written (AOF and RDB).
-    fn restart(&mut self) -> Result<crate::backend::Stopped> {
-        let stopped = self.stop()?;
-        self.start_with(&[])?;
-        Ok(stopped)
     }
 }
 

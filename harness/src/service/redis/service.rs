@@ -21,7 +21,7 @@ use crate::service::{
     BackupCx, BackupMethod, BackupRecord, BackupTaken, JudgeCx, Lifecycle, Placement, Service,
     StepDone,
 };
-use crate::vocab::{ServerInfo, ServiceKind};
+use crate::vocab::ServiceKind;
 use crate::workload::{Ledger, RpoMeasurement, Writer, rpo_from};
 use crate::{Error, Result};
 
@@ -164,12 +164,16 @@ impl BackupMethod<Redis> for RdbCopy {
 
 #[async_trait]
 impl Service for RedisService {
-    fn kind(&self) -> ServiceKind {
-        ServiceKind::Redis
+    fn server(&self) -> &dyn Lifecycle {
+        &self.server
     }
 
-    fn info(&self) -> &ServerInfo {
-        self.server.info()
+    fn server_mut(&mut self) -> &mut dyn Lifecycle {
+        &mut self.server
+    }
+
+    fn kind(&self) -> ServiceKind {
+        ServiceKind::Redis
     }
 
     fn started(&self) -> String {
@@ -214,10 +218,6 @@ impl Service for RedisService {
         let taken = RdbCopy.take(&self.server, cx).await?;
         self.rdb = taken.record.as_ref().map(|r| r.path.clone());
         Ok(taken)
-    }
-
-    fn halt(&mut self) -> Result<()> {
-        self.server.halt()
     }
 
     async fn inject(&mut self, fault: &Fault, seed: u64) -> Result<String> {
@@ -356,18 +356,6 @@ impl Service for RedisService {
             env.push(("DRILL_REDIS_BACKUP_FILE".into(), p.display().to_string()));
         }
         env
-    }
-
-    fn shims(&self) -> Vec<(String, String)> {
-        self.server.shims()
-    }
-
-    fn connection_help(&self) -> String {
-        self.server.connection_help()
-    }
-
-    fn keep(&mut self) -> String {
-        self.server.keep()
     }
 
     fn as_any(&self) -> &dyn Any {
