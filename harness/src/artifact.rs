@@ -5,11 +5,12 @@
 //! before any restore starts.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::sanitize::{FilterOptions, Guard, filter};
 use crate::service::postgres::{ClientTool, Postgres};
 use crate::{Error, Result};
 
@@ -33,8 +34,13 @@ pub(crate) struct Inspection {
     /// `_timescaledb_catalog.metadata` rows), when it says.
     pub timescaledb_version: Option<String>,
     /// Lines of pg_dump's own stderr found in a plain dump (verbose output
-    /// merged into the file, seed 000).
+    /// merged into the file, seed 000): exactly what the sanitizer removes.
     pub stderr_lines: u64,
+    /// psql commands in a plain dump that would run on the restoring host
+    /// or reach another database, and `COPY ... PROGRAM` (line, text; the
+    /// first few): a backup holding any is not restored.
+    pub refused: Vec<(u64, String)>,
+    pub refused_total: u64,
 }
 
 impl Inspection {
@@ -68,6 +74,8 @@ pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
         timescaledb: false,
         timescaledb_version: None,
         stderr_lines: 0,
+        refused: Vec::new(),
+        refused_total: 0,
     };
     if path.is_dir() {
         i.format = DumpFormat::Directory;
@@ -100,7 +108,9 @@ pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
         }
     }
     match i.format {
-        DumpFormat::Plain if i.problems.is_empty() => scan_plain(&mut i)?,
+        DumpFormat::Plain if i.problems.is_empty() => {
+            scan_plain(&mut i, &server.coordinates().database)?
+        }
         DumpFormat::Custom | DumpFormat::Directory if i.problems.is_empty() => {
             let out = server
                 .client(ClientTool::PgRestore)
@@ -167,60 +177,108 @@ pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
     Ok(i)
 }
 
-/// Reads the whole plain dump (through gzip): a truncated or corrupt gzip
-/// stream shows up here, before psql sees a byte.
-fn scan_plain(i: &mut Inspection) -> Result<()> {
+/// Reads the whole plain dump (through gzip) as drill would restore it:
+/// through the sanitizer and the guard. A truncated or corrupt gzip stream,
+/// pg_dump's stderr and commands that would run on the host show up here,
+/// before psql sees a byte.
+fn scan_plain(i: &mut Inspection, database: &str) -> Result<()> {
     let file = File::open(&i.path).map_err(Error::io("read", &i.path))?;
     let reader: Box<dyn Read> = if i.gzip {
         Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
-    let mut line = Vec::new();
-    let mut total = 0u64;
-    let mut complete = false;
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(n) => total += n as u64,
-            Err(e) => {
-                i.problems.push(if i.gzip {
-                    format!("gzip stream is damaged or truncated after {total} bytes of SQL ({e})")
-                } else {
-                    format!("cannot read after {total} bytes ({e})")
-                });
-                return Ok(());
-            }
+    let reader = BufReader::with_capacity(256 * 1024, reader);
+    let opts = FilterOptions {
+        remove_stderr: true,
+        guard: Some(Guard {
+            database: database.to_string(),
+            restrict_key: None,
+        }),
+    };
+    let mut facts = PlainFacts::default();
+    let report = match filter(reader, &mut facts, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            let total = facts.bytes;
+            i.problems.push(if i.gzip {
+                format!("gzip stream is damaged or truncated after {total} bytes of SQL ({e})")
+            } else {
+                format!("cannot read after {total} bytes ({e})")
+            });
+            return Ok(());
         }
-        if line.starts_with(b"pg_dump: ") {
-            i.stderr_lines += 1;
-        }
+    };
+    i.stderr_lines = report.removed;
+    i.refused = report.refused;
+    i.refused_total = report.refused_total;
+    i.timescaledb = facts.timescaledb;
+    i.timescaledb_version = facts.timescaledb_version;
+    if report.bytes_in == 0 {
+        i.problems.push("the dump holds no SQL".into());
+    } else if !facts.complete {
+        // pg_dump died mid-way (`pg_dump | gzip` still closes the gzip
+        // stream): the last line pg_dump writes is missing.
+        i.problems.push(format!("the dump is cut off: pg_dump's closing line `-- PostgreSQL database dump complete` is missing after {} bytes", report.bytes_in));
+    }
+    Ok(())
+}
+
+/// What the lines of a plain dump say about it, read as they stream by.
+#[derive(Debug, Default)]
+struct PlainFacts {
+    bytes: u64,
+    partial: Vec<u8>,
+    complete: bool,
+    timescaledb: bool,
+    timescaledb_version: Option<String>,
+}
+
+impl PlainFacts {
+    fn line(&mut self, line: &[u8]) {
         if line.starts_with(b"-- PostgreSQL database dump complete") {
-            complete = true;
+            self.complete = true;
         }
-        if !i.timescaledb
+        if !self.timescaledb
             && line.starts_with(b"CREATE EXTENSION")
             && line.windows(11).any(|w| w == b"timescaledb")
         {
-            i.timescaledb = true;
+            self.timescaledb = true;
         }
-        if i.timescaledb
-            && i.timescaledb_version.is_none()
+        if self.timescaledb
+            && self.timescaledb_version.is_none()
             && line.starts_with(b"timescaledb_version\t")
         {
-            i.timescaledb_version = version_row(&String::from_utf8_lossy(&line));
+            self.timescaledb_version = version_row(&String::from_utf8_lossy(line));
         }
     }
-    if total == 0 {
-        i.problems.push("the dump holds no SQL".into());
-    } else if !complete {
-        // pg_dump died mid-way (`pg_dump | gzip` still closes the gzip
-        // stream): the last line pg_dump writes is missing.
-        i.problems.push(format!("the dump is cut off: pg_dump's closing line `-- PostgreSQL database dump complete` is missing after {total} bytes"));
+}
+
+impl std::io::Write for PlainFacts {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes += buf.len() as u64;
+        let mut rest = buf;
+        while let Some(n) = rest.iter().position(|&c| c == b'\n') {
+            if self.partial.is_empty() {
+                self.line(&rest[..n]);
+            } else {
+                self.partial.extend_from_slice(&rest[..n]);
+                let whole = std::mem::take(&mut self.partial);
+                self.line(&whole);
+            }
+            rest = &rest[n + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
     }
-    Ok(())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.line(&last);
+        }
+        Ok(())
+    }
 }
 
 /// `timescaledb_version<TAB>2.22.1<TAB>f` (a metadata COPY row) → `2.22.1`.

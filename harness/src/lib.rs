@@ -29,7 +29,7 @@ mod workload;
 pub use artifact::sha256_file;
 pub use check::{CheckKind, CheckResult};
 pub use errors::{Error, ErrorKind, Result, ScenarioError};
-pub use sanitize::{SanitizeReport, sanitize};
+pub use sanitize::{FilterOptions, Guard, SanitizeReport, filter, sanitize};
 pub use vocab::{BackendKind, ServerInfo, ServiceKind, fmt_duration};
 pub use workload::{Ledger, RpoMeasurement, Writer};
 

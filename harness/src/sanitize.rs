@@ -27,6 +27,21 @@
 //!   are removed when they directly follow a removed line and, inside COPY
 //!   data, also have the wrong field count.
 //!
+//! **The guard.** A plain dump is a psql script, and psql runs its
+//! backslash commands: `\!` runs a shell command on the restoring host,
+//! `\o`, `\w` and `\copy` write files there, `\i` reads them, `\connect`
+//! reaches another database. pg_dump writes none of these (only `\restrict`
+//! and `\unrestrict` around the dump, and `\connect` with `--create`), so a
+//! backup holding one was tampered with or is not what it claims. With
+//! [`FilterOptions::guard`] every backslash command psql would act on
+//! outside COPY data is kept out of the output: `\restrict`/`\unrestrict`
+//! and a `\connect` to the target database are dropped as harmless, every
+//! other one is refused and listed in [`SanitizeReport::refused`] with its
+//! line, as is a `COPY ... TO/FROM PROGRAM` statement (a program run on the
+//! database server). A backslash line inside COPY data is data and is kept.
+//! The guard can also put drill's own `\restrict <key>` first, so psql
+//! itself refuses any backslash command the scan missed.
+//!
 //! When the structure cannot be followed (a COPY header it cannot parse), it
 //! fails closed: it stops removing anything and says so in
 //! [`SanitizeReport::gave_up`]. Anything that looks like noise but cannot be
@@ -57,6 +72,34 @@ pub struct SanitizeReport {
     /// Set when the sanitizer met structure it could not follow and kept
     /// every line from there on (line number, why).
     pub gave_up: Option<(u64, String)>,
+    /// Guard: commands that would run on the restoring host or reach past
+    /// the target database, kept out of the output (line, text; first few).
+    pub refused: Vec<(u64, String)>,
+    /// Guard: how many were refused in all.
+    pub refused_total: u64,
+    /// Guard: the dump's own `\restrict`/`\unrestrict` lines and `\connect`
+    /// to the target database, dropped as harmless.
+    pub dropped_meta: u64,
+}
+
+/// How a plain dump is filtered on its way to psql.
+#[derive(Debug, Clone, Default)]
+pub struct FilterOptions {
+    /// Remove pg_dump's own stderr lines (the sanitizer proper).
+    pub remove_stderr: bool,
+    /// Keep psql's backslash commands out (see the module docs).
+    pub guard: Option<Guard>,
+}
+
+/// What the guard needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// The database the dump is restored into: a `\connect` to it is
+    /// harmless, to any other is refused.
+    pub database: String,
+    /// Written first as `\restrict <key>` (psql 15.14 and later refuse every
+    /// backslash command after it); None for an older psql.
+    pub restrict_key: Option<String>,
 }
 
 const SAMPLE: usize = 20;
@@ -68,8 +111,30 @@ const MAX_HEADER: usize = 64 * 1024;
 const PREFIX: &[u8] = b"pg_dump: ";
 
 /// Copies `input` to `output` without pg_dump's stderr lines.
-pub fn sanitize<R: BufRead, W: Write>(mut input: R, mut output: W) -> io::Result<SanitizeReport> {
-    let mut s = Sanitizer::default();
+pub fn sanitize<R: BufRead, W: Write>(input: R, output: W) -> io::Result<SanitizeReport> {
+    let opts = FilterOptions {
+        remove_stderr: true,
+        guard: None,
+    };
+    filter(input, output, &opts)
+}
+
+/// Copies `input` to `output` as `opts` say: without pg_dump's stderr
+/// lines, without psql's backslash commands, or both.
+pub fn filter<R: BufRead, W: Write>(
+    mut input: R,
+    mut output: W,
+    opts: &FilterOptions,
+) -> io::Result<SanitizeReport> {
+    let mut s = Sanitizer {
+        remove_stderr: opts.remove_stderr,
+        guard: opts.guard.clone(),
+        ..Sanitizer::default()
+    };
+    if let Some(key) = opts.guard.as_ref().and_then(|g| g.restrict_key.as_ref()) {
+        let first = format!("\\restrict {key}\n");
+        output.write_all(first.as_bytes())?;
+    }
     let mut line = Vec::with_capacity(8 * 1024);
     loop {
         line.clear();
@@ -90,6 +155,15 @@ pub fn sanitize<R: BufRead, W: Write>(mut input: R, mut output: W) -> io::Result
 
 #[derive(Debug, Default)]
 struct Sanitizer {
+    /// Remove pg_dump's stderr (off: only follow the structure).
+    remove_stderr: bool,
+    guard: Option<Guard>,
+    /// Inside a statement that began with `COPY` (the guard looks for
+    /// `TO/FROM PROGRAM` until its `;`).
+    copy_statement: bool,
+    /// That statement's last word so far (`TO` may end one line and
+    /// `PROGRAM '...'` begin the next).
+    copy_last_word: Vec<u8>,
     lex: Lexer,
     copy: Option<CopyBlock>,
     /// A COPY header that spans lines, collected until `FROM stdin;`.
@@ -131,6 +205,9 @@ impl Sanitizer {
         }
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let sql = self.copy.is_none();
+        let had_header = self.pending_header.is_some();
+        let lex_before = self.guard.as_ref().map(|_| self.lex.clone());
         let noise = if self.closes_split_message(line) {
             true
         } else if self.copy.is_some() {
@@ -138,6 +215,18 @@ impl Sanitizer {
         } else {
             self.in_sql(line, raw)
         };
+        if let (Some(lex), false, true) = (lex_before, noise, sql)
+            && !self.passes_guard(line, &lex)
+        {
+            // psql never sees the line: its structure is as before it.
+            self.copy = None;
+            if !had_header {
+                self.pending_header = None;
+            }
+            self.lex = lex;
+            self.after_noise = false;
+            return false;
+        }
         self.open_quote = noise && (self.open_quote ^ (quotes(line) % 2 == 1));
         if noise {
             self.report.removed += 1;
@@ -149,6 +238,65 @@ impl Sanitizer {
         }
         self.after_noise = noise;
         !noise
+    }
+
+    /// Whether an SQL line may reach psql: no backslash command psql would
+    /// act on (`lex`: the lexer's state before the line), no `COPY ...
+    /// PROGRAM`. Records what it keeps out.
+    fn passes_guard(&mut self, line: &[u8], lex: &Lexer) -> bool {
+        let guard = self.guard.as_ref().expect("guarding");
+        let starts_copy = lex.is_neutral() && starts_with_word(line, b"COPY");
+        if starts_copy && !self.copy_statement {
+            self.copy_statement = true;
+            self.copy_last_word.clear();
+        }
+        let program = self.copy_statement && runs_program(&self.copy_last_word, line);
+        if self.copy_statement {
+            self.copy_last_word = line
+                .split(|c| c.is_ascii_whitespace())
+                .rfind(|w| !w.is_empty())
+                .map(<[u8]>::to_vec)
+                .unwrap_or_else(|| std::mem::take(&mut self.copy_last_word));
+        }
+        if self.copy_statement && lex.is_neutral() && self.lex.is_neutral() && line.ends_with(b";")
+        {
+            self.copy_statement = false;
+        }
+        if program {
+            self.refuse(
+                line,
+                "COPY ... PROGRAM runs a program on the database server",
+            );
+            return false;
+        }
+        let Some(at) = lex.clone().meta_command_at(line) else {
+            return true;
+        };
+        let mut words = line[at + 1..].split(|c| c.is_ascii_whitespace());
+        let command = words.next().unwrap_or_default();
+        let harmless = at == 0
+            && match command {
+                b"restrict" | b"unrestrict" => true,
+                b"connect" | b"c" => words
+                    .find(|w| !w.is_empty())
+                    .is_some_and(|db| unquote(db) == guard.database.as_bytes()),
+                _ => false,
+            };
+        if harmless {
+            self.report.dropped_meta += 1;
+        } else {
+            self.refuse(line, "a psql backslash command runs on the restoring host");
+        }
+        false
+    }
+
+    fn refuse(&mut self, line: &[u8], _why: &str) {
+        self.report.refused_total += 1;
+        if self.report.refused.len() < SAMPLE {
+            self.report
+                .refused
+                .push((self.report.lines_in, sample(line)));
+        }
     }
 
     /// `pg_dump: creating TABLE "public.split` + `name"`: the second half of
@@ -170,6 +318,9 @@ impl Sanitizer {
         let block = self.copy.as_mut().expect("in a COPY block");
         if line == b"\\." {
             self.copy = None;
+            return false;
+        }
+        if !self.remove_stderr {
             return false;
         }
         let valid = valid_row(line, block.columns);
@@ -225,7 +376,7 @@ impl Sanitizer {
             return false;
         }
         let neutral = self.lex.is_neutral();
-        if neutral && line.starts_with(PREFIX) {
+        if self.remove_stderr && neutral && line.starts_with(PREFIX) {
             self.announced = announced_table(line);
             return true;
         }
@@ -276,6 +427,39 @@ impl Sanitizer {
             format!("met {why}; kept every line from here on"),
         ));
     }
+}
+
+/// `line` begins with `word` (any case) and a space or its end.
+fn starts_with_word(line: &[u8], word: &[u8]) -> bool {
+    line.len() >= word.len()
+        && line[..word.len()].eq_ignore_ascii_case(word)
+        && line.get(word.len()).is_none_or(|c| c.is_ascii_whitespace())
+}
+
+/// `TO PROGRAM '...'` or `FROM PROGRAM E'...'` (any case and spacing),
+/// `before` being the statement's word before `line`.
+fn runs_program(before: &[u8], line: &[u8]) -> bool {
+    let upper = line.to_ascii_uppercase();
+    let before = before.to_ascii_uppercase();
+    let words: Vec<&[u8]> = std::iter::once(&before[..])
+        .chain(upper.split(|c| c.is_ascii_whitespace()))
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.windows(3).any(|w| {
+        (w[0] == b"TO" || w[0] == b"FROM")
+            && w[1] == b"PROGRAM"
+            && (w[2].starts_with(b"'") || w[2].starts_with(b"E'"))
+    }) || words
+        .windows(2)
+        .any(|w| (w[0] == b"TO" || w[0] == b"FROM") && (w[1].starts_with(b"PROGRAM'")))
+}
+
+/// A psql argument without its quotes.
+fn unquote(word: &[u8]) -> &[u8] {
+    word.strip_prefix(b"'")
+        .and_then(|w| w.strip_suffix(b"'"))
+        .or_else(|| word.strip_prefix(b"\"").and_then(|w| w.strip_suffix(b"\"")))
+        .unwrap_or(word)
 }
 
 fn quotes(line: &[u8]) -> usize {
@@ -458,11 +642,25 @@ impl Lexer {
         *self == Lexer::Neutral
     }
 
+    /// Where psql would see a backslash command in `line`: the first
+    /// backslash outside quotes, comments and dollar-quoted bodies (psql
+    /// acts on one anywhere in a line, not only at its start).
+    fn meta_command_at(&mut self, line: &[u8]) -> Option<usize> {
+        self.scan_until(line, true)
+    }
+
     fn scan(&mut self, line: &[u8]) {
+        self.scan_until(line, false);
+    }
+
+    /// Follows `line`; with `at_backslash`, stops at (and returns) the
+    /// first backslash met outside every literal and comment.
+    fn scan_until(&mut self, line: &[u8], at_backslash: bool) -> Option<usize> {
         let mut i = 0;
         while i < line.len() {
             let c = line[i];
             match self {
+                Lexer::Neutral if at_backslash && c == b'\\' => return Some(i),
                 Lexer::Neutral => match c {
                     b'\'' => {
                         let e = i > 0
@@ -471,7 +669,7 @@ impl Lexer {
                         *self = Lexer::Single { escapes: e };
                     }
                     b'"' => *self = Lexer::Ident,
-                    b'-' if line.get(i + 1) == Some(&b'-') => return,
+                    b'-' if line.get(i + 1) == Some(&b'-') => return None,
                     b'/' if line.get(i + 1) == Some(&b'*') => {
                         *self = Lexer::Block(1);
                         i += 1;
@@ -525,6 +723,7 @@ impl Lexer {
             }
             i += 1;
         }
+        None
     }
 }
 

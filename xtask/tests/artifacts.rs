@@ -298,3 +298,64 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
         "no restore may start: {out}"
     );
 }
+
+/// A backup that would run commands on the restoring host (`\!`, `\o`,
+/// `\copy`, `COPY ... TO PROGRAM`), as a compromised backup job could write
+/// it and with pg_dump's `\restrict` lines removed, as older pg_dumps or a
+/// hand-edited file have it: red, each line named, nothing restored and no
+/// file left behind.
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn a_backup_that_runs_commands_on_the_host_is_refused(#[case] backend: BackendKind) {
+    if !available_for_tests(backend, &[ServiceKind::Postgres], "hostile-dump") {
+        return;
+    }
+    let (pg, dir) = source(&format!("hostile-{}", backend.name()));
+    let clean = dir.path().join("clean.sql");
+    dump(&pg, "pg_dump --no-owner --no-acl > OUT", &clean);
+    drop(pg);
+    let marks = tempfile::tempdir().unwrap();
+    let m = |name: &str| marks.path().join(name).display().to_string();
+    let text = std::fs::read_to_string(&clean).unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .map(str::to_string)
+        .collect();
+    let at = lines.iter().position(|l| l.starts_with("SET ")).unwrap();
+    let evil = [
+        format!("\\! touch {}", m("shell")),
+        format!("\\o {}", m("out")),
+        format!("\\copy (SELECT 1) to '{}'", m("copy")),
+        format!("COPY (SELECT 1) TO PROGRAM 'touch {}';", m("program")),
+    ];
+    for (k, e) in evil.iter().enumerate() {
+        lines.insert(at + k, e.clone());
+    }
+    let hostile = dir.path().join("hostile.sql");
+    std::fs::write(&hostile, lines.join("\n") + "\n").unwrap();
+    let (code, out, json) = restore(backend, &hostile, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("the backup contains commands that run on the restoring host"),
+        "{out}"
+    );
+    for (k, e) in evil.iter().enumerate() {
+        let line = format!("line {}: {}", at + k + 1, e);
+        assert!(out.contains(&line), "{line} not named in:\n{out}");
+    }
+    assert!(
+        !out.contains("recovery restore › restore"),
+        "nothing may be restored: {out}"
+    );
+    let checks = json["scenarios"][0]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "restore/backup safety" && c["ok"] == false),
+        "{json}"
+    );
+    let left: Vec<_> = std::fs::read_dir(marks.path()).unwrap().collect();
+    assert!(left.is_empty(), "files written on the host: {left:?}");
+}

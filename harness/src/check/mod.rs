@@ -38,6 +38,8 @@ pub enum CheckKind {
     Answers,
     /// The backup chosen is whole (gzip, checksum, readable).
     BackupIntegrity,
+    /// The backup holds nothing that would run on the restoring host.
+    BackupSafety,
     /// An extension the backup needs is there, at its version.
     Extension,
     /// A recovery step ran to its end.

@@ -22,7 +22,7 @@ use crate::service::postgres::restore::{
     PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore,
 };
 use crate::service::postgres::snapshot::{self, Fingerprint, Snapshot};
-use crate::service::postgres::{PgSpec, Postgres, describe, resolve_flavour};
+use crate::service::postgres::{PgSpec, Postgres, describe, refused_evidence, resolve_flavour};
 use crate::vocab::fmt_duration;
 
 /// What to restore and what must hold afterwards.
@@ -158,12 +158,20 @@ impl Restore<'_> {
             let step = format!("inspect {}", name.unwrap_or_default());
             let t = self.tl.start(&Phase::Inspect, &step);
             let i = tokio::task::block_in_place(|| artifact::inspect(&c, &self.server))?;
-            let detail = if i.ok {
-                i.describe()
-            } else {
-                i.problems.join("; ")
+            let safe = i.refused_total == 0;
+            let detail = match (i.ok, safe) {
+                (true, true) => i.describe(),
+                (true, false) => refused_evidence(i.refused_total, &i.refused),
+                (false, _) => i.problems.join("; "),
             };
-            self.tl.finish(&Phase::Inspect, &step, t, i.ok, detail);
+            self.tl
+                .finish(&Phase::Inspect, &step, t, i.ok && safe, detail);
+            if i.ok && !safe {
+                // A tampered backup is the finding: no falling back past it.
+                self.checks.push(integrity(Some(&i), &rejected));
+                self.checks.push(safety(&i));
+                return Ok(None);
+            }
             if i.ok {
                 chosen = Some(i);
                 break;
@@ -382,6 +390,19 @@ fn integrity(chosen: Option<&Inspection>, rejected: &[Inspection]) -> CheckResul
                 .collect::<Vec<_>>()
                 .join("\n")
         }),
+    )
+}
+
+/// The backup holds commands that would run on the restoring host: red,
+/// with each line.
+fn safety(i: &Inspection) -> CheckResult {
+    CheckResult::new(
+        CheckKind::BackupSafety,
+        "backup safety",
+        "nothing that runs on the restoring host or reaches another database",
+        format!("{} commands refused; nothing restored", i.refused_total),
+        false,
+        Some(refused_evidence(i.refused_total, &i.refused)),
     )
 }
 

@@ -212,6 +212,10 @@ fn field() -> impl Strategy<Value = String> {
         "[a-zA-Z0-9 :\"'.,()-]{0,12}",
         "pg_dump: [a-zA-Z0-9 :\"'.-]{0,12}",
         Just("\\N".to_string()),
+        // Rows that read like psql backslash commands: data, not commands.
+        Just("\\! id > /tmp/x".to_string()),
+        Just("\\o /tmp/out".to_string()),
+        Just("\\copy t to '/tmp/f'".to_string()),
         Just("DETAIL:  looks like a notice".to_string()),
         Just("pg_dump: dumping contents of table \\\"x\\\"".to_string()),
     ]
@@ -423,5 +427,102 @@ proptest! {
         let mut out = Vec::new();
         let r = sanitize(&noisy.as_bytes()[..cut], &mut out).unwrap();
         prop_assert!(out.len() as u64 <= r.bytes_in);
+    }
+}
+
+fn guarded(input: &str) -> (String, SanitizeReport) {
+    let opts = FilterOptions {
+        remove_stderr: false,
+        guard: Some(Guard {
+            database: "restored".into(),
+            restrict_key: None,
+        }),
+    };
+    let mut out = Vec::new();
+    let report = filter(input.as_bytes(), &mut out, &opts).unwrap();
+    (String::from_utf8(out).unwrap(), report)
+}
+
+/// Every way a dump could reach the restoring host or another database is
+/// kept out and named with its line; pg_dump's own `\restrict` lines and a
+/// `\connect` to the target are dropped quietly; nothing else changes.
+#[test]
+fn the_guard_refuses_commands_that_reach_the_host() {
+    let dump = "SET x = 1;\n\\! id > /tmp/drill-pwned\n\\o /tmp/drill-out\nSELECT 1;\n\\copy t to '/tmp/f'\nCOPY public.t (a) TO PROGRAM 'id > /tmp/p';\ncopy t from\n  program 'id';\n\\i /etc/passwd\n\\ir x.sql\nSELECT 2 \\g |cat\n\\gexec\n\\setenv PAGER x\n\\connect other\n\\w /tmp/w\n\\restrict abc\n\\connect restored\nSELECT 3;\n\\unrestrict abc\n";
+    let (out, r) = guarded(dump);
+    // A COPY ... PROGRAM over two lines loses its second: the statement
+    // cannot run, and the refusal names it.
+    assert_eq!(out, "SET x = 1;\nSELECT 1;\ncopy t from\nSELECT 3;\n");
+    let lines: Vec<u64> = r.refused.iter().map(|(n, _)| *n).collect();
+    assert_eq!(lines, vec![2, 3, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15]);
+    assert_eq!(r.refused_total, 12);
+    assert_eq!(r.dropped_meta, 3);
+    assert!(r.refused[0].1.contains("\\! id"), "{:?}", r.refused);
+}
+
+/// Backslashes inside strings, identifiers, comments, dollar-quoted bodies
+/// and COPY data are not commands; a table named `program` is no program.
+#[test]
+fn the_guard_leaves_literals_comments_and_data_alone() {
+    let dump = "SELECT '\\! not a command';\nSELECT E'a\\\\b' AS \"x\\y\";\n-- a comment \\! id\n/* \\o x */\nCREATE FUNCTION f() RETURNS int AS $$\n\\! echo inside a body\n$$ LANGUAGE sql;\nCOPY public.program (a, b) FROM stdin;\n\\N\t\\! id\n\\o /tmp/x\t2\n\\.\nCOPY program FROM stdin;\n\\.\n";
+    let (out, r) = guarded(dump);
+    assert_eq!(out, dump);
+    assert!(r.refused.is_empty(), "{:?}", r.refused);
+}
+
+/// With a key, drill's own `\restrict` goes first: psql refuses any
+/// backslash command after it, whatever the scan decided.
+#[test]
+fn the_guard_puts_drills_restrict_first() {
+    let opts = FilterOptions {
+        remove_stderr: true,
+        guard: Some(Guard {
+            database: "d".into(),
+            restrict_key: Some("K3Y".into()),
+        }),
+    };
+    let mut out = Vec::new();
+    filter(&b"\\restrict theirs\nSELECT 1;\n"[..], &mut out, &opts).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "\\restrict K3Y\nSELECT 1;\n"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// A dump drill would make, COPY rows that read like backslash commands
+    /// included, passes the guard byte for byte (but for pg_dump's own
+    /// `\restrict` lines, which the guard replaces with drill's): they are
+    /// data, and a filter that dropped them would lose rows.
+    #[test]
+    fn legitimate_dumps_pass_the_guard_unchanged((pieces, _, _) in dump()) {
+        let clean = render(&pieces, None, None);
+        let (out, report) = guarded(&clean);
+        let without_restrict: String = clean
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("\\restrict "))
+            .collect();
+        prop_assert_eq!(out, without_restrict);
+        prop_assert!(report.refused.is_empty(), "{:?}", report.refused);
+    }
+
+    /// A command put between the pieces of a dump is always caught, with
+    /// its line.
+    #[test]
+    fn an_injected_command_is_always_caught(
+        (pieces, _, _) in dump(),
+        at in 0usize..10,
+        cmd in prop_oneof![Just("\\! touch /tmp/x"), Just("\\o /tmp/o"), Just("\\copy a to '/tmp/b'"), Just("COPY a TO PROGRAM 'id';")],
+    ) {
+        let at = at.min(pieces.len());
+        let head = render(&pieces[..at], None, None);
+        let tail = render(&pieces[at..], None, None);
+        let dump = format!("{head}{cmd}\n{tail}");
+        let (_, report) = guarded(&dump);
+        let line = head.matches('\n').count() as u64 + 1;
+        prop_assert_eq!(report.refused_total, 1, "{:?}", report.refused);
+        prop_assert_eq!(report.refused[0].0, line);
     }
 }

@@ -12,6 +12,7 @@ mod fixture_snapshot;
 mod redis;
 mod rpo_property;
 mod sanitize_real;
+mod security;
 
 use drill::service::postgres::{PgSpec, Postgres};
 use drill::testing::available_for_tests;

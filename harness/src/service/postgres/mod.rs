@@ -22,7 +22,7 @@ pub use binaries::{INSTALL_HINT, PgBinaries};
 pub(crate) use coords::SCRUB_ENV;
 pub use coords::{PgCoordinates, drop_and_recreate, execute_script};
 pub use server::{ClientTool, PgSpec, Postgres};
-pub(crate) use service::{PostgresService, describe, resolve_flavour};
+pub(crate) use service::{PostgresService, describe, refused_evidence, resolve_flavour};
 
 /// The image a PostgreSQL server runs: `chosen`, else `DRILL_POSTGRES_IMAGE`,
 /// else the official default.

@@ -84,6 +84,8 @@ impl ClientTool {
 pub struct PgEngine {
     spec: PgSpec,
     coords: PgCoordinates,
+    /// The server's psql knows `\restrict` (asked once).
+    psql_restricts: std::sync::OnceLock<bool>,
 }
 
 /// A running disposable PostgreSQL server, whatever the backend: a
@@ -180,6 +182,7 @@ impl Postgres {
                 password: String::new(),
                 database: spec.database.clone(),
             },
+            psql_restricts: std::sync::OnceLock::new(),
         };
         Disposable::launch_with(backend, ServiceKind::Postgres, engine, |e, password| {
             e.coords.password = password.to_string();
@@ -194,6 +197,22 @@ impl Postgres {
     /// What it was started with (settings as changed by faults).
     pub fn spec(&self) -> &PgSpec {
         &self.engine.spec
+    }
+
+    /// Whether the server's own psql knows `\restrict` (15.14, 16.10, 17.6,
+    /// 18 and later: CVE-2025-8714's fix), asked once.
+    pub(crate) fn knows_restrict(&self) -> bool {
+        *self.engine.psql_restricts.get_or_init(|| {
+            let out = self.client(ClientTool::Psql).arg("--version").output();
+            // "psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
+            let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            let version = text.ok().and_then(|t| {
+                let v = t.split_whitespace().nth(2)?.to_string();
+                let mut it = v.split('.').map(|p| p.parse::<u32>().ok());
+                Some((it.next()??, it.next().flatten().unwrap_or(0)))
+            });
+            matches!(version, Some((major, minor)) if restrict_since(major).is_some_and(|m| minor >= m))
+        })
     }
 
     /// PG* variables as a tool beside the server sees it.
@@ -393,6 +412,19 @@ pub fn image_has_timescaledb(image: &str) -> bool {
         image,
         "test -f \"$(pg_config --sharedir)/extension/timescaledb.control\"",
     )
+}
+
+/// The first minor release of `major` whose psql knows `\restrict`.
+fn restrict_since(major: u32) -> Option<u32> {
+    match major {
+        13 => Some(22),
+        14 => Some(19),
+        15 => Some(14),
+        16 => Some(10),
+        17 => Some(6),
+        m if m >= 18 => Some(0),
+        _ => None,
+    }
 }
 
 /// Double-quotes an identifier for SQL.

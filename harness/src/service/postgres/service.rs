@@ -359,14 +359,24 @@ impl super::restore::PsqlOutcome {
                 s.kept_suspicious.len()
             ));
         }
-        tool_step(
+        let mut done = tool_step(
             &self.command,
             self.exit_code,
             self.timed_out,
             self.error_count,
             self.first_errors,
             &extra,
-        )
+        );
+        if self.refused_total > 0 {
+            let why = refused_evidence(self.refused_total, &self.refused);
+            done.ok = false;
+            done.clean = false;
+            done.status = "refused commands".into();
+            done.detail = format!("{}; {why}", done.detail);
+            done.evidence = format!("{why}\n{}", done.evidence);
+            done.errors.insert(0, why);
+        }
+        done
     }
 }
 
@@ -382,6 +392,23 @@ impl super::restore::PgRestoreOutcome {
             "",
         )
     }
+}
+
+/// What the guard kept from psql, for people: how many, and each line.
+pub(crate) fn refused_evidence(total: u64, refused: &[(u64, String)]) -> String {
+    let lines: Vec<String> = refused
+        .iter()
+        .map(|(n, text)| format!("line {n}: {text}"))
+        .collect();
+    format!(
+        "the backup contains commands that run on the restoring host: {total} refused, none run ({}{})",
+        lines.join("; "),
+        if total as usize > refused.len() {
+            "; ..."
+        } else {
+            ""
+        }
+    )
 }
 
 /// A restore tool's run as a step: done when it exited 0, clean when it

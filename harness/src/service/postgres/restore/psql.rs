@@ -4,13 +4,13 @@
 //! evidence; whether the data came back is for the checks to say.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
 
-use crate::sanitize::{SanitizeReport, sanitize};
+use crate::sanitize::{FilterOptions, Guard, SanitizeReport, filter};
 use crate::service::postgres::backup::Artifact;
 use crate::service::postgres::{ClientTool, Postgres};
 use crate::{Error, Result};
@@ -28,6 +28,10 @@ pub struct PsqlOutcome {
     /// The first few of them, with their context lines.
     pub first_errors: Vec<String>,
     pub sanitize: Option<SanitizeReport>,
+    /// Backslash commands (and `COPY ... PROGRAM`) the guard kept from
+    /// psql: (line, text), the first few, and how many in all.
+    pub refused: Vec<(u64, String)>,
+    pub refused_total: u64,
     /// Wrapped in timescaledb_pre_restore() / timescaledb_post_restore().
     pub timescaledb_wrapped: bool,
     pub command: String,
@@ -96,11 +100,18 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
     .replace(
         " | psql",
         if sanitize_first {
-            " | drill-sanitize | psql"
+            " | drill-sanitize --guard | psql"
         } else {
-            " | psql"
+            " | drill-guard | psql"
         },
     );
+    let filter_opts = FilterOptions {
+        remove_stderr: sanitize_first,
+        guard: Some(Guard {
+            database: server.coordinates().database.clone(),
+            restrict_key: server.knows_restrict().then(crate::backend::new_password),
+        }),
+    };
     tracing::debug!(%command, "restore");
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         command: command.clone(),
@@ -120,14 +131,7 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
         };
         let reader = BufReader::with_capacity(256 * 1024, reader);
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut stdin);
-        let result = if sanitize_first {
-            sanitize(reader, &mut out).map(Some)
-        } else {
-            let mut reader = reader;
-            std::io::copy(&mut reader, &mut out)
-                .and_then(|_| out.flush())
-                .map(|_| None)
-        };
+        let result = filter(reader, &mut out, &filter_opts).map(Some);
         drop(out);
         drop(stdin); // EOF for psql
         match result {
@@ -175,7 +179,7 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let sanitize = feeder
+    let filtered = feeder
         .join()
         .map_err(|_| Error::unexpected("feed the backup to psql", "the feeding thread panicked"))?
         .map_err(Error::io("read backup", &artifact.path))?;
@@ -187,12 +191,17 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
             output: first_errors.join("\n"),
         });
     }
+    let (refused, refused_total) = filtered
+        .as_ref()
+        .map_or((Vec::new(), 0), |r| (r.refused.clone(), r.refused_total));
     Ok(PsqlOutcome {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
         error_count,
         first_errors,
-        sanitize,
+        sanitize: filtered.filter(|_| sanitize_first),
+        refused,
+        refused_total,
         timescaledb_wrapped: false,
         command,
     })
