@@ -358,4 +358,40 @@ fn a_backup_that_runs_commands_on_the_host_is_refused(#[case] backend: BackendKi
     );
     let left: Vec<_> = std::fs::read_dir(marks.path()).unwrap().collect();
     assert!(left.is_empty(), "files written on the host: {left:?}");
+
+    // What no scan can see (a program run from dynamic SQL, a server file
+    // read) is refused by the role the restore runs as: no superuser.
+    let at = text.lines().position(|l| l.starts_with("SET ")).unwrap();
+    let with = |extra: String, name: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.insert(at, extra);
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let sneaky = with(
+        format!(
+            "DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {}'''; END $$;",
+            m("dynamic")
+        ),
+        "sneaky.sql",
+    );
+    let (code, out, _) = restore(backend, &sneaky, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("must be superuser or have privileges of the pg_execute_server_program role"),
+        "{out}"
+    );
+    let read = with(
+        "CREATE TABLE leak AS SELECT pg_read_file('/etc/hostname') AS f;".into(),
+        "read.sql",
+    );
+    let (code, out, _) = restore(backend, &read, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("permission denied for function pg_read_file"),
+        "{out}"
+    );
+    let left: Vec<_> = std::fs::read_dir(marks.path()).unwrap().collect();
+    assert!(left.is_empty(), "files written on the host: {left:?}");
 }

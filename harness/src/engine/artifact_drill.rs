@@ -15,7 +15,6 @@ use crate::Result;
 use crate::artifact::{self, Inspection};
 use crate::check::{self, CheckKind, CheckResult};
 use crate::scenario::{DumpFormat, PgEngine, RecoveryExpect};
-use crate::service::Lifecycle;
 use crate::service::postgres::backup::Artifact;
 use crate::service::postgres::checks::{probe, schema};
 use crate::service::postgres::restore::{
@@ -23,6 +22,7 @@ use crate::service::postgres::restore::{
 };
 use crate::service::postgres::snapshot::{self, Fingerprint, Snapshot};
 use crate::service::postgres::{PgSpec, Postgres, describe, refused_evidence, resolve_flavour};
+use crate::service::{Lifecycle, StepDone};
 use crate::vocab::fmt_duration;
 
 /// What to restore and what must hold afterwards.
@@ -74,18 +74,25 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     }
     let restore = Phase::Recovery("restore".into());
     let restore_at = r.tl.start(&restore, "restore");
-    let (ok, detail, errors) = r.restore(&inspection)?;
-    r.tl.finish(&restore, "restore", restore_at, ok, detail);
-    if !ok {
+    let done = r.restore(&inspection)?;
+    r.tl.finish(
+        &restore,
+        "restore",
+        restore_at,
+        done.ok,
+        done.detail.clone(),
+    );
+    if !done.ok {
         r.checks.push(CheckResult::new(
             CheckKind::Step,
             "step restore",
             "succeeds",
-            "failed",
+            done.status.clone(),
             false,
-            Some(errors.join("\n")),
+            Some(done.evidence.clone()),
         ));
     }
+    let errors = done.errors;
     let green = r.judge().await?;
     let rto = green.then(|| restore_at.elapsed());
     Ok(r.finish(rto, errors, opts))
@@ -235,8 +242,9 @@ impl Restore<'_> {
         ok
     }
 
-    /// Restores the chosen backup; (ok, detail, errors).
-    fn restore(&mut self, inspection: &Inspection) -> Result<(bool, String, Vec<String>)> {
+    /// Restores the chosen backup as a role that is no superuser (the
+    /// backup is untrusted).
+    fn restore(&mut self, inspection: &Inspection) -> Result<StepDone> {
         let artifact = Artifact {
             path: inspection.path.clone(),
             bytes: inspection.bytes,
@@ -250,41 +258,29 @@ impl Restore<'_> {
         let wrap = inspection.timescaledb && self.flavour == Flavour::TimescaleDb;
         let server = &self.server;
         let sanitize = self.d.sanitize;
-        tokio::task::block_in_place(|| match artifact.format {
-            DumpFormat::Plain => {
-                let opts = PsqlRestoreOptions {
-                    sanitize,
-                    on_error_stop: true,
-                    timeout: None,
-                    timescaledb: wrap,
-                };
-                let o = psql_restore(server, &artifact, opts)?;
-                let removed = o.sanitize.as_ref().map_or(String::new(), |s| {
-                    format!("; sanitizer removed {} lines", s.removed)
-                });
-                let detail = format!(
-                    "{}: exit {}, {} errors{removed}",
-                    o.command,
-                    crate::service::exit_code(o.exit_code),
-                    o.error_count
-                );
-                Ok((o.exit_code == Some(0), detail, o.first_errors))
-            }
-            DumpFormat::Custom | DumpFormat::Directory => {
-                let opts = PgRestoreOptions {
-                    exit_on_error: true,
-                    timescaledb: wrap,
-                    ..Default::default()
-                };
-                let o = pg_restore(server, &artifact.path, &opts)?;
-                let detail = format!(
-                    "{}: exit {}, {} errors",
-                    o.command,
-                    crate::service::exit_code(o.exit_code),
-                    o.error_count
-                );
-                Ok((o.exit_code == Some(0), detail, o.first_errors))
-            }
+        tokio::task::block_in_place(|| {
+            let role = Some(server.untrusted_role()?);
+            Ok(match artifact.format {
+                DumpFormat::Plain => {
+                    let opts = PsqlRestoreOptions {
+                        sanitize,
+                        on_error_stop: true,
+                        timeout: None,
+                        timescaledb: wrap,
+                        role,
+                    };
+                    psql_restore(server, &artifact, opts)?.step_done()
+                }
+                DumpFormat::Custom | DumpFormat::Directory => {
+                    let opts = PgRestoreOptions {
+                        exit_on_error: true,
+                        timescaledb: wrap,
+                        role,
+                        ..Default::default()
+                    };
+                    pg_restore(server, &artifact.path, &opts)?.step_done()
+                }
+            })
         })
     }
 

@@ -215,13 +215,14 @@ impl Postgres {
         })
     }
 
-    /// PG* variables as a tool beside the server sees it.
-    fn tool_env(&self) -> Vec<(String, String)> {
+    /// PG* variables as a tool beside the server sees it, connecting as
+    /// `role` (default: the superuser).
+    fn tool_env_as(&self, role: Option<&PgCoordinates>) -> Vec<(String, String)> {
         let (host, port) = self.server.tool_addr(PORT);
         let seen = PgCoordinates {
             host,
             port,
-            ..self.engine.coords.clone()
+            ..role.unwrap_or(&self.engine.coords).clone()
         };
         seen.env()
             .into_iter()
@@ -262,13 +263,44 @@ impl Postgres {
     /// A client tool of the server's own version, with `PGHOST`, `PGPORT`,
     /// `PGUSER`, `PGPASSWORD` and `PGDATABASE` set as that tool sees them.
     pub fn client(&self, tool: ClientTool) -> Command {
-        self.server.tool(tool.program(), &self.tool_env())
+        self.client_as(tool, None)
+    }
+
+    /// A client tool connecting as `role` (default: the superuser).
+    pub fn client_as(&self, tool: ClientTool, role: Option<&PgCoordinates>) -> Command {
+        self.server.tool(tool.program(), &self.tool_env_as(role))
+    }
+
+    /// A login role that owns the application database and is no
+    /// superuser, to restore an untrusted backup as: `COPY ... TO/FROM
+    /// PROGRAM`, `lo_export`, `pg_read_file` and the like are refused to it,
+    /// while everything a dump of an application database does (its schema,
+    /// its data, trusted extensions such as TimescaleDB) is allowed.
+    /// Returns how to reach the database as that role.
+    pub fn untrusted_role(&self) -> Result<PgCoordinates> {
+        let role = PgCoordinates {
+            user: UNTRUSTED_ROLE.into(),
+            password: crate::backend::new_password(),
+            ..self.engine.coords.clone()
+        };
+        let db = quote_ident(&role.database);
+        self.psql(
+            &format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{UNTRUSTED_ROLE}') THEN \
+                 CREATE ROLE {UNTRUSTED_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS; \
+                 END IF; END $$; ALTER ROLE {UNTRUSTED_ROLE} PASSWORD '{}'; ALTER DATABASE {db} OWNER TO {UNTRUSTED_ROLE}",
+                role.password
+            ),
+            "postgres",
+        )?;
+        Ok(role)
     }
 
     /// [`Postgres::client`] with stderr merged into stdout where the tool
     /// runs, as `pg_dump ... 2>&1` does (see [`Server::tool_merged`]).
     pub(crate) fn client_merged(&self, tool: ClientTool) -> Command {
-        self.server.tool_merged(tool.program(), &self.tool_env())
+        self.server
+            .tool_merged(tool.program(), &self.tool_env_as(None))
     }
 
     /// Fault: stop (immediate shutdown), then start with `settings`
@@ -413,6 +445,9 @@ pub fn image_has_timescaledb(image: &str) -> bool {
         "test -f \"$(pg_config --sharedir)/extension/timescaledb.control\"",
     )
 }
+
+/// The role an untrusted backup is restored as ([`Postgres::untrusted_role`]).
+pub const UNTRUSTED_ROLE: &str = "drill_restore";
 
 /// The first minor release of `major` whose psql knows `\restrict`.
 fn restrict_since(major: u32) -> Option<u32> {

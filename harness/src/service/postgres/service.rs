@@ -139,6 +139,7 @@ impl PostgresService {
                     on_error_stop: *on_error_stop,
                     timeout: timeout.map(|t| t.0),
                     timescaledb: self.timescaledb(),
+                    role: None,
                 };
                 let out = psql_restore(&self.server, artifact, opts)?;
                 Ok(out.step_done())
@@ -162,6 +163,7 @@ impl PostgresService {
                     disable_triggers: *disable_triggers,
                     // Data-only into a schema drill made: no catalog to protect.
                     timescaledb: self.timescaledb() && !*data_only,
+                    role: None,
                 };
                 let out = pg_restore(&self.server, &artifact.path, &o)?;
                 Ok(out.step_done())
@@ -343,7 +345,7 @@ impl Service for PostgresService {
 
 impl super::restore::PsqlOutcome {
     /// As a step of a recovery.
-    fn step_done(self) -> StepDone {
+    pub(crate) fn step_done(self) -> StepDone {
         let mut extra = String::new();
         if self.timescaledb_wrapped {
             extra.push_str(", wrapped in timescaledb_pre_restore()/post_restore()");
@@ -382,7 +384,7 @@ impl super::restore::PsqlOutcome {
 
 impl super::restore::PgRestoreOutcome {
     /// As a step of a recovery.
-    fn step_done(self) -> StepDone {
+    pub(crate) fn step_done(self) -> StepDone {
         tool_step(
             &self.command,
             self.exit_code,

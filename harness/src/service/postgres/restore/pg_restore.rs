@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use crate::service::postgres::{ClientTool, Postgres};
+use crate::service::postgres::{ClientTool, PgCoordinates, Postgres};
 use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;
@@ -28,6 +28,9 @@ pub struct PgRestoreOptions {
     pub data_only: bool,
     pub disable_triggers: bool,
     pub timescaledb: bool,
+    /// Restore as this role (no superuser: an untrusted backup); default:
+    /// the superuser.
+    pub role: Option<PgCoordinates>,
 }
 
 /// `pg_restore --no-owner --no-acl -d <db> [options] <path>`.
@@ -51,9 +54,9 @@ pub fn pg_restore(
     let timescaledb = o.timescaledb;
     let command = format!("pg_restore {} {}", args.join(" "), path.display());
     tracing::debug!(%command, "restore");
-    super::with_timescaledb(server, timescaledb, || {
+    super::with_timescaledb(server, timescaledb, o.role.as_ref(), || {
         let mut child = server
-            .client(ClientTool::PgRestore)
+            .client_as(ClientTool::PgRestore, o.role.as_ref())
             .args(&args)
             .arg(path)
             .stdin(Stdio::null())

@@ -12,7 +12,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::sanitize::{FilterOptions, Guard, SanitizeReport, filter};
 use crate::service::postgres::backup::Artifact;
-use crate::service::postgres::{ClientTool, Postgres};
+use crate::service::postgres::{ClientTool, PgCoordinates, Postgres};
 use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;
@@ -38,8 +38,11 @@ pub struct PsqlOutcome {
 }
 
 /// How the restore is run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PsqlRestoreOptions {
+    /// Restore as this role (no superuser: an untrusted backup); default:
+    /// the superuser.
+    pub role: Option<PgCoordinates>,
     /// Stream through the sanitizer first.
     pub sanitize: bool,
     /// `psql -v ON_ERROR_STOP=1`.
@@ -58,10 +61,13 @@ pub fn psql_restore(
     artifact: &Artifact,
     opts: PsqlRestoreOptions,
 ) -> Result<PsqlOutcome> {
-    let outcome =
-        super::with_timescaledb(server, opts.timescaledb, || stream(server, artifact, opts))?;
+    let wrapped = opts.timescaledb;
+    let role = opts.role.clone();
+    let outcome = super::with_timescaledb(server, wrapped, role.as_ref(), || {
+        stream(server, artifact, opts)
+    })?;
     Ok(PsqlOutcome {
-        timescaledb_wrapped: opts.timescaledb,
+        timescaledb_wrapped: wrapped,
         ..outcome
     })
 }
@@ -71,9 +77,10 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
         sanitize: sanitize_first,
         on_error_stop,
         timeout,
+        role,
         ..
     } = opts;
-    let mut cmd = server.client(ClientTool::Psql);
+    let mut cmd = server.client_as(ClientTool::Psql, role.as_ref());
     cmd.args([
         "-X",
         "-q",
