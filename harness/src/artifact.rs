@@ -112,6 +112,7 @@ pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
             scan_plain(&mut i, &server.coordinates().database)?
         }
         DumpFormat::Custom | DumpFormat::Directory if i.problems.is_empty() => {
+            let path = &server.server.readable(path)?;
             let out = server
                 .client(ClientTool::PgRestore)
                 .arg("--list")

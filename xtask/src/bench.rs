@@ -590,15 +590,21 @@ async fn scale(args: &Args) -> anyhow::Result<Vec<(u64, Vec<(String, f64)>)>> {
 /// with one test thread and with two, and on the docker backend with two
 /// when an engine and the images are there.
 fn suite() -> anyhow::Result<Vec<(String, usize, f64)>> {
-    use drill::backend::{BackendKind, ServiceKind, available_for_tests};
+    use drill::ServiceKind;
+    use drill::backend::BackendChoice;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["nextest", "run", "-p", "drill-scenarios", "--no-run"])
         .status()?;
     anyhow::ensure!(status.success(), "building the scenario tests failed");
     let mut runs = vec![("native", 1usize), ("native", 2)];
-    if available_for_tests(BackendKind::Docker, &ServiceKind::ALL, "bench suite") {
-        runs.push(("docker", 2));
+    let images: Vec<(ServiceKind, String)> = ServiceKind::ALL
+        .iter()
+        .map(|k| (*k, k.image(None)))
+        .collect();
+    match drill::backend::choose(BackendChoice::Docker, &images) {
+        Ok(_) => runs.push(("docker", 2)),
+        Err(e) => eprintln!("bench: no docker suite ({e})"),
     }
     let mut out = Vec::new();
     for (backend, threads) in runs {

@@ -232,6 +232,12 @@ pub trait Server: Send + Sync + std::fmt::Debug {
         passthrough: &[&str],
         args: &[String],
     ) -> String;
+    /// `path` (a backup) where [`Server::tool`] can read it: the path
+    /// itself, or a copy in the server's dir when the tool's user (native,
+    /// an unprivileged one) cannot read the original.
+    fn readable(&self, path: &std::path::Path) -> Result<PathBuf> {
+        Ok(path.to_owned())
+    }
     /// Runs `script` under `sh` with `$DATA` naming the server's data: the
     /// data dir, or the volume mounted into a throwaway container of the
     /// same image (the runbook's `docker run --rm -v vol:/data ...`). The

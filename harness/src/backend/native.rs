@@ -80,6 +80,12 @@ impl NativeServer {
             keep: false,
         };
         server.chown(server.root())?;
+        // The server's own tools run as its user (never root): the drill's
+        // own run dirs (marked) are theirs to write backups into. A user's
+        // folder is never touched.
+        for dir in spec.shared.iter().filter(|d| d.join(MARKER).is_file()) {
+            server.chown(dir)?;
+        }
         super::Server::start(&mut server, spec)?;
         Ok(server)
     }
@@ -267,11 +273,19 @@ impl super::Server for NativeServer {
     }
 
     fn tool(&self, program: &str, env: &[(String, String)]) -> Command {
-        tracing::debug!(service = %self.spec.kind, program, "tool");
+        tracing::debug!(service = %self.spec.kind, program, user = self.run_as.as_ref().map(|u| u.name.as_str()), "tool");
         let path = self
             .resolve(program)
             .unwrap_or_else(|| PathBuf::from(program));
         let mut cmd = Command::new(path);
+        if let Some(u) = &self.run_as {
+            // As the server's user, in the server's dir: a backup that
+            // fooled a client tool still could not act as root.
+            cmd.uid(u.uid.as_raw())
+                .gid(u.gid.as_raw())
+                .current_dir(self.root())
+                .env("HOME", self.root());
+        }
         super::scrub_env(&mut cmd, &self.spec.scrub_env);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -302,6 +316,54 @@ impl super::Server for NativeServer {
         }
         script.push_str(" \"$@\"\n");
         script
+    }
+
+    fn readable(&self, path: &Path) -> Result<PathBuf> {
+        let Some(u) = &self.run_as else {
+            return Ok(path.to_owned());
+        };
+        let probe = if path.is_dir() {
+            path.join("toc.dat")
+        } else {
+            path.to_owned()
+        };
+        let readable = Command::new("test")
+            .arg("-r")
+            .arg(&probe)
+            .uid(u.uid.as_raw())
+            .gid(u.gid.as_raw())
+            .status()
+            .is_ok_and(|s| s.success());
+        if readable {
+            return Ok(path.to_owned());
+        }
+        let copy = self.root().join("staged").join(
+            path.file_name()
+                .map_or_else(|| "backup".into(), |n| n.to_os_string()),
+        );
+        tracing::debug!(from = %path.display(), to = %copy.display(), user = %u.name, "the tool user cannot read the backup: staged a copy");
+        let _ = fs::remove_dir_all(&copy);
+        let staged = copy.parent().unwrap_or(&copy);
+        fs::create_dir_all(staged).map_err(Error::io("create", staged))?;
+        let out = Command::new("cp")
+            .arg("-R")
+            .arg(path)
+            .arg(&copy)
+            .output()
+            .map_err(Error::spawn("cp -R"))?;
+        if !out.status.success() {
+            return Err(Error::command(format!("cp -R {}", path.display()), &out));
+        }
+        let out = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", u.uid, u.gid))
+            .arg(copy.parent().unwrap_or(&copy))
+            .output()
+            .map_err(Error::spawn("chown -R"))?;
+        if !out.status.success() {
+            return Err(Error::command("chown -R", &out));
+        }
+        Ok(copy)
     }
 
     fn data_shell(&self, script: &str) -> Result<Output> {

@@ -132,6 +132,14 @@ impl Services {
             let t = tl.start(&Phase::Backup, &label);
             match self.0[i].backup(&cx).await {
                 Ok(b) => {
+                    for p in b
+                        .record
+                        .iter()
+                        .map(|r| &r.path)
+                        .chain(b.artifact.iter().map(|a| &a.path))
+                    {
+                        owner_only(p).map_err(Error::io("restrict the permissions of", p))?;
+                    }
                     tl.finish(&Phase::Backup, &label, t, true, b.detail);
                     if let Some(a) = b.artifact {
                         taken.dump = Some(a);
@@ -212,14 +220,32 @@ impl Writers {
 }
 
 /// Writes each (program, script) into `bin` (again each time: a wipe or a
-/// crash makes a new container).
+/// crash makes a new container). They hold the servers' passwords: the
+/// folder and the scripts are their owner's only.
 fn write_shims(bin: &Path, shims: &[(String, String)]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(bin)?;
+    std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o700))?;
     for (program, text) in shims {
         let path = bin.join(program);
         std::fs::write(&path, text)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// A backup is its owner's only: files 0600, folders 0700 (the owner stays:
+/// the server's user where it wrote them).
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+        for e in std::fs::read_dir(path)? {
+            owner_only(&e?.path())?;
+        }
+    } else if meta.is_file() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(())
 }

@@ -303,3 +303,30 @@ fn reaping_never_kills_an_unrelated_process() {
     bystander.kill().unwrap();
     bystander.wait().unwrap();
 }
+
+/// Natively, as root, the server's own tools run as its unprivileged user
+/// in its own dir: a tool a backup fooled still could not act as root.
+#[test]
+fn client_tools_never_run_as_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("(as a non-root user, tools run as that user: nothing to check)");
+        return;
+    }
+    let Some(pg) = start_on(BackendKind::Native, "tool-user") else {
+        return;
+    };
+    let out = pg
+        .client(ClientTool::Psql)
+        .args(["-X", "-q", "-c", "\\! id -u; pwd"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_ne!(lines.next(), Some("0"), "{text}");
+    assert!(
+        lines
+            .next()
+            .is_some_and(|dir| dir.contains("drill-srv-postgres-")),
+        "{text}"
+    );
+}

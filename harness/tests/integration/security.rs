@@ -65,3 +65,83 @@ async fn a_restore_runs_no_command_on_the_host(#[case] backend: BackendKind) {
         .unwrap();
     assert_eq!(a, "! touch in-data");
 }
+
+/// What a run leaves on disk is its owner's only: the run dir, the shims
+/// (they hold the servers' passwords) and the backups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_dir_shims_and_backups_are_the_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let sc = drill::scenario::parse_str(
+        r#"
+description = "permissions of what a run writes"
+[services.postgres]
+engine = "postgres"
+[services.redis]
+[fixture]
+ticks = 340
+[backup]
+method = "pg-dump"
+[backup.redis]
+method = "rdb-copy"
+[fault]
+action = "restart"
+service = "all"
+[[recovery]]
+name = "look"
+steps = [{ step = "shell", run = "true" }]
+[expect]
+rto = "1 min"
+"#,
+        std::path::Path::new("/tmp/permissions.toml"),
+    )
+    .unwrap();
+    let opts = drill::engine::DrillOptions {
+        keep: true,
+        ..Default::default()
+    };
+    let report = drill::engine::run(&sc, &opts).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dump = report.backup.as_ref().unwrap().path.clone();
+    let work = dump.parent().unwrap().to_owned();
+    let checks = [
+        (work.clone(), 0o700),
+        (work.join("bin"), 0o700),
+        (work.join("bin/psql"), 0o700),
+        (work.join("bin/redis-cli"), 0o700),
+        (dump, 0o600),
+        (report.backups[0].path.clone(), 0o600),
+    ];
+    let wrong: Vec<String> = checks
+        .iter()
+        .filter(|(p, m)| mode(p) != *m)
+        .map(|(p, m)| format!("{}: {:o}, want {m:o}", p.display(), mode(p)))
+        .collect();
+    drill::backend::reap_own();
+    assert!(wrong.is_empty(), "{wrong:?}");
+}
+
+/// Natively, ClickHouse's `default` user needs the generated password too:
+/// no local user reads or drops tables without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouses_default_user_needs_the_password() {
+    use drill::service::clickhouse::{ClickHouse, ClickHouseSpec};
+    let ch =
+        ClickHouse::start(BackendKind::Native, &ClickHouseSpec::new("test-ch-default")).unwrap();
+    let url = ch
+        .env()
+        .into_iter()
+        .find(|(k, _)| k == "CLICKHOUSE_HTTP_PORT")
+        .unwrap()
+        .1;
+    let anonymous = ::clickhouse::Client::default()
+        .with_url(format!("http://127.0.0.1:{url}"))
+        .with_user("default")
+        .with_validation(false);
+    let r = anonymous
+        .query("SELECT 1")
+        .fetch_bytes("TabSeparated")
+        .unwrap()
+        .collect()
+        .await;
+    assert!(r.is_err(), "the default user answered without a password");
+}

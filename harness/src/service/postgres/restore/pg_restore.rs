@@ -55,10 +55,11 @@ pub fn pg_restore(
     let command = format!("pg_restore {} {}", args.join(" "), path.display());
     tracing::debug!(%command, "restore");
     super::with_timescaledb(server, timescaledb, o.role.as_ref(), || {
+        let path = server.server.readable(path)?;
         let mut child = server
             .client_as(ClientTool::PgRestore, o.role.as_ref())
             .args(&args)
-            .arg(path)
+            .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
