@@ -60,9 +60,20 @@ impl Inspection {
     }
 }
 
-/// Inspects one backup. `server` provides pg_restore for custom and
-/// directory formats.
+/// Inspects one backup: [`inspect_file`], then [`inspect_archive`].
 pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
+    let mut i = inspect_file(path, &server.coordinates().database);
+    inspect_archive(&mut i, server)?;
+    Ok(i)
+}
+
+/// What can be told of a backup without a server: that it is a file or a
+/// dump folder drill may read (a FIFO, a device or a symlink loop is named
+/// as such, and never opened), its format by its magic bytes, whether its
+/// name agrees, its `.sha256` sidecar, and for plain SQL the whole stream
+/// read through the sanitizer and the guard (a truncated gzip, pg_dump's
+/// stderr, commands that would run on the host, no SQL at all).
+pub(crate) fn inspect_file(path: &Path, database: &str) -> Inspection {
     let mut i = Inspection {
         path: path.to_owned(),
         format: DumpFormat::Plain,
@@ -77,105 +88,189 @@ pub(crate) fn inspect(path: &Path, server: &Postgres) -> Result<Inspection> {
         refused: Vec::new(),
         refused_total: 0,
     };
-    if path.is_dir() {
+    if let Err(why) = readable_kind(path) {
+        i.problems.push(why);
+    } else if path.is_dir() {
         i.format = DumpFormat::Directory;
         if !path.join("toc.dat").is_file() {
             i.problems
                 .push("folder has no toc.dat: not a pg_dump directory-format backup".into());
         }
     } else {
-        let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
-        i.bytes = meta.len();
-        let mut head = [0u8; 5];
-        let n = File::open(path)
-            .and_then(|mut f| f.read(&mut head))
-            .map_err(Error::io("read", path))?;
-        i.gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
-        if n == 5 && &head == b"PGDMP" {
-            i.format = DumpFormat::Custom;
-        }
-        if let Some(expected) = sidecar(path)? {
-            let actual = sha256_file(path)?;
-            i.sha256_matches = Some(actual == expected);
-            if actual != expected {
-                i.problems.push(format!(
-                    "sha256 mismatch: sidecar says {expected}, file is {actual}"
-                ));
-            }
-        }
-        if i.bytes == 0 {
-            i.problems.push("file is empty".into());
-        }
+        inspect_regular(&mut i);
     }
-    match i.format {
-        DumpFormat::Plain if i.problems.is_empty() => {
-            scan_plain(&mut i, &server.coordinates().database)?
-        }
-        DumpFormat::Custom | DumpFormat::Directory if i.problems.is_empty() => {
-            let path = &server.server.readable(path)?;
-            let out = server
-                .client(ClientTool::PgRestore)
-                .arg("--list")
-                .arg(path)
-                .output()
-                .map_err(|source| Error::Spawn {
-                    command: "pg_restore --list".into(),
-                    source,
-                })?;
-            // --list reads only the table of contents: read the data too,
-            // so a cut-off archive is caught before the restore.
-            let full = server
-                .client(ClientTool::PgRestore)
-                .args(["-f", "/dev/null"])
-                .arg(path)
-                .output()
-                .map_err(|source| Error::Spawn {
-                    command: "pg_restore -f /dev/null".into(),
-                    source,
-                })?;
-            if out.status.success() && !full.status.success() {
-                i.problems.push(format!(
-                    "the archive is damaged or cut off: {}",
-                    String::from_utf8_lossy(&full.stderr).trim()
-                ));
-            } else if out.status.success() {
-                let toc = String::from_utf8_lossy(&out.stdout);
-                i.timescaledb = toc.lines().any(|l| {
-                    l.contains("EXTENSION - timescaledb")
-                        || l.contains(" EXTENSION public timescaledb")
-                });
-                if i.timescaledb {
-                    // The metadata table's data, as SQL on stdout.
-                    let meta = server
-                        .client(ClientTool::PgRestore)
-                        .args([
-                            "--data-only",
-                            "--schema=_timescaledb_catalog",
-                            "--table=metadata",
-                            "-f",
-                            "-",
-                        ])
-                        .arg(path)
-                        .output()
-                        .map_err(|source| Error::Spawn {
-                            command: "pg_restore --data-only --table=metadata".into(),
-                            source,
-                        })?;
-                    i.timescaledb_version = String::from_utf8_lossy(&meta.stdout)
-                        .lines()
-                        .find_map(version_row);
-                }
-            } else {
-                i.problems.push(format!(
-                    "pg_restore cannot read it: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        _ => {}
+    if i.format == DumpFormat::Plain
+        && i.problems.is_empty()
+        && let Err(e) = scan_plain(&mut i, database)
+    {
+        i.problems.push(e.to_string());
     }
     i.ok = i.problems.is_empty();
-    Ok(i)
+    i
+}
+
+/// A regular file: its size, magic bytes against its name, its sidecar.
+fn inspect_regular(i: &mut Inspection) {
+    let path = i.path.clone();
+    let mut head = [0u8; 5];
+    let n = match File::open(&path).and_then(|mut f| {
+        i.bytes = f.metadata()?.len();
+        f.read(&mut head)
+    }) {
+        Ok(n) => n,
+        Err(e) => {
+            i.problems.push(format!("cannot read it ({e})"));
+            return;
+        }
+    };
+    i.gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
+    if n == 5 && &head == b"PGDMP" {
+        i.format = DumpFormat::Custom;
+    }
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if i.bytes == 0 {
+        i.problems.push("file is empty".into());
+    } else if name.ends_with(".gz") && !i.gzip {
+        i.problems.push(format!(
+            "not gzip: the name ends in .gz, but the file does not begin with gzip's magic bytes 1f 8b (it begins {})",
+            hex(&head[..n])
+        ));
+    } else if [".dump", ".custom", ".backup", ".pgdump"]
+        .iter()
+        .any(|e| name.ends_with(e))
+        && i.format != DumpFormat::Custom
+    {
+        i.problems.push(format!(
+            "not a pg_dump archive: bad magic (a custom-format archive begins with PGDMP; this file begins {})",
+            hex(&head[..n])
+        ));
+    }
+    match sidecar(&path) {
+        Ok(Some(expected)) => match sha256_file(&path) {
+            Ok(actual) => {
+                i.sha256_matches = Some(actual == expected);
+                if actual != expected {
+                    i.problems.push(format!(
+                        "sha256 mismatch: sidecar says {expected}, file is {actual}"
+                    ));
+                }
+            }
+            Err(e) => i.problems.push(e.to_string()),
+        },
+        Ok(None) => {}
+        Err(e) => i.problems.push(e.to_string()),
+    }
+}
+
+/// Custom and directory archives, with the server's own pg_restore: the
+/// table of contents, a full read (a cut-off archive shows here), and
+/// TimescaleDB's version when the archive holds the extension.
+pub(crate) fn inspect_archive(i: &mut Inspection, server: &Postgres) -> Result<()> {
+    if i.format == DumpFormat::Plain || !i.problems.is_empty() {
+        return Ok(());
+    }
+    let path = &server.server.readable(&i.path)?;
+    let out = server
+        .client(ClientTool::PgRestore)
+        .arg("--list")
+        .arg(path)
+        .output()
+        .map_err(Error::spawn("pg_restore --list"))?;
+    // --list reads only the table of contents: read the data too, so a
+    // cut-off archive is caught before the restore.
+    let full = server
+        .client(ClientTool::PgRestore)
+        .args(["-f", "/dev/null"])
+        .arg(path)
+        .output()
+        .map_err(Error::spawn("pg_restore -f /dev/null"))?;
+    if out.status.success() && !full.status.success() {
+        i.problems.push(format!(
+            "the archive is damaged or cut off: {}",
+            String::from_utf8_lossy(&full.stderr).trim()
+        ));
+    } else if out.status.success() {
+        let toc = String::from_utf8_lossy(&out.stdout);
+        i.timescaledb = toc.lines().any(|l| {
+            l.contains("EXTENSION - timescaledb") || l.contains(" EXTENSION public timescaledb")
+        });
+        if i.timescaledb {
+            // The metadata table's data, as SQL on stdout.
+            let meta = server
+                .client(ClientTool::PgRestore)
+                .args([
+                    "--data-only",
+                    "--schema=_timescaledb_catalog",
+                    "--table=metadata",
+                    "-f",
+                    "-",
+                ])
+                .arg(path)
+                .output()
+                .map_err(Error::spawn("pg_restore --data-only --table=metadata"))?;
+            i.timescaledb_version = String::from_utf8_lossy(&meta.stdout)
+                .lines()
+                .find_map(version_row);
+        }
+    } else {
+        i.problems.push(format!(
+            "pg_restore cannot read it: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    i.ok = i.problems.is_empty();
+    Ok(())
+}
+
+/// Ok when `path` is a regular file or a folder this process may read;
+/// otherwise what it is instead. Never opens anything (a FIFO would block).
+pub(crate) fn readable_kind(path: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err("a symlink loop (too many levels of symbolic links): point --backup at the file itself".into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(if std::fs::symlink_metadata(path).is_ok() {
+                "a symlink to nothing (its target does not exist)".into()
+            } else {
+                "no such file or folder".into()
+            });
+        }
+        Err(e) => return Err(format!("cannot look at it ({e})")),
+    };
+    let t = meta.file_type();
+    let other = if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        None
+    };
+    if let Some(what) = other {
+        return Err(format!(
+            "{what}, not a file: drill reads backups from files and dump folders"
+        ));
+    }
+    let readable = if t.is_dir() {
+        std::fs::read_dir(path).map(|_| ())
+    } else {
+        File::open(path).map(|_| ())
+    };
+    readable.map_err(|e| {
+        format!("cannot read it ({e}); run drill as a user who can, or copy the backup")
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Reads the whole plain dump (through gzip) as drill would restore it:
@@ -217,6 +312,24 @@ fn scan_plain(i: &mut Inspection, database: &str) -> Result<()> {
     i.timescaledb_version = facts.timescaledb_version;
     if report.bytes_in == 0 {
         i.problems.push("the dump holds no SQL".into());
+    } else if facts.binary {
+        i.problems.push(format!(
+            "binary data, not SQL (a NUL byte at byte {}){}",
+            facts.first_nul,
+            if i.gzip {
+                ", inside a valid gzip stream"
+            } else {
+                ""
+            }
+        ));
+    } else if !facts.header && facts.statements == 0 {
+        i.problems.push(format!(
+            "no SQL statements in {} bytes of text: not a pg_dump plain dump",
+            report.bytes_in
+        ));
+    } else if !facts.header {
+        i.problems
+            .push("not written by pg_dump: no `-- PostgreSQL database dump` header line".into());
     } else if !facts.complete {
         // pg_dump died mid-way (`pg_dump | gzip` still closes the gzip
         // stream): the last line pg_dump writes is missing.
@@ -230,6 +343,13 @@ fn scan_plain(i: &mut Inspection, database: &str) -> Result<()> {
 struct PlainFacts {
     bytes: u64,
     partial: Vec<u8>,
+    /// pg_dump's first lines: `-- PostgreSQL database dump`.
+    header: bool,
+    /// Lines ending a statement (`;`).
+    statements: u64,
+    /// A NUL byte: not text at all.
+    binary: bool,
+    first_nul: u64,
     complete: bool,
     timescaledb: bool,
     timescaledb_version: Option<String>,
@@ -239,6 +359,11 @@ impl PlainFacts {
     fn line(&mut self, line: &[u8]) {
         if line.starts_with(b"-- PostgreSQL database dump complete") {
             self.complete = true;
+        } else if line.starts_with(b"-- PostgreSQL database dump") {
+            self.header = true;
+        }
+        if line.trim_ascii_end().ends_with(b";") {
+            self.statements += 1;
         }
         if !self.timescaledb
             && line.starts_with(b"CREATE EXTENSION")
@@ -257,6 +382,12 @@ impl PlainFacts {
 
 impl std::io::Write for PlainFacts {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.binary
+            && let Some(at) = buf.iter().position(|&c| c == 0)
+        {
+            self.binary = true;
+            self.first_nul = self.bytes + at as u64;
+        }
         self.bytes += buf.len() as u64;
         let mut rest = buf;
         while let Some(n) = rest.iter().position(|&c| c == b'\n') {
@@ -336,6 +467,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 fn looks_like_dump(p: &Path) -> bool {
     if p.is_dir() {
         return p.join("toc.dat").is_file();
+    }
+    if !std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+        return false; // a FIFO would block the read below
     }
     let mut head = vec![0u8; 4096];
     let n = File::open(p)

@@ -495,6 +495,7 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             min_rows: vec![],
             fingerprint: None,
             probes: vec![],
+            allow_empty: false,
             rto: Duration::from_secs(3600),
             image: None,
         };

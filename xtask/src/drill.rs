@@ -74,6 +74,10 @@ struct ArtifactArgs {
     /// SQL returning one boolean that must be true (repeatable).
     #[arg(long = "probe")]
     probes: Vec<String>,
+    /// Pass a restore that brings back no table (by default it is red: a
+    /// backup job that dumps the wrong database would otherwise stay green).
+    #[arg(long)]
+    allow_empty: bool,
     /// Recovery time objective (seed 004: a full restore within 1 hour).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     rto: Duration,
@@ -305,12 +309,8 @@ pub(crate) fn run(args: Args) -> Outcome {
 /// Parses and validates everything; None when --validate-only is done.
 fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
     if let Some(Sub::RestoreArtifact(a)) = args.sub {
-        if !a.backup.exists() {
-            return Err(Failure::bad_input(anyhow::anyhow!(
-                "{}: no such file or folder",
-                a.backup.display()
-            )));
-        }
+        // A backup that is missing or no backup is a red drill with a
+        // report (the nightly question's answer), not an input error.
         let fingerprint = match &a.fingerprint {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -332,6 +332,7 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
             min_rows: a.min_rows,
             fingerprint,
             probes: a.probes,
+            allow_empty: a.allow_empty,
             rto: a.rto,
             image: a.image,
         };
@@ -385,7 +386,7 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> O
         println!("{}", drill::report::summary::table(reports));
         for r in reports {
             for w in &r.warnings {
-                println!("⚠ {}: {w}", r.name);
+                println!("⚠ {}: {}", r.name, w.message);
             }
             for rec in r
                 .recoveries

@@ -171,12 +171,25 @@ fn every_kind_of_backup_gets_the_right_verdict(#[case] backend: BackendKind) {
 
     // Verbose stderr merged in: restores (sanitized) with a warning; the
     // plain `gunzip | psql` procedure fails.
-    let (code, out, _) = restore(&verbose, &[]);
+    let (code, out, json) = restore(&verbose, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("lines of pg_dump's own stderr are inside"),
+        out.contains("the backup job writes pg_dump's stderr into the file"),
         "{out}"
     );
+    // The warning reaches machines, and counts exactly what was removed.
+    let warning = &json["scenarios"][0]["warnings"][0];
+    assert_eq!(warning["code"], "stderr-in-backup", "{json}");
+    let counted: u64 = warning["evidence"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let removed = format!("sanitizer removed {counted} of");
+    assert!(out.contains(&removed), "{removed} not in {out}");
     let (code, out, _) = restore(&verbose, &["--no-sanitize"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("syntax error at or near \"pg_dump\""), "{out}");
@@ -214,11 +227,25 @@ fn every_kind_of_backup_gets_the_right_verdict(#[case] backend: BackendKind) {
     std::fs::copy(&clean, folder.join("nexwave_backup_1.sql.gz")).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::copy(&truncated, folder.join("nexwave_backup_2.sql.gz")).unwrap();
-    let (code, out, _) = restore(&folder, &[]);
+    let (code, out, json) = restore(&folder, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("fell back to an older one (1 rejected)"),
+        out.contains("fell back to an older one, ") && out.contains("(1 rejected)"),
         "{out}"
+    );
+    // Machines see which file was used and why the newer one was not.
+    let warning = &json["scenarios"][0]["warnings"][0];
+    assert_eq!(warning["code"], "fell-back", "{json}");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("nexwave_backup_1.sql.gz")
+            && warning["evidence"]
+                .as_str()
+                .unwrap()
+                .contains("nexwave_backup_2.sql.gz: gzip stream is damaged"),
+        "{json}"
     );
 }
 
@@ -394,4 +421,193 @@ fn a_backup_that_runs_commands_on_the_host_is_refused(#[case] backend: BackendKi
     );
     let left: Vec<_> = std::fs::read_dir(marks.path()).unwrap().collect();
     assert!(left.is_empty(), "files written on the host: {left:?}");
+}
+
+/// Fifteen things that are not a usable backup, each named for what it is
+/// before any server starts, with a report written: the counts are in the
+/// closing note of issue 18 (clear error / wrongly accepted / panics).
+#[test]
+fn malformed_artifacts_are_named_before_any_server_starts() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gz = |name: &str, bytes: &[u8]| {
+        let path = d.join(name);
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap();
+        path
+    };
+    let file = |name: &str, bytes: &[u8]| {
+        let path = d.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let fake_dump = "--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\nCREATE TABLE public.t (a int);\n\n--\n-- PostgreSQL database dump complete\n--\n";
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) % 251) as u8)
+        .collect();
+    let truncated = {
+        let whole = gz("whole.sql.gz", fake_dump.repeat(200).as_bytes());
+        let bytes = std::fs::read(&whole).unwrap();
+        file("truncated.sql.gz", &bytes[..bytes.len() / 2])
+    };
+    let loop_a = d.join("loop-a.sql");
+    std::os::unix::fs::symlink(d.join("loop-b.sql"), &loop_a).unwrap();
+    std::os::unix::fs::symlink(&loop_a, d.join("loop-b.sql")).unwrap();
+    let dangling = d.join("dangling.sql.gz");
+    std::os::unix::fs::symlink(d.join("gone.sql.gz"), &dangling).unwrap();
+    let fifo = d.join("backup.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let empty_folder = d.join("no-backups");
+    std::fs::create_dir(&empty_folder).unwrap();
+    std::fs::write(empty_folder.join("notes.txt"), "the backups moved").unwrap();
+    let no_toc = d.join("dir.dump");
+    std::fs::create_dir(&no_toc).unwrap();
+    let mismatch = file("mismatch.sql", fake_dump.as_bytes());
+    file(
+        "mismatch.sql.sha256",
+        format!("{}  mismatch.sql\n", "0".repeat(64)).as_bytes(),
+    );
+    let bad_sidecar = file("badside.sql", fake_dump.as_bytes());
+    file("badside.sql.sha256", b"not a digest\n");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (file("random.sql.gz", &noise), "not gzip"),
+        (
+            file("random.dump", &noise),
+            "not a pg_dump archive: bad magic",
+        ),
+        (
+            gz("prose.sql.gz", b"Dear team,\nthe backup is attached.\n"),
+            "no SQL statements",
+        ),
+        (gz("binary.sql.gz", &noise), "binary data, not SQL"),
+        (file("empty.sql", b""), "file is empty"),
+        (loop_a, "a symlink loop"),
+        (dangling, "a symlink to nothing"),
+        (fifo, "a FIFO (named pipe), not a file"),
+        (PathBuf::from("/dev/null"), "a device, not a file"),
+        (d.join("missing.sql.gz"), "no such file or folder"),
+        (empty_folder, "the folder holds no backup"),
+        (no_toc, "no toc.dat of a directory-format dump"),
+        (truncated, "gzip stream is damaged or truncated"),
+        (
+            file(
+                "handmade.sql",
+                b"CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n",
+            ),
+            "not written by pg_dump",
+        ),
+        (
+            file(
+                "cut.sql",
+                fake_dump
+                    .split("\n--\n-- PostgreSQL database dump complete")
+                    .next()
+                    .unwrap()
+                    .as_bytes(),
+            ),
+            "the dump is cut off",
+        ),
+        (mismatch, "sha256 mismatch"),
+        (bad_sidecar, "is not a sha256 sidecar"),
+    ];
+    let (mut clear, mut accepted, mut panics) = (0, 0, 0);
+    let mut wrong = Vec::new();
+    for (path, want) in &cases {
+        let reports = tempfile::tempdir().unwrap();
+        let out = cargo_bin_cmd!("xtask")
+            .current_dir(root())
+            .args([
+                "drill",
+                "restore-artifact",
+                "--backend",
+                "native",
+                "--engine",
+                "postgres",
+                "--backup",
+            ])
+            .arg(path)
+            .arg("--report-dir")
+            .arg(reports.path())
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = reports.path().join("report.json");
+        if text.contains("panicked") {
+            panics += 1;
+            wrong.push(format!("{}: panicked", path.display()));
+        } else if out.status.code() == Some(1)
+            && text.contains(want)
+            && !text.contains("start postgres")
+            && report.is_file()
+        {
+            clear += 1;
+        } else {
+            accepted += usize::from(out.status.code() == Some(0));
+            wrong.push(format!(
+                "{}: exit {:?}, want `{want}` before any server, report written: {}\n{text}",
+                path.display(),
+                out.status.code(),
+                report.is_file()
+            ));
+        }
+    }
+    eprintln!(
+        "malformed artifacts: {clear} of {} named before any server started, {accepted} wrongly accepted, {panics} panics",
+        cases.len()
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// A dump of an empty database (a backup job aimed at the wrong database)
+/// is red unless `--allow-empty`, and says how to pin what production holds.
+#[test]
+fn an_empty_restore_is_red_unless_allowed() {
+    let pg = Postgres::native(&PgSpec::new("empty", "empty", "test-empty-dump")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.sql.gz");
+    dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &path);
+    drop(pg);
+    let run = |extra: &[&str]| {
+        let reports = tempfile::tempdir().unwrap();
+        let out = cargo_bin_cmd!("xtask")
+            .current_dir(root())
+            .args([
+                "drill",
+                "restore-artifact",
+                "--backend",
+                "native",
+                "--engine",
+                "postgres",
+                "--backup",
+            ])
+            .arg(&path)
+            .args(extra)
+            .arg("--report-dir")
+            .arg(reports.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("the backup restored an empty database"),
+        "{out}"
+    );
+    assert!(out.contains("--fingerprint"), "{out}");
+    let (code, out) = run(&["--allow-empty"]);
+    assert_eq!(code, Some(0), "{out}");
 }

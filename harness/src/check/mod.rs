@@ -24,6 +24,9 @@ pub enum CheckKind {
     Schema,
     /// A table that must exist.
     Table,
+    /// A table that must hold at least so many rows (nothing compared with
+    /// a baseline).
+    MinRows,
     /// Rows whose foreign-key parent is missing.
     FkOrphans,
     /// SQL that must return true.

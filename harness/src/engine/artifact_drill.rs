@@ -10,7 +10,7 @@ use std::time::Duration;
 use drill_fixtures::Flavour;
 
 use super::timeline::{Phase, Timeline};
-use super::{DrillOptions, DrillReport, RecoveryReport, Verdict};
+use super::{DrillOptions, DrillReport, RecoveryReport, Verdict, WarningCode};
 use crate::Result;
 use crate::artifact::{self, Inspection};
 use crate::check::{self, CheckKind, CheckResult};
@@ -44,6 +44,10 @@ pub struct ArtifactDrill {
     pub fingerprint: Option<Fingerprint>,
     /// SQL that must return true.
     pub probes: Vec<String>,
+    /// A restore that brings back no table passes (otherwise an empty
+    /// restore is red: a backup job that dumps the wrong database would be
+    /// green forever).
+    pub allow_empty: bool,
     pub rto: Duration,
     /// The image to restore into (docker backend); None: the environment's
     /// or the official default.
@@ -58,18 +62,21 @@ struct Restore<'a> {
     tl: Timeline,
     report: DrillReport,
     checks: Vec<CheckResult>,
-    server: Postgres,
+    /// Started once a backup passed what can be checked without one.
+    server: Option<Postgres>,
     flavour: Flavour,
+    backend: crate::vocab::BackendKind,
+    run_id: String,
 }
 
 /// Restores the artifact and judges it. One "recovery" named `restore`; its
 /// RTO runs from the start of the restore to every check green.
 pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<DrillReport> {
-    let mut r = Restore::start(d, opts)?;
+    let mut r = Restore::new(d, opts);
     let Some(inspection) = r.choose_backup()? else {
         return Ok(r.finish(None, vec![], opts));
     };
-    if !r.compatible(&inspection) {
+    if !r.compatible(&inspection)? {
         return Ok(r.finish(None, vec![], opts));
     }
     let restore = Phase::Recovery("restore".into());
@@ -99,37 +106,11 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
 }
 
 impl Restore<'_> {
-    /// Starts the server to restore into, in the flavour asked for.
-    fn start<'a>(d: &'a ArtifactDrill, opts: &DrillOptions) -> Result<Restore<'a>> {
+    /// A restore about to begin: nothing started yet.
+    fn new<'a>(d: &'a ArtifactDrill, opts: &DrillOptions) -> Restore<'a> {
         let run_id = super::new_run_id();
-        let mut tl = Timeline::new(NAME, opts.progress.clone());
-        let image = crate::service::postgres::image(d.image.as_deref());
-        let (flavour, flavour_note) = resolve_flavour(d.engine, opts.backend, &image)?;
-        // The server's own pg_restore reads the backup where it lies.
-        let backup =
-            std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;
-        let shared = if backup.is_dir() {
-            backup
-        } else {
-            backup.parent().map(PathBuf::from).unwrap_or(backup)
-        };
-        let spec = PgSpec {
-            timescaledb: flavour == Flavour::TimescaleDb,
-            image,
-            shared: vec![shared],
-            ..PgSpec::new(&d.database, &d.user, &run_id)
-        };
-        let server = tl.timed(
-            &Phase::Setup,
-            "start postgres",
-            || Postgres::start(opts.backend, &spec),
-            |s| describe(s.info()),
-        )?;
-        let info = server.info().clone();
         let report = DrillReport {
-            backend: info.backend.name().into(),
-            servers: vec![info],
-            flavour: flavour_note,
+            backend: opts.backend.name().into(),
             ..DrillReport::new(
                 NAME,
                 &format!("restore {}", d.backup.display()),
@@ -138,25 +119,66 @@ impl Restore<'_> {
                 d.rto,
             )
         };
-        Ok(Restore {
+        Restore {
             d,
-            tl,
+            tl: Timeline::new(NAME, opts.progress.clone()),
             report,
             checks: Vec::new(),
-            server,
-            flavour,
-        })
+            server: None,
+            flavour: Flavour::Postgres,
+            backend: opts.backend,
+            run_id,
+        }
+    }
+
+    /// The server to restore into, in the flavour asked for, started on
+    /// first use.
+    fn server(&mut self) -> Result<&Postgres> {
+        if self.server.is_none() {
+            let d = self.d;
+            let image = crate::service::postgres::image(d.image.as_deref());
+            let (flavour, flavour_note) = resolve_flavour(d.engine, self.backend, &image)?;
+            // The server's own pg_restore reads the backup where it lies.
+            let backup =
+                std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;
+            let shared = if backup.is_dir() {
+                backup
+            } else {
+                backup.parent().map(PathBuf::from).unwrap_or(backup)
+            };
+            let spec = PgSpec {
+                timescaledb: flavour == Flavour::TimescaleDb,
+                image,
+                shared: vec![shared],
+                ..PgSpec::new(&d.database, &d.user, &self.run_id)
+            };
+            let backend = self.backend;
+            let server = self.tl.timed(
+                &Phase::Setup,
+                "start postgres",
+                || Postgres::start(backend, &spec),
+                |s| describe(s.info()),
+            )?;
+            self.report.servers = vec![server.info().clone()];
+            self.report.flavour = flavour_note;
+            self.flavour = flavour;
+            self.server = Some(server);
+        }
+        Ok(self.server.as_ref().expect("started above"))
     }
 
     /// The backup to restore: the file, or the newest whole one in a
-    /// folder; the rejected ones are the integrity check's evidence.
+    /// folder; the rejected ones are the integrity check's evidence. All
+    /// that can be told without a server is told first: a backup that is
+    /// not one starts no server.
     fn choose_backup(&mut self) -> Result<Option<Inspection>> {
         let d = self.d;
-        let is_backup_folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
-        let candidates = if is_backup_folder {
-            artifact::candidates(&d.backup)?
-        } else {
-            vec![d.backup.clone()]
+        let candidates = match self.candidates() {
+            Ok(c) => c,
+            Err(why) => {
+                self.checks.push(unusable(&d.backup, &why));
+                return Ok(None);
+            }
         };
         let mut rejected: Vec<Inspection> = Vec::new();
         let mut chosen = None;
@@ -164,7 +186,11 @@ impl Restore<'_> {
             let name = c.file_name().map(|n| n.to_string_lossy().into_owned());
             let step = format!("inspect {}", name.unwrap_or_default());
             let t = self.tl.start(&Phase::Inspect, &step);
-            let i = tokio::task::block_in_place(|| artifact::inspect(&c, &self.server))?;
+            let mut i = tokio::task::block_in_place(|| artifact::inspect_file(&c, &d.database));
+            if i.ok && i.format != DumpFormat::Plain {
+                let server = self.server()?;
+                tokio::task::block_in_place(|| artifact::inspect_archive(&mut i, server))?;
+            }
             let safe = i.refused_total == 0;
             let detail = match (i.ok, safe) {
                 (true, true) => i.describe(),
@@ -186,29 +212,68 @@ impl Restore<'_> {
             rejected.push(i);
         }
         self.checks.push(integrity(chosen.as_ref(), &rejected));
-        if chosen.is_some() && !rejected.is_empty() {
-            self.report.warnings.push(format!(
-                "the newest backup was unusable; fell back to an older one ({} rejected)",
-                rejected.len()
-            ));
-        }
-        if let Some(i) = chosen.as_ref().filter(|i| i.stderr_lines > 0) {
-            self.report.warnings.push(format!(
-                "{} lines of pg_dump's own stderr are inside {} (verbose output merged into the backup, as in seed 000); {}",
-                i.stderr_lines,
-                i.path.display(),
-                if d.sanitize { "drill sanitized them away; fix the backup job (2>/dev/null or a log file)" } else { "a plain `gunzip | psql` restore will fail" }
-            ));
-        }
+        self.warn_about(chosen.as_ref(), &rejected);
         Ok(chosen)
+    }
+
+    /// The backups to try, newest first: the one named, or a folder's.
+    fn candidates(&self) -> std::result::Result<Vec<PathBuf>, String> {
+        let d = self.d;
+        artifact::readable_kind(&d.backup)?;
+        let is_backup_folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
+        if !is_backup_folder {
+            return Ok(vec![d.backup.clone()]);
+        }
+        let found = artifact::candidates(&d.backup).map_err(|e| e.to_string())?;
+        if found.is_empty() {
+            return Err("the folder holds no backup: no gzip stream, no custom-format archive, no pg_dump SQL, and no toc.dat of a directory-format dump".into());
+        }
+        Ok(found)
+    }
+
+    /// What a person should know though it fails nothing: the backup used
+    /// and why newer ones were not, pg_dump's stderr inside it.
+    fn warn_about(&mut self, chosen: Option<&Inspection>, rejected: &[Inspection]) {
+        if let Some(c) = chosen.filter(|_| !rejected.is_empty()) {
+            let why: Vec<String> = rejected
+                .iter()
+                .map(|r| format!("{}: {}", r.path.display(), r.problems.join("; ")))
+                .collect();
+            self.report.warn(
+                WarningCode::FellBack,
+                format!(
+                    "the newest backup was unusable; fell back to an older one, {} ({} rejected)",
+                    c.path.display(),
+                    rejected.len()
+                ),
+                why.join("\n"),
+            );
+        }
+        if let Some(i) = chosen.filter(|i| i.stderr_lines > 0) {
+            let restored_clean = if self.d.sanitize {
+                "drill removes them before psql sees them; fix the backup job (2>/dev/null or a log file)"
+            } else {
+                "a plain `gunzip | psql` restore will fail"
+            };
+            self.report.warn(
+                WarningCode::StderrInBackup,
+                format!(
+                    "the backup job writes pg_dump's stderr into the file: {} lines of it are inside {}; {restored_clean}",
+                    i.stderr_lines,
+                    i.path.display(),
+                ),
+                format!("{} stderr lines", i.stderr_lines),
+            );
+        }
     }
 
     /// Whether the server can take the dump: a TimescaleDB dump needs the
     /// extension, at the dump's version.
-    fn compatible(&mut self, inspection: &Inspection) -> bool {
+    fn compatible(&mut self, inspection: &Inspection) -> Result<bool> {
         if !inspection.timescaledb {
-            return true;
+            return Ok(true);
         }
+        self.server()?;
         if self.flavour != Flavour::TimescaleDb {
             self.checks.push(CheckResult::new(
                 CheckKind::Extension,
@@ -221,9 +286,12 @@ impl Restore<'_> {
                         .into(),
                 ),
             ));
-            return false;
+            return Ok(false);
         }
-        let server_version = self.server.info().timescaledb.clone();
+        let server_version = match self.server() {
+            Ok(s) => s.info().timescaledb.clone(),
+            Err(_) => None,
+        };
         let ok = match (&inspection.timescaledb_version, &server_version) {
             (Some(dump), Some(server)) => dump == server,
             _ => true, // the dump does not say: nothing to compare
@@ -239,7 +307,7 @@ impl Restore<'_> {
             ok,
             (!ok).then(|| "TimescaleDB restores need the version the dump was taken with: install it, or restore into an image of that version".into()),
         ));
-        ok
+        Ok(ok)
     }
 
     /// Restores the chosen backup as a role that is no superuser (the
@@ -255,9 +323,10 @@ impl Restore<'_> {
             took: Duration::ZERO,
         };
         self.report.backup = Some(artifact.clone());
-        let wrap = inspection.timescaledb && self.flavour == Flavour::TimescaleDb;
-        let server = &self.server;
         let sanitize = self.d.sanitize;
+        self.server()?;
+        let wrap = inspection.timescaledb && self.flavour == Flavour::TimescaleDb;
+        let server = self.server.as_ref().expect("started");
         tokio::task::block_in_place(|| {
             let role = Some(server.untrusted_role()?);
             Ok(match artifact.format {
@@ -289,9 +358,27 @@ impl Restore<'_> {
     async fn judge(&mut self) -> Result<bool> {
         let restore = Phase::Recovery("restore".into());
         let t = self.tl.start(&restore, "checks");
-        let now = snapshot::take(self.server.coordinates()).await?;
+        let server = self.server.as_ref().expect("restored into it");
+        let coords = server.coordinates().clone();
+        // A restored database that cannot be read (a dump that dropped it)
+        // is the finding, with the reason: a red check, not a harness error.
+        let now = match snapshot::take(&coords).await {
+            Ok(now) => now,
+            Err(e) => {
+                self.checks.push(CheckResult::new(
+                    CheckKind::Answers,
+                    "restored database answers",
+                    format!("database {} can be read", coords.database),
+                    "unreadable",
+                    false,
+                    Some(e.to_string()),
+                ));
+                self.tl.finish(&restore, "checks", t, false, e.to_string());
+                return Ok(false);
+            }
+        };
         self.checks.extend(expectations(self.d, &now));
-        let mut conn = self.server.coordinates().connect().await?;
+        let mut conn = coords.connect().await?;
         for sql in &self.d.probes {
             let answer = snapshot::probe(&mut conn, sql).await;
             self.checks.push(probe(sql, &answer));
@@ -355,8 +442,8 @@ impl Restore<'_> {
         });
         report.verdict = if met { Verdict::Pass } else { Verdict::Fail };
         report.timeline = self.tl.entries;
-        if opts.keep {
-            report.kept.push(self.server.keep());
+        if let (true, Some(server)) = (opts.keep, self.server.as_mut()) {
+            report.kept.push(server.keep());
         }
         report
     }
@@ -402,6 +489,18 @@ fn safety(i: &Inspection) -> CheckResult {
     )
 }
 
+/// The backup named is no backup drill can read: red, with what it is.
+fn unusable(path: &std::path::Path, why: &str) -> CheckResult {
+    CheckResult::new(
+        CheckKind::BackupIntegrity,
+        "backup integrity",
+        "a whole backup (gzip complete, checksum matching, readable)",
+        "no usable backup",
+        false,
+        Some(format!("{}: {why}", path.display())),
+    )
+}
+
 /// `--require-table`, `--min-rows` and `--fingerprint` against the
 /// restored database.
 fn expectations(d: &ArtifactDrill, now: &Snapshot) -> Vec<CheckResult> {
@@ -423,7 +522,7 @@ fn expectations(d: &ArtifactDrill, now: &Snapshot) -> Vec<CheckResult> {
         let key = qualify(table);
         let n = now.rows.get(&key).copied();
         out.push(CheckResult::new(
-            CheckKind::Rows,
+            CheckKind::MinRows,
             format!("rows {key}"),
             format!(">= {min}"),
             n.map_or("missing".into(), |n| n.to_string()),
@@ -433,6 +532,16 @@ fn expectations(d: &ArtifactDrill, now: &Snapshot) -> Vec<CheckResult> {
     }
     if let Some(fp) = &d.fingerprint {
         out.push(schema(fp, &now.schema));
+    }
+    if !d.allow_empty && now.rows.is_empty() {
+        out.push(CheckResult::new(
+            CheckKind::Table,
+            "restored tables",
+            "at least one table",
+            "none: the backup restored an empty database",
+            false,
+            Some("a backup job that dumps the wrong (or an empty) database passes every other check; pin what production holds with --require-table, --min-rows or --fingerprint (`cargo xtask fingerprint`), or pass --allow-empty if an empty database is right".into()),
+        ));
     }
     out
 }

@@ -194,7 +194,7 @@ pub struct DrillReport {
     pub timeline: Vec<TimelineEntry>,
     /// Things a person should know that do not fail the drill (e.g. a
     /// backup that restores only because drill sanitized it).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// How to reach what `--keep` left running.
     pub kept: Vec<String>,
 }
@@ -253,6 +253,39 @@ impl DrillReport {
         self.recoveries
             .iter()
             .find(|r| r.expect == RecoveryExpect::Recovers)
+    }
+}
+
+/// Something a person (and a CI job reading report.json or junit.xml)
+/// should know that does not fail the drill.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub code: WarningCode,
+    pub message: String,
+    /// What it was read from (lines, files, counts).
+    pub evidence: String,
+}
+
+/// The kinds of warning, as machines read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningCode {
+    /// The backup job merges pg_dump's stderr into the dump (seed 000).
+    StderrInBackup,
+    /// The newest backup was unusable; an older one was restored.
+    FellBack,
+    /// The restore brought back no table (allowed with --allow-empty).
+    EmptyBackup,
+}
+
+impl DrillReport {
+    /// Records a warning.
+    pub fn warn(&mut self, code: WarningCode, message: String, evidence: String) {
+        self.warnings.push(Warning {
+            code,
+            message,
+            evidence,
+        });
     }
 }
 

@@ -1,7 +1,8 @@
 //! `report.json`: the machine-readable report. Per scenario: `name`,
 //! `backend`, `verdict`, `rto_seconds`, `rpo_seconds` (null where not
 //! measured), `checks` (`name`, `expected`, `actual`, `ok`, `evidence`), the
-//! recoveries in detail, and the timeline. Times are seconds (fractional).
+//! recoveries in detail, the timeline, and `warnings` (`code`, `message`,
+//! `evidence`). Times are seconds (fractional).
 
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub(super) struct JsonScenario<'a> {
     pub timeline: Vec<JsonStep<'a>>,
     pub trend: Option<&'a Trend>,
     pub backup: Option<&'a crate::service::postgres::backup::Artifact>,
+    /// What a CI job should know though the drill passed: `code`,
+    /// `message`, `evidence` (e.g. `stderr-in-backup`, `fell-back`).
+    pub warnings: &'a [crate::engine::Warning],
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -161,6 +165,7 @@ pub(super) fn document<'a>(reports: &'a [DrillReport], trends: &'a [Trend]) -> J
                     .iter()
                     .find(|t| t.scenario == r.name && t.backend == r.backend),
                 backup: r.backup.as_ref(),
+                warnings: &r.warnings,
             })
             .collect(),
     }

@@ -117,6 +117,22 @@ pub(super) fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
                 .collect::<Vec<_>>()
                 .join("\n"),
         );
+        if !r.warnings.is_empty() {
+            // Warnings fail nothing, but a CI viewer shows them.
+            case.set_system_err(
+                r.warnings
+                    .iter()
+                    .map(|w| {
+                        let code = serde_json::to_value(w.code)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        format!("warning [{code}]: {} ({})", w.message, w.evidence)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
         suite.set_time(total);
         suite.add_test_case(case);
         report.add_test_suite(suite);

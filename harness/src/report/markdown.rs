@@ -26,14 +26,7 @@ pub(super) fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
             Some(t) => t.note.clone(),
             None => "–".into(),
         };
-        let rows = main.map_or("–".into(), |m| {
-            let (n, ok) = m
-                .checks
-                .iter()
-                .filter(|c| c.kind == CheckKind::Rows)
-                .fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
-            format!("{ok}/{n} equal")
-        });
+        let rows = main.map_or("–".into(), |m| super::rows_column(&m.checks, "equal"));
         let schema = main
             .map(|m| {
                 m.checks
@@ -68,7 +61,12 @@ pub(super) fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
     }
     for r in reports {
         for w in &r.warnings {
-            let _ = writeln!(md, "\n> ⚠ **{}**: {}", cell(&r.name), w.replace('\n', " "));
+            let _ = writeln!(
+                md,
+                "\n> ⚠ **{}**: {}",
+                cell(&r.name),
+                w.message.replace('\n', " ")
+            );
         }
         let red: Vec<_> = checks(r).into_iter().filter(|c| !c.ok).collect();
         if red.is_empty() {

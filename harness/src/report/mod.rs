@@ -79,6 +79,26 @@ pub fn write_all(
     Ok(written)
 }
 
+/// (checks passed, checks) of one kind.
+fn tally(checks: &[crate::CheckResult], kind: crate::CheckKind) -> (usize, usize) {
+    checks
+        .iter()
+        .filter(|c| c.kind == kind)
+        .fold((0, 0), |(ok, n), c| (ok + usize::from(c.ok), n + 1))
+}
+
+/// The rows column: tables whose count equals the baseline's, or (when
+/// nothing was compared, as in restore-artifact) the row minimums met.
+pub(crate) fn rows_column(checks: &[crate::CheckResult], equal: &str) -> String {
+    let (ok, n) = tally(checks, crate::CheckKind::Rows);
+    let (min_ok, min_n) = tally(checks, crate::CheckKind::MinRows);
+    if n == 0 && min_n > 0 {
+        format!("{min_ok}/{min_n} row minimums met")
+    } else {
+        format!("{ok}/{n} {equal}")
+    }
+}
+
 /// The timeline as text: each step, its start, its duration, whether it
 /// succeeded, and its output or detail.
 pub fn timeline_text(r: &DrillReport) -> String {

@@ -40,8 +40,7 @@ pub fn table(reports: &[DrillReport]) -> String {
             ));
         }
         for (i, rec) in r.recoveries.iter().enumerate() {
-            let rows = rec.checks.iter().filter(|c| c.kind == CheckKind::Rows);
-            let (n, ok) = rows.fold((0, 0), |(n, ok), c| (n + 1, ok + usize::from(c.ok)));
+            let rows = super::rows_column(&rec.checks, "tables equal");
             // PostgreSQL's catalog and each ClickHouse table's columns and engine.
             let schemas: Vec<_> = rec
                 .checks
@@ -115,7 +114,7 @@ pub fn table(reports: &[DrillReport]) -> String {
                 result,
                 Cell::new(rto),
                 Cell::new(rpo),
-                Cell::new(format!("{ok}/{n} tables equal")),
+                Cell::new(&rows),
                 Cell::new(schema),
             ]);
         }

@@ -359,7 +359,11 @@ pub(crate) fn report_multi() -> DrillReport {
             entry("recovery in-order", "clickhouse-restore", 20100, 2800, true),
             entry("recovery in-order", "checks clickhouse", 22900, 112, true),
         ],
-        warnings: vec!["1,204 lines of pg_dump's own stderr are inside the backup".into()],
+        warnings: vec![crate::engine::Warning {
+            code: crate::engine::WarningCode::StderrInBackup,
+            message: "the backup job writes pg_dump's stderr into the file: 1204 lines".into(),
+            evidence: "1204 stderr lines".into(),
+        }],
         kept: vec![],
     }
 }
