@@ -121,6 +121,67 @@ pub(crate) fn run(
     })
 }
 
+/// What a time-limited command did.
+#[derive(Debug)]
+pub(crate) struct Limited {
+    pub(crate) output: std::process::Output,
+    /// It ran past its limit and was killed (with every process it started).
+    pub(crate) timed_out: bool,
+}
+
+/// Runs `cmd` with `input` on its stdin until it exits or `limit` passes;
+/// then its process group is killed. stdout and stderr are collected.
+pub(crate) fn output_within(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<Limited> {
+    use std::os::unix::process::CommandExt;
+    let what = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(Error::spawn(what.clone()))?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdin = child.stdin.take().expect("piped");
+    let text = input.to_vec();
+    let feeder = std::thread::spawn(move || stdin.write_all(&text));
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut o = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut o);
+        o
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut e);
+        e
+    });
+    let deadline = Instant::now() + limit;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(Error::spawn(what.clone()))? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            tracing::debug!(program = %what, limit_ms = limit.as_millis() as u64, "over its time limit: killing its process group");
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            timed_out = true;
+            break child.wait().map_err(Error::spawn(what.clone()))?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = feeder.join();
+    Ok(Limited {
+        output: std::process::Output {
+            status,
+            stdout: reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+        },
+        timed_out,
+    })
+}
+
 /// Calls `f` with every line of `r` (lossily decoded, without the line
 /// end), reading to the end even past bytes that are not UTF-8.
 pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {

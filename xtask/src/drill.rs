@@ -309,6 +309,12 @@ pub(crate) fn run(args: Args) -> Outcome {
 /// Parses and validates everything; None when --validate-only is done.
 fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
     if let Some(Sub::RestoreArtifact(a)) = args.sub {
+        if !a.run.pause_at.is_empty() {
+            return Err(Failure::bad_input(anyhow::anyhow!(
+                "--pause-at: restore-artifact does not pause; use --keep to look at the restored server"
+            )));
+        }
+        check_run_args(&a.run, &[])?;
         // A backup that is missing or no backup is a red drill with a
         // report (the nightly question's answer), not an input error.
         let fingerprint = match &a.fingerprint {
@@ -339,6 +345,7 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
         return Ok(Some((Work::Artifact(Box::new(d)), a.run)));
     }
     let scenarios = select(&args)?;
+    check_run_args(&args.run, &scenarios)?;
     if args.validate_only {
         for sc in &scenarios {
             println!("ok  {}  ({})", sc.name, sc.path.display());
@@ -346,6 +353,40 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
         return Ok(None);
     }
     Ok(Some((Work::Scenarios(scenarios), args.run)))
+}
+
+/// Every flag and file a run reads, checked before any server starts.
+fn check_run_args(run: &RunArgs, scenarios: &[Scenario]) -> Result<(), Failure> {
+    let bad = |what: String| Err(Failure::bad_input(anyhow::anyhow!(what)));
+    if run.report_dir.exists() && !run.report_dir.is_dir() {
+        return bad(format!(
+            "--report-dir {}: a file, not a folder; name a folder for the reports",
+            run.report_dir.display()
+        ));
+    }
+    if let Some(h) = &run.history {
+        drill::report::history::read(h).map_err(Failure::from)?;
+    }
+    let mut known: Vec<String> = ["fault", "backup", "checks"].map(String::from).to_vec();
+    for sc in scenarios {
+        known.push(format!("fault: {}", sc.fault.action.name()));
+        for step in sc.recoveries.iter().flat_map(|r| &r.steps) {
+            known.push(step.kind().to_string());
+            known.push(step.label());
+        }
+    }
+    if let Some(p) = run.pause_at.iter().find(|p| !known.contains(p)) {
+        known.sort();
+        known.dedup();
+        return bad(format!(
+            "--pause-at {p}: no such point in the drills to run; use one of: {}",
+            known.join(", ")
+        ));
+    }
+    for sc in scenarios {
+        drill::engine::fits_on_disk(sc).map_err(Failure::from)?;
+    }
+    Ok(())
 }
 
 fn options(run: &RunArgs) -> DrillOptions {

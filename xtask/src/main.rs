@@ -60,7 +60,19 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A flag clap refuses (`--backend foo`) is bad input: exit 3, not
+    // clap's own 2 (which the README gives the harness's failures).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            });
+        }
+    };
     let outcome = match cli.command {
         Command::Drill(args) => drill::run(*args),
         Command::List { scenarios_dir } => list::run(&scenarios_dir),

@@ -334,7 +334,8 @@ impl Restore<'_> {
                     let opts = PsqlRestoreOptions {
                         sanitize,
                         on_error_stop: true,
-                        timeout: None,
+                        // Twice the RTO: red either way, and bounded.
+                        timeout: Some(self.d.rto * 2),
                         timescaledb: wrap,
                         role,
                     };
@@ -345,6 +346,7 @@ impl Restore<'_> {
                         exit_on_error: true,
                         timescaledb: wrap,
                         role,
+                        limit: Some(self.d.rto * 2),
                         ..Default::default()
                     };
                     pg_restore(server, &artifact.path, &opts)?.step_done()

@@ -320,9 +320,41 @@ fn work_dir(run_id: &str) -> Result<tempfile::TempDir> {
     Ok(work)
 }
 
+/// Whether the scenario's fixture and workload fit the temp dir's disk,
+/// with room to spare; Err says the estimate and what is free.
+pub fn fits_on_disk(sc: &Scenario) -> Result<()> {
+    let per_tick = crate::scenario::BYTES_PER_TICK;
+    let writes = sc
+        .workload
+        .as_ref()
+        .map_or(0, |w| u64::from(w.rate) * (w.run_for.0.as_secs() + 1));
+    let services = sc.services.kinds().len() as u64;
+    let need = (sc.fixture.ticks + writes) * per_tick * services.max(1);
+    let dir = std::env::temp_dir();
+    let Ok(fs) = nix::sys::statvfs::statvfs(&dir) else {
+        return Ok(()); // cannot tell: let the run find out
+    };
+    let free = fs.blocks_available() as u64 * fs.fragment_size() as u64;
+    if need.saturating_mul(2) > free {
+        return Err(Error::bad_input(
+            format!("{}: the fixture and workload", sc.path.display()),
+            format!(
+                "need about {} MB in {} ({} ticks and {} writes, about {per_tick} bytes each on every service), and only {} MB are free; use fewer ticks or point TMPDIR at a larger disk",
+                need / 1_000_000,
+                dir.display(),
+                sc.fixture.ticks,
+                writes,
+                free / 1_000_000
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs one scenario. Servers are torn down before this returns (also on
 /// error and panic) unless `opts.keep`.
 pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
+    fits_on_disk(sc)?;
     let run_id = new_run_id();
     tracing::info!(scenario = %sc.name, run_id, backend = %opts.backend, "drill starts");
     let mut tl = Timeline::new(&sc.name, opts.progress.clone());

@@ -18,13 +18,7 @@ pub(crate) async fn run_step(
     work: &Path,
     id: &str,
 ) -> Result<StepDone> {
-    if let Step::Shell {
-        run,
-        workdir,
-        timeout,
-        ..
-    } = step
-    {
+    if let Step::Shell { run, workdir, .. } = step {
         let dir = scenario_dir.join(workdir.as_deref().unwrap_or(Path::new(".")));
         let env = services.env(work);
         let log = work.join(format!("step-{id}.log"));
@@ -34,7 +28,7 @@ pub(crate) async fn run_step(
                 run,
                 &dir,
                 &env,
-                timeout.map(|t| t.0),
+                Some(step.time_limit()),
                 &log,
                 &crate::service::scrub_env(),
             )

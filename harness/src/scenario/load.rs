@@ -5,9 +5,12 @@
 //! cross-field rules serde cannot express.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use super::bounds;
+use super::duration::HumanDuration;
 use super::model::*;
 pub use crate::errors::ScenarioError;
 use crate::vocab::ServiceKind;
@@ -43,7 +46,27 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
         .filter(|p| p.file_name().is_some_and(|n| n != "Cargo.toml"))
         .collect();
     paths.sort();
-    paths.iter().map(|p| load_file(p)).collect()
+    let all: Vec<Scenario> = paths
+        .iter()
+        .map(|p| load_file(p))
+        .collect::<Result<_, _>>()?;
+    for (i, sc) in all.iter().enumerate() {
+        if let Some(first) = all[..i].iter().find(|o| o.name == sc.name) {
+            return Err(ScenarioError {
+                file: sc.path.clone(),
+                line: 0,
+                column: 0,
+                key: "name".into(),
+                message: format!(
+                    "scenario `{}` is also {}: their reports and timelines would overwrite each other",
+                    sc.name,
+                    first.path.display()
+                ),
+                help: "give each scenario its own `name` (or file name)".into(),
+            });
+        }
+    }
+    Ok(all)
 }
 
 /// Parses scenario text; `path` is used for messages and the default name.
@@ -170,6 +193,38 @@ impl Declared {
     }
 }
 
+/// A duration outside its limit.
+fn within(key: &str, d: Option<HumanDuration>, limit: &bounds::Limit) -> Result<(), Broken> {
+    match d.map(|d| limit.check(d)) {
+        Some(Err((message, why))) => Err((key.to_string(), message, why)),
+        _ => Ok(()),
+    }
+}
+
+/// A shell command's folder and script, which must be there.
+fn command_is_there(
+    sc: &Scenario,
+    key: &str,
+    workdir: Option<&Path>,
+    run: &str,
+) -> Result<(), Broken> {
+    if let Some(missing) = workdir.and_then(|w| bounds::missing_folder(&sc.path, w)) {
+        return bad(
+            &format!("{key}.workdir"),
+            format!("no such folder: {missing}"),
+            "workdir is relative to the scenario file",
+        );
+    }
+    if let Some(missing) = bounds::missing_script(&sc.path, workdir, run) {
+        return bad(
+            &format!("{key}.run"),
+            format!("no such script: {missing}"),
+            "the command's `./script` is looked up in its workdir (relative to the scenario file)",
+        );
+    }
+    Ok(())
+}
+
 /// Cross-field rules; returns (key, message, help).
 fn validate(sc: &Scenario) -> Result<(), Broken> {
     validate_header(sc)?;
@@ -277,7 +332,7 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
         );
     }
     match sc.fault.action {
-        FaultAction::Sql if sc.fault.sql.is_none() => {
+        FaultAction::Sql if sc.fault.sql.as_deref().is_none_or(|q| q.trim().is_empty()) => {
             return bad(
                 "fault.sql",
                 "`action = \"sql\"` needs the statements".into(),
@@ -320,6 +375,7 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
 
 /// Backups belong to declared services and have what their method needs.
 fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
+    within("backup.timeout", sc.backup.timeout, &bounds::TIMEOUT)?;
     for (key, set, kind) in [
         (
             "backup.method",
@@ -372,11 +428,58 @@ fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
             "use `format = \"plain\"` or `stderr = \"separate\"`",
         );
     }
+    if let (Some(BackupMethod::Shell), Some(run)) = (sc.backup.method, &sc.backup.run) {
+        command_is_there(sc, "backup", sc.backup.workdir.as_deref(), run)?;
+    }
     Ok(())
 }
 
 /// Expectations belong to declared services and check something.
 fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
+    within("expect.rto", Some(sc.expect.rto), &bounds::RTO)?;
+    if let (Some(rpo), Some(w)) = (sc.expect.rpo, &sc.workload) {
+        let longest = w.run_for.0 + w.jitter.map_or(Duration::ZERO, |j| j.0);
+        if rpo.0 >= longest {
+            return bad(
+                "expect.rpo",
+                format!(
+                    "an RPO of {} can never be missed: the workload writes for {} in all",
+                    humantime::format_duration(rpo.0),
+                    humantime::format_duration(longest)
+                ),
+                "set it below `run-for` (the data-loss window cannot be longer than the writes)",
+            );
+        }
+    }
+    let fixture: Vec<String> = drill_fixtures::Dataset::default()
+        .tables()
+        .iter()
+        .map(|t| format!("public.{}", t.table))
+        .chain(["public.candles_15m_ohlcv".to_string()])
+        .collect();
+    for table in sc.expect.table_rows.keys() {
+        let key = if table.contains('.') {
+            table.clone()
+        } else {
+            format!("public.{table}")
+        };
+        if !fixture.contains(&key) {
+            return bad(
+                &format!("expect.table-rows.{table}"),
+                format!("the fixture has no table `{key}`"),
+                &format!("its tables: {}", fixture.join(", ")),
+            );
+        }
+    }
+    for (i, p) in sc.expect.probes.iter().enumerate() {
+        if let Err(why) = bounds::probe_shape(p) {
+            return bad(
+                &format!("expect.probes[{i}]"),
+                why,
+                "write one query returning a boolean",
+            );
+        }
+    }
     if sc.expect.redis.is_some() && !d.has(ServiceKind::Redis) {
         return bad(
             "expect.redis",
@@ -437,6 +540,43 @@ fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
 
 /// The workload, the backup schedule and the fixture's size.
 fn validate_workload(sc: &Scenario) -> Result<(), Broken> {
+    within(
+        "fixture.tick-interval",
+        Some(sc.fixture.tick_interval),
+        &bounds::TICK_INTERVAL,
+    )?;
+    if sc.fixture.ticks > bounds::MAX_TICKS {
+        return bad(
+            "fixture.ticks",
+            format!(
+                "{} ticks is more than a drill's fixture holds (at most {}, about {} GB on disk)",
+                sc.fixture.ticks,
+                bounds::MAX_TICKS,
+                bounds::MAX_TICKS * bounds::BYTES_PER_TICK / 1_000_000_000
+            ),
+            "a drill is a scaled-down copy: use fewer ticks, and `--predict-rto` for production's size",
+        );
+    }
+    if let Some(w) = &sc.workload {
+        within("workload.run-for", Some(w.run_for), &bounds::RUN_FOR)?;
+        if w.jitter.is_some_and(|j| j.0 > w.run_for.0) {
+            return bad(
+                "workload.jitter",
+                "jitter longer than `run-for`".into(),
+                "jitter moves the fault within the workload: keep it at most `run-for`",
+            );
+        }
+        if let Some(e) = sc.backup.every {
+            within("backup.every", Some(e), &bounds::EVERY)?;
+            if e.0 >= w.run_for.0 {
+                return bad(
+                    "backup.every",
+                    "backups every `run-for` or longer: only the first would ever be taken".into(),
+                    "schedule them within the workload, e.g. `every = \"2s\"` with `run-for = \"6s\"`",
+                );
+            }
+        }
+    }
     if sc.expect.rpo.is_some() && sc.workload.is_none() {
         return bad(
             "expect.rpo",
@@ -552,6 +692,27 @@ fn validate_recoveries(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
 
 /// One step: it acts on a declared service and has what it restores.
 fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<(), Broken> {
+    within(&format!("{key}.timeout"), step.timeout(), &bounds::TIMEOUT)?;
+    match step {
+        Step::Sql { run, .. } | Step::Redis { run, .. } if run.trim().is_empty() => {
+            return bad(
+                &format!("{key}.run"),
+                "the command is empty".into(),
+                "write the statements (or the redis-cli command) to run",
+            );
+        }
+        Step::Shell { run, workdir, .. } => {
+            if run.trim().is_empty() {
+                return bad(
+                    &format!("{key}.run"),
+                    "the command is empty".into(),
+                    "write the command to run",
+                );
+            }
+            command_is_there(sc, key, workdir.as_deref(), run)?;
+        }
+        _ => {}
+    }
     if let Some(k) = step.service()
         && !d.has(k)
     {

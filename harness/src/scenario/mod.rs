@@ -5,10 +5,12 @@
 //!
 //! The annotated reference is `scenarios/README.md`.
 
+mod bounds;
 mod duration;
 mod load;
 mod model;
 
+pub use bounds::{BYTES_PER_TICK, MAX_TICKS};
 pub use duration::{BadDuration, parse_duration};
 pub use load::{ScenarioError, load_dir, load_file, parse_str};
 pub use model::*;

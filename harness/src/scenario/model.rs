@@ -575,19 +575,30 @@ pub enum Step {
         /// `--disable-triggers` (with data-only: load children before parents).
         #[serde(default, rename = "disable-triggers")]
         disable_triggers: bool,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
     },
     /// Recreate the schema from the version-controlled schema files (the
     /// fixture's SQL), as seed 001's recovery did.
-    ApplySchema,
+    ApplySchema {
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
     /// SQL run with psql (stopping at the first error), or on ClickHouse.
     Sql {
         run: String,
         /// `postgres` (default) or `clickhouse`.
         #[serde(default)]
         service: Option<ServiceKind>,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
     },
     /// A redis-cli command, e.g. `INFO persistence` (the runbook's checks).
-    Redis { run: String },
+    Redis {
+        run: String,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
     /// Start a service that is down (after a damaged AOF was repaired);
     /// nothing when it runs.
     Start { service: ServiceKind },
@@ -625,12 +636,37 @@ fn yes() -> bool {
 }
 
 impl Step {
+    /// The timeout the scenario sets for the step, if any.
+    pub fn timeout(&self) -> Option<HumanDuration> {
+        match self {
+            Step::PsqlRestore { timeout, .. }
+            | Step::PgRestore { timeout, .. }
+            | Step::ApplySchema { timeout }
+            | Step::Sql { timeout, .. }
+            | Step::Redis { timeout, .. }
+            | Step::Shell { timeout, .. } => *timeout,
+            _ => None,
+        }
+    }
+
+    /// How long the step may take: the scenario's timeout, else its kind's
+    /// default (a restore or a user's command an hour; SQL and redis-cli
+    /// ten minutes). A step that overruns is ended and red.
+    pub fn time_limit(&self) -> std::time::Duration {
+        let default = match self {
+            Step::PsqlRestore { .. } | Step::PgRestore { .. } | Step::Shell { .. } => 3_600,
+            _ => 600,
+        };
+        self.timeout()
+            .map_or(std::time::Duration::from_secs(default), |t| t.0)
+    }
+
     /// The step's kind as written in the file (`--pause-at` accepts it).
     pub fn kind(&self) -> &'static str {
         match self {
             Step::PsqlRestore { .. } => "psql-restore",
             Step::PgRestore { .. } => "pg-restore",
-            Step::ApplySchema => "apply-schema",
+            Step::ApplySchema { .. } => "apply-schema",
             Step::Sql { .. } => "sql",
             Step::Redis { .. } => "redis",
             Step::Start { .. } => "start",
@@ -644,7 +680,7 @@ impl Step {
     /// The service it acts on (None: any of them, a user's command).
     pub fn service(&self) -> Option<ServiceKind> {
         match self {
-            Step::PsqlRestore { .. } | Step::PgRestore { .. } | Step::ApplySchema => {
+            Step::PsqlRestore { .. } | Step::PgRestore { .. } | Step::ApplySchema { .. } => {
                 Some(ServiceKind::Postgres)
             }
             Step::Sql { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
@@ -674,8 +710,8 @@ impl Step {
                 }
                 l
             }
-            Step::ApplySchema => "apply-schema".into(),
-            Step::Sql { run, service } => {
+            Step::ApplySchema { .. } => "apply-schema".into(),
+            Step::Sql { run, service, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();
                 format!(
                     "sql{}: {}",
@@ -686,7 +722,7 @@ impl Step {
                     first.chars().take(48).collect::<String>()
                 )
             }
-            Step::Redis { run } => {
+            Step::Redis { run, .. } => {
                 format!("redis-cli {}", run.chars().take(48).collect::<String>())
             }
             Step::Start { service } => format!("start {service}"),

@@ -3,6 +3,7 @@
 //! any shape never panics (property test).
 
 use std::path::Path;
+use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -268,9 +269,10 @@ fn shell_backup_needs_a_command() {
 fn shell_and_pg_restore_steps_parse() {
     let src = GOOD.replace(
         "steps = [{ step = \"psql-restore\" }]",
-        "steps = [{ step = \"shell\", run = \"./restore.sh \\\"$DRILL_BACKUP_FILE\\\"\", workdir = \"../fixtures/scripts\", timeout = \"5 min\" }, { step = \"pg-restore\" }]",
+        "steps = [{ step = \"shell\", run = \"./restore-database.sh \\\"$DRILL_BACKUP_FILE\\\"\", workdir = \"../fixtures/scripts\", timeout = \"5 min\" }, { step = \"pg-restore\" }]",
     );
-    let sc = parse_str(&src, Path::new("s.toml")).unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/s.toml");
+    let sc = parse_str(&src, &here).unwrap();
     assert_eq!(sc.recoveries[0].steps[0].kind(), "shell");
     assert_eq!(
         sc.recoveries[0].steps[1],
@@ -278,12 +280,16 @@ fn shell_and_pg_restore_steps_parse() {
             exit_on_error: true,
             tables: vec![],
             data_only: false,
-            disable_triggers: false
+            disable_triggers: false,
+            timeout: None
         }
     );
     let e = parse_str(
-        &src.replace("run = \"./restore.sh", "command = \"./restore.sh"),
-        Path::new("s.toml"),
+        &src.replace(
+            "run = \"./restore-database.sh",
+            "command = \"./restore-database.sh",
+        ),
+        &here,
     )
     .unwrap_err();
     assert!(e.to_string().contains("unknown field `command`"), "{e}");
@@ -337,4 +343,93 @@ fn restart_settings_drill_manages_are_refused() {
         "action = \"restart-with\"\nsettings = { port = \"5433\" }",
         &["fault.settings.port", "managed by drill"],
     );
+}
+
+/// A scenario generated from the model's keys with random values.
+fn generated() -> impl Strategy<Value = String> {
+    let dur = prop_oneof![
+        Just("0s".to_string()),
+        (1u64..120).prop_map(|n| format!("{n}s")),
+        (1u64..500).prop_map(|n| format!("{n}ms")),
+        (1u64..30).prop_map(|n| format!("{n} years")),
+        (1u64..90).prop_map(|n| format!("{n} min")),
+    ];
+    let table = prop_oneof![
+        Just("ticks"),
+        Just("pairs"),
+        Just("trades"),
+        Just("orders_x"),
+        Just("candles_15m_ohlcv"),
+    ];
+    let probe = prop_oneof![
+        Just("SELECT true"),
+        Just("ticks have rows"),
+        Just("SELECT (1"),
+        Just("WITH x AS (SELECT 1) SELECT count(*) = 1 FROM x"),
+    ];
+    let workdir = prop_oneof![Just("."), Just("../fixtures/scripts"), Just("gone")];
+    let step = prop_oneof![
+        Just("{ step = \"psql-restore\" }".to_string()),
+        dur.clone()
+            .prop_map(|d| format!("{{ step = \"sql\", run = \"SELECT 1\", timeout = \"{d}\" }}")),
+        Just("{ step = \"sql\", run = \" \" }".to_string()),
+        workdir.prop_map(|w| format!("{{ step = \"shell\", run = \"true\", workdir = \"{w}\" }}")),
+    ];
+    (
+        dur.clone(),
+        dur.clone(),
+        dur.clone(),
+        dur,
+        prop_oneof![Just(0u64), 1u64..100_000, Just(9_000_000_000_000)],
+        table,
+        probe,
+        step,
+    )
+        .prop_map(|(rto, rpo, run_for, every, ticks, table, probe, step)| {
+            format!(
+                "description = \"generated\"\n[services.postgres]\nengine = \"postgres\"\n[fixture]\nticks = {ticks}\n[workload]\nrate = 50\nrun-for = \"{run_for}\"\n[backup]\nmethod = \"pg-dump\"\nevery = \"{every}\"\n[fault]\naction = \"wipe\"\n[[recovery]]\nname = \"r\"\nsteps = [{step}]\n[expect]\nrto = \"{rto}\"\nrpo = \"{rpo}\"\ntable-rows = {{ {} = \">= 1\" }}\nprobes = [\"{probe}\"]\n",
+                table
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// What validation accepts has everything a run needs before any
+    /// server starts: every duration within its bound, an RPO that can be
+    /// missed, a fixture of a drill's size, tables the fixture has, probes
+    /// that read as queries, commands that exist. (Checked here by their
+    /// definitions, independently of the loader's code.)
+    #[test]
+    fn an_accepted_scenario_cannot_fail_for_a_reason_validation_knew(src in generated()) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/generated.toml");
+        let Ok(sc) = parse_str(&src, &path) else { return Ok(()); };
+        let w = sc.workload.as_ref().unwrap();
+        prop_assert!(sc.expect.rto.0 >= Duration::from_secs(1) && sc.expect.rto.0 <= Duration::from_secs(7 * 86_400));
+        prop_assert!(w.run_for.0 >= Duration::from_millis(100) && w.run_for.0 <= Duration::from_secs(3_600));
+        prop_assert!(sc.expect.rpo.unwrap().0 < w.run_for.0);
+        prop_assert!(sc.backup.every.unwrap().0 < w.run_for.0);
+        prop_assert!(sc.fixture.ticks >= 1 && sc.fixture.ticks <= 50_000_000);
+        for t in sc.expect.table_rows.keys() {
+            prop_assert!(["ticks", "pairs", "candles_15m_ohlcv"].contains(&t.as_str()), "{t}");
+        }
+        for p in &sc.expect.probes {
+            prop_assert!(p.starts_with("SELECT") || p.starts_with("WITH"));
+            prop_assert_eq!(p.matches('(').count(), p.matches(')').count());
+        }
+        for step in sc.recoveries.iter().flat_map(|r| &r.steps) {
+            if let Some(t) = step.timeout() {
+                prop_assert!(t.0 >= Duration::from_secs(1) && t.0 <= Duration::from_secs(86_400));
+            }
+            match step {
+                Step::Sql { run, .. } => prop_assert!(!run.trim().is_empty()),
+                Step::Shell { workdir, .. } => {
+                    let dir = path.parent().unwrap().join(workdir.as_deref().unwrap_or(Path::new(".")));
+                    prop_assert!(dir.is_dir(), "{}", dir.display());
+                }
+                _ => {}
+            }
+        }
+    }
 }

@@ -229,15 +229,27 @@ impl Service for ClickHouseService {
 
     async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
         match step {
-            Step::Sql { run, .. } => Ok(match self.server.rows(run).await {
-                Ok(rows) => StepDone::done(format!(
-                    "ok{}",
-                    rows.first()
-                        .map(|r| format!(": {}", r.join(" ")))
-                        .unwrap_or_default()
-                )),
-                Err(e) => StepDone::failed(e.to_string()),
-            }),
+            Step::Sql { run, .. } => Ok(
+                match tokio::time::timeout(step.time_limit(), self.server.rows(run))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(crate::Error::unexpected(
+                            format!("`{run}`"),
+                            format!(
+                                "it ran past its time limit of {}",
+                                humantime::format_duration(step.time_limit())
+                            ),
+                        ))
+                    }) {
+                    Ok(rows) => StepDone::done(format!(
+                        "ok{}",
+                        rows.first()
+                            .map(|r| format!(": {}", r.join(" ")))
+                            .unwrap_or_default()
+                    )),
+                    Err(e) => StepDone::failed(e.to_string()),
+                },
+            ),
             Step::Start { .. } => Ok(StepDone::done("clickhouse is running")),
             Step::ClickhouseRestore => self.restore().await,
             other => unreachable!("validated: `{}` does not act on clickhouse", other.kind()),

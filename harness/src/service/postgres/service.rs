@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use drill_fixtures::{Dataset, Flavour};
 
 use super::backup::{Artifact, PgDump, ShellBackup};
-use super::restore::{PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, run_sql};
+use super::restore::{
+    PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, run_sql_within,
+};
 use super::snapshot::{self, Snapshot};
 use super::{PgBinaries, PgSpec, Postgres, checks, workload};
 use crate::Result;
@@ -125,7 +127,7 @@ impl PostgresService {
             Step::PsqlRestore {
                 sanitize,
                 on_error_stop,
-                timeout,
+                ..
             } => {
                 if artifact.format != DumpFormat::Plain {
                     return Ok(StepDone::refused(format!(
@@ -137,7 +139,7 @@ impl PostgresService {
                 let opts = PsqlRestoreOptions {
                     sanitize: *sanitize,
                     on_error_stop: *on_error_stop,
-                    timeout: timeout.map(|t| t.0),
+                    timeout: Some(step.time_limit()),
                     timescaledb: self.timescaledb(),
                     role: None,
                 };
@@ -149,6 +151,7 @@ impl PostgresService {
                 tables,
                 data_only,
                 disable_triggers,
+                ..
             } => {
                 if artifact.format == DumpFormat::Plain {
                     return Ok(StepDone::refused(format!(
@@ -164,6 +167,7 @@ impl PostgresService {
                     // Data-only into a schema drill made: no catalog to protect.
                     timescaledb: self.timescaledb() && !*data_only,
                     role: None,
+                    limit: Some(step.time_limit()),
                 };
                 let out = pg_restore(&self.server, &artifact.path, &o)?;
                 Ok(out.step_done())
@@ -272,23 +276,25 @@ impl Service for PostgresService {
     async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
         tokio::task::block_in_place(|| match step {
             Step::PsqlRestore { .. } | Step::PgRestore { .. } => self.restore(step),
-            Step::ApplySchema => {
+            Step::ApplySchema { .. } => {
                 let files = drill_fixtures::nexwave_schema(self.flavour);
                 for f in &files {
-                    if let Err(e) = run_sql(&self.server, f.sql) {
+                    if let Err(e) = run_sql_within(&self.server, None, f.sql, step.time_limit()) {
                         return Ok(StepDone::failed(format!("fixtures/{} failed: {e}", f.path)));
                     }
                 }
                 let names: Vec<&str> = files.iter().map(|f| f.path).collect();
                 Ok(StepDone::done(format!("applied {}", names.join(", "))))
             }
-            Step::Sql { run, .. } => Ok(match run_sql(&self.server, run) {
-                Ok(out) => StepDone::done(match out.lines().next() {
-                    Some(first) => format!("ok: {first}"),
-                    None => "ok".into(),
-                }),
-                Err(e) => StepDone::failed(e.to_string()),
-            }),
+            Step::Sql { run, .. } => Ok(
+                match run_sql_within(&self.server, None, run, step.time_limit()) {
+                    Ok(out) => StepDone::done(match out.lines().next() {
+                        Some(first) => format!("ok: {first}"),
+                        None => "ok".into(),
+                    }),
+                    Err(e) => StepDone::failed(e.to_string()),
+                },
+            ),
             Step::Start { .. } => Ok(StepDone::done("postgres is running")),
             other => unreachable!("validated: `{}` does not act on postgres", other.kind()),
         })
@@ -388,7 +394,7 @@ impl super::restore::PgRestoreOutcome {
         tool_step(
             &self.command,
             self.exit_code,
-            false,
+            self.timed_out,
             self.error_count,
             self.first_errors,
             "",

@@ -66,14 +66,18 @@ impl RedisService {
     }
 
     /// The runbook's `redis-cli` checks and commands.
-    fn cli(&self, run: &str) -> Result<StepDone> {
+    fn cli(&self, run: &str, limit: std::time::Duration) -> Result<StepDone> {
         tracing::debug!(command = %format!("redis-cli {run}"), "step");
-        let out = self
-            .server
-            .cli()
-            .args(run.split_whitespace())
-            .output()
-            .map_err(Error::spawn(format!("redis-cli {run}")))?;
+        let mut cmd = self.server.cli();
+        cmd.args(run.split_whitespace());
+        let done = crate::shell::output_within(&mut cmd, &[], limit)?;
+        if done.timed_out {
+            return Ok(StepDone::failed(format!(
+                "redis-cli {run} ran past its time limit of {} and was killed",
+                humantime::format_duration(limit)
+            )));
+        }
+        let out = done.output;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         // redis-cli exits 0 on server errors; they start with ERR.
@@ -257,8 +261,8 @@ impl Service for RedisService {
     }
 
     async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
-        if let Step::Redis { run } = step {
-            return tokio::task::block_in_place(|| self.cli(run));
+        if let Step::Redis { run, .. } = step {
+            return tokio::task::block_in_place(|| self.cli(run, step.time_limit()));
         }
         let r = &mut self.server;
         tokio::task::block_in_place(|| match step {

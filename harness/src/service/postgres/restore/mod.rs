@@ -84,30 +84,42 @@ pub(crate) fn run_sql_as(
     role: Option<&PgCoordinates>,
     sql: &str,
 ) -> Result<String> {
-    use std::io::Write;
+    run_sql_within(server, role, sql, DEFAULT_SQL_LIMIT)
+}
+
+/// How long SQL the harness runs itself may take.
+const DEFAULT_SQL_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// [`run_sql_as`], ended (and an error) when it runs past `limit`.
+pub(crate) fn run_sql_within(
+    server: &Postgres,
+    role: Option<&PgCoordinates>,
+    sql: &str,
+    limit: std::time::Duration,
+) -> Result<String> {
     tracing::debug!(sql, role = role.map(|r| r.user.as_str()), "psql -f -");
-    let mut child = server
-        .client_as(ClientTool::Psql, role)
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(Error::spawn("psql -f -"))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let text = sql.to_string();
-    let feeder = std::thread::spawn(move || stdin.write_all(text.as_bytes()));
-    let out = child
-        .wait_with_output()
-        .map_err(Error::spawn("psql -f -"))?;
-    let _ = feeder.join();
-    if !out.status.success() {
-        let first = sql
-            .split_whitespace()
-            .take(12)
-            .collect::<Vec<_>>()
-            .join(" ");
-        return Err(Error::command(format!("psql `{first}`"), &out));
+    let mut cmd = server.client_as(ClientTool::Psql, role);
+    cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"]);
+    let run = crate::shell::output_within(&mut cmd, sql.as_bytes(), limit)?;
+    let first = sql
+        .split_whitespace()
+        .take(12)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if run.timed_out {
+        return Err(Error::Command {
+            what: format!("psql `{first}`"),
+            status: format!(
+                "killed after its time limit of {}",
+                humantime::format_duration(limit)
+            ),
+            output: crate::vocab::tail(&String::from_utf8_lossy(&run.output.stderr), 15),
+        });
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    if !run.output.status.success() {
+        return Err(Error::command(format!("psql `{first}`"), &run.output));
+    }
+    Ok(String::from_utf8_lossy(&run.output.stdout)
+        .trim()
+        .to_string())
 }

@@ -2,10 +2,9 @@
 //! pg_restore, as seed 004's full-recovery procedure does.
 
 use std::path::Path;
-use std::process::Stdio;
 
+use crate::Result;
 use crate::service::postgres::{ClientTool, PgCoordinates, Postgres};
-use crate::{Error, Result};
 
 const KEEP_ERRORS: usize = 10;
 
@@ -13,6 +12,8 @@ const KEEP_ERRORS: usize = 10;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PgRestoreOutcome {
     pub exit_code: Option<i32>,
+    /// Killed at its time limit.
+    pub timed_out: bool,
     pub error_count: u64,
     pub first_errors: Vec<String>,
     pub timescaledb_wrapped: bool,
@@ -31,6 +32,8 @@ pub struct PgRestoreOptions {
     /// Restore as this role (no superuser: an untrusted backup); default:
     /// the superuser.
     pub role: Option<PgCoordinates>,
+    /// Killed (with its process group) after this long; default an hour.
+    pub limit: Option<std::time::Duration>,
 }
 
 /// `pg_restore --no-owner --no-acl -d <db> [options] <path>`.
@@ -54,24 +57,15 @@ pub fn pg_restore(
     let timescaledb = o.timescaledb;
     let command = format!("pg_restore {} {}", args.join(" "), path.display());
     tracing::debug!(%command, "restore");
+    let limit = o.limit.unwrap_or(std::time::Duration::from_secs(3_600));
     super::with_timescaledb(server, timescaledb, o.role.as_ref(), || {
         let path = server.server.readable(path)?;
-        let mut child = server
-            .client_as(ClientTool::PgRestore, o.role.as_ref())
-            .args(&args)
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                command: command.clone(),
-                source,
-            })?;
-        let stderr = child.stderr.take().expect("piped");
+        let mut cmd = server.client_as(ClientTool::PgRestore, o.role.as_ref());
+        cmd.args(&args).arg(&path);
+        let run = crate::shell::output_within(&mut cmd, &[], limit)?;
         let mut first = Vec::new();
         let mut count = 0u64;
-        crate::shell::each_line(stderr, |line| {
+        crate::shell::each_line(&run.output.stderr[..], |line| {
             if line.contains("error:") || line.contains("ERROR:") {
                 count += 1;
                 if first.len() < KEEP_ERRORS {
@@ -79,12 +73,22 @@ pub fn pg_restore(
                 }
             }
         });
-        let status = child.wait().map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
+        if run.timed_out {
+            first.insert(
+                0,
+                format!(
+                    "pg_restore ran past its time limit of {} and was killed",
+                    humantime::format_duration(limit)
+                ),
+            );
+        }
         Ok(PgRestoreOutcome {
-            exit_code: status.code(),
+            exit_code: if run.timed_out {
+                None
+            } else {
+                run.output.status.code()
+            },
+            timed_out: run.timed_out,
             error_count: count,
             first_errors: first,
             timescaledb_wrapped: timescaledb,
