@@ -334,7 +334,7 @@ pub fn fits_on_disk(sc: &Scenario) -> Result<()> {
     let Ok(fs) = nix::sys::statvfs::statvfs(&dir) else {
         return Ok(()); // cannot tell: let the run find out
     };
-    let free = fs.blocks_available() as u64 * fs.fragment_size() as u64;
+    let free = fs.blocks_available() * fs.fragment_size();
     if need.saturating_mul(2) > free {
         return Err(Error::bad_input(
             format!("{}: the fixture and workload", sc.path.display()),
