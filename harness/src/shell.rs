@@ -133,7 +133,7 @@ pub(crate) struct Limited {
 /// then its process group is killed. stdout and stderr are collected.
 pub(crate) fn output_within(cmd: &mut Command, input: &[u8], limit: Duration) -> Result<Limited> {
     use std::os::unix::process::CommandExt;
-    let what = format!("{:?}", cmd.get_program());
+    let what = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
         .process_group(0)
         .stdin(Stdio::piped())

@@ -7,11 +7,19 @@ use crate::check::CheckKind;
 use crate::engine::{DrillReport, Verdict};
 use crate::vocab::fmt_duration;
 
-/// Renders reports as a table.
+/// Renders reports as a table that fits the terminal (`COLUMNS`, else the
+/// terminal's width, else 160 columns): long cells wrap; summary.md keeps
+/// every line whole.
 pub fn table(reports: &[DrillReport]) -> String {
     let mut t = Table::new();
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<u16>().ok())
+        .or_else(|| t.width())
+        .unwrap_or(160);
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(width)
         .set_header(vec![
             "scenario",
             "backend",
@@ -118,6 +126,18 @@ pub fn table(reports: &[DrillReport]) -> String {
                 Cell::new(schema),
             ]);
         }
+    }
+    // Where the width runs short, the result column keeps the most.
+    use comfy_table::{ColumnConstraint, Width};
+    for (i, most) in [(0, 28), (1, 30), (2, 24), (5, 22), (6, 26), (7, 22)] {
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(most)));
+        }
+    }
+    if let Some(c) = t.column_mut(4) {
+        c.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+            width.saturating_sub(120).max(24),
+        )));
     }
     t.to_string()
 }

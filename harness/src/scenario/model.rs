@@ -403,6 +403,15 @@ pub enum DamageKind {
     Middle,
 }
 
+impl std::fmt::Display for DamageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DamageKind::TruncateTail => "truncate-tail",
+            DamageKind::Middle => "middle",
+        })
+    }
+}
+
 /// Which services a fault acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultTarget {

@@ -43,7 +43,10 @@ pub async fn load_nexwave(
     }
     execute_script(&mut conn, "ANALYZE", "analyze").await?;
     Ok(LoadReport {
-        flavour: format!("{flavour:?}"),
+        flavour: match flavour {
+            Flavour::TimescaleDb => "timescaledb".into(),
+            Flavour::Postgres => "postgres".into(),
+        },
         tables,
         elapsed: started.elapsed(),
     })

@@ -131,7 +131,7 @@ impl PostgresService {
             } => {
                 if artifact.format != DumpFormat::Plain {
                     return Ok(StepDone::refused(format!(
-                        "psql-restore needs a plain-format dump; {} is {:?}: use `pg-restore`",
+                        "psql-restore needs a plain-format dump; {} is {}: use `pg-restore`",
                         artifact.path.display(),
                         artifact.format
                     )));

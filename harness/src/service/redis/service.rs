@@ -244,7 +244,7 @@ impl Service for RedisService {
                     let kind = fault.damage.expect("validated: corrupt-aof has damage");
                     let (d, outcome) = r.corrupt_aof(kind, seed)?;
                     let text = format!(
-                        "AOF damaged ({:?} at byte {} of {}: the last {} of {} commands, {} keys); {outcome}",
+                        "AOF damaged ({} at byte {} of {}: the last {} of {} commands, {} keys); {outcome}",
                         d.kind,
                         d.offset,
                         d.len,
