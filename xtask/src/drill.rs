@@ -117,12 +117,13 @@ struct RunArgs {
     /// trend against it.
     #[arg(long)]
     history: Option<PathBuf>,
-    /// Fail (exit 4) when a scenario's RTO regressed beyond the margin against
-    /// the median of its recent passing runs in --history.
+    /// Fail (exit 4) when a scenario's RTO regressed beyond the margin: the
+    /// median of its last --gate-confirm runs against the median of the
+    /// passing runs before them in --history, per unit of server start time.
     #[arg(long, requires = "history")]
     gate: bool,
     /// Allowed RTO slow-down over the median, in percent.
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = 40.0)]
     gate_margin: f64,
     /// ...and at least this much slower in absolute terms (e.g. "250ms").
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
@@ -133,6 +134,10 @@ struct RunArgs {
     /// Fewer passing runs than this in the history: no verdict yet.
     #[arg(long, default_value_t = 3)]
     gate_min_runs: usize,
+    /// How many runs (this one included) the recent median is taken over:
+    /// 1 judges this run alone, 3 rides out one unlucky run.
+    #[arg(long, default_value_t = 3)]
+    gate_confirm: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, drill::scenario::BadDuration> {
@@ -521,6 +526,7 @@ fn trend(
         slack: run.gate_slack,
         window: run.gate_window,
         min_runs: run.gate_min_runs,
+        confirm: run.gate_confirm,
     };
     let trends = history::judge(reports, &past, &policy);
     let now = std::time::SystemTime::now()

@@ -459,6 +459,8 @@ fn the_regression_gate_trips_on_an_rto_regression_and_passes_otherwise() {
                 "--gate",
                 "--gate-slack",
                 "10ms",
+                "--gate-confirm",
+                "1",
                 "--history",
             ])
             .arg(&hist)

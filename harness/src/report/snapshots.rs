@@ -30,9 +30,17 @@ fn trends(reports: &[DrillReport]) -> Vec<history::Trend> {
             backend: "native".into(),
             verdict: "pass".into(),
             rto_ms: Some(ms),
+            calibration_ms: None,
         })
         .collect();
-    history::judge(&reports[..1], &past, &GatePolicy::default())
+    history::judge(
+        &reports[..1],
+        &past,
+        &GatePolicy {
+            confirm: 1,
+            ..GatePolicy::default()
+        },
+    )
 }
 
 #[test]
