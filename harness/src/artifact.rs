@@ -89,7 +89,7 @@ pub(crate) fn inspect_file(path: &Path, database: &str) -> Inspection {
         refused_total: 0,
     };
     if let Err(why) = readable_kind(path) {
-        i.problems.push(why);
+        i.problems.push(why.0);
     } else if path.is_dir() {
         i.format = DumpFormat::Directory;
         if !path.join("toc.dat").is_file() {
@@ -224,7 +224,7 @@ pub(crate) fn inspect_archive(i: &mut Inspection, server: &Postgres) -> Result<(
 
 /// Ok when `path` is a regular file or a folder this process may read;
 /// otherwise what it is instead. Never opens anything (a FIFO would block).
-pub(crate) fn readable_kind(path: &Path) -> std::result::Result<(), String> {
+pub(crate) fn readable_kind(path: &Path) -> std::result::Result<(), crate::errors::Refusal> {
     use std::os::unix::fs::FileTypeExt;
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -238,7 +238,7 @@ pub(crate) fn readable_kind(path: &Path) -> std::result::Result<(), String> {
                 "no such file or folder".into()
             });
         }
-        Err(e) => return Err(format!("cannot look at it ({e})")),
+        Err(e) => return Err(format!("cannot look at it ({e})").into()),
     };
     let t = meta.file_type();
     let other = if t.is_fifo() {
@@ -251,9 +251,9 @@ pub(crate) fn readable_kind(path: &Path) -> std::result::Result<(), String> {
         None
     };
     if let Some(what) = other {
-        return Err(format!(
-            "{what}, not a file: drill reads backups from files and dump folders"
-        ));
+        return Err(
+            format!("{what}, not a file: drill reads backups from files and dump folders").into(),
+        );
     }
     let readable = if t.is_dir() {
         std::fs::read_dir(path).map(|_| ())
@@ -261,7 +261,7 @@ pub(crate) fn readable_kind(path: &Path) -> std::result::Result<(), String> {
         File::open(path).map(|_| ())
     };
     readable.map_err(|e| {
-        format!("cannot read it ({e}); run drill as a user who can, or copy the backup")
+        format!("cannot read it ({e}); run drill as a user who can, or copy the backup").into()
     })
 }
 

@@ -260,3 +260,22 @@ impl fmt::Display for ScenarioError {
         Ok(())
     }
 }
+
+/// Why an input is refused, in words for the person who gave it: a reason
+/// with no underlying error to keep (a FIFO where a file belongs, an
+/// unbalanced quote in a probe).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Refusal(pub(crate) String);
+
+impl From<&str> for Refusal {
+    fn from(s: &str) -> Self {
+        Refusal(s.to_string())
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(s: String) -> Self {
+        Refusal(s)
+    }
+}

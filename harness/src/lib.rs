@@ -39,4 +39,5 @@ pub use workload::{Ledger, RpoMeasurement, Writer};
 pub mod testing {
     pub use crate::backend::docker::objects_of_run;
     pub use crate::backend::{Resource, available_for_tests};
+    pub use crate::service::postgres::timescaledb_for_tests;
 }

@@ -120,22 +120,16 @@ pub struct ServerInfo {
     pub version: String,
     /// Installed timescaledb version, when the server has the extension.
     pub timescaledb: Option<String>,
+    /// What ran, for people and machines: `timescaledb 2.28.3 on pg 15.20`,
+    /// `postgres 15.20`, `redis 7.0.15`, `clickhouse 18.16.1`.
+    pub flavour: String,
 }
 
 impl ServerInfo {
-    /// One line for people: `postgres 15.18 (docker: drill-local/postgres:15)`.
+    /// One line for people:
+    /// `timescaledb 2.28.3 on pg 15.20 (docker: drill-local/timescaledb:2.28.3-pg15)`.
     pub fn line(&self) -> String {
-        format!(
-            "{} {}{} ({}: {})",
-            self.service,
-            self.version.split_whitespace().next().unwrap_or(""),
-            self.timescaledb
-                .as_deref()
-                .map(|t| format!(" +timescaledb {t}"))
-                .unwrap_or_default(),
-            self.backend,
-            self.source
-        )
+        format!("{} ({}: {})", self.flavour, self.backend, self.source)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `cargo xtask deps`: installs the servers the native backend runs
-//! (Debian's PostgreSQL 15, Redis and ClickHouse) and, for the tests,
-//! xmllint, when they are missing and this is a Debian machine where we are
-//! root; otherwise says exactly what to install.
+//! (Debian's PostgreSQL 15, Redis and ClickHouse), TimescaleDB built from
+//! the source `DRILL_TIMESCALEDB_SRC` names (see `timescaledb.rs`) and,
+//! for the tests, xmllint, when they are missing and this is a Debian
+//! machine where we are root; otherwise says exactly what to install.
 
 use std::process::Command;
 
@@ -42,7 +43,7 @@ pub(crate) fn ensure_for(services: &[ServiceKind]) -> anyhow::Result<()> {
 }
 
 /// Installs Debian packages (root and apt only); says what to run otherwise.
-fn install(pkgs: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn install(pkgs: &[&str]) -> anyhow::Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -77,8 +78,14 @@ fn install(pkgs: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes sure PostgreSQL's server binaries exist.
+/// Makes sure PostgreSQL's server binaries exist, and with
+/// `DRILL_TIMESCALEDB_SRC` set, the TimescaleDB it names.
 pub(crate) fn ensure() -> anyhow::Result<()> {
+    ensure_postgres()?;
+    crate::timescaledb::ensure()
+}
+
+fn ensure_postgres() -> anyhow::Result<()> {
     if drill::service::postgres::PgBinaries::locate().is_ok() {
         return Ok(());
     }

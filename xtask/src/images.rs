@@ -8,6 +8,12 @@
 //! and is turned into an image with `docker import`. Each image carries the
 //! hash of its recipe as a label; an image built from the same recipe is
 //! not built again.
+//!
+//! With `DRILL_TIMESCALEDB_SRC` set, the PostgreSQL stand-in is a
+//! TimescaleDB one (`drill-local/timescaledb:<version>-pg15`): the build
+//! `timescaledb.rs` makes (or finds in its cache) is unpacked into it, and
+//! `shared_preload_libraries = 'timescaledb'` goes into the configuration
+//! template initdb copies, the way the official image loads it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,7 +46,7 @@ pub(crate) struct Args {
 /// How one image is made.
 struct Recipe {
     kind: ServiceKind,
-    tag: &'static str,
+    tag: String,
     packages: &'static [&'static str],
     /// Runs in the chroot before the packages are installed.
     before: &'static str,
@@ -48,15 +54,25 @@ struct Recipe {
     after: &'static str,
     /// `docker import --change` instructions.
     changes: &'static [&'static str],
+    /// A build of TimescaleDB unpacked into the root filesystem.
+    timescaledb: Option<crate::timescaledb::Build>,
 }
+
+/// Loads the extension the way the official image does: in the template
+/// every new cluster's postgresql.conf is made from.
+const TIMESCALEDB_AFTER: &str = "for f in /usr/share/postgresql/*/postgresql.conf.sample; do \
+       echo \"shared_preload_libraries = 'timescaledb'\" >> \"$f\"; done";
 
 const PATH: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn recipes() -> Vec<Recipe> {
+fn recipes(timescaledb: Option<crate::timescaledb::Build>) -> Vec<Recipe> {
     vec![
         Recipe {
             kind: ServiceKind::Postgres,
-            tag: tag_of(ServiceKind::Postgres),
+            tag: match &timescaledb {
+                Some(b) => timescaledb_tag(b),
+                None => tag_of(ServiceKind::Postgres).into(),
+            },
             packages: &["postgresql-15"],
             // No cluster of the package's own: the entrypoint makes PGDATA.
             before: "mkdir -p /etc/postgresql-common && \
@@ -70,10 +86,11 @@ fn recipes() -> Vec<Recipe> {
                 "CMD [\"postgres\"]",
                 "EXPOSE 5432",
             ],
+            timescaledb,
         },
         Recipe {
             kind: ServiceKind::Redis,
-            tag: tag_of(ServiceKind::Redis),
+            tag: tag_of(ServiceKind::Redis).into(),
             packages: &["redis-server"],
             before: "",
             after: "mkdir -p /data",
@@ -83,10 +100,11 @@ fn recipes() -> Vec<Recipe> {
                 "CMD [\"redis-server\"]",
                 "EXPOSE 6379",
             ],
+            timescaledb: None,
         },
         Recipe {
             kind: ServiceKind::ClickHouse,
-            tag: tag_of(ServiceKind::ClickHouse),
+            tag: tag_of(ServiceKind::ClickHouse).into(),
             packages: &["clickhouse-server", "clickhouse-client"],
             before: "",
             // Listen on the container's interface (the package listens on
@@ -104,6 +122,7 @@ fn recipes() -> Vec<Recipe> {
                 "EXPOSE 8123",
                 "EXPOSE 9000",
             ],
+            timescaledb: None,
         },
     ]
 }
@@ -122,6 +141,33 @@ fn tag_of(kind: ServiceKind) -> &'static str {
     drill::backend::images::local_image(kind)
 }
 
+/// The TimescaleDB build for the PostgreSQL stand-in, when a source is
+/// configured (built on this machine against its PostgreSQL 15, the same
+/// Debian release the image installs).
+fn timescaledb_build() -> anyhow::Result<Option<crate::timescaledb::Build>> {
+    let Some(src) = crate::timescaledb::configured()? else {
+        return Ok(None);
+    };
+    let target = crate::timescaledb::Target::locate()?;
+    crate::timescaledb::build(&src, &target).map(Some)
+}
+
+fn timescaledb_tag(b: &crate::timescaledb::Build) -> String {
+    format!("drill-local/timescaledb:{}-pg{}", b.version, b.pg_major)
+}
+
+/// The stand-in `cargo xtask test` points a service at: for PostgreSQL the
+/// TimescaleDB one when `DRILL_TIMESCALEDB_SRC` is set.
+pub(crate) fn local_tag(kind: ServiceKind) -> anyhow::Result<String> {
+    Ok(match (kind, crate::timescaledb::configured()?) {
+        (ServiceKind::Postgres, Some(src)) => {
+            let major = crate::timescaledb::Target::locate()?.pg_major;
+            format!("drill-local/timescaledb:{}-pg{major}", src.version)
+        }
+        _ => tag_of(kind).into(),
+    })
+}
+
 impl Recipe {
     /// Hash of everything that goes into the image.
     fn hash(&self) -> String {
@@ -135,6 +181,10 @@ impl Recipe {
             h.update([0]);
         }
         h.update(entrypoint(self.kind).unwrap_or_default().as_bytes());
+        if let Some(b) = &self.timescaledb {
+            h.update(b.tarball.file_name().unwrap_or_default().as_encoded_bytes());
+            h.update(TIMESCALEDB_AFTER.as_bytes());
+        }
         format!("{:x}", h.finalize())[..16].to_string()
     }
 }
@@ -147,19 +197,26 @@ pub(crate) fn run(args: Args) -> Outcome {
 }
 
 /// Builds what is missing; returns every selected image's tag.
-pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(ServiceKind, &'static str)>> {
+pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(ServiceKind, String)>> {
     anyhow::ensure!(
         docker_answers(),
         "no Docker engine answers (`docker version` failed); start one, or use `--backend native`"
     );
-    let selected: Vec<Recipe> = recipes()
+    let wanted =
+        |kind: ServiceKind| args.only.is_empty() || args.only.iter().any(|o| o == kind.name());
+    let timescaledb = if wanted(ServiceKind::Postgres) {
+        timescaledb_build()?
+    } else {
+        None
+    };
+    let selected: Vec<Recipe> = recipes(timescaledb)
         .into_iter()
-        .filter(|r| args.only.is_empty() || args.only.iter().any(|o| o == r.kind.name()))
+        .filter(|r| wanted(r.kind))
         .collect();
     let todo: Vec<&Recipe> = selected
         .iter()
         .filter(|r| {
-            let current = label_of(r.tag).as_deref() == Some(r.hash().as_str());
+            let current = label_of(&r.tag).as_deref() == Some(r.hash().as_str());
             if current && !args.force {
                 eprintln!("images: {} is up to date (recipe {})", r.tag, r.hash());
             }
@@ -173,7 +230,7 @@ pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(ServiceKind, &'stati
             build(r, &base, &mirror)?;
         }
     }
-    Ok(selected.iter().map(|r| (r.kind, r.tag)).collect())
+    Ok(selected.into_iter().map(|r| (r.kind, r.tag)).collect())
 }
 
 /// Builds the images when docker answers and they are missing; used by
@@ -361,7 +418,23 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         "install packages in the chroot",
     )?;
     let _ = std::fs::write(rp.join("etc/resolv.conf"), "");
-    let previous = image_id(r.tag);
+    if let Some(b) = &r.timescaledb {
+        sh(
+            Command::new("tar")
+                .arg("-C")
+                .arg(rp)
+                .arg("-xf")
+                .arg(&b.tarball),
+            "unpack the timescaledb build into the image",
+        )?;
+        sh(
+            Command::new("chroot")
+                .arg(rp)
+                .args(["/bin/sh", "-c", TIMESCALEDB_AFTER]),
+            "preload timescaledb",
+        )?;
+    }
+    let previous = image_id(&r.tag);
     let mut import = Command::new("docker");
     import.arg("import");
     for c in r.changes {
@@ -372,11 +445,15 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         .args([
             "--change",
             &format!(
-                "LABEL org.drill.built-from=\"Debian {SUITE}: {}\"",
-                r.packages.join(" ")
+                "LABEL org.drill.built-from=\"Debian {SUITE}: {}{}\"",
+                r.packages.join(" "),
+                r.timescaledb
+                    .as_ref()
+                    .map(|b| format!(", timescaledb {} built from source", b.version))
+                    .unwrap_or_default()
             ),
         ])
-        .args(["-", r.tag])
+        .args(["-", &r.tag])
         .stdin(Stdio::piped())
         .stdout(Stdio::null());
     let mut child = import.spawn()?;
@@ -392,7 +469,7 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         r.tag
     );
     // The image this one replaces would be left dangling.
-    if let Some(old) = previous.filter(|old| image_id(r.tag).as_ref() != Some(old)) {
+    if let Some(old) = previous.filter(|old| image_id(&r.tag).as_ref() != Some(old)) {
         let _ = Command::new("docker")
             .args(["image", "rm", &old])
             .stdout(Stdio::null())
@@ -436,7 +513,7 @@ mod tests {
 
     #[test]
     fn every_service_has_one_recipe_with_a_stable_hash() {
-        let rs = recipes();
+        let rs = recipes(None);
         for kind in ServiceKind::ALL {
             assert_eq!(rs.iter().filter(|r| r.kind == kind).count(), 1);
         }

@@ -11,6 +11,7 @@ mod images;
 mod list;
 mod sanitize;
 mod test;
+mod timescaledb;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -47,7 +47,7 @@ fn docker_images(cmd: &mut Command) -> anyhow::Result<()> {
 /// `DRILL_*_IMAGE` for every service the environment does not name: the
 /// official default when present, else the local stand-in (built when
 /// missing). Empty when no Docker engine answers.
-pub(crate) fn image_env() -> anyhow::Result<Vec<(&'static str, &'static str)>> {
+pub(crate) fn image_env() -> anyhow::Result<Vec<(&'static str, String)>> {
     if !images::docker_answers() {
         return Ok(Vec::new());
     }
@@ -58,10 +58,10 @@ pub(crate) fn image_env() -> anyhow::Result<Vec<(&'static str, &'static str)>> {
             continue;
         }
         if images::image_present(kind.default_image()) {
-            env.push((kind.image_env(), kind.default_image()));
+            env.push((kind.image_env(), kind.default_image().to_string()));
         } else {
             need_local = true;
-            env.push((kind.image_env(), images::local_image(kind)));
+            env.push((kind.image_env(), crate::images::local_tag(kind)?));
         }
     }
     if need_local {

@@ -176,7 +176,7 @@ impl Restore<'_> {
         let candidates = match self.candidates() {
             Ok(c) => c,
             Err(why) => {
-                self.checks.push(unusable(&d.backup, &why));
+                self.checks.push(unusable(&d.backup, &why.0));
                 return Ok(None);
             }
         };
@@ -217,7 +217,7 @@ impl Restore<'_> {
     }
 
     /// The backups to try, newest first: the one named, or a folder's.
-    fn candidates(&self) -> std::result::Result<Vec<PathBuf>, String> {
+    fn candidates(&self) -> std::result::Result<Vec<PathBuf>, crate::errors::Refusal> {
         let d = self.d;
         artifact::readable_kind(&d.backup)?;
         let is_backup_folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
@@ -234,7 +234,7 @@ impl Restore<'_> {
     /// What a person should know though it fails nothing: the backup used
     /// and why newer ones were not, pg_dump's stderr inside it.
     fn warn_about(&mut self, chosen: Option<&Inspection>, rejected: &[Inspection]) {
-        if let Some(c) = chosen.filter(|_| !rejected.is_empty()) {
+        if let Some(used) = chosen.filter(|_| !rejected.is_empty()) {
             let why: Vec<String> = rejected
                 .iter()
                 .map(|r| format!("{}: {}", r.path.display(), r.problems.join("; ")))
@@ -243,7 +243,7 @@ impl Restore<'_> {
                 WarningCode::FellBack,
                 format!(
                     "the newest backup was unusable; fell back to an older one, {} ({} rejected)",
-                    c.path.display(),
+                    used.path.display(),
                     rejected.len()
                 ),
                 why.join("\n"),

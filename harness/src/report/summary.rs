@@ -35,17 +35,7 @@ pub fn table(reports: &[DrillReport]) -> String {
         // The backend, then each server: what ran, from which image.
         let mut backend = r.backend.clone();
         for s in &r.servers {
-            backend.push_str(&format!(
-                "\n{} {}{}\n{}",
-                s.service,
-                s.version.split_whitespace().next().unwrap_or(""),
-                if s.timescaledb.is_some() && r.flavour == "timescaledb" {
-                    " +tsdb"
-                } else {
-                    ""
-                },
-                s.source
-            ));
+            backend.push_str(&format!("\n{}\n{}", s.flavour, s.source));
         }
         for (i, rec) in r.recoveries.iter().enumerate() {
             let rows = super::rows_column(&rec.checks, "tables equal");
@@ -129,7 +119,11 @@ pub fn table(reports: &[DrillReport]) -> String {
     }
     // Where the width runs short, the result column keeps the most.
     use comfy_table::{ColumnConstraint, Width};
-    for (i, most) in [(0, 28), (1, 30), (2, 24), (5, 22), (6, 26), (7, 22)] {
+    // The scenario and its verdict stay on one line, to be found by grep.
+    if let Some(c) = t.column_mut(0) {
+        c.set_constraint(ColumnConstraint::ContentWidth);
+    }
+    for (i, most) in [(1, 30), (2, 24), (5, 22), (6, 26), (7, 22)] {
         if let Some(c) = t.column_mut(i) {
             c.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(most)));
         }

@@ -144,6 +144,10 @@ pub(crate) fn report_multi() -> DrillReport {
         source: source.into(),
         version: version.into(),
         timescaledb: ts.map(str::to_string),
+        flavour: match (service, ts) {
+            (ServiceKind::Postgres, Some(t)) => format!("timescaledb {t} on pg {version}"),
+            _ => format!("{service} {version}"),
+        },
     };
     let rpo = |lost: usize, ms: u64| RpoMeasurement {
         acknowledged: 600,

@@ -89,7 +89,7 @@ impl Limit {
 /// Whether a probe reads as one SQL query: it starts with a query keyword,
 /// and its quotes, identifiers and parentheses are balanced. (The server's
 /// own parser checks it again before the drill's fixture loads.)
-pub(crate) fn probe_shape(sql: &str) -> Result<(), String> {
+pub(crate) fn probe_shape(sql: &str) -> Result<(), crate::errors::Refusal> {
     let t = sql.trim();
     let first = t
         .split(|c: char| !c.is_ascii_alphabetic())
@@ -100,7 +100,7 @@ pub(crate) fn probe_shape(sql: &str) -> Result<(), String> {
         return Err(format!(
             "`{}` is not a query: a probe is SQL returning one boolean, e.g. `SELECT count(*) > 0 FROM ticks`",
             t.chars().take(60).collect::<String>()
-        ));
+        ).into());
     }
     let (mut depth, mut quote) = (0i32, None::<char>);
     for c in t.chars() {
@@ -117,8 +117,8 @@ pub(crate) fn probe_shape(sql: &str) -> Result<(), String> {
         }
     }
     match (quote, depth) {
-        (Some(q), _) => Err(format!("a {q} is never closed")),
-        (None, d) if d > 0 => Err(format!("{d} `(` never closed")),
+        (Some(q), _) => Err(format!("a {q} is never closed").into()),
+        (None, d) if d > 0 => Err(format!("{d} `(` never closed").into()),
         _ => Ok(()),
     }
 }

@@ -475,7 +475,7 @@ fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
         if let Err(why) = bounds::probe_shape(p) {
             return bad(
                 &format!("expect.probes[{i}]"),
-                why,
+                why.0,
                 "write one query returning a boolean",
             );
         }

@@ -62,6 +62,7 @@ impl<E: Engine> Disposable<E> {
             source: server.source(),
             version: String::new(),
             timescaledb: None,
+            flavour: String::new(),
         };
         let mut d = Disposable {
             server,
@@ -71,6 +72,10 @@ impl<E: Engine> Disposable<E> {
             engine,
         };
         E::after_start(&mut d)?;
+        if d.info.flavour.is_empty() {
+            let version = d.info.version.split_whitespace().next().unwrap_or("");
+            d.info.flavour = format!("{kind} {version}");
+        }
         Ok(d)
     }
 

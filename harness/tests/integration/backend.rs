@@ -9,7 +9,6 @@ use drill::BackendKind;
 use drill::backend::reap_leftovers;
 use drill::service::Lifecycle;
 use drill::service::postgres::ClientTool;
-use drill::service::postgres::PgBinaries;
 use drill::testing::Resource;
 use rstest::rstest;
 use sqlx::Connection;
@@ -236,12 +235,9 @@ fn timescaledb_availability_is_detected_and_reported(#[case] backend: BackendKin
     let Some(pg) = start_on(backend, "tsdb-detect") else {
         return;
     };
-    let expected = match backend {
-        BackendKind::Native => PgBinaries::locate().unwrap().has_timescaledb(),
-        BackendKind::Docker => {
-            drill::service::postgres::server::image_has_timescaledb(&pg.info().source)
-        }
-    };
+    // In CI the extension must be there on both backends.
+    let expected =
+        drill::testing::timescaledb_for_tests(backend, "timescaledb_availability_is_detected");
     if expected {
         assert!(
             pg.info().timescaledb.is_some(),

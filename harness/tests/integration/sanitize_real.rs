@@ -150,16 +150,13 @@ async fn real_verbose_dump_restores_identically_after_sanitizing() {
 
 /// TimescaleDB relays a multi-line server NOTICE from inside the COPY of a
 /// hypertable (`NOTICE: hypertable data are in the chunks` + DETAIL + HINT).
-/// Needs the extension; says so and skips without it.
+/// Needs the extension; says so and skips without it (fails in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timescaledb_notice_inside_copy_is_removed() {
-    if !drill::service::postgres::PgBinaries::locate()
-        .unwrap()
-        .has_timescaledb()
-    {
-        eprintln!(
-            "SKIPPED: the timescaledb extension is not installed for this PostgreSQL; this test needs it"
-        );
+    if !drill::testing::timescaledb_for_tests(
+        drill::BackendKind::Native,
+        "timescaledb_notice_inside_copy_is_removed",
+    ) {
         return;
     }
     let spec = drill::service::postgres::PgSpec {

@@ -29,3 +29,34 @@ pub(crate) use service::{PostgresService, describe, refused_evidence, resolve_fl
 pub(crate) fn image(chosen: Option<&str>) -> String {
     crate::vocab::ServiceKind::Postgres.image(chosen)
 }
+
+#[cfg(feature = "test-support")]
+/// Whether a TimescaleDB test can run on `backend`: the extension is
+/// installed for the native PostgreSQL, or the PostgreSQL image carries it.
+/// Without it the test prints why and skips, unless `CI` is true or
+/// `DRILL_REQUIRE_TIMESCALEDB` is set: then this panics, naming what to do.
+pub fn timescaledb_for_tests(backend: crate::BackendKind, test: &str) -> bool {
+    let image = image(None);
+    let (found, what) = match backend {
+        crate::BackendKind::Native => (
+            PgBinaries::locate().is_ok_and(|b| b.has_timescaledb()),
+            "the native PostgreSQL has no timescaledb extension".to_string(),
+        ),
+        crate::BackendKind::Docker => (
+            crate::backend::available_for_tests(backend, &[crate::ServiceKind::Postgres], test)
+                && server::image_has_timescaledb(&image),
+            format!("image {image} has no timescaledb extension"),
+        ),
+    };
+    if found {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let fix = "set DRILL_TIMESCALEDB_SRC to TimescaleDB's source release and run `cargo xtask deps` \
+               (native) or `cargo xtask images` (docker; or pull timescale/timescaledb)";
+    if ci || std::env::var_os("DRILL_REQUIRE_TIMESCALEDB").is_some() {
+        panic!("{test} on {backend}: TimescaleDB is required here (CI) but {what}; {fix}");
+    }
+    eprintln!("SKIPPED {test} on {backend}: {what}; {fix}");
+    false
+}

@@ -124,6 +124,17 @@ impl Engine for PgEngine {
             "postgres",
         )?;
         pg.info.timescaledb = (!ts.is_empty()).then_some(ts);
+        let pg_version = pg
+            .info
+            .version
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        pg.info.flavour = match (&pg.info.timescaledb, pg.engine.spec.timescaledb) {
+            (Some(ts), true) => format!("timescaledb {ts} on pg {pg_version}"),
+            _ => format!("postgres {pg_version}"),
+        };
         Ok(())
     }
 
@@ -343,7 +354,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                         bins.share_dir().display(),
                         bins.pkglib_dir().display()
                     ),
-                    install: "TimescaleDB's packages for this PostgreSQL version, or set `engine = \"postgres\"`".into(),
+                    install: super::service::TIMESCALEDB_HINT.into(),
                 });
             }
             let mut args: Vec<String> = [

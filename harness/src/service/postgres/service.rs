@@ -28,6 +28,11 @@ use crate::service::{
 use crate::vocab::{ServerInfo, ServiceKind};
 use crate::workload::{Ledger, RpoMeasurement, Writer};
 
+/// How to get TimescaleDB where no registry serves it.
+pub(crate) const TIMESCALEDB_HINT: &str = "with a registry: the official timescale/timescaledb image, or \
+    Timescale's packages for this PostgreSQL; without one: DRILL_TIMESCALEDB_SRC=<its source tarball> \
+    cargo xtask deps (native) or cargo xtask images (docker); or set `engine = \"postgres\"`";
+
 /// Which flavour a server runs, and the sentence saying why.
 pub(crate) fn resolve_flavour(
     engine: PgEngine,
@@ -42,10 +47,30 @@ pub(crate) fn resolve_flavour(
         (PgEngine::Postgres, _) => (Flavour::Postgres, "postgres".into()),
         (PgEngine::Auto, false) => (
             Flavour::Postgres,
-            "postgres (timescaledb extension not installed)".into(),
+            "postgres (engine auto: the timescaledb extension is not installed)".into(),
         ),
-        (PgEngine::Auto, true) | (PgEngine::Timescaledb, _) => {
-            (Flavour::TimescaleDb, "timescaledb".into())
+        (PgEngine::Auto, true) => (
+            Flavour::TimescaleDb,
+            "timescaledb (engine auto: the extension is installed)".into(),
+        ),
+        (PgEngine::Timescaledb, true) => (Flavour::TimescaleDb, "timescaledb".into()),
+        (PgEngine::Timescaledb, false) => {
+            let looked_in = match backend {
+                BackendKind::Native => {
+                    let bins = PgBinaries::locate()?;
+                    format!(
+                        "{} and {}",
+                        bins.share_dir().display(),
+                        bins.pkglib_dir().display()
+                    )
+                }
+                BackendKind::Docker => format!("image {image}"),
+            };
+            return Err(crate::Error::MissingTool {
+                tool: "the timescaledb extension (engine = \"timescaledb\")".into(),
+                looked_in,
+                install: TIMESCALEDB_HINT.into(),
+            });
         }
     })
 }
