@@ -172,7 +172,13 @@ impl Recipe {
     /// Hash of everything that goes into the image.
     fn hash(&self) -> String {
         let mut h = Sha256::new();
-        for part in [SUITE, self.before, self.after, &self.packages.join(" ")] {
+        for part in [
+            SUITE,
+            "security",
+            self.before,
+            self.after,
+            &self.packages.join(" "),
+        ] {
             h.update(part.as_bytes());
             h.update([0]);
         }
@@ -183,6 +189,7 @@ impl Recipe {
         h.update(entrypoint(self.kind).unwrap_or_default().as_bytes());
         if let Some(b) = &self.timescaledb {
             h.update(b.tarball.file_name().unwrap_or_default().as_encoded_bytes());
+            h.update(b.pg_version.as_bytes());
             h.update(TIMESCALEDB_AFTER.as_bytes());
         }
         format!("{:x}", h.finalize())[..16].to_string()
@@ -260,9 +267,18 @@ fn label_of(tag: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The Debian mirror apt already uses here, so debootstrap works wherever
-/// apt does.
-fn machine_mirror() -> String {
+/// Where Debian's security updates come from: the machine's
+/// `debian-security` source, else the mirror's sibling.
+fn security_mirror(mirror: &str) -> String {
+    apt_sources()
+        .iter()
+        .flat_map(|t| t.split_whitespace())
+        .find(|w| w.starts_with("http") && w.trim_end_matches('/').ends_with("/debian-security"))
+        .map(|w| w.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("{mirror}-security"))
+}
+
+fn apt_sources() -> Vec<String> {
     let mut texts: Vec<String> = std::fs::read_to_string("/etc/apt/sources.list")
         .into_iter()
         .collect();
@@ -272,6 +288,12 @@ fn machine_mirror() -> String {
         }
     }
     texts
+}
+
+/// The Debian mirror apt already uses here, so debootstrap works wherever
+/// apt does.
+fn machine_mirror() -> String {
+    apt_sources()
         .iter()
         .flat_map(|t| t.split_whitespace())
         .find(|w| {
@@ -391,7 +413,10 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
     let _ = std::fs::copy("/etc/resolv.conf", rp.join("etc/resolv.conf"));
     std::fs::write(
         rp.join("etc/apt/sources.list"),
-        format!("deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n"),
+        format!(
+            "deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\ndeb {} {SUITE}-security main\n",
+            security_mirror(mirror)
+        ),
     )?;
     if let Some(script) = entrypoint(r.kind) {
         std::fs::write(rp.join("usr/local/bin/docker-entrypoint.sh"), script)?;
@@ -433,6 +458,24 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
                 .args(["/bin/sh", "-c", TIMESCALEDB_AFTER]),
             "preload timescaledb",
         )?;
+        // The extension was built against this machine's PostgreSQL: the
+        // image's must be the same minor version, or the library will not
+        // load (undefined symbols).
+        let out = Command::new("chroot")
+            .arg(rp)
+            .arg(format!("/usr/lib/postgresql/{}/bin/postgres", b.pg_major))
+            .arg("--version")
+            .output()?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            said.split_whitespace().any(|w| w == b.pg_version),
+            "the image's PostgreSQL ({}) is not the {} timescaledb {} was built against; \
+             upgrade this machine's postgresql-{} (or the mirror's) so both match, then run again",
+            said.trim(),
+            b.pg_version,
+            b.version,
+            b.pg_major
+        );
     }
     let previous = image_id(&r.tag);
     let mut import = Command::new("docker");

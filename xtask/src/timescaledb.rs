@@ -49,6 +49,8 @@ pub(crate) struct Build {
     pub(crate) tarball: PathBuf,
     pub(crate) version: String,
     pub(crate) pg_major: String,
+    /// The PostgreSQL it was built against, e.g. "15.20".
+    pub(crate) pg_version: String,
 }
 
 /// The source the environment names, if any.
@@ -83,25 +85,35 @@ pub(crate) fn ensure() -> anyhow::Result<()> {
 /// The build of the configured source for `target`, made when missing.
 pub(crate) fn build(src: &Source, target: &Target) -> anyhow::Result<Build> {
     let dir = cache_dir()?;
-    let tarball = dir.join(format!(
-        "timescaledb-{}-pg{}-{}.tar",
-        src.version, target.pg_major, src.key
-    ));
-    let build = Build {
-        tarball: tarball.clone(),
+    // Keyed by the PostgreSQL minor version too: a library built against a
+    // newer minor release may not load into an older one.
+    let made_for = |t: &Target| Build {
+        tarball: dir.join(format!(
+            "timescaledb-{}-pg{}-{}.tar",
+            src.version, t.pg_version, src.key
+        )),
         version: src.version.clone(),
-        pg_major: target.pg_major.clone(),
+        pg_major: t.pg_major.clone(),
+        pg_version: t.pg_version.clone(),
     };
     // One build at a time: a second run waits for the first, then finds it.
     let lock = std::fs::File::create(dir.join("timescaledb.lock"))?;
     lock.lock().context("lock drill's cache")?;
-    if tarball.is_file() {
-        eprintln!("timescaledb: using the cached build {}", tarball.display());
-        return Ok(build);
+    let cached = made_for(target);
+    if cached.tarball.is_file() {
+        eprintln!(
+            "timescaledb: using the cached build {}",
+            cached.tarball.display()
+        );
+        return Ok(cached);
     }
     ensure_build_deps(&target.pg_major)?;
     // Installing the headers may have upgraded pg_config: ask it again.
     let target = &Target::locate()?;
+    let build = made_for(target);
+    if build.tarball.is_file() {
+        return Ok(build);
+    }
     let started = Instant::now();
     let work = tempfile::Builder::new()
         .prefix("timescaledb-build-")
@@ -117,7 +129,7 @@ pub(crate) fn build(src: &Source, target: &Target) -> anyhow::Result<Build> {
         log.display()
     );
     compile(&tree, target, &stage, &log)?;
-    pack(&stage, &tarball)?;
+    pack(&stage, &build.tarball)?;
     eprintln!(
         "timescaledb: built {} in {}",
         src.version,

@@ -43,6 +43,9 @@ pub enum CheckKind {
     BackupIntegrity,
     /// The backup holds nothing that would run on the restoring host.
     BackupSafety,
+    /// TimescaleDB's own state: hypertables and chunks, compression,
+    /// continuous aggregates, background jobs.
+    TimescaleDb,
     /// An extension the backup needs is there, at its version.
     Extension,
     /// A recovery step ran to its end.

@@ -13,6 +13,7 @@ mod redis;
 mod rpo_property;
 mod sanitize_real;
 mod security;
+mod timescaledb;
 
 use drill::service::postgres::{PgSpec, Postgres};
 use drill::testing::available_for_tests;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::snapshot::{Fingerprint, Orphans, Snapshot};
+use super::timescale::{TsState, diff as ts_diff};
 use crate::Result;
 use crate::check::{CheckKind, CheckResult};
 use crate::scenario::RowCount;
@@ -157,6 +158,84 @@ pub fn fk_orphans(measured: &[Orphans], max: u64) -> Vec<CheckResult> {
             }
         })
         .collect()
+}
+
+/// TimescaleDB's state against the baseline's, in four checks
+/// (hypertables and chunks, compression, continuous aggregates, jobs), each
+/// with one line of evidence per difference.
+pub fn timescaledb(before: &TsState, now: Option<&TsState>) -> Vec<CheckResult> {
+    let d = ts_diff(before, now);
+    let compressed = |s: &TsState| s.chunks.values().filter(|c| c.compressed).count();
+    let stale = |s: &TsState| s.caggs.values().map(|c| c.stale_buckets).sum::<i64>();
+    let now_or = |f: &dyn Fn(&TsState) -> String| now.map_or("no timescaledb".into(), f);
+    let check = |name: &str, expected: String, actual: String, problems: Vec<String>| {
+        CheckResult::new(
+            CheckKind::TimescaleDb,
+            name,
+            expected,
+            actual,
+            problems.is_empty(),
+            (!problems.is_empty()).then(|| problems.join("\n")),
+        )
+    };
+    vec![
+        check(
+            "timescaledb hypertables",
+            format!(
+                "{} {} hypertables, {} chunks",
+                before.version,
+                before.hypertables.len(),
+                before.chunks.len()
+            ),
+            now_or(&|s| {
+                format!(
+                    "{} {} hypertables, {} chunks",
+                    s.version,
+                    s.hypertables.len(),
+                    s.chunks.len()
+                )
+            }),
+            d.hypertables,
+        ),
+        check(
+            "timescaledb compression",
+            format!(">= {} chunks compressed", compressed(before)),
+            now_or(&|s| format!("{} chunks compressed", compressed(s))),
+            d.compression,
+        ),
+        check(
+            "timescaledb continuous aggregates",
+            format!("{} caggs, 0 buckets stale", before.caggs.len()),
+            now_or(&|s| format!("{} caggs, {} buckets stale", s.caggs.len(), stale(s))),
+            d.caggs,
+        ),
+        check(
+            "timescaledb jobs",
+            format!(
+                "{} policies, scheduler {}",
+                before.jobs.len(),
+                if before.scheduler {
+                    "running"
+                } else {
+                    "not required"
+                }
+            ),
+            now_or(&|s| {
+                format!(
+                    "{} policies, scheduler {}",
+                    s.jobs.len(),
+                    if s.restoring {
+                        "held (restoring)"
+                    } else if s.scheduler {
+                        "running"
+                    } else {
+                        "not running"
+                    }
+                )
+            }),
+            d.jobs,
+        ),
+    ]
 }
 
 /// A probe: SQL that must return true.

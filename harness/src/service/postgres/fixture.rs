@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use drill_fixtures::{Dataset, Flavour, nexwave_schema};
+use drill_fixtures::{Dataset, Flavour, nexwave_after_load, nexwave_schema};
 use sqlx::postgres::PgConnection;
 
 use super::{PgCoordinates, execute_script};
@@ -40,6 +40,11 @@ pub async fn load_nexwave(
     for mut t in dataset.tables() {
         let n = copy_rows(&mut conn, t.table, t.columns, t.rows.as_mut()).await?;
         tables.push((t.table.to_string(), n));
+    }
+    if let Some(file) = nexwave_after_load(flavour) {
+        for stmt in file.statements() {
+            execute_script(&mut conn, &stmt, &format!("apply fixtures/{}", file.path)).await?;
+        }
     }
     execute_script(&mut conn, "ANALYZE", "analyze").await?;
     Ok(LoadReport {

@@ -1,7 +1,7 @@
 //! The PostgreSQL (and TimescaleDB) service, one folder for everything
 //! about it: the server on either backend ([`server`], [`binaries`]), how
 //! to reach it ([`coords`]), the Nexwave fixture ([`fixture`]), what its
-//! checks compare ([`snapshot`], [`checks`]), its backups ([`backup`]),
+//! checks compare ([`snapshot`], [`timescale`], [`checks`]), its backups ([`backup`]),
 //! faults ([`fault`]) and restores ([`restore`]), its part of the workload
 //! ([`workload`]), and the [`crate::service::Service`] that ties them into
 //! a drill ([`service`]).
@@ -16,6 +16,7 @@ pub mod restore;
 pub mod server;
 mod service;
 pub mod snapshot;
+pub mod timescale;
 pub mod workload;
 
 pub use binaries::{INSTALL_HINT, PgBinaries};

@@ -258,12 +258,15 @@ impl Service for PostgresService {
 
     async fn baseline(&mut self) -> Result<String> {
         let s = snapshot::take(self.server.coordinates()).await?;
-        let said = format!(
+        let mut said = format!(
             "postgres: {} tables, schema {} objects ({})",
             s.rows.len(),
             s.schema.objects.len(),
             s.schema.digest()
         );
+        if let Some(ts) = &s.timescale {
+            said.push_str(&format!("; {}", ts.summary()));
+        }
         self.baseline = Some(s);
         Ok(said)
     }
@@ -347,6 +350,9 @@ impl Service for PostgresService {
         }
         if expect.schema == SchemaExpect::SameAsBefore {
             out.push(checks::schema(&baseline.schema, &now.schema));
+            if let Some(ts) = &baseline.timescale {
+                out.extend(checks::timescaledb(ts, now.timescale.as_ref()));
+            }
         }
         Ok(out)
     }

@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub schema: Fingerprint,
     /// Foreign keys, so integrity can be checked even after they are gone.
     pub foreign_keys: Vec<ForeignKey>,
+    /// TimescaleDB's own state, when the extension is installed.
+    pub timescale: Option<super::timescale::TsState>,
 }
 
 /// A foreign key: `child(columns)` references `parent(columns)`.
@@ -164,7 +166,7 @@ SELECT 'column ' || nspname || '.' || relname || '.' || a.attname,
   WHERE relkind IN ('r','p','v','m','f')
 UNION ALL
 SELECT 'constraint ' || nspname || '.' || relname || '.' || con.conname,
-       pg_get_constraintdef(con.oid) || CASE WHEN con.convalidated THEN '' ELSE ' NOT VALID' END
+       pg_get_constraintdef(con.oid)
   FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid
 UNION ALL
 SELECT 'index ' || nspname || '.' || ic.relname, pg_get_indexdef(i.indexrelid)
@@ -199,6 +201,7 @@ pub async fn take(coords: &PgCoordinates) -> Result<Snapshot> {
         content,
         schema,
         foreign_keys: foreign_keys(&mut conn).await?,
+        timescale: super::timescale::take(&mut conn, std::time::Duration::from_secs(5)).await?,
     })
 }
 
