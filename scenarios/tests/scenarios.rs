@@ -3,7 +3,9 @@
 //! JUnit for free: `cargo nextest run -p drill-scenarios -E 'test(verbose-dump)'`
 //! runs `native::verbose-dump.toml` and `docker::verbose-dump.toml`. The
 //! docker cases skip with a message when no engine or image is there, and
-//! fail instead when `DRILL_REQUIRE_DOCKER` is set (CI).
+//! fail instead when `DRILL_REQUIRE_DOCKER` is set (CI); the scenarios that
+//! need TimescaleDB skip the same way without it, and fail instead under
+//! `CI=true` or `DRILL_REQUIRE_TIMESCALEDB`.
 //!
 //! A case passes when the drill's verdict is `pass`: each corrected recovery
 //! brought everything back within the RTO and each naive one reproduced its
@@ -29,6 +31,15 @@ fn drill(path: &Path, backend: BackendKind) -> datatest_stable::Result<()> {
     let scenario = drill::scenario::load_file(path)?;
     let services: Vec<ServiceKind> = scenario.services.kinds();
     if !available_for_tests(backend, &services, &scenario.name) {
+        return Ok(());
+    }
+    let needs_timescaledb = scenario.fixture.name == drill::scenario::FixtureName::QuantTrading
+        || scenario
+            .services
+            .postgres
+            .as_ref()
+            .is_some_and(|p| p.engine == drill::scenario::PgEngine::Timescaledb);
+    if needs_timescaledb && !drill::testing::timescaledb_for_tests(backend, &scenario.name) {
         return Ok(());
     }
     let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| {

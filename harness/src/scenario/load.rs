@@ -122,6 +122,23 @@ fn bad(key: &str, message: String, help: &str) -> Result<(), Broken> {
 
 /// What only concerns PostgreSQL.
 fn validate_postgres(sc: &Scenario, pg: &PostgresConfig) -> Result<(), Broken> {
+    if sc.fixture.name == FixtureName::QuantTrading {
+        if pg.engine == PgEngine::Postgres {
+            return bad(
+                "services.postgres.engine",
+                "the quant-trading fixture is TimescaleDB's (hypertables, continuous aggregates)"
+                    .into(),
+                "use `engine = \"timescaledb\"` (or `auto`)",
+            );
+        }
+        if sc.workload.is_some() {
+            return bad(
+                "workload",
+                "the quant-trading fixture has no `ticks` table for the workload's writer".into(),
+                "remove `[workload]`, or use the nexwave fixture",
+            );
+        }
+    }
     for (key, value) in [("database", &pg.database), ("user", &pg.user)] {
         if value.is_empty() || value.contains(['\0', '\n']) || value.len() > 63 {
             return bad(

@@ -219,6 +219,12 @@ pub enum FixtureName {
     /// The Nexwave trading schema of seeds 000 to 002.
     #[default]
     Nexwave,
+    /// Seed 004's quant-trading database (TimescaleDB only): hypertables
+    /// `market_prices` and `option_quotes`, compressed older chunks, the
+    /// continuous aggregates `market_prices_1min`, `_5min` and `_daily`,
+    /// `monitoring.backup_history`. Its size is fixed (`ticks` is ignored)
+    /// and it has no `ticks` table for a workload.
+    QuantTrading,
 }
 
 /// A writer that inserts ticks while the drill runs and records every

@@ -4,7 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use drill_fixtures::{Dataset, Flavour, nexwave_after_load, nexwave_schema};
+use drill_fixtures::{
+    Dataset, Flavour, nexwave_after_load, nexwave_schema, quant_after_load, quant_data,
+    quant_schema,
+};
 use sqlx::postgres::PgConnection;
 
 use super::{PgCoordinates, execute_script};
@@ -52,6 +55,51 @@ pub async fn load_nexwave(
             Flavour::TimescaleDb => "timescaledb".into(),
             Flavour::Postgres => "postgres".into(),
         },
+        tables,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Applies seed 004's quant-trading schema and generates its rows on the
+/// server from `seed`; then compresses the older chunks and refreshes the
+/// continuous aggregates.
+pub async fn load_quant(coords: &PgCoordinates, seed: u64) -> Result<LoadReport> {
+    let started = Instant::now();
+    let mut conn = coords.connect().await?;
+    for file in quant_schema() {
+        execute_script(
+            &mut conn,
+            file.sql,
+            &format!("apply fixtures/{}", file.path),
+        )
+        .await?;
+    }
+    execute_script(
+        &mut conn,
+        &quant_data(seed),
+        "apply fixtures/quant/data.sql",
+    )
+    .await?;
+    let after = quant_after_load();
+    for stmt in after.statements() {
+        execute_script(&mut conn, &stmt, &format!("apply fixtures/{}", after.path)).await?;
+    }
+    execute_script(&mut conn, "ANALYZE", "analyze").await?;
+    let mut tables = Vec::new();
+    for t in [
+        "instruments",
+        "market_prices",
+        "option_quotes",
+        "monitoring.backup_history",
+    ] {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(Error::sql(format!("count {t}")))?;
+        tables.push((t.to_string(), n as u64));
+    }
+    Ok(LoadReport {
+        flavour: "timescaledb".into(),
         tables,
         elapsed: started.elapsed(),
     })

@@ -19,7 +19,8 @@ use crate::Result;
 use crate::backend::BackendKind;
 use crate::check::CheckResult;
 use crate::scenario::{
-    BackupMethod as Method, DumpFormat, Fault, PgEngine, RowsExpect, Scenario, SchemaExpect, Step,
+    BackupMethod as Method, DumpFormat, Fault, FixtureName, PgEngine, RowsExpect, Scenario,
+    SchemaExpect, Step,
 };
 use crate::service::{
     BackupCx, BackupMethod, BackupTaken, JudgeCx, Lifecycle, Placement, Service, StepDone,
@@ -97,6 +98,8 @@ pub(crate) struct PostgresService {
     /// fault overrides them).
     settings: BTreeMap<String, String>,
     backup_method: Option<Box<dyn BackupMethod<Postgres>>>,
+    /// Which dataset the scenario loads.
+    fixture: FixtureName,
     baseline: Option<Snapshot>,
     /// The newest backup.
     dump: Option<Artifact>,
@@ -111,7 +114,12 @@ impl PostgresService {
             .as_ref()
             .expect("the engine starts declared services only");
         let image = ServiceKind::Postgres.image(cfg.image.as_deref());
-        let (flavour, flavour_note) = resolve_flavour(cfg.engine, at.backend, &image)?;
+        let engine = match (sc.fixture.name, cfg.engine) {
+            // Seed 004's database is TimescaleDB's: auto must find it.
+            (FixtureName::QuantTrading, PgEngine::Auto) => PgEngine::Timescaledb,
+            (_, e) => e,
+        };
+        let (flavour, flavour_note) = resolve_flavour(engine, at.backend, &image)?;
         let spec = PgSpec {
             timescaledb: flavour == Flavour::TimescaleDb,
             settings: cfg
@@ -134,6 +142,7 @@ impl PostgresService {
             flavour_note,
             settings: cfg.settings.clone(),
             backup_method,
+            fixture: sc.fixture.name,
             baseline: None,
             dump: None,
         })
@@ -246,6 +255,15 @@ impl Service for PostgresService {
     }
 
     async fn load_fixture(&self, data: &Dataset) -> Result<String> {
+        if self.fixture == FixtureName::QuantTrading {
+            let loaded = super::fixture::load_quant(self.server.coordinates(), data.seed).await?;
+            let total: u64 = loaded.tables.iter().map(|(_, n)| n).sum();
+            return Ok(format!(
+                "quant-trading (seed 004), {total} rows in {} tables, seed {}",
+                loaded.tables.len(),
+                data.seed
+            ));
+        }
         let loaded =
             super::fixture::load_nexwave(self.server.coordinates(), self.flavour, data).await?;
         let total: u64 = loaded.tables.iter().map(|(_, n)| n).sum();
@@ -305,7 +323,10 @@ impl Service for PostgresService {
         tokio::task::block_in_place(|| match step {
             Step::PsqlRestore { .. } | Step::PgRestore { .. } => self.restore(step),
             Step::ApplySchema { .. } => {
-                let files = drill_fixtures::nexwave_schema(self.flavour);
+                let files = match self.fixture {
+                    FixtureName::Nexwave => drill_fixtures::nexwave_schema(self.flavour),
+                    FixtureName::QuantTrading => drill_fixtures::quant_schema(),
+                };
                 for f in &files {
                     if let Err(e) = run_sql_within(&self.server, None, f.sql, step.time_limit()) {
                         return Ok(StepDone::failed(format!("fixtures/{} failed: {e}", f.path)));
