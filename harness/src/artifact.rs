@@ -33,6 +33,10 @@ pub(crate) struct Inspection {
     /// The TimescaleDB version the dump was taken with (from its
     /// `_timescaledb_catalog.metadata` rows), when it says.
     pub timescaledb_version: Option<String>,
+    /// The roles owning the dump's TimescaleDB jobs (`bgw_job.owner`, a
+    /// `regrole`: the restore fails where they do not exist, even with
+    /// `--no-owner`).
+    pub job_owners: JobOwners,
     /// Lines of pg_dump's own stderr found in a plain dump (verbose output
     /// merged into the file, seed 000): exactly what the sanitizer removes.
     pub stderr_lines: u64,
@@ -84,6 +88,7 @@ pub(crate) fn inspect_file(path: &Path, database: &str) -> Inspection {
         problems: Vec::new(),
         timescaledb: false,
         timescaledb_version: None,
+        job_owners: JobOwners::default(),
         stderr_lines: 0,
         refused: Vec::new(),
         refused_total: 0,
@@ -211,6 +216,15 @@ pub(crate) fn inspect_archive(i: &mut Inspection, server: &Postgres) -> Result<(
             i.timescaledb_version = String::from_utf8_lossy(&meta.stdout)
                 .lines()
                 .find_map(version_row);
+            let jobs = server
+                .client(ClientTool::PgRestore)
+                .args(["--data-only", "--table=bgw_job", "-f", "-"])
+                .arg(path)
+                .output()
+                .map_err(Error::spawn("pg_restore --data-only --table=bgw_job"))?;
+            for line in String::from_utf8_lossy(&jobs.stdout).lines() {
+                i.job_owners.line(line);
+            }
         }
     } else {
         i.problems.push(format!(
@@ -310,6 +324,7 @@ fn scan_plain(i: &mut Inspection, database: &str) -> Result<()> {
     i.refused_total = report.refused_total;
     i.timescaledb = facts.timescaledb;
     i.timescaledb_version = facts.timescaledb_version;
+    i.job_owners = facts.job_owners;
     if report.bytes_in == 0 {
         i.problems.push("the dump holds no SQL".into());
     } else if facts.binary {
@@ -353,6 +368,41 @@ struct PlainFacts {
     complete: bool,
     timescaledb: bool,
     timescaledb_version: Option<String>,
+    job_owners: JobOwners,
+}
+
+/// The owners named in a dump's `bgw_job` COPY block, read line by line.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub(crate) struct JobOwners {
+    /// Inside the block: the owner column's index.
+    #[serde(skip)]
+    column: Option<usize>,
+    pub names: std::collections::BTreeSet<String>,
+}
+
+impl JobOwners {
+    pub(crate) fn line(&mut self, line: &str) {
+        match self.column {
+            None => {
+                if let Some(rest) = line
+                    .strip_prefix("COPY _timescaledb_config.bgw_job (")
+                    .or_else(|| line.strip_prefix("COPY _timescaledb_catalog.bgw_job ("))
+                {
+                    let cols = rest.split(')').next().unwrap_or_default();
+                    self.column = cols.split(", ").position(|c| c.trim() == "owner");
+                }
+            }
+            Some(_) if line == "\\." => self.column = None,
+            Some(i) => {
+                if let Some(owner) = line.split('\t').nth(i)
+                    && owner != "\\N"
+                    && !owner.is_empty()
+                {
+                    self.names.insert(owner.trim_matches('"').to_string());
+                }
+            }
+        }
+    }
 }
 
 impl PlainFacts {
@@ -376,6 +426,9 @@ impl PlainFacts {
             && line.starts_with(b"timescaledb_version\t")
         {
             self.timescaledb_version = version_row(&String::from_utf8_lossy(line));
+        }
+        if self.timescaledb {
+            self.job_owners.line(&String::from_utf8_lossy(line));
         }
     }
 }
@@ -502,4 +555,27 @@ pub(crate) fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     found.sort_by(|a, b| b.cmp(a));
     Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobOwners;
+
+    #[test]
+    fn job_owners_are_read_from_the_bgw_job_copy_block() {
+        let mut o = JobOwners::default();
+        for line in [
+            "COPY _timescaledb_config.bgw_job (id, application_name, schedule_interval, owner, scheduled) FROM stdin;",
+            "1000\tColumnstore Policy [1000]\t1 day\tnexwave\tt",
+            "1001\tRefresh Continuous Aggregate Policy [1001]\t1 day\t\"Ops Team\"\tt",
+            "\\.",
+            "1002\tnot a job row\t1 day\tintruder\tt",
+        ] {
+            o.line(line);
+        }
+        assert_eq!(
+            o.names.into_iter().collect::<Vec<_>>(),
+            vec!["Ops Team".to_string(), "nexwave".to_string()]
+        );
+    }
 }

@@ -249,20 +249,29 @@ fn every_kind_of_backup_gets_the_right_verdict(#[case] backend: BackendKind) {
     );
 }
 
-/// A TimescaleDB dump restores between pre/post_restore, and a dump taken
-/// with another TimescaleDB version is refused before anything is restored.
-/// Needs the extension; says so and skips without it (fails in CI).
-#[test]
-fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
-    if !drill::testing::timescaledb_for_tests(
-        BackendKind::Native,
-        "timescaledb_dumps_restore_and_a_version_mismatch_is_caught",
-    ) {
+/// TimescaleDB dumps in every format (plain, gzip, custom, directory) of
+/// the Nexwave fixture (compressed chunks, a continuous aggregate, two
+/// policies) restore between pre/post_restore on each backend, with the
+/// TimescaleDB checks green; a dump taken with another TimescaleDB version
+/// is refused before anything is restored. Needs the extension (and on
+/// docker an image with it); says so and skips without it (fails in CI).
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught(#[case] backend: BackendKind) {
+    let test = "timescaledb_dumps_restore_and_a_version_mismatch_is_caught";
+    if !drill::testing::timescaledb_for_tests(BackendKind::Native, test)
+        || !drill::testing::timescaledb_for_tests(backend, test)
+    {
         return;
     }
     let spec = PgSpec {
         timescaledb: true,
-        ..PgSpec::new("nexwave", "nexwave", "test-artifact-tsdb")
+        ..PgSpec::new(
+            "nexwave",
+            "nexwave",
+            &format!("test-artifact-tsdb-{}", backend.name()),
+        )
     };
     let pg = Postgres::native(&spec).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -271,7 +280,8 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
         .build()
         .unwrap();
     let data = drill_fixtures::Dataset {
-        ticks: 3_400,
+        // Ten minutes of ticks: the older chunks are compressed.
+        ticks: 20_000,
         ..Default::default()
     };
     rt.block_on(drill::service::postgres::fixture::load_nexwave(
@@ -282,18 +292,50 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("tsdb.sql.gz");
-    dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &good);
+    let formats = [
+        ("tsdb.sql", "pg_dump --no-owner --no-acl -f OUT"),
+        ("tsdb.sql.gz", "pg_dump --no-owner --no-acl | gzip > OUT"),
+        ("tsdb.dump", "pg_dump -Fc --no-owner --no-acl -f OUT"),
+        ("tsdb.dir", "pg_dump -Fd --no-owner --no-acl -f OUT"),
+    ];
+    for (name, shell) in formats {
+        dump(&pg, shell, &dir.path().join(name));
+    }
     let version = pg.info().timescaledb.clone().unwrap();
     drop(pg);
-    let (code, out, json) = restore(BackendKind::Native, &good, &["--engine", "timescaledb"]);
-    assert_eq!(code, 0, "{out}");
-    let checks = json["scenarios"][0]["checks"].as_array().unwrap();
-    assert!(
-        checks
+    for (name, _) in formats {
+        let (code, out, json) = restore(
+            backend,
+            &dir.path().join(name),
+            &["--engine", "timescaledb"],
+        );
+        assert_eq!(code, 0, "{name} on {backend}: {out}");
+        let checks = json["scenarios"][0]["checks"].as_array().unwrap();
+        let green = |check: &str| checks.iter().any(|c| c["name"] == check && c["ok"] == true);
+        for check in [
+            "restore/timescaledb version",
+            "restore/timescaledb hypertables",
+            "restore/timescaledb compression",
+            "restore/timescaledb continuous aggregates",
+            "restore/timescaledb jobs",
+        ] {
+            assert!(green(check), "{name} on {backend}: {check} green: {json}");
+        }
+        let compression = checks
             .iter()
-            .any(|c| c["name"] == "restore/timescaledb version" && c["ok"] == true),
-        "{json}"
-    );
+            .find(|c| c["name"] == "restore/timescaledb compression")
+            .unwrap();
+        assert_ne!(
+            compression["actual"], "0 chunks compressed",
+            "{name}: the compressed chunks came back compressed"
+        );
+        assert!(
+            json["scenarios"][0]["servers"][0]["flavour"]
+                .as_str()
+                .is_some_and(|f| f.starts_with(&format!("timescaledb {version} on pg 15"))),
+            "{json}"
+        );
+    }
 
     let other = dir.path().join("other-version.sql.gz");
     let text = std::io::read_to_string(flate2::read::MultiGzDecoder::new(
@@ -311,7 +353,7 @@ fn timescaledb_dumps_restore_and_a_version_mismatch_is_caught() {
     );
     std::io::Write::write_all(&mut enc, changed.as_bytes()).unwrap();
     enc.finish().unwrap();
-    let (code, out, _) = restore(BackendKind::Native, &other, &["--engine", "timescaledb"]);
+    let (code, out, _) = restore(backend, &other, &["--engine", "timescaledb"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("timescaledb version: expected the server's") && out.contains("1.7.5"),

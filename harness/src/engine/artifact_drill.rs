@@ -327,9 +327,13 @@ impl Restore<'_> {
         self.server()?;
         let wrap = inspection.timescaledb && self.flavour == Flavour::TimescaleDb;
         let server = self.server.as_ref().expect("started");
+        let owners: Vec<String> = inspection.job_owners.names.iter().cloned().collect();
         tokio::task::block_in_place(|| {
             let role = Some(server.untrusted_role()?);
-            Ok(match artifact.format {
+            // The jobs' owner is a `regrole`: it must exist for the rows to
+            // load, even with --no-owner. A role that cannot log in.
+            let created = server.ensure_roles(&owners)?;
+            let mut done = match artifact.format {
                 DumpFormat::Plain => {
                     let opts = PsqlRestoreOptions {
                         sanitize,
@@ -351,7 +355,14 @@ impl Restore<'_> {
                     };
                     pg_restore(server, &artifact.path, &opts)?.step_done()
                 }
-            })
+            };
+            if !created.is_empty() {
+                done.detail.push_str(&format!(
+                    "; created role {} (NOLOGIN): the dump's TimescaleDB jobs are owned by it",
+                    created.join(", ")
+                ));
+            }
+            Ok(done)
         })
     }
 
@@ -534,6 +545,9 @@ fn expectations(d: &ArtifactDrill, now: &Snapshot) -> Vec<CheckResult> {
     }
     if let Some(fp) = &d.fingerprint {
         out.push(schema(fp, &now.schema));
+    }
+    if let Some(ts) = &now.timescale {
+        out.extend(crate::service::postgres::checks::timescaledb_restored(ts));
     }
     if !d.allow_empty && now.rows.is_empty() {
         out.push(CheckResult::new(

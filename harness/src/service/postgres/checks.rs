@@ -238,6 +238,20 @@ pub fn timescaledb(before: &TsState, now: Option<&TsState>) -> Vec<CheckResult> 
     ]
 }
 
+/// TimescaleDB's checks for a restored backup, with no baseline to compare
+/// with: what must hold of any restore (no aggregate stale, no database
+/// left in restoring mode, the job scheduler running where there are
+/// jobs), and the hypertables, chunks and compression as found.
+pub fn timescaledb_restored(now: &TsState) -> Vec<CheckResult> {
+    let mut want = now.clone();
+    want.scheduler = !now.jobs.is_empty();
+    want.restoring = false;
+    for c in want.caggs.values_mut() {
+        c.stale_buckets = 0;
+    }
+    timescaledb(&want, Some(now))
+}
+
 /// A probe: SQL that must return true.
 pub fn probe(sql: &str, answer: &Result<bool>) -> CheckResult {
     CheckResult {

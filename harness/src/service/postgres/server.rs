@@ -307,6 +307,27 @@ impl Postgres {
         Ok(role)
     }
 
+    /// Creates each of `roles` that does not exist, as a role that cannot
+    /// log in; returns those it created.
+    pub fn ensure_roles(&self, roles: &[String]) -> Result<Vec<String>> {
+        let mut created = Vec::new();
+        for r in roles {
+            let lit = r.replace('\'', "''");
+            let out = self.psql(
+                &format!("SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{lit}')"),
+                "postgres",
+            )?;
+            if out.trim() == "t" {
+                self.psql(
+                    &format!("CREATE ROLE {} NOLOGIN", quote_ident(r)),
+                    "postgres",
+                )?;
+                created.push(r.clone());
+            }
+        }
+        Ok(created)
+    }
+
     /// [`Postgres::client`] with stderr merged into stdout where the tool
     /// runs, as `pg_dump ... 2>&1` does (see [`Server::tool_merged`]).
     pub(crate) fn client_merged(&self, tool: ClientTool) -> Command {
