@@ -468,12 +468,18 @@ fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
             );
         }
     }
-    let fixture: Vec<String> = drill_fixtures::Dataset::default()
-        .tables()
-        .iter()
-        .map(|t| format!("public.{}", t.table))
-        .chain(["public.candles_15m_ohlcv".to_string()])
-        .collect();
+    let fixture: Vec<String> = match sc.fixture.name {
+        FixtureName::Nexwave => drill_fixtures::Dataset::default()
+            .tables()
+            .iter()
+            .map(|t| format!("public.{}", t.table))
+            .chain(["public.candles_15m_ohlcv".to_string()])
+            .collect(),
+        FixtureName::QuantTrading => drill_fixtures::QUANT_TABLES
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    };
     for table in sc.expect.table_rows.keys() {
         let key = if table.contains('.') {
             table.clone()

@@ -1,6 +1,9 @@
-//! Loads a fixture: the schema files in order, then every table's generated
-//! rows streamed through `COPY ... FROM STDIN` in 1 MiB chunks (memory stays
-//! flat whatever the size).
+//! Loads a fixture. Nexwave (seeds 000-002): the schema files in order,
+//! then every table's generated rows streamed through `COPY ... FROM STDIN`
+//! in 1 MiB chunks (memory stays flat whatever the size), then, on
+//! TimescaleDB, the older chunks compressed and the candles materialised.
+//! Seed 004's quant-trading database: its schema, rows generated on the
+//! server from the seed, the same compression and refresh.
 
 use std::time::{Duration, Instant};
 
@@ -86,12 +89,10 @@ pub async fn load_quant(coords: &PgCoordinates, seed: u64) -> Result<LoadReport>
     }
     execute_script(&mut conn, "ANALYZE", "analyze").await?;
     let mut tables = Vec::new();
-    for t in [
-        "instruments",
-        "market_prices",
-        "option_quotes",
-        "monitoring.backup_history",
-    ] {
+    for t in drill_fixtures::QUANT_TABLES
+        .iter()
+        .filter(|t| !t.starts_with("public.market_prices_"))
+    {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
             .fetch_one(&mut conn)
             .await
