@@ -200,7 +200,24 @@ pub fn timescaledb(before: &TsState, now: Option<&TsState>) -> Vec<CheckResult> 
         check(
             "timescaledb compression",
             format!(">= {} chunks compressed", compressed(before)),
-            now_or(&|s| format!("{} chunks compressed", compressed(s))),
+            now_or(&|s| {
+                let (before, after) = s.hypertables.values().fold((0, 0), |(b, a), h| {
+                    (
+                        b + h.bytes_before_compression,
+                        a + h.bytes_after_compression,
+                    )
+                });
+                if before > 0 {
+                    format!(
+                        "{} chunks compressed ({} kB → {} kB)",
+                        compressed(s),
+                        before / 1024,
+                        after / 1024
+                    )
+                } else {
+                    format!("{} chunks compressed", compressed(s))
+                }
+            }),
             d.compression,
         ),
         check(
