@@ -122,7 +122,7 @@ pub(crate) fn build(src: &Source, target: &Target) -> anyhow::Result<Build> {
     let log = dir.join(format!("timescaledb-{}-build.log", src.version));
     let stage = work.path().join("stage");
     eprintln!(
-        "timescaledb: building {} for PostgreSQL {} from {} (about 4 min on 2 cores; log {}) ...",
+        "timescaledb: building {} for PostgreSQL {} from {} (about 3 min on 2 cores; log {}) ...",
         src.version,
         target.pg_version,
         src.path.display(),
