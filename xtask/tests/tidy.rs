@@ -36,20 +36,41 @@ fn rel(p: &Path) -> String {
     p.strip_prefix(root()).unwrap().display().to_string()
 }
 
-/// The lines of `p` before its unit tests (`#[cfg(test)]`), numbered.
+/// The lines of `p` before its unit-test module (`#[cfg(test)]` followed
+/// by `mod ...`), numbered. Any other `#[cfg(test)]` item is code too: it
+/// cannot hide the rest of the file from a rule.
 fn code_lines(p: &Path) -> Vec<(usize, String)> {
     let text = std::fs::read_to_string(p).unwrap();
-    text.lines()
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .iter()
         .enumerate()
-        .take_while(|(_, l)| !l.trim_start().starts_with("#[cfg(test)]"))
+        .position(|(i, l)| {
+            l.trim_start().starts_with("#[cfg(test)]")
+                && lines[i + 1..]
+                    .iter()
+                    .find(|n| !n.trim().is_empty())
+                    .is_some_and(|n| n.trim_start().starts_with("mod "))
+        })
+        .unwrap_or(lines.len());
+    lines[..end]
+        .iter()
+        .enumerate()
         .map(|(i, l)| (i + 1, l.to_string()))
         .collect()
 }
 
 /// `file:line: text` for every code line of the files under `dir` for
-/// which `hit` says yes.
+/// which `hit` says yes. A `dir` holding no Rust code fails: a rule that
+/// reads nothing would pass whatever the code does.
 fn find(dir: &str, hit: impl Fn(&str) -> bool) -> Vec<String> {
-    rust_files(&root().join(dir))
+    let files = rust_files(&root().join(dir));
+    let lines: usize = files.iter().map(|p| code_lines(p).len()).sum();
+    assert!(
+        lines > 0,
+        "{dir}: no Rust code to check; the rule would pass without reading anything: fix its path"
+    );
+    files
         .iter()
         .flat_map(|p| {
             code_lines(p)
@@ -76,7 +97,14 @@ fn imports(line: &str, modules: &[&str]) -> bool {
 
 #[test]
 fn every_rust_file_documents_itself() {
-    let missing: Vec<String> = rust_files(&root())
+    let files = rust_files(&root());
+    assert!(
+        files.len() > 50,
+        "only {} Rust files found under {}",
+        files.len(),
+        root().display()
+    );
+    let missing: Vec<String> = files
         .iter()
         .filter(|p| {
             !std::fs::read_to_string(p)
@@ -148,12 +176,12 @@ fn the_vocabulary_and_the_errors_import_no_layer() {
 /// `docker run --rm` (a shell over a volume, a probe of an image).
 #[test]
 fn only_the_backend_runs_docker() {
-    let hits: Vec<String> = find("harness/src", |l| {
-        l.contains("Command::new(\"docker\")") || l.contains("bollard::")
-    })
-    .into_iter()
-    .filter(|h| !h.starts_with("harness/src/backend/") && !h.starts_with("harness/src/errors.rs"))
-    .collect();
+    let hits: Vec<String> = find("harness/src", runs_docker)
+        .into_iter()
+        .filter(|h| {
+            !h.starts_with("harness/src/backend/") && !h.starts_with("harness/src/errors.rs")
+        })
+        .collect();
     assert!(
         hits.is_empty(),
         "docker outside backend/:\n{}",
@@ -161,33 +189,78 @@ fn only_the_backend_runs_docker() {
     );
 }
 
+fn runs_docker(l: &str) -> bool {
+    l.contains("Command::new(\"docker\")") || l.contains("bollard::")
+}
+
 /// The engine walks a list of services: no per-engine branches in it.
 #[test]
 fn the_engine_knows_no_engine() {
-    let hits = find("harness/src/engine", |l| {
-        [
-            "if let Some(pg)",
-            "if let Some(r)",
-            "if let Some(c)",
-            "ServiceKind::Postgres",
-            "ServiceKind::Redis",
-            "ServiceKind::ClickHouse",
-        ]
-        .iter()
-        .any(|p| l.contains(p))
-    });
+    let hits = find("harness/src/engine", names_an_engine);
     assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+fn names_an_engine(l: &str) -> bool {
+    [
+        "if let Some(pg)",
+        "if let Some(r)",
+        "if let Some(c)",
+        "ServiceKind::Postgres",
+        "ServiceKind::Redis",
+        "ServiceKind::ClickHouse",
+    ]
+    .iter()
+    .any(|p| l.contains(p))
 }
 
 /// Errors keep their sources: no `Result<_, String>` in the library.
 #[test]
 fn the_library_returns_typed_errors() {
-    let hits = find("harness/src", |l| {
-        let l = l.replace(' ', "");
-        l.match_indices("Result<")
-            .any(|(i, m)| error_type(&l[i + m.len()..]) == Some("String"))
-    });
+    let hits = find("harness/src", returns_a_string_error);
     assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+fn returns_a_string_error(l: &str) -> bool {
+    let l = l.replace(' ', "");
+    l.match_indices("Result<")
+        .any(|(i, m)| error_type(&l[i + m.len()..]) == Some("String"))
+}
+
+/// The rules cannot pass by reading nothing: each one's matcher catches a
+/// line that breaks it (and lets a good one through), a test module is the
+/// only thing left unread, and a path that holds no code fails the rule.
+#[test]
+fn every_rule_catches_what_it_is_for() {
+    assert!(imports("use crate::service::postgres;", &["service"]));
+    assert!(imports("    crate::engine::run(x)", &["engine"]));
+    assert!(!imports("// crate::service::x", &["service"]));
+    assert!(!imports("use crate::vocab::ServiceKind;", &["service"]));
+    assert!(runs_docker("let c = Command::new(\"docker\");"));
+    assert!(runs_docker("use bollard::Docker;"));
+    assert!(names_an_engine("if k == ServiceKind::Redis {"));
+    assert!(!names_an_engine("for s in services.iter() {"));
+    assert!(returns_a_string_error("fn f() -> Result<u8, String> {"));
+    assert!(returns_a_string_error(
+        "fn f() -> Result<Vec<(u8, u8)>, String> {"
+    ));
+    assert!(!returns_a_string_error("fn f() -> Result<String> {"));
+    assert!(!returns_a_string_error("fn f() -> Result<String, Error> {"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.rs");
+    std::fs::write(
+        &file,
+        "//! x\n#[cfg(test)]\nuse a::b;\nfn late() {}\n\n#[cfg(test)]\n\nmod tests {\n}\n",
+    )
+    .unwrap();
+    let lines: Vec<String> = code_lines(&file).into_iter().map(|(_, l)| l).collect();
+    assert!(
+        lines.contains(&"fn late() {}".to_string())
+            && !lines.iter().any(|l| l.starts_with("mod tests")),
+        "a #[cfg(test)] item hides nothing, the test module is left out: {lines:?}"
+    );
+    let empty = std::panic::catch_unwind(|| find("xtask/images", |_| true));
+    assert!(empty.is_err(), "a path without Rust code fails the rule");
 }
 
 /// The second top-level generic argument of a `Result<...>` whose
