@@ -73,26 +73,18 @@ fn sidecar(path: &Path) {
     .unwrap();
 }
 
-/// Runs restore-artifact on `backend`; returns (exit code, stdout, report.json).
-fn restore(
+/// `cargo xtask drill restore-artifact --backend B --backup P --report-dir R`
+/// (plain PostgreSQL unless `extra` names an engine), run from the repo.
+fn restore_artifact(
     backend: BackendKind,
     backup: &Path,
+    reports: &Path,
     extra: &[&str],
-) -> (i32, String, serde_json::Value) {
-    let reports = tempfile::tempdir().unwrap();
-    let out = cargo_bin_cmd!("xtask")
-        .current_dir(root())
-        .args([
-            "drill",
-            "restore-artifact",
-            "--backend",
-            backend.name(),
-            "--require-table",
-            "pairs",
-            "--min-rows",
-            "ticks=3400",
-            "--backup",
-        ])
+) -> assert_cmd::Command {
+    let mut cmd = cargo_bin_cmd!("xtask");
+    cmd.current_dir(root())
+        .args(["drill", "restore-artifact", "--backend", backend.name()])
+        .arg("--backup")
         .arg(backup)
         .args(if extra.contains(&"--engine") {
             &[][..]
@@ -101,7 +93,21 @@ fn restore(
         })
         .args(extra)
         .arg("--report-dir")
-        .arg(reports.path())
+        .arg(reports);
+    cmd
+}
+
+/// Runs restore-artifact on `backend` requiring the fixture's tables;
+/// returns (exit code, stdout, report.json).
+fn restore(
+    backend: BackendKind,
+    backup: &Path,
+    extra: &[&str],
+) -> (i32, String, serde_json::Value) {
+    let reports = tempfile::tempdir().unwrap();
+    let mut args = vec!["--require-table", "pairs", "--min-rows", "ticks=3400"];
+    args.extend_from_slice(extra);
+    let out = restore_artifact(backend, backup, reports.path(), &args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -559,20 +565,7 @@ fn malformed_artifacts_are_named_before_any_server_starts() {
     let mut wrong = Vec::new();
     for (path, want) in &cases {
         let reports = tempfile::tempdir().unwrap();
-        let out = cargo_bin_cmd!("xtask")
-            .current_dir(root())
-            .args([
-                "drill",
-                "restore-artifact",
-                "--backend",
-                "native",
-                "--engine",
-                "postgres",
-                "--backup",
-            ])
-            .arg(path)
-            .arg("--report-dir")
-            .arg(reports.path())
+        let out = restore_artifact(BackendKind::Native, path, reports.path(), &[])
             .timeout(std::time::Duration::from_secs(60))
             .output()
             .unwrap();
@@ -619,21 +612,7 @@ fn an_empty_restore_is_red_unless_allowed() {
     drop(pg);
     let run = |extra: &[&str]| {
         let reports = tempfile::tempdir().unwrap();
-        let out = cargo_bin_cmd!("xtask")
-            .current_dir(root())
-            .args([
-                "drill",
-                "restore-artifact",
-                "--backend",
-                "native",
-                "--engine",
-                "postgres",
-                "--backup",
-            ])
-            .arg(&path)
-            .args(extra)
-            .arg("--report-dir")
-            .arg(reports.path())
+        let out = restore_artifact(BackendKind::Native, &path, reports.path(), extra)
             .output()
             .unwrap();
         (
