@@ -31,7 +31,7 @@ pub use check::{CheckKind, CheckResult};
 pub use errors::{Error, ErrorKind, Result, ScenarioError};
 pub use sanitize::{FilterOptions, Guard, SanitizeReport, filter, sanitize};
 pub use vocab::{BackendKind, ServerInfo, ServiceKind, fmt_duration};
-pub use workload::{Ledger, RpoMeasurement, Writer};
+pub use workload::{Boundary, Ledger, PitrLedger, RpoMeasurement, Writer};
 
 /// Helpers for tests that run on every backend and check what a server
 /// leaves on the machine; not part of the API (feature `test-support`).

@@ -34,6 +34,8 @@ pub struct Ack {
     /// The tick's time as text (UTC), as PostgreSQL stores it.
     pub time: String,
     pub symbol: &'static str,
+    /// When the write was sent (its batch, for batched sinks).
+    pub sent_at: Instant,
     /// When the server's acknowledgement arrived.
     pub acked_at: Instant,
 }
@@ -104,6 +106,7 @@ impl Writer {
                 }
                 batch_started = Instant::now();
                 let batch = std::mem::take(&mut pending);
+                let sent = Instant::now();
                 match sink.write(&batch).await {
                     Ok(()) => {
                         let at = Instant::now();
@@ -111,6 +114,7 @@ impl Writer {
                             ms: t.ms,
                             time: t.time,
                             symbol: t.symbol,
+                            sent_at: sent,
                             acked_at: at,
                         }));
                     }
@@ -149,7 +153,7 @@ impl Drop for Writer {
 }
 
 /// The data loss after a recovery.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct RpoMeasurement {
     pub acknowledged: usize,
     pub lost: usize,
@@ -159,6 +163,33 @@ pub struct RpoMeasurement {
     pub window: Duration,
     /// A few lost keys, oldest first, for the evidence.
     pub lost_sample: Vec<String>,
+    /// The ledger's verdict on a point-in-time recovery, when the recovery
+    /// had a target: then `lost` counts the writes acknowledged before the
+    /// target that are missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<PitrLedger>,
+}
+
+/// What the ledger says of a recovery to a target besides the lost writes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PitrLedger {
+    /// The target as the scenario wrote it, with its wall-clock time.
+    pub target: String,
+    /// Writes sent after the target that came back anyway.
+    pub unexpected: usize,
+    pub unexpected_sample: Vec<String>,
+    /// Writes in flight at the target (sent before, acknowledged after):
+    /// either way is right.
+    pub in_flight_present: usize,
+    pub in_flight_absent: usize,
+}
+
+/// Where a point-in-time recovery was asked to stop, on the drill's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boundary {
+    pub at: Instant,
+    /// The target as the scenario wrote it, and the instant as wall-clock time.
+    pub label: String,
 }
 
 /// Pure part of the measurement: `present[i]` says whether ack `i` came back.
@@ -186,11 +217,70 @@ pub(crate) fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> 
         acknowledged: ledger.acks.len(),
         lost: lost.len(),
         window,
-        lost_sample: lost
-            .iter()
-            .take(5)
-            .map(|a| format!("{} {}", a.time, a.symbol))
-            .collect(),
+        lost_sample: sample(&lost),
+        pitr: None,
+    }
+}
+
+fn sample(acks: &[&Ack]) -> Vec<String> {
+    acks.iter()
+        .take(5)
+        .map(|a| format!("{} {}", a.time, a.symbol))
+        .collect()
+}
+
+/// The ledger as the oracle of a recovery to `target`: every write
+/// acknowledged before it must be there (else `lost`), every write sent
+/// after it must not (else `unexpected`), and a write in flight at it may
+/// be either. The window is the fault minus the oldest acknowledged write
+/// from before the fault that is missing: the data the recovery gave up,
+/// whether the target lost it or a missing write did.
+pub(crate) fn pitr_from(
+    ledger: &Ledger,
+    present: &[bool],
+    fault_at: Instant,
+    target: &Boundary,
+) -> RpoMeasurement {
+    let t = target.at;
+    let mut lost = Vec::new();
+    let mut unexpected = Vec::new();
+    let (mut in_present, mut in_absent) = (0, 0);
+    let mut oldest_missing: Option<Instant> = None;
+    for (a, p) in ledger.acks.iter().zip(present) {
+        if !*p && a.acked_at <= fault_at {
+            oldest_missing = Some(oldest_missing.map_or(a.acked_at, |o| o.min(a.acked_at)));
+        }
+        if a.acked_at < t {
+            if !*p {
+                lost.push(a);
+            }
+        } else if a.sent_at > t {
+            if *p {
+                unexpected.push(a);
+            }
+        } else if *p {
+            in_present += 1;
+        } else {
+            in_absent += 1;
+        }
+    }
+    let window = oldest_missing.map_or(Duration::ZERO, |o| {
+        fault_at
+            .saturating_duration_since(o)
+            .max(Duration::from_millis(1))
+    });
+    RpoMeasurement {
+        acknowledged: ledger.acks.len(),
+        lost: lost.len(),
+        window,
+        lost_sample: sample(&lost),
+        pitr: Some(PitrLedger {
+            target: target.label.clone(),
+            unexpected: unexpected.len(),
+            unexpected_sample: sample(&unexpected),
+            in_flight_present: in_present,
+            in_flight_absent: in_absent,
+        }),
     }
 }
 
@@ -206,7 +296,7 @@ mod tests {
         fn measured_loss_is_exactly_the_missing_acks(present in prop::collection::vec(any::<bool>(), 0..200), step_ms in 1u64..50) {
             let t0 = Instant::now();
             let ledger = Ledger {
-                acks: (0..present.len()).map(|i| Ack { ms: i as i64, time: format!("t{i}"), symbol: "BTC", acked_at: t0 + Duration::from_millis(i as u64 * step_ms) }).collect(),
+                acks: (0..present.len()).map(|i| Ack { ms: i as i64, time: format!("t{i}"), symbol: "BTC", sent_at: t0 + Duration::from_millis(i as u64 * step_ms), acked_at: t0 + Duration::from_millis(i as u64 * step_ms) }).collect(),
                 failed: 0,
             };
             let fault_at = t0 + Duration::from_millis(present.len() as u64 * step_ms);
@@ -215,6 +305,76 @@ mod tests {
             let oldest = present.iter().position(|p| !*p);
             let want = oldest.map_or(Duration::ZERO, |i| fault_at - (t0 + Duration::from_millis(i as u64 * step_ms)));
             prop_assert_eq!(m.window, want);
+        }
+    }
+
+    /// A write at `i`: sent at `sent_ms`, committed `commit_ms` later and
+    /// acknowledged `ack_ms` after that.
+    fn ledger_of(writes: &[(u64, u64, u64)], t0: Instant) -> (Ledger, Vec<Instant>) {
+        let mut acks = Vec::new();
+        let mut commits = Vec::new();
+        for (i, (sent, commit, ack)) in writes.iter().enumerate() {
+            let sent_at = t0 + Duration::from_millis(*sent);
+            commits.push(sent_at + Duration::from_millis(*commit));
+            acks.push(Ack {
+                ms: i as i64,
+                time: format!("t{i}"),
+                symbol: "ETH",
+                sent_at,
+                acked_at: sent_at + Duration::from_millis(commit + ack),
+            });
+        }
+        (Ledger { acks, failed: 0 }, commits)
+    }
+
+    proptest! {
+        /// A recovery that stops exactly at the target (a write is back
+        /// iff it committed before the target, and every commit lies
+        /// between its send and its acknowledgement) is judged green:
+        /// nothing lost, nothing unexpected, whatever the target.
+        #[test]
+        fn an_exact_recovery_to_any_target_is_green(
+            writes in prop::collection::vec((0u64..5_000, 0u64..30, 0u64..30), 0..300),
+            target_ms in 0u64..6_000,
+        ) {
+            let t0 = Instant::now();
+            let (ledger, commits) = ledger_of(&writes, t0);
+            let t = t0 + Duration::from_millis(target_ms);
+            let present: Vec<bool> = commits.iter().map(|c| *c <= t).collect();
+            let m = pitr_from(&ledger, &present, t0 + Duration::from_secs(6), &Boundary { at: t, label: "t".into() });
+            let p = m.pitr.clone().unwrap();
+            prop_assert_eq!(m.lost, 0);
+            prop_assert_eq!(p.unexpected, 0);
+            let in_flight = ledger.acks.iter().filter(|a| a.sent_at <= t && a.acked_at >= t).count();
+            prop_assert_eq!(p.in_flight_present + p.in_flight_absent, in_flight);
+        }
+
+        /// A recovery that stopped at another point than the target is
+        /// caught: every write that committed between the two and was
+        /// not in flight at the target is counted, as lost (stopped
+        /// early) or unexpected (stopped late).
+        #[test]
+        fn a_recovery_to_the_wrong_point_is_caught(
+            writes in prop::collection::vec((0u64..5_000, 0u64..30, 0u64..30), 1..300),
+            target_ms in 0u64..6_000,
+            reached_ms in 0u64..6_000,
+        ) {
+            let t0 = Instant::now();
+            let (ledger, commits) = ledger_of(&writes, t0);
+            let t = t0 + Duration::from_millis(target_ms);
+            let reached = t0 + Duration::from_millis(reached_ms);
+            let present: Vec<bool> = commits.iter().map(|c| *c <= reached).collect();
+            let m = pitr_from(&ledger, &present, t0 + Duration::from_secs(6), &Boundary { at: t, label: "t".into() });
+            let want_lost = ledger.acks.iter().zip(&commits).filter(|(a, c)| a.acked_at < t && **c > reached).count();
+            let want_unexpected = ledger.acks.iter().zip(&commits).filter(|(a, c)| a.sent_at > t && **c <= reached).count();
+            let unexpected = m.pitr.as_ref().unwrap().unexpected;
+            prop_assert_eq!(m.lost, want_lost);
+            prop_assert_eq!(unexpected, want_unexpected);
+            if reached < t {
+                prop_assert_eq!(unexpected, 0);
+            } else {
+                prop_assert_eq!(m.lost, 0);
+            }
         }
     }
 }

@@ -82,7 +82,16 @@ pub(crate) fn install(pkgs: &[&str]) -> anyhow::Result<()> {
 /// `DRILL_TIMESCALEDB_SRC` set, the TimescaleDB it names.
 pub(crate) fn ensure() -> anyhow::Result<()> {
     ensure_postgres()?;
+    ensure_pgbackrest()?;
     crate::timescaledb::ensure()
+}
+
+/// pgBackRest, for the `pgbackrest` backup method (Debian's 2.45).
+fn ensure_pgbackrest() -> anyhow::Result<()> {
+    if drill::backend::which_program("pgbackrest").is_some() {
+        return Ok(());
+    }
+    install(&["pgbackrest"]).context("pgBackRest (method = \"pgbackrest\")")
 }
 
 fn ensure_postgres() -> anyhow::Result<()> {

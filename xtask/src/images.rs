@@ -73,7 +73,8 @@ fn recipes(timescaledb: Option<crate::timescaledb::Build>) -> Vec<Recipe> {
                 Some(b) => timescaledb_tag(b),
                 None => tag_of(ServiceKind::Postgres).into(),
             },
-            packages: &["postgresql-15"],
+            // pgBackRest beside the server, as users add it to theirs.
+            packages: &["postgresql-15", "pgbackrest"],
             // No cluster of the package's own: the entrypoint makes PGDATA.
             before: "mkdir -p /etc/postgresql-common && \
                      echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf",

@@ -453,6 +453,11 @@ pub(crate) fn scrub_env(cmd: &mut Command, scrub: &[&str]) {
 
 /// A program on PATH.
 pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    which_program(program)
+}
+
+/// Where `program` is on PATH (or in /usr/bin, /usr/sbin).
+pub fn which_program(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())

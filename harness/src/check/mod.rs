@@ -134,6 +134,41 @@ pub(crate) fn rpo(service: ServiceKind, m: &RpoMeasurement, target: Duration) ->
     }
 }
 
+/// The ledger's verdict on a recovery to a target: green only with no
+/// acknowledged write from before the target missing and no write from
+/// after it back.
+pub(crate) fn ledger(service: ServiceKind, m: &RpoMeasurement) -> CheckResult {
+    let p = m.pitr.clone().unwrap_or_default();
+    let mut evidence = Vec::new();
+    if m.lost > 0 {
+        evidence.push(format!(
+            "acknowledged before the target but missing: {}",
+            m.lost_sample.join(", ")
+        ));
+    }
+    if p.unexpected > 0 {
+        evidence.push(format!(
+            "sent after the target but present: {}",
+            p.unexpected_sample.join(", ")
+        ));
+    }
+    CheckResult {
+        kind: CheckKind::Rpo,
+        name: format!("ledger {service} at {}", p.target),
+        expected: "0 lost, 0 unexpected".into(),
+        actual: format!(
+            "{} lost, {} unexpected (in flight at the target: {} present, {} absent; RPO {})",
+            m.lost,
+            p.unexpected,
+            p.in_flight_present,
+            p.in_flight_absent,
+            fmt_duration(m.window)
+        ),
+        ok: m.lost == 0 && p.unexpected == 0,
+        evidence: (!evidence.is_empty()).then(|| evidence.join("\n")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -492,18 +492,32 @@ impl Drill<'_> {
         let mut out = Vec::new();
         for rec in &sc.recoveries {
             let phase = Phase::Recovery(rec.name.clone());
+            if fault_at.is_none() && sc.fault.archive_lag.is_some() {
+                let t = tl.start(&Phase::Workload, "archive lag");
+                let said = services.before_fault(&sc.fault).await?;
+                tl.finish(&Phase::Workload, "archive lag", t, true, said.join("; "));
+            }
             let fault_name = format!("fault: {}", sc.fault.action.name());
             let fault_started = tl.start(&phase, &fault_name);
             // RPO is measured against the first fault: that is when data was lost.
             let fault_at = *fault_at.get_or_insert(fault_started);
             let what = services.inject(&sc.fault, sc.seed).await?;
             tl.finish(&phase, &fault_name, fault_started, true, what);
+            // Writing on after the fault (the application has not noticed)
+            // is not recovery time.
+            let mut unnoticed = Duration::ZERO;
             if let Some(ws) = writers.take() {
+                if let Some(after) = sc.workload.as_ref().and_then(|w| w.after_fault) {
+                    let t = Instant::now();
+                    tokio::time::sleep(after.0).await;
+                    unnoticed = t.elapsed();
+                }
                 ledgers = stop_writers(ws, tl).await?;
             }
-            let paused = self
-                .opts
-                .maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], services);
+            let paused = unnoticed
+                + self
+                    .opts
+                    .maybe_pause(&sc.name, &phase, &[&fault_name, "fault"], services);
             let cx = recover::RecoverCx {
                 sc,
                 rec,

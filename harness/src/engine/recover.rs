@@ -239,6 +239,9 @@ impl Run<'_, '_> {
         if let Some(target) = cx.sc.expect.rpo {
             checks.push(check::rpo(k, &m, target.0));
         }
+        if m.pitr.is_some() {
+            checks.push(check::ledger(k, &m));
+        }
         Ok((checks, Some(m)))
     }
 

@@ -177,6 +177,18 @@ impl Services {
         Ok(said.join("; "))
     }
 
+    /// What each service does before the fault while the writers write;
+    /// what they said.
+    pub(crate) async fn before_fault(&mut self, fault: &Fault) -> Result<Vec<String>> {
+        let mut said = Vec::new();
+        for s in &mut self.0 {
+            if let Some(what) = s.before_fault(fault).await? {
+                said.push(format!("{}: {what}", s.kind()));
+            }
+        }
+        Ok(said)
+    }
+
     /// The environment a user's command gets: each service's variables,
     /// the work dir, and the servers' own tools first on PATH (local
     /// binaries, or shims that run them in the containers).

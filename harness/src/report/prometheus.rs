@@ -134,6 +134,7 @@ mod tests {
                 lost: 2,
                 window: Duration::from_millis(250),
                 lost_sample: vec![],
+                pitr: None,
             },
         }];
         let text = super::render(&[r]);

@@ -12,6 +12,7 @@ use toml::de::{DeTable, DeValue};
 use super::bounds;
 use super::duration::HumanDuration;
 use super::model::*;
+use super::target::RecoveryTarget;
 pub use crate::errors::ScenarioError;
 use crate::vocab::ServiceKind;
 
@@ -380,6 +381,50 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
         }
         _ => {}
     }
+    let archives = sc.backup.method.is_some_and(BackupMethod::archives_wal)
+        || sc.backup.wal_archive == Some(true);
+    if (sc.fault.restore_point.is_some()
+        || sc.fault.archive_damage.is_some()
+        || sc.fault.archive_lag.is_some())
+        && !d.has(ServiceKind::Postgres)
+    {
+        return bad(
+            "fault",
+            "`restore-point`, `archive-damage` and `archive-lag` act on postgres, which is not declared".into(),
+            "declare `[services.postgres]`",
+        );
+    }
+    if let Some(rp) = &sc.fault.restore_point
+        && (rp.trim().is_empty() || rp.len() > 63)
+    {
+        return bad(
+            "fault.restore-point",
+            "a restore point's name is 1 to 63 characters".into(),
+            "e.g. `restore-point = \"before-drop\"`",
+        );
+    }
+    for (key, set) in [
+        ("fault.archive-damage", sc.fault.archive_damage.is_some()),
+        ("fault.archive-lag", sc.fault.archive_lag.is_some()),
+    ] {
+        if set && !archives {
+            return bad(
+                key,
+                "there is no WAL archive to damage or hold back".into(),
+                "use `method = \"base-backup\"` or `\"pgbackrest\"` under `[backup]`",
+            );
+        }
+    }
+    if let Some(lag) = sc.fault.archive_lag {
+        within("fault.archive-lag", Some(lag), &bounds::RUN_FOR)?;
+        if sc.workload.is_none() {
+            return bad(
+                "fault.archive-lag",
+                "an archive lag loses writes only while something writes".into(),
+                "add a `[workload]` table",
+            );
+        }
+    }
     if sc.fault.damage.is_some() && sc.fault.action != FaultAction::CorruptAof {
         return bad(
             "fault.damage",
@@ -426,7 +471,11 @@ fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
                 "add e.g. `run = \"./backup-database.sh\"`",
             );
         }
-        (Some(BackupMethod::PgDump) | None, Some(_)) => {
+        (
+            Some(BackupMethod::PgDump | BackupMethod::BaseBackup | BackupMethod::Pgbackrest)
+            | None,
+            Some(_),
+        ) => {
             return bad(
                 "backup.run",
                 "`run` is only for `method = \"shell\"`".into(),
@@ -447,6 +496,24 @@ fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
     }
     if let (Some(BackupMethod::Shell), Some(run)) = (sc.backup.method, &sc.backup.run) {
         command_is_there(sc, "backup", sc.backup.workdir.as_deref(), run)?;
+    }
+    let physical = sc.backup.method.is_some_and(BackupMethod::archives_wal);
+    if physical && sc.backup.wal_archive == Some(false) {
+        return bad(
+            "backup.wal-archive",
+            "a physical backup without its WAL archive cannot be recovered to any point".into(),
+            "remove `wal-archive = false`",
+        );
+    }
+    if sc.backup.wal_archive == Some(true)
+        && !matches!(sc.backup.method, Some(BackupMethod::Shell) | None)
+        && !physical
+    {
+        return bad(
+            "backup.wal-archive",
+            "`wal-archive` goes with `method = \"shell\"` (base-backup and pgbackrest keep one anyway)".into(),
+            "remove it or set `method = \"shell\"`",
+        );
     }
     Ok(())
 }
@@ -582,6 +649,7 @@ fn validate_workload(sc: &Scenario) -> Result<(), Broken> {
     }
     if let Some(w) = &sc.workload {
         within("workload.run-for", Some(w.run_for), &bounds::RUN_FOR)?;
+        within("workload.after-fault", w.after_fault, &bounds::RUN_FOR)?;
         if w.jitter.is_some_and(|j| j.0 > w.run_for.0) {
             return bad(
                 "workload.jitter",
@@ -761,6 +829,42 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
             .clickhouse
             .is_none()
             .then_some(("clickhouse", "`[backup.clickhouse]`")),
+        Step::Pitr { target, tool, .. } => {
+            let method = sc.backup.method;
+            let wants_backrest = *tool == Some(PitrTool::Pgbackrest);
+            if wants_backrest && method != Some(BackupMethod::Pgbackrest) {
+                return bad(
+                    &format!("{key}.tool"),
+                    "`tool = \"pgbackrest\"` restores pgBackRest's backups, and none are taken".into(),
+                    "set `method = \"pgbackrest\"` under `[backup]`",
+                );
+            }
+            if let RecoveryTarget::RestorePoint(name) = target
+                && sc.fault.restore_point.as_deref() != Some(name.as_str())
+            {
+                return bad(
+                    &format!("{key}.target"),
+                    format!("no restore point `{name}` is made"),
+                    &format!("add `restore-point = \"{name}\"` to `[fault]`"),
+                );
+            }
+            (!method.is_some_and(BackupMethod::archives_wal)).then_some((
+                "physical",
+                "`method = \"base-backup\"` or `method = \"pgbackrest\"` under `[backup]`",
+            ))
+        }
+        Step::Pgbackrest { .. } => (sc.backup.method != Some(BackupMethod::Pgbackrest))
+            .then_some(("pgBackRest", "`method = \"pgbackrest\"` under `[backup]`")),
+        Step::CheckArchive => (!sc.backup.method.is_some_and(BackupMethod::archives_wal)
+            && sc.backup.wal_archive != Some(true))
+        .then_some(("WAL archive", "a physical `method` or `wal-archive = true` under `[backup]`")),
+        Step::DataShell { run, .. } if run.trim().is_empty() => {
+            return bad(
+                &format!("{key}.run"),
+                "the command is empty".into(),
+                "write the shell commands to run over `$DATA`",
+            );
+        }
         Step::Sql {
             service: Some(ServiceKind::Redis),
             ..

@@ -9,8 +9,10 @@ mod bounds;
 mod duration;
 mod load;
 mod model;
+mod target;
 
 pub use bounds::{BYTES_PER_TICK, MAX_TICKS};
 pub use duration::{BadDuration, parse_duration};
 pub use load::{ScenarioError, load_dir, load_file, parse_str};
 pub use model::*;
+pub use target::RecoveryTarget;

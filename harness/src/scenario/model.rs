@@ -240,6 +240,11 @@ pub struct Workload {
     /// lands at a different point of the backup schedule per seed.
     #[serde(default)]
     pub jitter: Option<HumanDuration>,
+    /// The writers keep writing this long after the fault (the application
+    /// has not noticed it yet), left out of the RTO: what a point-in-time
+    /// recovery must leave out.
+    #[serde(default)]
+    pub after_fault: Option<HumanDuration>,
 }
 
 /// How the backups are taken: the top-level keys are PostgreSQL's, the
@@ -277,6 +282,17 @@ pub struct Backup {
     /// restored. Without it, one backup is taken as the workload starts.
     #[serde(default)]
     pub every: Option<HumanDuration>,
+    /// `base-backup`: `plain` or `tar`.
+    #[serde(default)]
+    pub base_format: BaseFormat,
+    /// `pgbackrest`: the type of every backup after the first full one.
+    #[serde(default)]
+    pub pgbackrest_type: BackrestType,
+    /// Keep a WAL archive (`archive_mode = on`): implied by `base-backup`
+    /// and `pgbackrest`; with `shell`, the script finds it in
+    /// `DRILL_WAL_ARCHIVE`.
+    #[serde(default)]
+    pub wal_archive: Option<bool>,
     #[serde(default)]
     pub redis: Option<RedisBackup>,
     #[serde(default)]
@@ -329,6 +345,51 @@ pub enum BackupMethod {
     PgDump,
     /// The user's own backup script.
     Shell,
+    /// `pg_basebackup -X stream` on the schedule, with `archive_mode = on`
+    /// and an `archive_command` into a WAL archive that survives the fault.
+    BaseBackup,
+    /// pgBackRest with a posix repository that survives the fault:
+    /// `stanza-create`, `check`, a full backup and then `pgbackrest-type`
+    /// ones on the schedule; `archive-push` as the `archive_command`.
+    Pgbackrest,
+}
+
+impl BackupMethod {
+    /// Whether it keeps a continuous WAL archive (a physical backup).
+    pub fn archives_wal(self) -> bool {
+        matches!(self, BackupMethod::BaseBackup | BackupMethod::Pgbackrest)
+    }
+}
+
+/// `pg_basebackup`'s output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseFormat {
+    /// A copy of the data directory (`-Fp`).
+    #[default]
+    Plain,
+    /// `base.tar` and `pg_wal.tar` (`-Ft`).
+    Tar,
+}
+
+/// The kind of pgBackRest backup taken after the first (always full).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackrestType {
+    #[default]
+    Full,
+    Diff,
+    Incr,
+}
+
+impl BackrestType {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackrestType::Full => "full",
+            BackrestType::Diff => "diff",
+            BackrestType::Incr => "incr",
+        }
+    }
 }
 
 /// How a dump is laid out.
@@ -395,6 +456,30 @@ pub struct Fault {
     /// corrupt-aof: `truncate-tail` or `middle`.
     #[serde(default)]
     pub damage: Option<DamageKind>,
+    /// A restore point (`pg_create_restore_point`) made just before the
+    /// fault, for `target = "restore-point:NAME"`.
+    #[serde(default)]
+    pub restore_point: Option<String>,
+    /// The WAL archive is damaged too: one segment between the first and
+    /// the newest base backup removed or overwritten.
+    #[serde(default)]
+    pub archive_damage: Option<ArchiveDamage>,
+    /// The `archive_command` fails this long before the fault (the writers
+    /// still writing): what `pg_stat_archiver` and seed 004's "WAL archive
+    /// lag" alert show, and what a wipe then loses.
+    #[serde(default)]
+    pub archive_lag: Option<HumanDuration>,
+}
+
+/// What happens to the WAL archive with the fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveDamage {
+    /// One segment after the first base backup is deleted.
+    RemoveSegment,
+    /// One segment after the first base backup is overwritten with zeros
+    /// in its middle.
+    CorruptSegment,
 }
 
 /// How the file is damaged.
@@ -631,6 +716,47 @@ pub enum Step {
     /// Restore the ClickHouse backup (native RESTORE, ATTACH of frozen
     /// parts, or INSERT of the export).
     ClickhouseRestore,
+    /// Point-in-time recovery: a base backup restored, WAL replayed from
+    /// the archive to `target`, promoted.
+    Pitr {
+        #[serde(default)]
+        target: super::RecoveryTarget,
+        /// `base-backup` (drill's own procedure) or `pgbackrest`
+        /// (`pgbackrest restore`); default: the backup method's.
+        #[serde(default)]
+        tool: Option<PitrTool>,
+        /// Which base backup: `newest` (default: the newest that ends
+        /// before the target) or `oldest`.
+        #[serde(default)]
+        backup: Option<BackupPick>,
+        /// pgBackRest's `--delta`: keep files whose checksum matches.
+        #[serde(default)]
+        delta: bool,
+        /// Copy the segments of the old `pg_wal` that never reached the
+        /// archive (the PostgreSQL manual's step 2), when the old data
+        /// directory is still there.
+        #[serde(default = "yes", rename = "unarchived-wal")]
+        unarchived_wal: bool,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+    /// `pgbackrest verify`, `check` or `info`, judged by its output.
+    Pgbackrest {
+        run: BackrestCommand,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+    /// drill's own scan of the WAL archive for gaps between the oldest
+    /// base backup and the newest segment.
+    CheckArchive,
+    /// Stops the service (fast shutdown) and leaves it down.
+    Stop { service: ServiceKind },
+    /// A shell over the service's data (`$DATA`), the server stopped or not.
+    DataShell {
+        run: String,
+        #[serde(default)]
+        service: Option<ServiceKind>,
+    },
     /// The user's own command, e.g. `./restore-postgres.sh "$DRILL_BACKUP_FILE"`.
     Shell {
         run: String,
@@ -650,6 +776,38 @@ fn yes() -> bool {
     true
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PitrTool {
+    BaseBackup,
+    Pgbackrest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupPick {
+    Newest,
+    Oldest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackrestCommand {
+    Verify,
+    Check,
+    Info,
+}
+
+impl BackrestCommand {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackrestCommand::Verify => "verify",
+            BackrestCommand::Check => "check",
+            BackrestCommand::Info => "info",
+        }
+    }
+}
+
 impl Step {
     /// The timeout the scenario sets for the step, if any.
     pub fn timeout(&self) -> Option<HumanDuration> {
@@ -659,6 +817,8 @@ impl Step {
             | Step::ApplySchema { timeout }
             | Step::Sql { timeout, .. }
             | Step::Redis { timeout, .. }
+            | Step::Pitr { timeout, .. }
+            | Step::Pgbackrest { timeout, .. }
             | Step::Shell { timeout, .. } => *timeout,
             _ => None,
         }
@@ -669,7 +829,10 @@ impl Step {
     /// ten minutes). A step that overruns is ended and red.
     pub fn time_limit(&self) -> std::time::Duration {
         let default = match self {
-            Step::PsqlRestore { .. } | Step::PgRestore { .. } | Step::Shell { .. } => 3_600,
+            Step::PsqlRestore { .. }
+            | Step::PgRestore { .. }
+            | Step::Pitr { .. }
+            | Step::Shell { .. } => 3_600,
             _ => 600,
         };
         self.timeout()
@@ -688,6 +851,11 @@ impl Step {
             Step::RedisCheckAof => "redis-check-aof",
             Step::RedisRestoreRdb { .. } => "redis-restore-rdb",
             Step::ClickhouseRestore => "clickhouse-restore",
+            Step::Pitr { .. } => "pitr",
+            Step::Pgbackrest { .. } => "pgbackrest",
+            Step::CheckArchive => "check-archive",
+            Step::Stop { .. } => "stop",
+            Step::DataShell { .. } => "data-shell",
             Step::Shell { .. } => "shell",
         }
     }
@@ -695,9 +863,14 @@ impl Step {
     /// The service it acts on (None: any of them, a user's command).
     pub fn service(&self) -> Option<ServiceKind> {
         match self {
-            Step::PsqlRestore { .. } | Step::PgRestore { .. } | Step::ApplySchema { .. } => {
-                Some(ServiceKind::Postgres)
-            }
+            Step::PsqlRestore { .. }
+            | Step::PgRestore { .. }
+            | Step::ApplySchema { .. }
+            | Step::Pitr { .. }
+            | Step::Pgbackrest { .. }
+            | Step::CheckArchive => Some(ServiceKind::Postgres),
+            Step::Stop { service } => Some(*service),
+            Step::DataShell { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
             Step::Sql { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
             Step::Redis { .. } | Step::RedisCheckAof | Step::RedisRestoreRdb { .. } => {
                 Some(ServiceKind::Redis)
@@ -747,6 +920,25 @@ impl Step {
             } => "redis-restore-rdb (AOF off while loading)".into(),
             Step::RedisRestoreRdb { .. } => "redis-restore-rdb (copy and start)".into(),
             Step::ClickhouseRestore => "clickhouse-restore".into(),
+            Step::Pitr {
+                target, tool, backup, ..
+            } => {
+                let mut l = format!("pitr to {}", target.describe());
+                if *tool == Some(PitrTool::Pgbackrest) {
+                    l.push_str(" (pgbackrest)");
+                }
+                if *backup == Some(BackupPick::Oldest) {
+                    l.push_str(" from the oldest backup");
+                }
+                l
+            }
+            Step::Pgbackrest { run, .. } => format!("pgbackrest {}", run.name()),
+            Step::CheckArchive => "check-archive".into(),
+            Step::Stop { service } => format!("stop {service}"),
+            Step::DataShell { run, .. } => {
+                let one: Vec<&str> = run.split_whitespace().collect();
+                format!("data-shell: {}", one.join(" ").chars().take(48).collect::<String>())
+            }
             Step::Shell { run, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();
                 let short: String = first.chars().take(48).collect();

@@ -76,6 +76,12 @@ pub(crate) trait Service: Send + Sync + std::fmt::Debug {
     /// Takes its backup and keeps it as the newest.
     async fn backup(&mut self, cx: &BackupCx<'_>) -> Result<BackupTaken>;
 
+    /// What happens before the fault while the writers still write (the
+    /// archive failing for a while); says what, when anything.
+    async fn before_fault(&mut self, _fault: &Fault) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Kills every process at once and leaves it down (before each service
     /// of a many-service fault gets its own).
     fn halt(&mut self) -> Result<()> {

@@ -82,7 +82,7 @@ proptest! {
             assert_eq!(out.exit_code, Some(0), "{:?}", out.first_errors);
 
             // A wipe brings the server back on another port: ask again.
-            let measured = measure_rpo(pg.coordinates(), &ledger, fault_at).await.unwrap();
+            let measured = measure_rpo(pg.coordinates(), &ledger, fault_at, None).await.unwrap();
             let in_backup = ticks_in_dump(&artifact.path);
             let truly_lost: Vec<_> = ledger.acks.iter().filter(|a| !in_backup.contains(&(ms(&a.time), a.symbol.to_string()))).collect();
             assert!(!ledger.acks.is_empty());

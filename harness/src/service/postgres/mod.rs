@@ -12,6 +12,7 @@ pub mod checks;
 mod coords;
 mod fault;
 pub mod fixture;
+pub(crate) mod pitr;
 pub mod restore;
 pub mod server;
 mod service;

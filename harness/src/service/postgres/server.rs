@@ -66,6 +66,11 @@ pub enum ClientTool {
     Psql,
     PgDump,
     PgRestore,
+    PgBasebackup,
+    PgWaldump,
+    PgVerifybackup,
+    /// pgBackRest (not PostgreSQL's, but run beside the server the same way).
+    Pgbackrest,
 }
 
 impl ClientTool {
@@ -74,6 +79,10 @@ impl ClientTool {
             ClientTool::Psql => "psql",
             ClientTool::PgDump => "pg_dump",
             ClientTool::PgRestore => "pg_restore",
+            ClientTool::PgBasebackup => "pg_basebackup",
+            ClientTool::PgWaldump => "pg_waldump",
+            ClientTool::PgVerifybackup => "pg_verifybackup",
+            ClientTool::Pgbackrest => "pgbackrest",
         }
     }
 }
@@ -158,7 +167,7 @@ impl Engine for PgEngine {
             "PGAPPNAME",
             "PGCONNECT_TIMEOUT",
         ];
-        ["psql", "pg_dump", "pg_restore", "pg_isready"]
+        ["psql", "pg_dump", "pg_restore", "pg_isready", "pg_basebackup"]
             .into_iter()
             .map(|p| {
                 (
@@ -228,7 +237,7 @@ impl Postgres {
 
     /// PG* variables as a tool beside the server sees it, connecting as
     /// `role` (default: the superuser).
-    fn tool_env_as(&self, role: Option<&PgCoordinates>) -> Vec<(String, String)> {
+    pub(crate) fn tool_env_as(&self, role: Option<&PgCoordinates>) -> Vec<(String, String)> {
         let (host, port) = self.server.tool_addr(PORT);
         let seen = PgCoordinates {
             host,
@@ -241,7 +250,7 @@ impl Postgres {
             .collect()
     }
 
-    fn psql(&self, sql: &str, db: &str) -> Result<String> {
+    pub(crate) fn psql(&self, sql: &str, db: &str) -> Result<String> {
         let out = self
             .client(ClientTool::Psql)
             .args([
@@ -266,6 +275,12 @@ impl Postgres {
 }
 
 impl Postgres {
+    /// Replaces the `-c` settings the next start uses (the running server
+    /// keeps its own until then).
+    pub(crate) fn set_settings(&mut self, settings: Vec<(String, String)>) {
+        self.engine.spec.settings = settings;
+    }
+
     /// How the harness reaches the application database as the superuser.
     pub fn coordinates(&self) -> &PgCoordinates {
         &self.engine.coords

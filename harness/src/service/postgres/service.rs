@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use drill_fixtures::{Dataset, Flavour};
 
 use super::backup::{Artifact, PgDump, ShellBackup};
+use super::pitr::{self, Physical};
 use super::restore::{
     PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, run_sql_within,
 };
@@ -19,15 +20,15 @@ use crate::Result;
 use crate::backend::BackendKind;
 use crate::check::CheckResult;
 use crate::scenario::{
-    BackupMethod as Method, DumpFormat, Fault, FixtureName, PgEngine, RowsExpect, Scenario,
-    SchemaExpect, Step,
+    Backup, BackupMethod as Method, DumpFormat, Fault, FixtureName, PgEngine, RowsExpect,
+    Scenario, SchemaExpect, Step,
 };
 use crate::service::{
     BackupCx, BackupMethod, BackupTaken, JudgeCx, Lifecycle, Placement, Service, StepDone,
     exit_code,
 };
 use crate::vocab::{ServerInfo, ServiceKind};
-use crate::workload::{Ledger, RpoMeasurement, Writer};
+use crate::workload::{Boundary, Ledger, RpoMeasurement, Writer};
 
 /// How to get TimescaleDB where no registry serves it.
 pub(crate) const TIMESCALEDB_HINT: &str = "with a registry: the official timescale/timescaledb image, or \
@@ -103,6 +104,18 @@ pub(crate) struct PostgresService {
     baseline: Option<Snapshot>,
     /// The newest backup.
     dump: Option<Artifact>,
+    /// The backup section, for the physical methods' options.
+    backup_cfg: Backup,
+    /// The WAL archive and base backups, when the method is physical (or
+    /// `wal-archive = true`).
+    physical: Option<Physical>,
+    /// When the first fault began: recovery targets are relative to it.
+    fault_at: Option<Instant>,
+    /// The restore point made before the fault, and when.
+    restore_point: Option<(String, Instant)>,
+    /// Where the last point-in-time recovery was asked to stop: the ledger
+    /// judges the writes against it.
+    recovered_to: Option<Boundary>,
 }
 
 impl PostgresService {
@@ -120,32 +133,175 @@ impl PostgresService {
             (_, e) => e,
         };
         let (flavour, flavour_note) = resolve_flavour(engine, at.backend, &image)?;
+        let archives = sc.backup.method.is_some_and(Method::archives_wal)
+            || sc.backup.wal_archive == Some(true);
+        let physical = archives
+            .then(|| Physical::create(at.run_id, sc.backup.method == Some(Method::Pgbackrest)))
+            .transpose()?;
+        let mut settings: BTreeMap<String, String> = physical
+            .as_ref()
+            .map(|p| p.settings().into_iter().collect())
+            .unwrap_or_default();
+        // The scenario's own settings win (an archive_timeout, say).
+        settings.extend(cfg.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut shared = at.shared.clone();
+        shared.extend(physical.as_ref().map(|p| p.root().to_owned()));
         let spec = PgSpec {
             timescaledb: flavour == Flavour::TimescaleDb,
-            settings: cfg
-                .settings
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            settings: settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             image,
-            shared: at.shared.clone(),
+            shared,
             ..PgSpec::new(&cfg.database, &cfg.user, at.run_id)
         };
         let backup_method: Option<Box<dyn BackupMethod<Postgres>>> = match sc.backup.method {
             None => None,
             Some(Method::PgDump) => Some(Box::new(PgDump(sc.backup.clone()))),
             Some(Method::Shell) => Some(Box::new(ShellBackup(sc.backup.clone()))),
+            Some(Method::BaseBackup | Method::Pgbackrest) => None,
         };
+        let server = Postgres::start(at.backend, &spec)?;
+        if let Some(p) = &physical {
+            p.hand_to_server(&server)?;
+        }
         Ok(PostgresService {
-            server: Postgres::start(at.backend, &spec)?,
+            server,
             flavour,
             flavour_note,
-            settings: cfg.settings.clone(),
+            settings,
             backup_method,
             fixture: sc.fixture.name,
             baseline: None,
             dump: None,
+            backup_cfg: sc.backup.clone(),
+            physical,
+            fault_at: None,
+            restore_point: None,
+            recovered_to: None,
         })
+    }
+
+    /// The service's settings as `-c` pairs.
+    fn base_settings(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// A base backup or a pgBackRest backup into the physical folder.
+    fn physical_backup(&mut self, method: Method) -> Result<BackupTaken> {
+        let phys = self
+            .physical
+            .as_mut()
+            .expect("physical methods make the folder");
+        let started = Instant::now();
+        let limit = self
+            .backup_cfg
+            .timeout
+            .map_or(std::time::Duration::from_secs(3_600), |t| t.0);
+        let (base, detail) = match (method, &phys.backrest) {
+            (Method::Pgbackrest, Some(b)) => {
+                let first = phys.bases.is_empty();
+                b.backup(&self.server, first, self.backup_cfg.pgbackrest_type, limit)?
+            }
+            _ => {
+                let format = self.backup_cfg.base_format;
+                let base = pitr::base_backup(&self.server, phys, format, limit)?;
+                let said = format!(
+                    "pg_basebackup -D {} -F {} -X stream -c fast",
+                    base.location,
+                    match format {
+                        crate::scenario::BaseFormat::Plain => "plain",
+                        crate::scenario::BaseFormat::Tar => "tar",
+                    }
+                );
+                (base, said)
+            }
+        };
+        let took = started.elapsed();
+        let archived = phys.archived()?.len();
+        let detail = format!(
+            "{detail}: {} MB from segment {} in {}; WAL archive {} ({archived} files) via archive_command",
+            base.bytes / 1_000_000,
+            base.start,
+            crate::fmt_duration(took),
+            match &phys.backrest {
+                Some(b) => b.repo().display().to_string(),
+                None => phys.wal().display().to_string(),
+            }
+        );
+        let record = crate::service::BackupRecord {
+            service: ServiceKind::Postgres,
+            path: std::path::PathBuf::from(&base.location),
+            bytes: base.bytes,
+            method: if method == Method::Pgbackrest {
+                "pgbackrest backup + archive-push".into()
+            } else {
+                "pg_basebackup -X stream + archive_command".into()
+            },
+            took,
+        };
+        phys.bases.push(base);
+        Ok(BackupTaken {
+            detail,
+            record: Some(record),
+            artifact: None,
+        })
+    }
+
+    /// The `pitr` step.
+    fn pitr_step(&mut self, step: &Step) -> Result<StepDone> {
+        let Step::Pitr {
+            target,
+            tool,
+            backup,
+            delta,
+            unarchived_wal,
+            ..
+        } = step
+        else {
+            unreachable!("called for pitr steps")
+        };
+        let Some(phys) = &self.physical else {
+            return Ok(StepDone::refused("no WAL archive is kept: set a physical backup method"));
+        };
+        let resolved = match pitr::resolve(
+            target,
+            self.fault_at,
+            self.restore_point.as_ref().map(|(n, at)| (n.as_str(), *at)),
+            phys.bases.last().map(|b| b.ended_at),
+        ) {
+            Ok(r) => r,
+            Err(why) => return Ok(StepDone::refused(why)),
+        };
+        let run = pitr::PitrRun {
+            target,
+            resolved,
+            pick: *backup,
+            unarchived_wal: *unarchived_wal,
+            delta: *delta,
+            base_settings: self.base_settings(),
+            limit: step.time_limit(),
+        };
+        let use_backrest = match tool {
+            Some(crate::scenario::PitrTool::Pgbackrest) => true,
+            Some(crate::scenario::PitrTool::BaseBackup) => false,
+            None => phys.backrest.is_some(),
+        };
+        let done = match (&phys.backrest, use_backrest) {
+            (Some(b), true) => b.pitr(&mut self.server, phys, &run)?,
+            (None, true) => {
+                return Ok(StepDone::refused(
+                    "`tool = \"pgbackrest\"` needs `method = \"pgbackrest\"`",
+                ));
+            }
+            (_, false) => pitr::pitr(&mut self.server, phys, &run)?,
+        };
+        if done.step.ok {
+            phys.hand_to_server(&self.server)?;
+        }
+        self.recovered_to = done.boundary;
+        Ok(done.step)
     }
 
     fn timescaledb(&self) -> bool {
@@ -302,10 +458,17 @@ impl Service for PostgresService {
     }
 
     fn backup_label(&self) -> Option<String> {
-        self.backup_method.as_ref().map(|m| m.label())
+        match self.backup_cfg.method {
+            Some(Method::BaseBackup) => Some("pg_basebackup".into()),
+            Some(Method::Pgbackrest) => Some("pgbackrest backup".into()),
+            _ => self.backup_method.as_ref().map(|m| m.label()),
+        }
     }
 
     async fn backup(&mut self, cx: &BackupCx<'_>) -> Result<BackupTaken> {
+        if let Some(m @ (Method::BaseBackup | Method::Pgbackrest)) = self.backup_cfg.method {
+            return tokio::task::block_in_place(|| self.physical_backup(m));
+        }
         let method = self
             .backup_method
             .as_ref()
@@ -316,7 +479,58 @@ impl Service for PostgresService {
     }
 
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
-        super::fault::inject(&mut self.server, fault, &self.settings).await
+        let mut said = Vec::new();
+        if let Some(name) = &fault.restore_point
+            && self.restore_point.is_none()
+        {
+            let lsn = tokio::task::block_in_place(|| {
+                self.server.psql(
+                    &format!(
+                        "SELECT pg_create_restore_point('{}')",
+                        name.replace('\'', "''")
+                    ),
+                    "postgres",
+                )
+            })?;
+            self.restore_point = Some((name.clone(), Instant::now()));
+            said.push(format!("restore point `{name}` made at {lsn}"));
+        }
+        let first = *self.fault_at.get_or_insert_with(Instant::now);
+        let _ = first;
+        self.recovered_to = None;
+        said.push(super::fault::inject(&mut self.server, fault, &self.settings).await?);
+        if let (Some(how), Some(phys)) = (fault.archive_damage, &self.physical) {
+            said.push(tokio::task::block_in_place(|| phys.damage(how))?);
+        }
+        if fault.archive_lag.is_some()
+            && let Some(phys) = &self.physical
+        {
+            phys.archive_writable(true)?;
+        }
+        Ok(said.join("; "))
+    }
+
+    async fn before_fault(&mut self, fault: &Fault) -> Result<Option<String>> {
+        let (Some(lag), Some(phys)) = (fault.archive_lag, &self.physical) else {
+            return Ok(None);
+        };
+        if self.fault_at.is_some() {
+            return Ok(None);
+        }
+        phys.archive_writable(false)?;
+        tokio::time::sleep(lag.0).await;
+        let stats = tokio::task::block_in_place(|| {
+            self.server.psql(
+                "SELECT format('failed_count %s, last_failed_wal %s, last_archived_wal %s, archived %s ago', \
+                 failed_count, coalesce(last_failed_wal, '-'), coalesce(last_archived_wal, '-'), \
+                 coalesce(date_trunc('millisecond', now() - last_archived_time)::text, 'never')) FROM pg_stat_archiver",
+                "postgres",
+            )
+        })?;
+        Ok(Some(format!(
+            "archive_command failing for {} (archive not writable); pg_stat_archiver: {stats}",
+            humantime::format_duration(lag.0)
+        )))
     }
 
     async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
@@ -344,7 +558,38 @@ impl Service for PostgresService {
                     Err(e) => StepDone::failed(e.to_string()),
                 },
             ),
-            Step::Start { .. } => Ok(StepDone::done("postgres is running")),
+            Step::Start { .. } => {
+                if self.server.server_mut().alive().is_ok() {
+                    return Ok(StepDone::done("postgres is running"));
+                }
+                Ok(match self.server.start_again() {
+                    Ok(()) => StepDone::done("postgres started on its data directory"),
+                    Err(e) => StepDone::failed(format!("postgres did not start: {e}")),
+                })
+            }
+            Step::Pitr { .. } => self.pitr_step(step),
+            Step::Pgbackrest { run, .. } => match self.physical.as_ref().and_then(|p| p.backrest.as_ref()) {
+                Some(b) => b.step(&self.server, *run, step.time_limit()),
+                None => Ok(StepDone::refused("no pgBackRest repository: set `method = \"pgbackrest\"`")),
+            },
+            Step::CheckArchive => match &self.physical {
+                Some(p) => pitr::check_archive(&self.server, p),
+                None => Ok(StepDone::refused("no WAL archive is kept")),
+            },
+            Step::Stop { .. } => {
+                let stopped = self.server.server_mut().stop(crate::backend::Stop::Graceful)?;
+                Ok(StepDone::done(format!("postgres stopped (fast shutdown): {stopped}")))
+            }
+            Step::DataShell { run, .. } => Ok(match self.server.data_shell(run) {
+                Ok(out) => StepDone::done(format!(
+                    "ok{}",
+                    String::from_utf8_lossy(&out)
+                        .lines()
+                        .last()
+                        .map_or(String::new(), |l| format!(": {l}"))
+                )),
+                Err(e) => StepDone::failed(e.to_string()),
+            }),
             other => unreachable!("validated: `{}` does not act on postgres", other.kind()),
         })
     }
@@ -379,7 +624,13 @@ impl Service for PostgresService {
     }
 
     async fn measure_rpo(&self, ledger: &Ledger, fault_at: Instant) -> Result<RpoMeasurement> {
-        workload::measure_rpo(self.server.coordinates(), ledger, fault_at).await
+        workload::measure_rpo(
+            self.server.coordinates(),
+            ledger,
+            fault_at,
+            self.recovered_to.as_ref(),
+        )
+        .await
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -392,6 +643,16 @@ impl Service for PostgresService {
             .collect();
         if let Some(a) = &self.dump {
             env.push(("DRILL_BACKUP_FILE".into(), a.path.display().to_string()));
+        }
+        if let Some(p) = &self.physical {
+            env.push(("DRILL_WAL_ARCHIVE".into(), p.wal().display().to_string()));
+            if let Some(b) = &p.backrest {
+                env.push(("DRILL_PGBACKREST_CONFIG".into(), b.config().display().to_string()));
+                env.push(("DRILL_PGBACKREST_STANZA".into(), pitr::backrest::STANZA.into()));
+            }
+            if let Some(b) = p.bases.last() {
+                env.push(("DRILL_BASE_BACKUP".into(), b.location.clone()));
+            }
         }
         env
     }

@@ -7,7 +7,7 @@ use sqlx::postgres::PgConnection;
 use super::PgCoordinates;
 use std::time::Instant;
 
-use crate::workload::{Ledger, LiveTick, RpoMeasurement, Sink, rpo_from};
+use crate::workload::{Boundary, Ledger, LiveTick, RpoMeasurement, Sink, pitr_from, rpo_from};
 use crate::{Error, Result};
 
 /// Rows into PostgreSQL's `ticks`, one INSERT each.
@@ -28,15 +28,20 @@ impl Sink for PgSink {
     }
 }
 
-/// Which acknowledged writes are missing now, and the window they span.
+/// Which acknowledged writes are missing now, and the window they span;
+/// after a recovery to a target, the ledger's full verdict on it.
 pub async fn measure_rpo(
     coords: &PgCoordinates,
     ledger: &Ledger,
     fault_at: Instant,
+    target: Option<&Boundary>,
 ) -> Result<RpoMeasurement> {
     let mut conn = coords.connect().await?;
     let present = present_keys(&mut conn, ledger).await?;
-    Ok(rpo_from(ledger, &present, fault_at))
+    Ok(match target {
+        Some(t) => pitr_from(ledger, &present, fault_at, t),
+        None => rpo_from(ledger, &present, fault_at),
+    })
 }
 
 /// For each ack, whether its row exists (one round trip: the keys go in

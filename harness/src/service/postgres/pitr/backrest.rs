@@ -1,0 +1,385 @@
+//! pgBackRest as the backup method: a posix repository in the run's
+//! physical folder, `archive-push` as the `archive_command`,
+//! `stanza-create` + `check` + a full backup first and then the scenario's
+//! type, `restore --type=time|name|lsn|immediate|default
+//! --target-action=promote` for point-in-time recovery, and `verify`,
+//! `check`, `info` as steps judged by their output (2.45's `verify` exits 0
+//! while it reports `status: error`).
+//!
+//! pgBackRest reads the data directory itself, so it runs beside the
+//! server as the server's user: natively the local program (`runuser`
+//! when drill is root), in a container through `docker exec`, and for a
+//! restore (the server stopped) in a shell over the data.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::archive::Segment;
+use super::{BaseBackup, PitrDone, PitrRun, Physical};
+use crate::backend::sh_quote;
+use crate::scenario::{BackrestCommand, BackrestType, BackupPick, BaseFormat};
+use crate::service::postgres::Postgres;
+use crate::service::{Lifecycle, StepDone};
+use crate::{Error, Result};
+
+/// The stanza drill's repository holds.
+pub(crate) const STANZA: &str = "drill";
+
+/// pgBackRest's configuration in the physical folder.
+#[derive(Debug)]
+pub(crate) struct Backrest {
+    root: PathBuf,
+}
+
+/// Runs pgBackRest as the owner of the data directory `data` when root
+/// (`runuser`, or `su-exec`/`gosu` in images without it).
+const AS_OWNER: &str = "d=\"$1\"; shift; if [ \"$(id -u)\" = 0 ]; then u=$(stat -c %U \"$d\"); \
+    if command -v runuser >/dev/null 2>&1; then exec runuser -u \"$u\" -- pgbackrest \"$@\"; \
+    elif command -v su-exec >/dev/null 2>&1; then exec su-exec \"$u\" pgbackrest \"$@\"; \
+    else exec gosu \"$u\" pgbackrest \"$@\"; fi; fi; exec pgbackrest \"$@\"";
+
+impl Backrest {
+    pub(crate) fn new(root: &Path) -> Backrest {
+        Backrest {
+            root: root.to_owned(),
+        }
+    }
+
+    pub(crate) fn config(&self) -> PathBuf {
+        self.root.join("pgbackrest.conf")
+    }
+
+    /// The repository.
+    pub(crate) fn repo(&self) -> PathBuf {
+        self.root.join("repo")
+    }
+
+    /// The stanza's WAL archive folder (`archive/drill/15-1`).
+    pub(crate) fn archive_dir(&self) -> Result<PathBuf> {
+        let base = self.repo().join("archive").join(STANZA);
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return Ok(base);
+        };
+        Ok(entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .max()
+            .unwrap_or(base))
+    }
+
+    fn global_options(&self) -> Vec<String> {
+        vec![
+            format!("--config={}", self.config().display()),
+            format!("--stanza={STANZA}"),
+        ]
+    }
+
+    /// The `archive_command`.
+    pub(crate) fn archive_push(&self) -> String {
+        format!(
+            "pgbackrest {} archive-push %p",
+            self.global_options()
+                .iter()
+                .map(|o| sh_quote(o))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+
+    /// The `restore_command`.
+    pub(crate) fn archive_get(&self) -> String {
+        format!(
+            "pgbackrest {} archive-get %f \"%p\"",
+            self.global_options()
+                .iter()
+                .map(|o| sh_quote(o))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+
+    /// Writes the configuration for the server as it runs now (its data
+    /// directory, port and socket, which a native restart changes).
+    pub(crate) fn configure(&self, pg: &Postgres) -> Result<()> {
+        let show = |what: &str| pg.psql(&format!("SHOW {what}"), "postgres");
+        let data = show("data_directory")?;
+        let port = show("port")?;
+        let socket = show("unix_socket_directories")?;
+        let socket = socket.split(',').next().unwrap_or("").trim().to_string();
+        let user = pg.coordinates().user.clone();
+        let r = self.root.display();
+        let text = format!(
+            "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=4\nlog-path={r}/log\nlock-path={r}/lock\n\
+             spool-path={r}/spool\nlog-level-console=info\nlog-level-file=off\nstart-fast=y\n\
+             compress-level=1\narchive-timeout=60\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\n\
+             pg1-socket-path={socket}\npg1-user={user}\n"
+        );
+        let path = self.config();
+        std::fs::write(&path, text).map_err(Error::io("write", &path))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(Error::io("chmod", &path))?;
+        Ok(())
+    }
+
+    /// `pgbackrest ARGS` beside the running server, as its user.
+    fn command(&self, pg: &Postgres, data: &str, args: &[&str]) -> Command {
+        let mut cmd = pg
+            .server()
+            .tool("sh", &[]);
+        cmd.args(["-c", AS_OWNER, "pgbackrest", data]);
+        cmd.args(self.global_options()).args(args);
+        cmd
+    }
+
+    /// Runs one command beside the running server; (ok, output).
+    fn run(&self, pg: &Postgres, args: &[&str], limit: Duration) -> Result<(bool, String, String)> {
+        self.configure(pg)?;
+        let data = pg.psql("SHOW data_directory", "postgres")?;
+        let mut cmd = self.command(pg, &data, args);
+        let out = crate::shell::output_within(&mut cmd, b"", limit)?.output;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = format!("pgbackrest --stanza={STANZA} {}", args.join(" "));
+        Ok((out.status.success(), text, shown))
+    }
+
+    /// One backup: the first creates the stanza, checks the archive and
+    /// takes a full one; later ones are of type `kind`.
+    pub(crate) fn backup(
+        &self,
+        pg: &Postgres,
+        first: bool,
+        kind: BackrestType,
+        limit: Duration,
+    ) -> Result<(BaseBackup, String)> {
+        let mut said = Vec::new();
+        if first {
+            for args in [&["stanza-create"][..], &["check"][..]] {
+                let (ok, text, shown) = self.run(pg, args, limit)?;
+                if !ok || has_error(&text) {
+                    return Err(Error::Command {
+                        what: shown,
+                        status: "failed".into(),
+                        output: crate::vocab::tail(&text, 15),
+                    });
+                }
+                said.push(args[0].to_string());
+            }
+        }
+        let kind = if first { BackrestType::Full } else { kind };
+        let ty = format!("--type={}", kind.name());
+        let system_id = pg.psql("SELECT system_identifier FROM pg_control_system()", "postgres")?;
+        let (ok, text, shown) = self.run(pg, &[&ty, "backup"], limit)?;
+        if !ok || has_error(&text) {
+            return Err(Error::Command {
+                what: shown,
+                status: "failed".into(),
+                output: crate::vocab::tail(&text, 15),
+            });
+        }
+        let ended_at = Instant::now();
+        let (label, start, bytes) = self.newest_backup(pg, limit)?;
+        said.push(format!("{} backup {label}", kind.name()));
+        Ok((
+            BaseBackup {
+                location: label,
+                format: BaseFormat::Plain,
+                start,
+                ended_at,
+                system_id,
+                bytes,
+            },
+            said.join(", "),
+        ))
+    }
+
+    /// The newest backup's label, first WAL segment and size, from
+    /// `pgbackrest info --output=json`.
+    fn newest_backup(&self, pg: &Postgres, limit: Duration) -> Result<(String, Segment, u64)> {
+        let (ok, text, shown) = self.run(pg, &["info", "--output=json"], limit)?;
+        let json = text.find('[').map(|i| &text[i..]).unwrap_or("");
+        let parsed: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| {
+            Error::unexpected(
+                "read pgbackrest info",
+                format!("{shown} (ok: {ok}) printed no JSON ({e}): {}", crate::vocab::tail(&text, 5)),
+            )
+        })?;
+        let newest = parsed
+            .get(0)
+            .and_then(|s| s.get("backup"))
+            .and_then(|b| b.as_array())
+            .and_then(|b| b.last())
+            .ok_or_else(|| Error::unexpected("read pgbackrest info", format!("no backup in {json}")))?;
+        let label = newest["label"].as_str().unwrap_or("?").to_string();
+        let start = newest["archive"]["start"]
+            .as_str()
+            .and_then(Segment::parse)
+            .ok_or_else(|| {
+                Error::unexpected("read pgbackrest info", format!("backup {label} names no start segment"))
+            })?;
+        let bytes = newest["info"]["size"].as_u64().unwrap_or(0);
+        Ok((label, start, bytes))
+    }
+
+    /// `verify`, `check` or `info` as a step, judged by its output.
+    pub(crate) fn step(&self, pg: &Postgres, what: BackrestCommand, limit: Duration) -> Result<StepDone> {
+        let (ok, text, shown) = self.run(pg, &[what.name()], limit)?;
+        let problems: Vec<String> = text
+            .lines()
+            .filter(|l| line_is_problem(l))
+            .map(|l| l.trim().to_string())
+            .collect();
+        if ok && problems.is_empty() {
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            return Ok(StepDone::done(format!("{shown}: exit 0, no error reported; {last}")));
+        }
+        let why = format!(
+            "{shown}: exit {}, {} problem lines{}",
+            if ok { "0" } else { "non-zero" },
+            problems.len(),
+            problems
+                .first()
+                .map_or(String::new(), |p| format!("; first: {p}"))
+        );
+        Ok(StepDone {
+            ok: false,
+            clean: false,
+            detail: why.clone(),
+            errors: problems.iter().take(5).cloned().collect(),
+            status: if ok {
+                "exit 0 but reported errors".into()
+            } else {
+                "failed".into()
+            },
+            evidence: crate::vocab::tail(&text, 20),
+        })
+    }
+
+    /// Point-in-time recovery with `pgbackrest restore` (the server
+    /// stopped, in a shell over its data), then the same start, wait and
+    /// log reading as drill's own procedure.
+    pub(crate) fn pitr(&self, pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Result<PitrDone> {
+        let pick = match run.pick {
+            Some(BackupPick::Oldest) => phys.bases.first(),
+            _ => super::pick_base(&phys.bases, run.resolved.boundary.as_ref(), None),
+        };
+        let Some(base) = pick.cloned() else {
+            return Ok(PitrDone {
+                step: StepDone::refused(format!(
+                    "no pgBackRest backup ends before the target {}",
+                    run.target.describe()
+                )),
+                boundary: None,
+            });
+        };
+        let copy_started = Instant::now();
+        let same_cluster = pg
+            .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
+            .is_ok_and(|id| id == base.system_id);
+        let save_wal = run.unarchived_wal && same_cluster;
+        pg.server_mut().stop(crate::backend::Stop::Graceful)?;
+        let (ty, target) = &run.resolved.backrest;
+        let mut args: Vec<String> = self.global_options();
+        args.push("--pg1-path=$DATA".into());
+        args.push(format!("--type={ty}"));
+        if let Some(t) = target {
+            args.push(format!("--target={t}"));
+            args.push("--target-action=promote".into());
+        }
+        args.push("--target-timeline=current".into());
+        if run.delta {
+            args.push("--delta".into());
+        }
+        if run.pick == Some(BackupPick::Oldest) || ty == "name" {
+            // A name target picks the newest backup unless told (FIELD-NOTES).
+            args.push(format!("--set={}", base.location));
+        }
+        args.push("restore".into());
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.contains("$DATA") {
+                    format!("\"{a}\"")
+                } else {
+                    sh_quote(a)
+                }
+            })
+            .collect();
+        let saved = sh_quote(&phys.root().join("unarchived-wal").display().to_string());
+        let script = format!(
+            "set -e\n{save}{empty}sh -c {as_owner} pgbackrest \"$DATA\" {args}\n{bring}",
+            save = if save_wal {
+                format!("for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n")
+            } else {
+                String::new()
+            },
+            empty = if run.delta {
+                String::new()
+            } else {
+                "find \"$DATA\" -mindepth 1 -delete\n".into()
+            },
+            as_owner = sh_quote(AS_OWNER),
+            args = quoted.join(" "),
+            bring = if save_wal {
+                format!(
+                    "owner=$(stat -c %u:%g \"$DATA\")\nfor f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\nchown -R \"$owner\" \"$DATA/pg_wal\"\n"
+                )
+            } else {
+                String::new()
+            },
+        );
+        if let Err(e) = pg.data_shell(&script) {
+            return Ok(PitrDone {
+                step: StepDone::failed(format!("pgbackrest restore failed: {e}")),
+                boundary: None,
+            });
+        }
+        let copied = copy_started.elapsed();
+        super::start_recovering(pg, run, self.archive_get(), copied, &base, save_wal)
+    }
+}
+
+/// Whether pgBackRest's output reports a problem, whatever its exit status.
+fn has_error(text: &str) -> bool {
+    text.lines().any(line_is_problem)
+}
+
+fn line_is_problem(l: &str) -> bool {
+    let l = l.trim();
+    l.contains("ERROR:")
+        || l.contains("status: error")
+        || l.contains("FATAL")
+        || l.contains("invalid")
+        || (l.contains("missing:") && !l.contains("missing: 0"))
+        || (l.contains("checksum invalid") && !l.contains("checksum invalid: 0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_is_read_by_its_output_not_its_exit_status() {
+        // pgBackRest 2.45 `verify` on an archive with a damaged segment:
+        // exit 0, and this.
+        let damaged = "P00   INFO: verify command begin 2.45: --stanza=drill\n\
+            P00   INFO: stanza: drill\n                    status: error\n\
+            P00   INFO: verify command end: completed successfully\n";
+        assert!(has_error(damaged));
+        let clean = "P00   INFO: verify command begin 2.45\nP00   INFO: stanza: drill\n    status: ok\n\
+            P00   INFO: verify command end: completed successfully\n";
+        assert!(!has_error(clean));
+    }
+}

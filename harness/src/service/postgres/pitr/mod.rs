@@ -1,0 +1,734 @@
+//! Physical backups and point-in-time recovery: a continuous WAL archive
+//! (`archive_mode = on`), base backups (`pg_basebackup -X stream`, or
+//! pgBackRest, [`backrest`]) on the schedule, and the `pitr` step that
+//! restores one and replays the archive to a target.
+//!
+//! Everything physical lives in one folder of the run that survives the
+//! server's faults (a wipe destroys the data directory or volume, never
+//! this folder): `wal/` (the archive), `base/N/` (base backups), `repo/`
+//! (pgBackRest's repository), `unarchived-wal/` (what the PostgreSQL
+//! manual's recovery step 2 saves from the old `pg_wal`). It is shared
+//! with the server's container at the same path, like the work dir.
+//!
+//! A recovery is judged by the server's own log ([`log::RecoveryLog`]),
+//! not by its answering: PostgreSQL promotes silently at the first segment
+//! the archive lacks when there is no target.
+
+pub(crate) mod archive;
+pub(crate) mod backrest;
+pub(crate) mod log;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use archive::Segment;
+use log::RecoveryLog;
+
+use super::{ClientTool, Postgres};
+use crate::backend::{Stop, sh_quote};
+use crate::scenario::{ArchiveDamage, BackupPick, BaseFormat, RecoveryTarget};
+use crate::service::{Lifecycle, StepDone};
+use crate::workload::Boundary;
+use crate::{Error, Result};
+
+/// The run's folder of physical backups, and what was taken into it.
+#[derive(Debug)]
+pub(crate) struct Physical {
+    root: tempfile::TempDir,
+    /// pgBackRest's stanza and config, when it is the backup method.
+    pub(crate) backrest: Option<backrest::Backrest>,
+    /// Base backups in the order taken (drill's own `pg_basebackup`s; for
+    /// pgBackRest, the moments its backups ended).
+    pub(crate) bases: Vec<BaseBackup>,
+}
+
+/// One base backup.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseBackup {
+    /// Its folder (`pg_basebackup -D`), or pgBackRest's backup label.
+    pub(crate) location: String,
+    pub(crate) format: BaseFormat,
+    /// The first WAL segment it needs.
+    pub(crate) start: Segment,
+    /// When it finished: a recovery target must lie after it.
+    pub(crate) ended_at: Instant,
+    /// The cluster it was taken of (`pg_control_system()`).
+    pub(crate) system_id: String,
+    pub(crate) bytes: u64,
+}
+
+impl Physical {
+    /// Makes the folder (marked as the run's, so `cargo xtask clean` finds
+    /// it after a killed run).
+    pub(crate) fn create(run_id: &str, backrest: bool) -> Result<Physical> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::Builder::new()
+            .prefix(&format!(
+                "{}{run_id}-archive-",
+                crate::backend::native::RUN_DIR_PREFIX
+            ))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
+        crate::backend::native::mark_owner(root.path())?;
+        for sub in ["wal", "base", "unarchived-wal"] {
+            let d = root.path().join(sub);
+            std::fs::create_dir(&d).map_err(Error::io("create", &d))?;
+        }
+        let backrest = backrest.then(|| backrest::Backrest::new(root.path()));
+        Ok(Physical {
+            root,
+            backrest,
+            bases: Vec::new(),
+        })
+    }
+
+    /// The folder, to share with the server's container.
+    pub(crate) fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The WAL archive (`base-backup` and `shell`).
+    pub(crate) fn wal(&self) -> PathBuf {
+        self.root().join("wal")
+    }
+
+    /// The server settings that archive every segment.
+    pub(crate) fn settings(&self) -> Vec<(String, String)> {
+        let command = match &self.backrest {
+            Some(b) => b.archive_push(),
+            None => {
+                let dest = sh_quote(&format!("{}/%f", self.wal().display()));
+                format!("test ! -f {dest} && cp %p {dest}")
+            }
+        };
+        vec![
+            ("archive_mode".into(), "on".into()),
+            ("archive_command".into(), command),
+            ("wal_level".into(), "replica".into()),
+        ]
+    }
+
+    /// After a start: the folder belongs to the server's user (who archives
+    /// into it), as the data directory does.
+    pub(crate) fn hand_to_server(&self, pg: &Postgres) -> Result<()> {
+        let root = sh_quote(&self.root().display().to_string());
+        pg.data_shell(&format!("chown -R \"$(stat -c %u:%g \"$DATA\")\" {root}"))?;
+        Ok(())
+    }
+
+    /// Makes the archive (not) writable for the server's user: a failing
+    /// `archive_command`, as a full or read-only archive volume makes it.
+    pub(crate) fn archive_writable(&self, writable: bool) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = match &self.backrest {
+            Some(b) => b.repo().join("archive"),
+            None => self.wal(),
+        };
+        let mode = if writable { 0o700 } else { 0o500 };
+        let mut dirs = vec![dir.clone()];
+        if let Ok(entries) = walk_dirs(&dir) {
+            dirs.extend(entries);
+        }
+        for d in dirs {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode))
+                .map_err(Error::io("chmod", &d))?;
+        }
+        Ok(())
+    }
+
+    /// Where the next base backup goes.
+    fn next_base_dir(&self) -> PathBuf {
+        self.root()
+            .join("base")
+            .join(format!("{:03}", self.bases.len() + 1))
+    }
+
+    /// The file names in the archive.
+    pub(crate) fn archived(&self) -> Result<Vec<String>> {
+        let dir = match &self.backrest {
+            Some(b) => b.archive_dir()?,
+            None => self.wal(),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in entries.flatten() {
+            let p = e.path();
+            // pgBackRest keeps segments in one folder per 256 (`0000000100000000/`).
+            if p.is_dir() {
+                for f in std::fs::read_dir(&p).map_err(Error::io("read", &p))?.flatten() {
+                    out.push(f.file_name().to_string_lossy().into_owned());
+                }
+            } else {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The path of an archived segment.
+    fn segment_path(&self, s: Segment) -> Result<Option<PathBuf>> {
+        let dir = match &self.backrest {
+            Some(b) => b.archive_dir()?.join(&s.name()[..16]),
+            None => self.wal(),
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(None);
+        };
+        Ok(entries
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(Segment::from_file)
+                    == Some(s)
+            }))
+    }
+
+    /// The archive's continuity from the oldest base backup on.
+    pub(crate) fn continuity(&self) -> Result<Option<archive::Continuity>> {
+        let Some(first) = self.bases.first() else {
+            return Ok(None);
+        };
+        let files = self.archived()?;
+        Ok(Some(archive::continuity(
+            first.start,
+            files.iter().map(String::as_str),
+        )))
+    }
+
+    /// Fault: one archived segment after the first base backup's start
+    /// and before the newest backup's (or in the middle of what followed)
+    /// is removed or overwritten; says which.
+    pub(crate) fn damage(&self, how: ArchiveDamage) -> Result<String> {
+        let Some(c) = self.continuity()? else {
+            return Ok("no base backup was taken: the archive was left alone".into());
+        };
+        let Some(newest) = c.newest else {
+            return Ok("the archive holds no segment yet: nothing to damage".into());
+        };
+        let upper = self
+            .bases
+            .last()
+            .filter(|b| self.bases.len() > 1 && b.start.number > c.from.number + 1)
+            .map_or(newest.number, |b| b.start.number);
+        // Strictly between the first backup's start and the upper bound.
+        let victim = Segment {
+            number: c.from.number + (upper - c.from.number).div_ceil(2).max(1),
+            ..c.from
+        };
+        let victim = if victim.number >= newest.number && newest.number > c.from.number {
+            Segment {
+                number: newest.number - 1,
+                ..victim
+            }
+        } else {
+            victim
+        };
+        let Some(path) = self.segment_path(victim)? else {
+            return Ok(format!("segment {victim} is not in the archive: nothing to damage"));
+        };
+        match how {
+            ArchiveDamage::RemoveSegment => {
+                std::fs::remove_file(&path).map_err(Error::io("remove", &path))?;
+                Ok(format!(
+                    "archived segment {victim} removed ({})",
+                    path.display()
+                ))
+            }
+            ArchiveDamage::CorruptSegment => {
+                use std::io::{Seek, SeekFrom, Write};
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(Error::io("open", &path))?;
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                f.seek(SeekFrom::Start(len / 2))
+                    .and_then(|_| f.write_all(&vec![0u8; 64 * 1024.min(len as usize / 4)]))
+                    .map_err(Error::io("overwrite", &path))?;
+                Ok(format!(
+                    "archived segment {victim} overwritten with zeros in its middle ({})",
+                    path.display()
+                ))
+            }
+        }
+    }
+}
+
+/// `pg_basebackup -X stream` into the physical folder.
+pub(crate) fn base_backup(
+    pg: &Postgres,
+    phys: &Physical,
+    format: BaseFormat,
+    limit: Duration,
+) -> Result<BaseBackup> {
+    let dir = phys.next_base_dir();
+    let system_id = pg.psql("SELECT system_identifier FROM pg_control_system()", "postgres")?;
+    let fmt = match format {
+        BaseFormat::Plain => "plain",
+        BaseFormat::Tar => "tar",
+    };
+    let mut cmd = pg.client(ClientTool::PgBasebackup);
+    let label = format!("drill base backup {}", phys.bases.len() + 1);
+    cmd.arg("-D")
+        .arg(&dir)
+        .args(["-F", fmt, "-X", "stream", "-c", "fast", "--no-password", "-l", &label]);
+    let run = crate::shell::output_within(&mut cmd, b"", limit)?.output;
+    if !run.status.success() {
+        return Err(Error::command(
+            format!("pg_basebackup -D {} -F {fmt} -X stream", dir.display()),
+            &run,
+        ));
+    }
+    let ended_at = Instant::now();
+    let backup_label = match format {
+        BaseFormat::Plain => std::fs::read_to_string(dir.join("backup_label"))
+            .map_err(Error::io("read", dir.join("backup_label")))?,
+        BaseFormat::Tar => {
+            let tar = dir.join("base.tar");
+            let out = std::process::Command::new("tar")
+                .arg("-xOf")
+                .arg(&tar)
+                .arg("backup_label")
+                .output()
+                .map_err(Error::spawn("tar -xOf base.tar backup_label"))?;
+            if !out.status.success() {
+                return Err(Error::command(format!("tar -xOf {} backup_label", tar.display()), &out));
+            }
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let start = start_segment(&backup_label).ok_or_else(|| {
+        Error::unexpected(
+            "read the base backup's backup_label",
+            format!("no `START WAL LOCATION` line in:\n{backup_label}"),
+        )
+    })?;
+    Ok(BaseBackup {
+        location: dir.display().to_string(),
+        format,
+        start,
+        ended_at,
+        system_id,
+        bytes: dir_bytes(&dir),
+    })
+}
+
+/// `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`.
+pub(crate) fn start_segment(backup_label: &str) -> Option<Segment> {
+    backup_label
+        .lines()
+        .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+        .and_then(|rest| rest.split("(file ").nth(1))
+        .and_then(|f| Segment::parse(f.trim_end_matches(')').trim()))
+}
+
+/// Every folder under `dir`.
+fn walk_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_dirs(&p)?);
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes under `dir`.
+pub(crate) fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return std::fs::metadata(dir).map(|m| m.len()).unwrap_or(0);
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+/// A target resolved on the drill's clock.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// The `-c` recovery settings that say where to stop.
+    pub(crate) settings: Vec<(String, String)>,
+    /// Where the ledger judges the recovery (None: latest, every
+    /// acknowledged write must be back).
+    pub(crate) boundary: Option<Boundary>,
+    /// pgBackRest's `--type` and `--target`.
+    pub(crate) backrest: (String, Option<String>),
+}
+
+/// Resolves `target` against the fault's first instant and the restore
+/// point's, and the newest base backup's end (for `immediate`).
+pub(crate) fn resolve(
+    target: &RecoveryTarget,
+    fault_at: Option<Instant>,
+    restore_point: Option<(&str, Instant)>,
+    base_end: Option<Instant>,
+) -> std::result::Result<Resolved, String> {
+    let wall = |at: Instant| -> String {
+        let now_wall = SystemTime::now();
+        let now = Instant::now();
+        let t = if at <= now {
+            now_wall - (now - at)
+        } else {
+            now_wall + (at - now)
+        };
+        // PostgreSQL reads ISO 8601 with a zone; microseconds, as it keeps them.
+        humantime::format_rfc3339_micros(t)
+            .to_string()
+            .replace('T', " ")
+            .replace('Z', "+00")
+    };
+    Ok(match target {
+        RecoveryTarget::Latest => Resolved {
+            settings: vec![],
+            boundary: None,
+            backrest: ("default".into(), None),
+        },
+        RecoveryTarget::Immediate => Resolved {
+            settings: vec![("recovery_target".into(), "immediate".into())],
+            boundary: base_end.map(|at| Boundary {
+                at,
+                label: "immediate (the base backup's end)".into(),
+            }),
+            backrest: ("immediate".into(), None),
+        },
+        RecoveryTarget::Fault { offset_ms } => {
+            let fault = fault_at.ok_or("no fault has happened yet")?;
+            let shift = Duration::from_millis(offset_ms.unsigned_abs());
+            let at = if *offset_ms < 0 {
+                fault.checked_sub(shift).ok_or("the target lies before the drill began")?
+            } else {
+                fault + shift
+            };
+            let time = wall(at);
+            Resolved {
+                settings: vec![("recovery_target_time".into(), time.clone())],
+                boundary: Some(Boundary {
+                    at,
+                    label: format!("{} ({time})", target.describe()),
+                }),
+                backrest: ("time".into(), Some(time)),
+            }
+        }
+        RecoveryTarget::RestorePoint(name) => {
+            let (made, at) = restore_point.ok_or_else(|| {
+                format!("no restore point `{name}` was made: add `restore-point = \"{name}\"` to `[fault]`")
+            })?;
+            if made != name {
+                return Err(format!(
+                    "the restore point made before the fault is `{made}`, not `{name}`"
+                ));
+            }
+            Resolved {
+                settings: vec![("recovery_target_name".into(), name.clone())],
+                boundary: Some(Boundary {
+                    at,
+                    label: format!("{} ({})", target.describe(), wall(at)),
+                }),
+                backrest: ("name".into(), Some(name.clone())),
+            }
+        }
+        RecoveryTarget::Lsn(lsn) => Resolved {
+            settings: vec![("recovery_target_lsn".into(), lsn.clone())],
+            boundary: None,
+            backrest: ("lsn".into(), Some(lsn.clone())),
+        },
+    })
+}
+
+/// What a point-in-time recovery did, for the step and the report.
+#[derive(Debug)]
+pub(crate) struct PitrDone {
+    pub(crate) step: StepDone,
+    /// Where the ledger judges it, when it promoted.
+    pub(crate) boundary: Option<Boundary>,
+}
+
+/// How one recovery runs.
+pub(crate) struct PitrRun<'a> {
+    pub(crate) target: &'a RecoveryTarget,
+    pub(crate) resolved: Resolved,
+    pub(crate) pick: Option<BackupPick>,
+    pub(crate) unarchived_wal: bool,
+    pub(crate) delta: bool,
+    /// The service's own settings (the archive's included), restored after.
+    pub(crate) base_settings: Vec<(String, String)>,
+    pub(crate) limit: Duration,
+}
+
+/// The base backup a recovery to `boundary` starts from.
+fn pick_base<'a>(
+    bases: &'a [BaseBackup],
+    boundary: Option<&Boundary>,
+    pick: Option<BackupPick>,
+) -> Option<&'a BaseBackup> {
+    let usable = bases
+        .iter()
+        .filter(|b| boundary.is_none_or(|t| b.ended_at < t.at));
+    match pick {
+        Some(BackupPick::Oldest) => usable.min_by_key(|b| b.ended_at),
+        _ => usable.max_by_key(|b| b.ended_at),
+    }
+}
+
+/// Point-in-time recovery with drill's own procedure (the PostgreSQL
+/// manual's): stop the server, save the old `pg_wal`'s unarchived segments
+/// (same cluster only), empty the data directory, restore the base backup,
+/// `recovery.signal`, `restore_command` from the archive and the target's
+/// settings with `recovery_target_action = promote`, start, and wait for
+/// the promotion. Timed by phase: copy, replay, promotion.
+pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Result<PitrDone> {
+    let Some(base) = pick_base(&phys.bases, run.resolved.boundary.as_ref(), run.pick).cloned() else {
+        return Ok(PitrDone {
+            step: StepDone::refused(format!(
+                "no base backup ends before the target {} ({} taken)",
+                run.target.describe(),
+                phys.bases.len()
+            )),
+            boundary: None,
+        });
+    };
+    let copy_started = Instant::now();
+    let same_cluster = pg
+        .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
+        .is_ok_and(|id| id == base.system_id);
+    let save_wal = run.unarchived_wal && same_cluster;
+    pg.server_mut().stop(Stop::Graceful)?;
+    let saved = sh_quote(&phys.root().join("unarchived-wal").display().to_string());
+    let b = sh_quote(&base.location);
+    let restore = match base.format {
+        BaseFormat::Plain => format!("cp -a {b}/. \"$DATA\"/ && rm -f \"$DATA/backup_manifest\""),
+        BaseFormat::Tar => format!(
+            "tar -xf {b}/base.tar -C \"$DATA\" && mkdir -p \"$DATA/pg_wal\" && \
+             if [ -f {b}/pg_wal.tar ]; then tar -xf {b}/pg_wal.tar -C \"$DATA/pg_wal\"; fi"
+        ),
+    };
+    let script = format!(
+        "set -e\nowner=$(stat -c %u:%g \"$DATA\")\n\
+         {save}\
+         find \"$DATA\" -mindepth 1 -delete\n\
+         {restore}\n\
+         {bring}\
+         touch \"$DATA/recovery.signal\"\n\
+         chown -R \"$owner\" \"$DATA\" && chmod 700 \"$DATA\"\n",
+        save = if save_wal {
+            format!("for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n")
+        } else {
+            String::new()
+        },
+        bring = if run.unarchived_wal && same_cluster {
+            format!("for f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\n")
+        } else {
+            String::new()
+        },
+    );
+    pg.data_shell(&script)?;
+    let copied = copy_started.elapsed();
+    let restore_command = format!(
+        "cp {} %p",
+        sh_quote(&format!("{}/%f", phys.wal().display()))
+    );
+    start_recovering(pg, run, restore_command, copied, &base, save_wal)
+}
+
+/// Starts the server on a restored data directory with the recovery
+/// settings, waits for the promotion (or the server's refusal), and reads
+/// what happened from its log.
+pub(crate) fn start_recovering(
+    pg: &mut Postgres,
+    run: &PitrRun<'_>,
+    restore_command: String,
+    copied: Duration,
+    base: &BaseBackup,
+    saved_wal: bool,
+) -> Result<PitrDone> {
+    let mut settings = run.base_settings.clone();
+    settings.push(("restore_command".into(), restore_command));
+    settings.push(("recovery_target_action".into(), "promote".into()));
+    // Each recovery replays the history the fault interrupted, not an
+    // earlier recovery's timeline.
+    settings.push(("recovery_target_timeline".into(), "current".into()));
+    settings.extend(run.resolved.settings.iter().cloned());
+    pg.set_settings(settings);
+    let started = Instant::now();
+    let came_up = pg.start_again();
+    pg.set_settings(run.base_settings.clone());
+    let promoted = came_up.and_then(|()| wait_promoted(pg, run.limit, started));
+    let log = RecoveryLog::parse(&pg.server().log_tail(20_000));
+    let total = started.elapsed();
+    let phases = match (log.replay_ms, log.promote_ms) {
+        (Some(r), Some(p)) => format!(
+            "copy {}, replay {}, promote {}",
+            crate::fmt_duration(copied),
+            crate::fmt_duration(Duration::from_millis(r as u64)),
+            crate::fmt_duration(Duration::from_millis(p as u64))
+        ),
+        _ => format!(
+            "copy {}, replay and promote {}",
+            crate::fmt_duration(copied),
+            crate::fmt_duration(total)
+        ),
+    };
+    let from = format!(
+        "base backup {} ({}, {} MB, from {}){}",
+        base.location,
+        match base.format {
+            BaseFormat::Plain => "plain",
+            BaseFormat::Tar => "tar",
+        },
+        base.bytes / 1_000_000,
+        base.start,
+        if saved_wal {
+            " + the old pg_wal's unarchived segments"
+        } else {
+            ""
+        }
+    );
+    let evidence = log.evidence();
+    let reached = match run.target {
+        RecoveryTarget::Latest => true,
+        _ => log.stopping.is_some(),
+    };
+    let step = match promoted {
+        Ok(()) if reached => StepDone::done(format!(
+            "{from}; {} segments restored from the archive; {}; promoted on timeline {}; {phases}",
+            log.restored.len(),
+            log.stopping
+                .clone()
+                .or(log.last_completed.clone().map(|t| format!("last completed transaction at {t}")))
+                .unwrap_or_else(|| format!("redo done at {}", log.redo_done_at.as_deref().unwrap_or("?"))),
+            log.new_timeline.map_or("?".into(), |t| t.to_string()),
+        )),
+        Ok(()) => StepDone {
+            ok: false,
+            clean: false,
+            detail: format!(
+                "{from}; promoted WITHOUT reaching the target {} (the log has no `recovery stopping` line)",
+                run.target.describe()
+            ),
+            errors: vec![format!("target {} not reached", run.target.describe())],
+            status: "target not reached".into(),
+            evidence,
+        },
+        Err(e) => {
+            let why = match log.target_missed() {
+                Some(line) => format!(
+                    "target {} not reached: {line}; replay ended at {}{}",
+                    run.target.describe(),
+                    log.redo_done_at.as_deref().unwrap_or("?"),
+                    log.last_completed
+                        .as_deref()
+                        .map_or(String::new(), |t| format!(", last completed transaction at {t}"))
+                ),
+                None => format!("the server did not come back from recovery: {e}"),
+            };
+            StepDone {
+                ok: false,
+                clean: false,
+                detail: format!("{from}; {why}"),
+                errors: vec![why.clone()],
+                status: "target not reached".into(),
+                evidence: format!("{evidence}\n{}", pg.server().log_tail(15)),
+            }
+        }
+    };
+    let boundary = step.ok.then(|| run.resolved.boundary.clone()).flatten();
+    Ok(PitrDone { step, boundary })
+}
+
+/// Polls until the server leaves recovery; Err when it stops (a FATAL
+/// ended recovery) or `limit` passes.
+fn wait_promoted(pg: &mut Postgres, limit: Duration, since: Instant) -> Result<()> {
+    loop {
+        pg.server_mut().alive()?;
+        if let Ok(v) = pg.psql("SELECT pg_is_in_recovery()", "postgres")
+            && v == "f"
+        {
+            return Ok(());
+        }
+        if since.elapsed() > limit {
+            return Err(Error::unexpected(
+                "wait for the promotion",
+                format!(
+                    "still in recovery after {}",
+                    crate::fmt_duration(since.elapsed())
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// drill's own archive check as a step: continuity from the oldest base
+/// backup, then `pg_waldump` over what is there, which stops at the first
+/// damaged record.
+pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> {
+    let Some(c) = phys.continuity()? else {
+        return Ok(StepDone::refused("no base backup was taken: nothing to check the archive from"));
+    };
+    if !c.complete() {
+        let why = c.describe();
+        return Ok(StepDone {
+            ok: false,
+            clean: false,
+            detail: why.clone(),
+            errors: vec![why.clone()],
+            status: "gap in the archive".into(),
+            evidence: why,
+        });
+    }
+    if phys.backrest.is_some() {
+        // pgBackRest's segments are compressed with a checksum in their
+        // name: `pgbackrest verify` reads them.
+        return Ok(StepDone::done(c.describe()));
+    }
+    let newest = c.newest.expect("complete");
+    let mut cmd = pg.client(ClientTool::PgWaldump);
+    cmd.arg("-q")
+        .arg("-p")
+        .arg(phys.wal())
+        .arg(c.from.name())
+        .arg(newest.name());
+    let out = crate::shell::output_within(&mut cmd, b"", Duration::from_secs(300))?.output;
+    let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // pg_waldump stops at the first record it cannot read: at the end of
+    // the newest segment that is the end of WAL; before it, damage.
+    let stopped_in = text
+        .split(" at ")
+        .nth(1)
+        .and_then(|rest| rest.split(|ch: char| ch == ':' || ch.is_whitespace()).next())
+        .and_then(|lsn| Segment::of_lsn(c.from.timeline, lsn));
+    match stopped_in {
+        Some(s) if s.number < newest.number => {
+            let why = format!(
+                "damaged: pg_waldump stops in segment {s}, before the newest archived {newest}: {text}"
+            );
+            Ok(StepDone {
+                ok: false,
+                clean: false,
+                detail: why.clone(),
+                errors: vec![why.clone()],
+                status: "damaged archive".into(),
+                evidence: text,
+            })
+        }
+        _ => Ok(StepDone::done(format!(
+            "{}; every record reads (pg_waldump)",
+            c.describe()
+        ))),
+    }
+}
