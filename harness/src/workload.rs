@@ -232,16 +232,18 @@ fn sample(acks: &[&Ack]) -> Vec<String> {
 /// The ledger as the oracle of a recovery to `target`: every write
 /// acknowledged before it must be there (else `lost`), every write sent
 /// after it must not (else `unexpected`), and a write in flight at it may
-/// be either. The window is the fault minus the oldest acknowledged write
-/// from before the fault that is missing: the data the recovery gave up,
-/// whether the target lost it or a missing write did.
+/// be either. A target after the fault is judged at the fault: the fault is
+/// the incident, and a recovery that brings back writes from after it
+/// replayed the incident too. The window is the fault minus the oldest
+/// acknowledged write from before the fault that is missing: the data the
+/// recovery gave up, whether the target lost it or a missing write did.
 pub(crate) fn pitr_from(
     ledger: &Ledger,
     present: &[bool],
     fault_at: Instant,
     target: &Boundary,
 ) -> RpoMeasurement {
-    let t = target.at;
+    let t = target.at.min(fault_at);
     let mut lost = Vec::new();
     let mut unexpected = Vec::new();
     let (mut in_present, mut in_absent) = (0, 0);
@@ -325,6 +327,21 @@ mod tests {
             });
         }
         (Ledger { acks, failed: 0 }, commits)
+    }
+
+    #[test]
+    fn a_target_after_the_fault_is_judged_at_the_fault() {
+        let t0 = Instant::now();
+        // One write a millisecond, committed and acknowledged at once.
+        let writes: Vec<(u64, u64, u64)> = (0..100).map(|i| (i, 0, 0)).collect();
+        let (ledger, commits) = ledger_of(&writes, t0);
+        let fault = t0 + Duration::from_millis(50);
+        let late = t0 + Duration::from_millis(80);
+        let present: Vec<bool> = commits.iter().map(|c| *c <= late).collect();
+        let m = pitr_from(&ledger, &present, fault, &Boundary { at: late, label: "fault + 30ms".into() });
+        let p = m.pitr.unwrap();
+        assert_eq!(m.lost, 0);
+        assert_eq!(p.unexpected, 30, "writes 51..=80 came back though sent after the fault");
     }
 
     proptest! {

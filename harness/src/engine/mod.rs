@@ -492,14 +492,19 @@ impl Drill<'_> {
         let mut out = Vec::new();
         for rec in &sc.recoveries {
             let phase = Phase::Recovery(rec.name.clone());
-            if fault_at.is_none() && sc.fault.archive_lag.is_some() {
-                let t = tl.start(&Phase::Workload, "archive lag");
+            if fault_at.is_none()
+                && (sc.fault.restore_point.is_some() || sc.fault.archive_lag.is_some())
+            {
+                let t = tl.start(&Phase::Workload, "before the fault");
                 let said = services.before_fault(&sc.fault).await?;
-                tl.finish(&Phase::Workload, "archive lag", t, true, said.join("; "));
+                tl.finish(&Phase::Workload, "before the fault", t, true, said.join("; "));
             }
             let fault_name = format!("fault: {}", sc.fault.action.name());
             let fault_started = tl.start(&phase, &fault_name);
             // RPO is measured against the first fault: that is when data was lost.
+            if fault_at.is_none() {
+                services.fault_began(fault_started);
+            }
             let fault_at = *fault_at.get_or_insert(fault_started);
             let what = services.inject(&sc.fault, sc.seed).await?;
             tl.finish(&phase, &fault_name, fault_started, true, what);

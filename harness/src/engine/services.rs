@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use drill_fixtures::Dataset;
 
@@ -158,6 +159,13 @@ impl Services {
     /// Deals the fault to its targets at one instant: first every target is
     /// killed (when the fault destroys or crashes and several die), then
     /// each is dealt its fault. Returns what happened.
+    /// Tells every service when the first fault began.
+    pub(crate) fn fault_began(&mut self, at: Instant) {
+        for s in &mut self.0 {
+            s.fault_began(at);
+        }
+    }
+
     pub(crate) async fn inject(&mut self, fault: &Fault, seed: u64) -> Result<String> {
         let declared: Vec<ServiceKind> = self.0.iter().map(|s| s.kind()).collect();
         let targets = fault.targets(&declared);

@@ -72,7 +72,7 @@ impl RecoveryTarget {
                     ));
                 }
             };
-            let d = super::parse_duration(amount).map_err(|e| format!("`{t}`: {e}"))?;
+            let d = super::parse_duration(amount).map_err(|e| format!("`{t}`: {e}; {accepted}"))?;
             if d > Duration::from_secs(7 * 86_400) {
                 return Err(format!(
                     "`{t}`: offsets beyond a week are not a drill's; {accepted}"

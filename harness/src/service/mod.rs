@@ -76,11 +76,16 @@ pub(crate) trait Service: Send + Sync + std::fmt::Debug {
     /// Takes its backup and keeps it as the newest.
     async fn backup(&mut self, cx: &BackupCx<'_>) -> Result<BackupTaken>;
 
-    /// What happens before the fault while the writers still write (the
-    /// archive failing for a while); says what, when anything.
+    /// What happens before the first fault while the writers still write
+    /// (a restore point, the archive failing for a while); says what, when
+    /// anything.
     async fn before_fault(&mut self, _fault: &Fault) -> Result<Option<String>> {
         Ok(None)
     }
+
+    /// The first fault began at `at` (the drill's clock): targets written
+    /// relative to the fault are resolved against it.
+    fn fault_began(&mut self, _at: Instant) {}
 
     /// Kills every process at once and leaves it down (before each service
     /// of a many-service fault gets its own).

@@ -480,23 +480,7 @@ impl Service for PostgresService {
 
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
         let mut said = Vec::new();
-        if let Some(name) = &fault.restore_point
-            && self.restore_point.is_none()
-        {
-            let lsn = tokio::task::block_in_place(|| {
-                self.server.psql(
-                    &format!(
-                        "SELECT pg_create_restore_point('{}')",
-                        name.replace('\'', "''")
-                    ),
-                    "postgres",
-                )
-            })?;
-            self.restore_point = Some((name.clone(), Instant::now()));
-            said.push(format!("restore point `{name}` made at {lsn}"));
-        }
-        let first = *self.fault_at.get_or_insert_with(Instant::now);
-        let _ = first;
+        self.fault_at.get_or_insert_with(Instant::now);
         self.recovered_to = None;
         said.push(super::fault::inject(&mut self.server, fault, &self.settings).await?);
         if let (Some(how), Some(phys)) = (fault.archive_damage, &self.physical) {
@@ -510,13 +494,28 @@ impl Service for PostgresService {
         Ok(said.join("; "))
     }
 
+    fn fault_began(&mut self, at: Instant) {
+        self.fault_at.get_or_insert(at);
+    }
+
     async fn before_fault(&mut self, fault: &Fault) -> Result<Option<String>> {
-        let (Some(lag), Some(phys)) = (fault.archive_lag, &self.physical) else {
-            return Ok(None);
-        };
-        if self.fault_at.is_some() {
-            return Ok(None);
+        let mut said = Vec::new();
+        if let Some(name) = &fault.restore_point {
+            let lsn = tokio::task::block_in_place(|| {
+                self.server.psql(
+                    &format!(
+                        "SELECT pg_create_restore_point('{}')",
+                        name.replace('\'', "''")
+                    ),
+                    "postgres",
+                )
+            })?;
+            self.restore_point = Some((name.clone(), Instant::now()));
+            said.push(format!("restore point `{name}` made at {lsn}"));
         }
+        let (Some(lag), Some(phys)) = (fault.archive_lag, &self.physical) else {
+            return Ok((!said.is_empty()).then(|| said.join("; ")));
+        };
         phys.archive_writable(false)?;
         tokio::time::sleep(lag.0).await;
         let stats = tokio::task::block_in_place(|| {
@@ -527,10 +526,11 @@ impl Service for PostgresService {
                 "postgres",
             )
         })?;
-        Ok(Some(format!(
+        said.push(format!(
             "archive_command failing for {} (archive not writable); pg_stat_archiver: {stats}",
             humantime::format_duration(lag.0)
-        )))
+        ));
+        Ok(Some(said.join("; ")))
     }
 
     async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
