@@ -148,7 +148,7 @@ pub(crate) fn ledger(service: ServiceKind, m: &RpoMeasurement) -> CheckResult {
     }
     if p.unexpected > 0 {
         evidence.push(format!(
-            "sent after the target but present: {}",
+            "sent after the target (or the fault, when the target lies after it) but present: {}",
             p.unexpected_sample.join(", ")
         ));
     }
