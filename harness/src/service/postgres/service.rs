@@ -232,7 +232,10 @@ impl PostgresService {
         );
         let record = crate::service::BackupRecord {
             service: ServiceKind::Postgres,
-            path: std::path::PathBuf::from(&base.location),
+            path: match &phys.backrest {
+                Some(b) => b.repo().join("backup").join(pitr::backrest::STANZA).join(&base.location),
+                None => std::path::PathBuf::from(&base.location),
+            },
             bytes: base.bytes,
             method: if method == Method::Pgbackrest {
                 "pgbackrest backup + archive-push".into()

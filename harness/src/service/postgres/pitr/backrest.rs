@@ -113,7 +113,7 @@ impl Backrest {
         let text = format!(
             "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=4\nlog-path={r}/log\nlock-path={r}/lock\n\
              spool-path={r}/spool\nlog-level-console=info\nlog-level-file=off\nstart-fast=y\n\
-             compress-level=1\narchive-timeout=60\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\n\
+             compress-type=lz4\nprocess-max=2\narchive-timeout=60\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\n\
              pg1-socket-path={socket}\npg1-user={user}\n"
         );
         let path = self.config();
