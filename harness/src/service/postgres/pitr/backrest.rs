@@ -347,7 +347,8 @@ impl Backrest {
             });
         }
         let copied = copy_started.elapsed();
-        super::start_recovering(pg, run, self.archive_get(), copied, &base, save_wal)
+        let chain = phys.continuity_from(base.start)?;
+        super::start_recovering(pg, run, self.archive_get(), copied, &base, save_wal, &chain)
     }
 }
 

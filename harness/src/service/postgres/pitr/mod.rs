@@ -194,11 +194,13 @@ impl Physical {
         let Some(first) = self.bases.first() else {
             return Ok(None);
         };
+        self.continuity_from(first.start).map(Some)
+    }
+
+    /// The archive's continuity from `start` on.
+    pub(crate) fn continuity_from(&self, start: Segment) -> Result<archive::Continuity> {
         let files = self.archived()?;
-        Ok(Some(archive::continuity(
-            first.start,
-            files.iter().map(String::as_str),
-        )))
+        Ok(archive::continuity(start, files.iter().map(String::as_str)))
     }
 
     /// Fault: one archived segment after the first base backup's start
@@ -542,7 +544,8 @@ pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Res
         "cp {} %p",
         sh_quote(&format!("{}/%f", phys.wal().display()))
     );
-    start_recovering(pg, run, restore_command, copied, &base, save_wal)
+    let chain = phys.continuity_from(base.start)?;
+    start_recovering(pg, run, restore_command, copied, &base, save_wal, &chain)
 }
 
 /// Starts the server on a restored data directory with the recovery
@@ -555,6 +558,7 @@ pub(crate) fn start_recovering(
     copied: Duration,
     base: &BaseBackup,
     saved_wal: bool,
+    chain: &archive::Continuity,
 ) -> Result<PitrDone> {
     let mut settings = run.base_settings.clone();
     settings.push(("restore_command".into(), restore_command));
@@ -599,8 +603,22 @@ pub(crate) fn start_recovering(
         }
     );
     let evidence = log.evidence();
+    // With no target PostgreSQL promotes at the first segment it cannot
+    // fetch, without a warning: compare with what the archive holds.
+    let short = match (run.target, chain.missing.first()) {
+        (RecoveryTarget::Latest, Some(first)) => Some(format!(
+            "recovery to latest stopped at the archive's gap and promoted without a warning: first missing segment {first}, {} archived segments after it never replayed (newest {}); replay ended at {}{}",
+            chain.newest.map_or(0, |n| n.number - first.number),
+            chain.newest.map_or("?".into(), |n| n.to_string()),
+            log.redo_done_at.as_deref().unwrap_or("?"),
+            log.last_completed
+                .as_deref()
+                .map_or(String::new(), |t| format!(", last completed transaction at {t}"))
+        )),
+        _ => None,
+    };
     let reached = match run.target {
-        RecoveryTarget::Latest => true,
+        RecoveryTarget::Latest => short.is_none(),
         _ => log.stopping.is_some(),
     };
     let step = match promoted {
@@ -613,17 +631,22 @@ pub(crate) fn start_recovering(
                 .unwrap_or_else(|| format!("redo done at {}", log.redo_done_at.as_deref().unwrap_or("?"))),
             log.new_timeline.map_or("?".into(), |t| t.to_string()),
         )),
-        Ok(()) => StepDone {
-            ok: false,
-            clean: false,
-            detail: format!(
-                "{from}; promoted WITHOUT reaching the target {} (the log has no `recovery stopping` line)",
-                run.target.describe()
-            ),
-            errors: vec![format!("target {} not reached", run.target.describe())],
-            status: "target not reached".into(),
-            evidence,
-        },
+        Ok(()) => {
+            let why = short.clone().unwrap_or_else(|| {
+                format!(
+                    "promoted WITHOUT reaching the target {} (the log has no `recovery stopping` line)",
+                    run.target.describe()
+                )
+            });
+            StepDone {
+                ok: false,
+                clean: false,
+                detail: format!("{from}; {why}"),
+                errors: vec![why],
+                status: "target not reached".into(),
+                evidence,
+            }
+        }
         Err(e) => {
             let why = match log.target_missed() {
                 Some(line) => format!(
@@ -681,9 +704,32 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
         return Ok(StepDone::refused("no base backup was taken: nothing to check the archive from"));
     };
     if !c.complete() {
-        let why = c.describe();
+        // Which base backups still reach the archive's end: a recovery to
+        // latest must start from one of them.
+        let mut reach = Vec::new();
+        for (i, b) in phys.bases.iter().enumerate() {
+            let from = phys.continuity_from(b.start)?;
+            reach.push(format!(
+                "backup {} ({}): {}",
+                i + 1,
+                b.location,
+                if from.complete() {
+                    "reaches the newest segment".to_string()
+                } else {
+                    format!(
+                        "stops before {}",
+                        from.missing.first().map_or("?".into(), |m| m.to_string())
+                    )
+                }
+            ));
+        }
+        let usable = phys
+            .bases
+            .iter()
+            .any(|b| phys.continuity_from(b.start).is_ok_and(|f| f.complete()));
+        let why = format!("{}; {}", c.describe(), reach.join("; "));
         return Ok(StepDone {
-            ok: false,
+            ok: usable,
             clean: false,
             detail: why.clone(),
             errors: vec![why.clone()],
