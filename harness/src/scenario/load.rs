@@ -522,7 +522,9 @@ fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
 fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
     within("expect.rto", Some(sc.expect.rto), &bounds::RTO)?;
     if let (Some(rpo), Some(w)) = (sc.expect.rpo, &sc.workload) {
-        let longest = w.run_for.0 + w.jitter.map_or(Duration::ZERO, |j| j.0);
+        let longest = w.run_for.0
+            + w.jitter.map_or(Duration::ZERO, |j| j.0)
+            + sc.fault.archive_lag.map_or(Duration::ZERO, |l| l.0);
         if rpo.0 >= longest {
             return bad(
                 "expect.rpo",
