@@ -289,7 +289,12 @@ impl Backrest {
             .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
             .is_ok_and(|id| id == base.system_id);
         let save_wal = run.unarchived_wal && same_cluster;
-        pg.server_mut().stop(crate::backend::Stop::Graceful)?;
+        let how = if same_cluster {
+            crate::backend::Stop::Graceful
+        } else {
+            crate::backend::Stop::Kill
+        };
+        pg.server_mut().stop(how)?;
         let (ty, target) = &run.resolved.backrest;
         let mut args: Vec<String> = self.global_options();
         args.push("--pg1-path=$DATA".into());

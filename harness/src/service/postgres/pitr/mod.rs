@@ -509,7 +509,10 @@ pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Res
         .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
         .is_ok_and(|id| id == base.system_id);
     let save_wal = run.unarchived_wal && same_cluster;
-    pg.server_mut().stop(Stop::Graceful)?;
+    // The same cluster stops gracefully, so its last segments reach the
+    // archive; a fresh one (after a wipe) has nothing of ours to archive,
+    // and its archiver would retry for seconds.
+    pg.server_mut().stop(if same_cluster { Stop::Graceful } else { Stop::Kill })?;
     let saved = sh_quote(&phys.root().join("unarchived-wal").display().to_string());
     let b = sh_quote(&base.location);
     let restore = match base.format {
