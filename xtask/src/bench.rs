@@ -498,6 +498,10 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             allow_empty: false,
             rto: Duration::from_secs(3600),
             image: None,
+            wal_archive: None,
+            pgbackrest_repo: None,
+            stanza: None,
+            target: Default::default(),
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
         let rto = report

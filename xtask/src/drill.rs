@@ -85,8 +85,33 @@ struct ArtifactArgs {
     /// DRILL_POSTGRES_IMAGE, else the official timescale/timescaledb image).
     #[arg(long)]
     image: Option<String>,
+    /// With a pg_basebackup output as --backup (a folder, or base.tar[.gz]):
+    /// the WAL archive folder to replay from (read, never written: copied
+    /// into the run's folder first).
+    #[arg(long)]
+    wal_archive: Option<PathBuf>,
+    /// A pgBackRest repository (posix, `repo1-path`) to restore from, with
+    /// --stanza; --backup is then only the report's name for it.
+    #[arg(long, requires = "stanza")]
+    pgbackrest_repo: Option<PathBuf>,
+    /// The stanza in --pgbackrest-repo.
+    #[arg(long)]
+    stanza: Option<String>,
+    /// Where a physical backup's recovery stops: latest (default), a time
+    /// (`2026-01-22 14:30:00+00`), restore-point:NAME, or lsn:X/Y.
+    #[arg(long, default_value = "latest", value_parser = parse_target)]
+    target: drill::scenario::RecoveryTarget,
     #[command(flatten)]
     run: RunArgs,
+}
+
+fn parse_target(s: &str) -> Result<drill::scenario::RecoveryTarget, String> {
+    match drill::scenario::RecoveryTarget::parse(s)? {
+        drill::scenario::RecoveryTarget::Fault { .. } | drill::scenario::RecoveryTarget::Immediate => Err(format!(
+            "`{s}`: restore-artifact has no fault to be relative to; use latest, a time, restore-point:NAME or lsn:X/Y"
+        )),
+        t => Ok(t),
+    }
 }
 
 /// Flags every kind of drill run shares.
@@ -346,6 +371,10 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
             allow_empty: a.allow_empty,
             rto: a.rto,
             image: a.image,
+            wal_archive: a.wal_archive,
+            pgbackrest_repo: a.pgbackrest_repo,
+            stanza: a.stanza,
+            target: a.target,
         };
         return Ok(Some((Work::Artifact(Box::new(d)), a.run)));
     }

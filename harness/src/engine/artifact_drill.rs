@@ -4,6 +4,8 @@
 //! backup is inspected before anything is restored: a truncated gzip or a
 //! checksum mismatch is a failed drill, not a half-restored database.
 
+mod physical;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use super::{DrillOptions, DrillReport, RecoveryReport, Verdict, WarningCode};
 use crate::Result;
 use crate::artifact::{self, Inspection};
 use crate::check::{self, CheckKind, CheckResult};
-use crate::scenario::{DumpFormat, PgEngine, RecoveryExpect};
+use crate::scenario::{DumpFormat, PgEngine, RecoveryExpect, RecoveryTarget};
 use crate::service::postgres::backup::Artifact;
 use crate::service::postgres::checks::{probe, schema};
 use crate::service::postgres::restore::{
@@ -52,6 +54,14 @@ pub struct ArtifactDrill {
     /// The image to restore into (docker backend); None: the environment's
     /// or the official default.
     pub image: Option<String>,
+    /// With a `pg_basebackup` output as `backup`: the WAL archive to
+    /// replay from.
+    pub wal_archive: Option<PathBuf>,
+    /// A pgBackRest repository (posix) to restore from, and its stanza.
+    pub pgbackrest_repo: Option<PathBuf>,
+    pub stanza: Option<String>,
+    /// Where a physical backup's recovery stops (default: latest).
+    pub target: RecoveryTarget,
 }
 
 const NAME: &str = "restore-artifact";
@@ -73,6 +83,25 @@ struct Restore<'a> {
 /// RTO runs from the start of the restore to every check green.
 pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<DrillReport> {
     let mut r = Restore::new(d, opts);
+    if let Some((done, restore_at)) = r.restore_physical()? {
+        let green = if done.status == "refused" {
+            false
+        } else {
+            if !done.ok {
+                r.checks.push(CheckResult::new(
+                    CheckKind::Step,
+                    "step restore",
+                    "succeeds",
+                    done.status.clone(),
+                    false,
+                    Some(done.evidence.clone()),
+                ));
+            }
+            r.server.is_some() && done.ok && r.judge().await?
+        };
+        let rto = green.then(|| restore_at.elapsed());
+        return Ok(r.finish(rto, done.errors, opts));
+    }
     let Some(inspection) = r.choose_backup()? else {
         return Ok(r.finish(None, vec![], opts));
     };
@@ -134,6 +163,11 @@ impl Restore<'_> {
     /// The server to restore into, in the flavour asked for, started on
     /// first use.
     fn server(&mut self) -> Result<&Postgres> {
+        self.server_with(Vec::new())
+    }
+
+    /// [`Restore::server`], also sharing `extra` folders with it.
+    fn server_with(&mut self, extra: Vec<PathBuf>) -> Result<&Postgres> {
         if self.server.is_none() {
             let d = self.d;
             let image = crate::service::postgres::image(d.image.as_deref());
@@ -146,10 +180,17 @@ impl Restore<'_> {
             } else {
                 backup.parent().map(PathBuf::from).unwrap_or(backup)
             };
+            let mut shared = vec![shared];
+            shared.extend(extra);
             let spec = PgSpec {
                 timescaledb: flavour == Flavour::TimescaleDb,
+                // A physical backup may preload what this server lacks.
+                settings: match flavour {
+                    Flavour::TimescaleDb => vec![],
+                    Flavour::Postgres => vec![("shared_preload_libraries".into(), String::new())],
+                },
                 image,
-                shared: vec![shared],
+                shared,
                 ..PgSpec::new(&d.database, &d.user, &self.run_id)
             };
             let backend = self.backend;

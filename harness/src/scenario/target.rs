@@ -24,6 +24,9 @@ pub enum RecoveryTarget {
     RestorePoint(String),
     /// A WAL location, `X/Y` in hex.
     Lsn(String),
+    /// A wall-clock time as PostgreSQL reads it (`2026-11-30 14:30:00+00`):
+    /// for `restore-artifact`, whose backups come from elsewhere.
+    Time(String),
 }
 
 impl RecoveryTarget {
@@ -31,7 +34,7 @@ impl RecoveryTarget {
     pub fn parse(text: &str) -> Result<RecoveryTarget, String> {
         let t = text.trim();
         let accepted = "write `latest`, `immediate`, `before-fault`, `fault - 2s`, `fault + 1h`, \
-            `restore-point:NAME` or `lsn:0/3000000`";
+            `restore-point:NAME`, `lsn:0/3000000` or a time (`2026-01-22 14:30:00+00`)";
         match t {
             "latest" => return Ok(RecoveryTarget::Latest),
             "immediate" => return Ok(RecoveryTarget::Immediate),
@@ -60,6 +63,21 @@ impl RecoveryTarget {
                 ));
             }
             return Ok(RecoveryTarget::Lsn(lsn.to_uppercase()));
+        }
+        let looks_like_date = t.len() >= 10
+            && t[..4].chars().all(|c| c.is_ascii_digit())
+            && t.as_bytes()[4] == b'-';
+        if let Some(time) = t.strip_prefix("time:").or(looks_like_date.then_some(t)) {
+            let time = time.trim();
+            let ok = time.len() >= 10
+                && time[..4].chars().all(|c| c.is_ascii_digit())
+                && time.chars().all(|c| c.is_ascii_alphanumeric() || " -:.+/_".contains(c));
+            if !ok {
+                return Err(format!(
+                    "`{time}` is not a time PostgreSQL reads (e.g. `2026-11-30 14:30:00+00`); {accepted}"
+                ));
+            }
+            return Ok(RecoveryTarget::Time(time.to_string()));
         }
         if let Some(rest) = t.strip_prefix("fault") {
             let rest = rest.trim_start();
@@ -101,6 +119,7 @@ impl RecoveryTarget {
             }
             RecoveryTarget::RestorePoint(n) => format!("restore-point:{n}"),
             RecoveryTarget::Lsn(l) => format!("lsn:{l}"),
+            RecoveryTarget::Time(t) => t.clone(),
         }
     }
 }
@@ -136,6 +155,10 @@ mod tests {
                 RecoveryTarget::RestorePoint("pre-drop".into()),
             ),
             ("lsn:0/3a000028", RecoveryTarget::Lsn("0/3A000028".into())),
+            (
+                "2026-01-22 14:30:00 UTC",
+                RecoveryTarget::Time("2026-01-22 14:30:00 UTC".into()),
+            ),
         ] {
             assert_eq!(RecoveryTarget::parse(text), Ok(want), "{text}");
         }

@@ -124,7 +124,8 @@ impl Engine for PgEngine {
             ),
             "postgres",
         )?;
-        if exists == "0" {
+        // A server still replaying WAL (point-in-time recovery) is read-only.
+        if exists == "0" && pg.psql("SELECT pg_is_in_recovery()", "postgres")? == "f" {
             pg.psql(&format!("CREATE DATABASE {}", quote_ident(&db)), "postgres")?;
         }
         pg.info.version = pg.psql("SHOW server_version", "postgres")?;

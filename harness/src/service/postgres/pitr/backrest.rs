@@ -30,6 +30,8 @@ pub(crate) const STANZA: &str = "drill";
 #[derive(Debug)]
 pub(crate) struct Backrest {
     root: PathBuf,
+    /// The stanza: drill's own, or the one a user's repository holds.
+    pub(crate) stanza: String,
 }
 
 /// Runs pgBackRest as the owner of the data directory `data` when root
@@ -40,9 +42,10 @@ const AS_OWNER: &str = "d=\"$1\"; shift; if [ \"$(id -u)\" = 0 ]; then u=$(stat 
     else exec gosu \"$u\" pgbackrest \"$@\"; fi; fi; exec pgbackrest \"$@\"";
 
 impl Backrest {
-    pub(crate) fn new(root: &Path) -> Backrest {
+    pub(crate) fn new(root: &Path, stanza: &str) -> Backrest {
         Backrest {
             root: root.to_owned(),
+            stanza: stanza.into(),
         }
     }
 
@@ -57,7 +60,7 @@ impl Backrest {
 
     /// The stanza's WAL archive folder (`archive/drill/15-1`).
     pub(crate) fn archive_dir(&self) -> Result<PathBuf> {
-        let base = self.repo().join("archive").join(STANZA);
+        let base = self.repo().join("archive").join(&self.stanza);
         let Ok(entries) = std::fs::read_dir(&base) else {
             return Ok(base);
         };
@@ -72,7 +75,7 @@ impl Backrest {
     fn global_options(&self) -> Vec<String> {
         vec![
             format!("--config={}", self.config().display()),
-            format!("--stanza={STANZA}"),
+            format!("--stanza={}", self.stanza),
         ]
     }
 
@@ -109,11 +112,12 @@ impl Backrest {
         let socket = show("unix_socket_directories")?;
         let socket = socket.split(',').next().unwrap_or("").trim().to_string();
         let user = pg.coordinates().user.clone();
+        let stanza = &self.stanza;
         let r = self.root.display();
         let text = format!(
             "[global]\nrepo1-path={r}/repo\nrepo1-retention-full=4\nlog-path={r}/log\nlock-path={r}/lock\n\
              spool-path={r}/spool\nlog-level-console=info\nlog-level-file=off\nstart-fast=y\n\
-             compress-type=lz4\nprocess-max=2\narchive-timeout=60\n\n[{STANZA}]\npg1-path={data}\npg1-port={port}\n\
+             compress-type=lz4\nprocess-max=2\narchive-timeout=60\n\n[{stanza}]\npg1-path={data}\npg1-port={port}\n\
              pg1-socket-path={socket}\npg1-user={user}\n"
         );
         let path = self.config();
@@ -145,7 +149,7 @@ impl Backrest {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let shown = format!("pgbackrest --stanza={STANZA} {}", args.join(" "));
+        let shown = format!("pgbackrest --stanza={} {}", self.stanza, args.join(" "));
         Ok((out.status.success(), text, shown))
     }
 
@@ -201,7 +205,7 @@ impl Backrest {
 
     /// The newest backup's label, first WAL segment and size, from
     /// `pgbackrest info --output=json`.
-    fn newest_backup(&self, pg: &Postgres, limit: Duration) -> Result<(String, Segment, u64)> {
+    pub(crate) fn newest_backup(&self, pg: &Postgres, limit: Duration) -> Result<(String, Segment, u64)> {
         let (ok, text, shown) = self.run(pg, &["info", "--output=json"], limit)?;
         let json = text.find('[').map(|i| &text[i..]).unwrap_or("");
         let parsed: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| {
@@ -284,6 +288,40 @@ impl Backrest {
                 boundary: None,
             });
         };
+        self.restore_from(pg, phys, run, &base, None)
+    }
+
+    /// A user's repository restored to the target: its newest backup (or
+    /// the one pgBackRest picks for a time target), into a disposable
+    /// server.
+    pub(crate) fn restore_foreign(
+        &self,
+        pg: &mut Postgres,
+        phys: &Physical,
+        run: &PitrRun<'_>,
+    ) -> Result<PitrDone> {
+        let (label, start, bytes) = self.newest_backup(pg, run.limit)?;
+        let base = BaseBackup {
+            location: label,
+            format: BaseFormat::Plain,
+            start,
+            ended_at: Instant::now(),
+            system_id: String::new(),
+            bytes,
+        };
+        self.restore_from(pg, phys, run, &base, Some(super::FOREIGN_CONFIG))
+    }
+
+    /// `pgbackrest restore` in a shell over the stopped server's data,
+    /// then the same start, wait and log reading as drill's own procedure.
+    fn restore_from(
+        &self,
+        pg: &mut Postgres,
+        phys: &Physical,
+        run: &PitrRun<'_>,
+        base: &BaseBackup,
+        foreign: Option<&str>,
+    ) -> Result<PitrDone> {
         let copy_started = Instant::now();
         let same_cluster = pg
             .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
@@ -345,6 +383,7 @@ impl Backrest {
                 String::new()
             },
         );
+        let script = format!("{script}{}", foreign.unwrap_or(""));
         if let Err(e) = pg.data_shell(&script) {
             return Ok(PitrDone {
                 step: StepDone::failed(format!("pgbackrest restore failed: {e}")),
@@ -353,7 +392,7 @@ impl Backrest {
         }
         let copied = copy_started.elapsed();
         let chain = phys.continuity_from(base.start)?;
-        super::start_recovering(pg, run, self.archive_get(), copied, &base, save_wal, &chain)
+        super::start_recovering(pg, run, self.archive_get(), copied, base, save_wal, &chain)
     }
 }
 

@@ -75,7 +75,7 @@ impl Physical {
             let d = root.path().join(sub);
             std::fs::create_dir(&d).map_err(Error::io("create", &d))?;
         }
-        let backrest = backrest.then(|| backrest::Backrest::new(root.path()));
+        let backrest = backrest.then(|| backrest::Backrest::new(root.path(), backrest::STANZA));
         Ok(Physical {
             root,
             backrest,
@@ -449,6 +449,11 @@ pub(crate) fn resolve(
             boundary: None,
             backrest: ("lsn".into(), Some(lsn.clone())),
         },
+        RecoveryTarget::Time(time) => Resolved {
+            settings: vec![("recovery_target_time".into(), time.clone())],
+            boundary: None,
+            backrest: ("time".into(), Some(time.clone())),
+        },
     })
 }
 
@@ -504,30 +509,57 @@ pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Res
             boundary: None,
         });
     };
+    let saved = phys.root().join("unarchived-wal");
+    let archive = phys.wal();
+    let (copied, save_wal) = restore_base(pg, &base, Some(&saved), run.unarchived_wal, None)?;
+    let restore_command = format!("cp {} %p", sh_quote(&format!("{}/%f", archive.display())));
+    let chain = phys.continuity_from(base.start)?;
+    start_recovering(pg, run, restore_command, copied, &base, save_wal, &chain)
+}
+
+/// Stops the server and puts `base` in place of its data directory, with
+/// `recovery.signal`; returns how long that took and whether the old
+/// `pg_wal`'s segments were saved into `saved` and brought along (same
+/// cluster only, and only when `unarchived_wal`). A `foreign` backup (one
+/// drill did not take) gets the settings a disposable server needs: its
+/// own `pg_hba.conf` (production's kept beside it), no archiving, no TLS
+/// files, the image's port and listen address (`ForeignConfig`).
+pub(crate) fn restore_base(
+    pg: &mut Postgres,
+    base: &BaseBackup,
+    saved: Option<&Path>,
+    unarchived_wal: bool,
+    foreign: Option<&str>,
+) -> Result<(Duration, bool)> {
     let copy_started = Instant::now();
     let same_cluster = pg
         .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
         .is_ok_and(|id| id == base.system_id);
-    let save_wal = run.unarchived_wal && same_cluster;
+    let save_wal = unarchived_wal && same_cluster && saved.is_some();
     // The same cluster stops gracefully, so its last segments reach the
     // archive; a fresh one (after a wipe) has nothing of ours to archive,
     // and its archiver would retry for seconds.
     pg.server_mut().stop(if same_cluster { Stop::Graceful } else { Stop::Kill })?;
-    let saved = sh_quote(&phys.root().join("unarchived-wal").display().to_string());
+    let saved = saved.map(|p| sh_quote(&p.display().to_string())).unwrap_or_default();
     let b = sh_quote(&base.location);
-    let restore = match base.format {
-        BaseFormat::Plain => format!("cp -a {b}/. \"$DATA\"/ && rm -f \"$DATA/backup_manifest\""),
-        BaseFormat::Tar => format!(
-            "tar -xf {b}/base.tar -C \"$DATA\" && mkdir -p \"$DATA/pg_wal\" && \
-             if [ -f {b}/pg_wal.tar ]; then tar -xf {b}/pg_wal.tar -C \"$DATA/pg_wal\"; fi"
-        ),
-    };
+    // Whatever pg_basebackup wrote: a folder, or base.tar[.gz] with
+    // pg_wal.tar[.gz] beside it.
+    let restore = format!(
+        "if [ -f {b}/base.tar.gz ]; then tar -xzf {b}/base.tar.gz -C \"$DATA\"; \
+         elif [ -f {b}/base.tar ]; then tar -xf {b}/base.tar -C \"$DATA\"; \
+         else cp -a {b}/. \"$DATA\"/; fi\n\
+         mkdir -p \"$DATA/pg_wal\"\n\
+         if [ -f {b}/pg_wal.tar.gz ]; then tar -xzf {b}/pg_wal.tar.gz -C \"$DATA/pg_wal\"; \
+         elif [ -f {b}/pg_wal.tar ]; then tar -xf {b}/pg_wal.tar -C \"$DATA/pg_wal\"; fi\n\
+         rm -f \"$DATA/backup_manifest\" \"$DATA/postmaster.pid\""
+    );
     let script = format!(
         "set -e\nowner=$(stat -c %u:%g \"$DATA\")\n\
          {save}\
          find \"$DATA\" -mindepth 1 -delete\n\
          {restore}\n\
          {bring}\
+         {foreign}\
          touch \"$DATA/recovery.signal\"\n\
          chown -R \"$owner\" \"$DATA\" && chmod 700 \"$DATA\"\n",
         save = if save_wal {
@@ -535,21 +567,28 @@ pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Res
         } else {
             String::new()
         },
-        bring = if run.unarchived_wal && same_cluster {
+        bring = if save_wal {
             format!("for f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\n")
         } else {
             String::new()
         },
+        foreign = foreign.unwrap_or(""),
     );
     pg.data_shell(&script)?;
-    let copied = copy_started.elapsed();
-    let restore_command = format!(
-        "cp {} %p",
-        sh_quote(&format!("{}/%f", phys.wal().display()))
-    );
-    let chain = phys.continuity_from(base.start)?;
-    start_recovering(pg, run, restore_command, copied, &base, save_wal, &chain)
+    Ok((copy_started.elapsed(), save_wal))
 }
+
+/// What a backup from elsewhere needs to start as a disposable server: a
+/// `pg_hba.conf` that lets the drill in (production's is kept as
+/// `pg_hba.conf.production`; the server listens on loopback or a container
+/// port published on 127.0.0.1 only), and settings that would reach
+/// outside it or need files it lacks turned off (later lines of
+/// `postgresql.auto.conf` win; the command line wins over both).
+pub(crate) const FOREIGN_CONFIG: &str = "\
+    [ -f \"$DATA/pg_hba.conf\" ] && mv \"$DATA/pg_hba.conf\" \"$DATA/pg_hba.conf.production\"\n\
+    printf 'local all all trust\\nhost all all all trust\\nhost replication all all trust\\n' > \"$DATA/pg_hba.conf\"\n\
+    touch \"$DATA/postgresql.conf\" \"$DATA/pg_ident.conf\"\n\
+    printf \"\\n# drill: a disposable copy\\nhba_file = '%s/pg_hba.conf'\\nident_file = '%s/pg_ident.conf'\\narchive_mode = 'off'\\nssl = 'off'\\nport = '5432'\\nlisten_addresses = '*'\\n\" \"$DATA\" \"$DATA\" >> \"$DATA/postgresql.auto.conf\"\n";
 
 /// Starts the server on a restored data directory with the recovery
 /// settings, waits for the promotion (or the server's refusal), and reads
