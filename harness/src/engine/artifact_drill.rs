@@ -182,6 +182,8 @@ impl Restore<'_> {
             };
             let mut shared = vec![shared];
             shared.extend(extra);
+            shared.sort();
+            shared.dedup();
             let spec = PgSpec {
                 timescaledb: flavour == Flavour::TimescaleDb,
                 // A physical backup may preload what this server lacks.

@@ -588,7 +588,7 @@ pub(crate) const FOREIGN_CONFIG: &str = "\
     [ -f \"$DATA/pg_hba.conf\" ] && mv \"$DATA/pg_hba.conf\" \"$DATA/pg_hba.conf.production\"\n\
     printf 'local all all trust\\nhost all all all trust\\nhost replication all all trust\\n' > \"$DATA/pg_hba.conf\"\n\
     touch \"$DATA/postgresql.conf\" \"$DATA/pg_ident.conf\"\n\
-    printf \"\\n# drill: a disposable copy\\nhba_file = '%s/pg_hba.conf'\\nident_file = '%s/pg_ident.conf'\\narchive_mode = 'off'\\nssl = 'off'\\nport = '5432'\\nlisten_addresses = '*'\\n\" \"$DATA\" \"$DATA\" >> \"$DATA/postgresql.auto.conf\"\n";
+    printf \"\\n# drill: a disposable copy\\nhba_file = '%s/pg_hba.conf'\\nident_file = '%s/pg_ident.conf'\\narchive_mode = 'off'\\nssl = 'off'\\nport = '5432'\\nlisten_addresses = '*'\\nunix_socket_directories = '/var/run/postgresql'\\n\" \"$DATA\" \"$DATA\" >> \"$DATA/postgresql.auto.conf\"\n";
 
 /// Starts the server on a restored data directory with the recovery
 /// settings, waits for the promotion (or the server's refusal), and reads
