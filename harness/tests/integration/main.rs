@@ -9,6 +9,7 @@ mod clickhouse;
 mod engine_multi;
 mod engine_pause;
 mod fixture_snapshot;
+mod pitr;
 mod redis;
 mod rpo_property;
 mod sanitize_real;
