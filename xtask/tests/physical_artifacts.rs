@@ -135,6 +135,43 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
         );
     }
 
+    // A damaged segment in the repository: `pgbackrest verify` exits 0 and
+    // says `status: error`; read by its output, the drill is red before
+    // anything is restored.
+    let damaged = dir.path().join("damaged-repo");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &repo])
+        .arg(&damaged)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let segment = walk(&damaged.join("archive"))
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().len() > 24 && !n.to_string_lossy().contains(".history"))
+        })
+        .max()
+        .expect("an archived segment");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let (mid, end) = (bytes.len() / 2, (bytes.len() / 2 + 64).min(bytes.len()));
+    for b in &mut bytes[mid..end] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&segment, bytes).unwrap();
+    let damaged = damaged.display().to_string();
+    let (code, r, out) = restore(
+        backend,
+        &["--backup", &damaged, "--pgbackrest-repo", &damaged, "--stanza", "prod"],
+    );
+    assert_ne!(code, 0, "{out}");
+    let verify = checks(&r)
+        .into_iter()
+        .find(|c| c.0 == "pgbackrest verify")
+        .expect("verify ran");
+    assert!(!verify.1, "{verify:?}");
+    assert!(verify.2.contains("exit 0 but reported errors"), "{verify:?}");
+
     // A segment removed from the middle of the archive is found before
     // anything is restored: red, with the first missing segment named.
     let gap = dir.path().join("gap");
@@ -170,4 +207,18 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
         !out.contains("recovery › restore"),
         "nothing is restored from a broken chain: {out}"
     );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
