@@ -368,8 +368,10 @@ impl Backrest {
             } else {
                 String::new()
             },
+            // The server was stopped (or killed) here: a postmaster.pid
+            // left by a kill would make pgBackRest refuse a delta restore.
             empty = if run.delta {
-                String::new()
+                "rm -f \"$DATA/postmaster.pid\"\n".to_string()
             } else {
                 "find \"$DATA\" -mindepth 1 -delete\n".into()
             },
