@@ -282,9 +282,9 @@ impl Restore<'_> {
                     None
                 }
             };
-            if let Some(c) = check {
-                ok &= c.ok;
-                self.checks.push(c);
+            if let Some(verified) = check {
+                ok &= verified.ok;
+                self.checks.push(verified);
             }
         }
         if let Some(b) = &phys.backrest {
