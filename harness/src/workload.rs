@@ -338,10 +338,21 @@ mod tests {
         let fault = t0 + Duration::from_millis(50);
         let late = t0 + Duration::from_millis(80);
         let present: Vec<bool> = commits.iter().map(|c| *c <= late).collect();
-        let m = pitr_from(&ledger, &present, fault, &Boundary { at: late, label: "fault + 30ms".into() });
+        let m = pitr_from(
+            &ledger,
+            &present,
+            fault,
+            &Boundary {
+                at: late,
+                label: "fault + 30ms".into(),
+            },
+        );
         let p = m.pitr.unwrap();
         assert_eq!(m.lost, 0);
-        assert_eq!(p.unexpected, 30, "writes 51..=80 came back though sent after the fault");
+        assert_eq!(
+            p.unexpected, 30,
+            "writes 51..=80 came back though sent after the fault"
+        );
     }
 
     proptest! {

@@ -106,8 +106,9 @@ struct ArtifactArgs {
 }
 
 fn parse_target(s: &str) -> Result<drill::scenario::RecoveryTarget, String> {
-    match drill::scenario::RecoveryTarget::parse(s)? {
-        drill::scenario::RecoveryTarget::Fault { .. } | drill::scenario::RecoveryTarget::Immediate => Err(format!(
+    match drill::scenario::RecoveryTarget::parse(s).map_err(|e| e.0)? {
+        drill::scenario::RecoveryTarget::Fault { .. }
+        | drill::scenario::RecoveryTarget::Immediate => Err(format!(
             "`{s}`: restore-artifact has no fault to be relative to; use latest, a time, restore-point:NAME or lsn:X/Y"
         )),
         t => Ok(t),

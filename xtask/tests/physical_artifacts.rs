@@ -55,7 +55,14 @@ fn restore(backend: BackendKind, args: &[&str]) -> (i32, serde_json::Value, Stri
     let out = cargo_bin_cmd!("xtask")
         .current_dir(root())
         .args(["drill", "restore-artifact", "--backend", backend.name()])
-        .args(["--engine", "postgres", "--database", "trading", "--user", "postgres"])
+        .args([
+            "--engine",
+            "postgres",
+            "--database",
+            "trading",
+            "--user",
+            "postgres",
+        ])
         .args(args)
         .arg("--report-dir")
         .arg(reports.path())
@@ -91,7 +98,11 @@ fn checks(report: &serde_json::Value) -> Vec<(String, bool, String)> {
 #[case::native(BackendKind::Native)]
 #[case::docker(BackendKind::Docker)]
 fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backend: BackendKind) {
-    if !available_for_tests(backend, &[ServiceKind::Postgres], "physical restore-artifact") {
+    if !available_for_tests(
+        backend,
+        &[ServiceKind::Postgres],
+        "physical restore-artifact",
+    ) {
         return;
     }
     let (dir, time) = make_backups();
@@ -103,17 +114,36 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
     // pg_basebackup (plain, with a manifest) + archive, to latest.
     let (code, r, out) = restore(
         backend,
-        &["--backup", &plain, "--wal-archive", &archive, "--probe", all],
+        &[
+            "--backup",
+            &plain,
+            "--wal-archive",
+            &archive,
+            "--probe",
+            all,
+        ],
     );
     assert_eq!(code, 0, "{out}");
     let names: Vec<String> = checks(&r).into_iter().map(|c| c.0).collect();
     assert!(names.contains(&"pg_verifybackup".to_string()), "{names:?}");
-    assert!(names.contains(&"archive continuity".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"archive continuity".to_string()),
+        "{names:?}"
+    );
 
     // tar.gz + archive, to the recorded time: the last 1000 rows are not back.
     let (code, _, out) = restore(
         backend,
-        &["--backup", &tar, "--wal-archive", &archive, "--target", &time, "--probe", before],
+        &[
+            "--backup",
+            &tar,
+            "--wal-archive",
+            &archive,
+            "--target",
+            &time,
+            "--probe",
+            before,
+        ],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("recovery stopping before commit"), "{out}");
@@ -123,8 +153,16 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
         let (code, r, out) = restore(
             backend,
             &[
-                "--backup", &repo, "--pgbackrest-repo", &repo, "--stanza", "prod", "--target",
-                target, "--probe", probe,
+                "--backup",
+                &repo,
+                "--pgbackrest-repo",
+                &repo,
+                "--stanza",
+                "prod",
+                "--target",
+                target,
+                "--probe",
+                probe,
             ],
         );
         assert_eq!(code, 0, "{target}: {out}");
@@ -148,8 +186,9 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
     let segment = walk(&damaged.join("archive"))
         .into_iter()
         .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().len() > 24 && !n.to_string_lossy().contains(".history"))
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().len() > 24 && !n.to_string_lossy().contains(".history")
+            })
         })
         .max()
         .expect("an archived segment");
@@ -162,7 +201,14 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
     let damaged = damaged.display().to_string();
     let (code, r, out) = restore(
         backend,
-        &["--backup", &damaged, "--pgbackrest-repo", &damaged, "--stanza", "prod"],
+        &[
+            "--backup",
+            &damaged,
+            "--pgbackrest-repo",
+            &damaged,
+            "--stanza",
+            "prod",
+        ],
     );
     assert_ne!(code, 0, "{out}");
     let verify = checks(&r)
@@ -170,7 +216,10 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
         .find(|c| c.0 == "pgbackrest verify")
         .expect("verify ran");
     assert!(!verify.1, "{verify:?}");
-    assert!(verify.2.contains("exit 0 but reported errors"), "{verify:?}");
+    assert!(
+        verify.2.contains("exit 0 but reported errors"),
+        "{verify:?}"
+    );
 
     // A segment removed from the middle of the archive is found before
     // anything is restored: red, with the first missing segment named.
@@ -191,7 +240,12 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
     std::fs::remove_file(gap.join(&victim)).unwrap();
     let (code, r, out) = restore(
         backend,
-        &["--backup", &plain, "--wal-archive", &gap.display().to_string()],
+        &[
+            "--backup",
+            &plain,
+            "--wal-archive",
+            &gap.display().to_string(),
+        ],
     );
     assert_ne!(code, 0, "{out}");
     let continuity = checks(&r)

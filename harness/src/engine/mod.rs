@@ -497,7 +497,13 @@ impl Drill<'_> {
             {
                 let t = tl.start(&Phase::Workload, "before the fault");
                 let said = services.before_fault(&sc.fault).await?;
-                tl.finish(&Phase::Workload, "before the fault", t, true, said.join("; "));
+                tl.finish(
+                    &Phase::Workload,
+                    "before the fault",
+                    t,
+                    true,
+                    said.join("; "),
+                );
             }
             let fault_name = format!("fault: {}", sc.fault.action.name());
             let fault_started = tl.start(&phase, &fault_name);

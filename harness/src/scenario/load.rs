@@ -472,8 +472,7 @@ fn validate_backup(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
             );
         }
         (
-            Some(BackupMethod::PgDump | BackupMethod::BaseBackup | BackupMethod::Pgbackrest)
-            | None,
+            Some(BackupMethod::PgDump | BackupMethod::BaseBackup | BackupMethod::Pgbackrest) | None,
             Some(_),
         ) => {
             return bad(
@@ -837,7 +836,8 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
             if wants_backrest && method != Some(BackupMethod::Pgbackrest) {
                 return bad(
                     &format!("{key}.tool"),
-                    "`tool = \"pgbackrest\"` restores pgBackRest's backups, and none are taken".into(),
+                    "`tool = \"pgbackrest\"` restores pgBackRest's backups, and none are taken"
+                        .into(),
                     "set `method = \"pgbackrest\"` under `[backup]`",
                 );
             }
@@ -859,7 +859,10 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
             .then_some(("pgBackRest", "`method = \"pgbackrest\"` under `[backup]`")),
         Step::CheckArchive => (!sc.backup.method.is_some_and(BackupMethod::archives_wal)
             && sc.backup.wal_archive != Some(true))
-        .then_some(("WAL archive", "a physical `method` or `wal-archive = true` under `[backup]`")),
+        .then_some((
+            "WAL archive",
+            "a physical `method` or `wal-archive = true` under `[backup]`",
+        )),
         Step::DataShell { run, .. } if run.trim().is_empty() => {
             return bad(
                 &format!("{key}.run"),

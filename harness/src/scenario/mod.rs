@@ -15,4 +15,4 @@ pub use bounds::{BYTES_PER_TICK, MAX_TICKS};
 pub use duration::{BadDuration, parse_duration};
 pub use load::{ScenarioError, load_dir, load_file, parse_str};
 pub use model::*;
-pub use target::RecoveryTarget;
+pub use target::{BadTarget, RecoveryTarget};

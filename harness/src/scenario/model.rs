@@ -921,7 +921,10 @@ impl Step {
             Step::RedisRestoreRdb { .. } => "redis-restore-rdb (copy and start)".into(),
             Step::ClickhouseRestore => "clickhouse-restore".into(),
             Step::Pitr {
-                target, tool, backup, ..
+                target,
+                tool,
+                backup,
+                ..
             } => {
                 let mut l = format!("pitr to {}", target.describe());
                 if *tool == Some(PitrTool::Pgbackrest) {
@@ -937,7 +940,10 @@ impl Step {
             Step::Stop { service } => format!("stop {service}"),
             Step::DataShell { run, .. } => {
                 let one: Vec<&str> = run.split_whitespace().collect();
-                format!("data-shell: {}", one.join(" ").chars().take(48).collect::<String>())
+                format!(
+                    "data-shell: {}",
+                    one.join(" ").chars().take(48).collect::<String>()
+                )
             }
             Step::Shell { run, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();

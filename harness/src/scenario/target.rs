@@ -8,10 +8,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+/// A target that cannot be read, and what good ones look like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTarget(pub String);
+
 /// Where a point-in-time recovery stops.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum RecoveryTarget {
     /// Replay every WAL segment the archive (and the saved `pg_wal`) holds.
+    #[default]
     Latest,
     /// Stop as soon as the base backup is consistent.
     Immediate,
@@ -31,7 +37,10 @@ pub enum RecoveryTarget {
 
 impl RecoveryTarget {
     /// Reads a target as a scenario writes it; Err says what is accepted.
-    pub fn parse(text: &str) -> Result<RecoveryTarget, String> {
+    pub fn parse(text: &str) -> Result<RecoveryTarget, BadTarget> {
+        macro_rules! bad {
+            ($($t:tt)*) => { BadTarget(format!($($t)*)) }
+        }
         let t = text.trim();
         let accepted = "write `latest`, `immediate`, `before-fault`, `fault - 2s`, `fault + 1h`, \
             `restore-point:NAME`, `lsn:0/3000000` or a time (`2026-01-22 14:30:00+00`)";
@@ -44,7 +53,7 @@ impl RecoveryTarget {
         if let Some(name) = t.strip_prefix("restore-point:") {
             let name = name.trim();
             if name.is_empty() || name.len() > 63 {
-                return Err(format!(
+                return Err(bad!(
                     "restore point name `{name}` must be 1 to 63 characters; {accepted}"
                 ));
             }
@@ -58,22 +67,23 @@ impl RecoveryTarget {
                 })
             });
             if !ok {
-                return Err(format!(
+                return Err(bad!(
                     "`{lsn}` is not a WAL location (hex `X/Y`, e.g. `0/3000000`); {accepted}"
                 ));
             }
             return Ok(RecoveryTarget::Lsn(lsn.to_uppercase()));
         }
-        let looks_like_date = t.len() >= 10
-            && t[..4].chars().all(|c| c.is_ascii_digit())
-            && t.as_bytes()[4] == b'-';
+        let looks_like_date =
+            t.len() >= 10 && t[..4].chars().all(|c| c.is_ascii_digit()) && t.as_bytes()[4] == b'-';
         if let Some(time) = t.strip_prefix("time:").or(looks_like_date.then_some(t)) {
             let time = time.trim();
             let ok = time.len() >= 10
                 && time[..4].chars().all(|c| c.is_ascii_digit())
-                && time.chars().all(|c| c.is_ascii_alphanumeric() || " -:.+/_".contains(c));
+                && time
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || " -:.+/_".contains(c));
             if !ok {
-                return Err(format!(
+                return Err(bad!(
                     "`{time}` is not a time PostgreSQL reads (e.g. `2026-11-30 14:30:00+00`); {accepted}"
                 ));
             }
@@ -85,14 +95,14 @@ impl RecoveryTarget {
                 Some('-') => (-1, &rest[1..]),
                 Some('+') => (1, &rest[1..]),
                 _ => {
-                    return Err(format!(
+                    return Err(bad!(
                         "`{t}`: after `fault` comes `+` or `-` and a duration; {accepted}"
                     ));
                 }
             };
-            let d = super::parse_duration(amount).map_err(|e| format!("`{t}`: {e}; {accepted}"))?;
+            let d = super::parse_duration(amount).map_err(|e| bad!("`{t}`: {e}; {accepted}"))?;
             if d > Duration::from_secs(7 * 86_400) {
-                return Err(format!(
+                return Err(bad!(
                     "`{t}`: offsets beyond a week are not a drill's; {accepted}"
                 ));
             }
@@ -100,7 +110,7 @@ impl RecoveryTarget {
                 offset_ms: sign * d.as_millis() as i64,
             });
         }
-        Err(format!("unknown recovery target `{t}`; {accepted}"))
+        Err(bad!("unknown recovery target `{t}`; {accepted}"))
     }
 
     /// As a scenario writes it.
@@ -131,11 +141,6 @@ impl<'de> Deserialize<'de> for RecoveryTarget {
     }
 }
 
-impl Default for RecoveryTarget {
-    fn default() -> Self {
-        RecoveryTarget::Latest
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -149,7 +154,12 @@ mod tests {
             ("immediate", RecoveryTarget::Immediate),
             ("before-fault", RecoveryTarget::Fault { offset_ms: 0 }),
             ("fault - 2s", RecoveryTarget::Fault { offset_ms: -2000 }),
-            ("fault+1h", RecoveryTarget::Fault { offset_ms: 3_600_000 }),
+            (
+                "fault+1h",
+                RecoveryTarget::Fault {
+                    offset_ms: 3_600_000,
+                },
+            ),
             (
                 "restore-point:pre-drop",
                 RecoveryTarget::RestorePoint("pre-drop".into()),
@@ -177,7 +187,7 @@ mod tests {
             "fault + 30 days",
         ] {
             let e = RecoveryTarget::parse(text).unwrap_err();
-            assert!(e.contains("before-fault"), "{text}: {e}");
+            assert!(e.0.contains("before-fault"), "{text}: {e}");
         }
     }
 

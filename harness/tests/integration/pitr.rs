@@ -71,7 +71,10 @@ async fn recoveries_to_random_targets_bring_back_exactly_what_the_ledger_says() 
     let report = run(&scenario(&targets)).await;
     for (rec, target) in report.recoveries.iter().zip(&targets) {
         let rpo = rec.rpo.as_ref().expect("a workload ran");
-        let ledger = rpo.pitr.as_ref().expect("a recovery to a target is judged by the ledger");
+        let ledger = rpo
+            .pitr
+            .as_ref()
+            .expect("a recovery to a target is judged by the ledger");
         assert!(
             rec.met_expectation,
             "seed {seed}, {target}: {}: {:#?}",

@@ -18,10 +18,11 @@ use std::process::Command;
 use super::{Restore, unusable};
 use crate::check::{CheckKind, CheckResult};
 use crate::engine::timeline::Phase;
+use crate::errors::Refusal;
 use crate::scenario::{BaseFormat, RecoveryTarget};
+use crate::service::StepDone;
 use crate::service::postgres::pitr::{self, BaseBackup, Physical, archive};
 use crate::service::postgres::{ClientTool, Postgres};
-use crate::service::StepDone;
 use crate::{Error, Result};
 
 /// What a physical backup is, read without a server.
@@ -45,7 +46,7 @@ pub(crate) fn is_base_backup(dir: &Path) -> bool {
 }
 
 /// Reads `backup_label` and `PG_VERSION` from a folder or a tar.
-pub(crate) fn inspect(dir: &Path) -> std::result::Result<BaseFacts, String> {
+pub(crate) fn inspect(dir: &Path) -> std::result::Result<BaseFacts, Refusal> {
     let (format, gzip) = if dir.join("base.tar.gz").is_file() {
         (BaseFormat::Tar, true)
     } else if dir.join("base.tar").is_file() {
@@ -53,10 +54,10 @@ pub(crate) fn inspect(dir: &Path) -> std::result::Result<BaseFacts, String> {
     } else {
         (BaseFormat::Plain, false)
     };
-    let read = |name: &str| -> std::result::Result<String, String> {
+    let read = |name: &str| -> std::result::Result<String, Refusal> {
         match format {
             BaseFormat::Plain => std::fs::read_to_string(dir.join(name))
-                .map_err(|e| format!("{}: {e}", dir.join(name).display())),
+                .map_err(|e| Refusal(format!("{}: {e}", dir.join(name).display()))),
             BaseFormat::Tar => {
                 let tar = dir.join(if gzip { "base.tar.gz" } else { "base.tar" });
                 let out = Command::new("tar")
@@ -64,22 +65,22 @@ pub(crate) fn inspect(dir: &Path) -> std::result::Result<BaseFacts, String> {
                     .arg(&tar)
                     .arg(name)
                     .output()
-                    .map_err(|e| format!("tar: {e}"))?;
+                    .map_err(|e| Refusal(format!("tar: {e}")))?;
                 if !out.status.success() {
-                    return Err(format!(
+                    return Err(Refusal(format!(
                         "{} holds no {name}: {}",
                         tar.display(),
                         String::from_utf8_lossy(&out.stderr).trim()
-                    ));
+                    )));
                 }
                 Ok(String::from_utf8_lossy(&out.stdout).into_owned())
             }
         }
     };
     let label = read("backup_label")?;
-    let start = pitr::start_segment(&label).ok_or_else(|| {
-        format!("its backup_label has no `START WAL LOCATION` line: not a pg_basebackup output")
-    })?;
+    let start = pitr::start_segment(&label).ok_or(Refusal::from(
+        "its backup_label has no `START WAL LOCATION` line: not a pg_basebackup output",
+    ))?;
     let pg_major = read("PG_VERSION")?.trim().to_string();
     Ok(BaseFacts {
         dir: dir.to_owned(),
@@ -124,9 +125,14 @@ impl Restore<'_> {
             Some(_) => None,
             None => match inspect(&d.backup) {
                 Ok(f) => Some(f),
-                Err(why) => {
-                    self.tl
-                        .finish(&Phase::Inspect, "inspect physical backup", inspect_at, false, why.clone());
+                Err(Refusal(why)) => {
+                    self.tl.finish(
+                        &Phase::Inspect,
+                        "inspect physical backup",
+                        inspect_at,
+                        false,
+                        why.clone(),
+                    );
                     self.checks.push(unusable(&d.backup, &why));
                     return Ok(Some((StepDone::refused(why), std::time::Instant::now())));
                 }
@@ -148,22 +154,41 @@ impl Restore<'_> {
                 if f.gzip { ".gz" } else { "" },
                 f.pg_major,
                 f.start,
-                if f.manifest { ", with backup_manifest" } else { ", no manifest" }
+                if f.manifest {
+                    ", with backup_manifest"
+                } else {
+                    ", no manifest"
+                }
             ));
         }
         match (&repo, &d.wal_archive) {
             (Some(r), _) => {
                 let bytes = copy_tree(r, &phys.backrest.as_ref().expect("made with one").repo())?;
-                said.push(format!("pgBackRest repository {} copied ({} MB)", r.display(), bytes / 1_000_000));
+                said.push(format!(
+                    "pgBackRest repository {} copied ({} MB)",
+                    r.display(),
+                    bytes / 1_000_000
+                ));
             }
             (None, Some(w)) => {
                 let bytes = copy_tree(w, &phys.wal())?;
-                said.push(format!("WAL archive {} copied ({} MB)", w.display(), bytes / 1_000_000));
+                said.push(format!(
+                    "WAL archive {} copied ({} MB)",
+                    w.display(),
+                    bytes / 1_000_000
+                ));
             }
-            (None, None) => said.push("no WAL archive given: only the WAL inside the backup".into()),
+            (None, None) => {
+                said.push("no WAL archive given: only the WAL inside the backup".into())
+            }
         }
-        self.tl
-            .finish(&Phase::Inspect, "inspect physical backup", inspect_at, true, said.join("; "));
+        self.tl.finish(
+            &Phase::Inspect,
+            "inspect physical backup",
+            inspect_at,
+            true,
+            said.join("; "),
+        );
         let mut shared = vec![phys.root().to_owned()];
         if facts.is_some() {
             shared.push(std::path::absolute(&d.backup).map_err(Error::io("resolve", &d.backup))?);
@@ -196,7 +221,12 @@ impl Restore<'_> {
         }
         let restore_at = self.tl.start(&Phase::Recovery("restore".into()), "restore");
         let resolved = pitr::resolve(&d.target, None, None, None).map_err(|e| {
-            Error::bad_input("--target", format!("{e}; restore-artifact takes latest, a time, restore-point:NAME or lsn:X/Y"))
+            Error::bad_input(
+                "--target",
+                format!(
+                    "{e}; restore-artifact takes latest, a time, restore-point:NAME or lsn:X/Y"
+                ),
+            )
         })?;
         let server = self.server.as_mut().expect("started");
         let run = pitr::PitrRun {
@@ -255,7 +285,8 @@ impl Restore<'_> {
             let check = match (f.manifest, f.format) {
                 (true, BaseFormat::Plain) => {
                     let mut cmd = server.client(ClientTool::PgVerifybackup);
-                    cmd.arg("--no-parse-wal").arg(std::path::absolute(&f.dir).map_err(Error::io("resolve", &f.dir))?);
+                    cmd.arg("--no-parse-wal")
+                        .arg(std::path::absolute(&f.dir).map_err(Error::io("resolve", &f.dir))?);
                     let out = crate::shell::output_within(&mut cmd, b"", d.rto)?.output;
                     let text = format!(
                         "{}{}",
@@ -274,7 +305,9 @@ impl Restore<'_> {
                     ))
                 }
                 (true, BaseFormat::Tar) => {
-                    said.push("pg_verifybackup skipped: PostgreSQL 15's reads plain backups only".into());
+                    said.push(
+                        "pg_verifybackup skipped: PostgreSQL 15's reads plain backups only".into(),
+                    );
                     None
                 }
                 (false, _) => {
@@ -294,7 +327,11 @@ impl Restore<'_> {
                 CheckKind::BackupIntegrity,
                 "pgbackrest verify",
                 "no error in its output",
-                if step.ok { "no error" } else { step.status.as_str() },
+                if step.ok {
+                    "no error"
+                } else {
+                    step.status.as_str()
+                },
                 step.ok,
                 (!step.ok).then(|| step.evidence.clone()),
             ));
@@ -320,7 +357,11 @@ impl Restore<'_> {
                     CheckKind::BackupIntegrity,
                     "archive continuity",
                     "no segment missing from the backup's first on",
-                    if gap_ok { "continuous".to_string() } else { format!("{} missing", chain.missing.len()) },
+                    if gap_ok {
+                        "continuous".to_string()
+                    } else {
+                        format!("{} missing", chain.missing.len())
+                    },
                     gap_ok || !latest,
                     (!gap_ok).then(|| chain.describe()),
                 ));
@@ -329,14 +370,19 @@ impl Restore<'_> {
                 ok &= gap_ok || !latest;
             }
         }
-        self.tl.finish(&Phase::Inspect, "verify", t, ok, said.join("; "));
+        self.tl
+            .finish(&Phase::Inspect, "verify", t, ok, said.join("; "));
         Ok(ok)
     }
 }
 
 impl pitr::backrest::Backrest {
     /// The newest backup's first segment.
-    pub(crate) fn newest_start(&self, pg: &Postgres, limit: std::time::Duration) -> Result<archive::Segment> {
+    pub(crate) fn newest_start(
+        &self,
+        pg: &Postgres,
+        limit: std::time::Duration,
+    ) -> Result<archive::Segment> {
         self.newest_backup(pg, limit).map(|(_, start, _)| start)
     }
 }

@@ -168,15 +168,21 @@ impl Engine for PgEngine {
             "PGAPPNAME",
             "PGCONNECT_TIMEOUT",
         ];
-        ["psql", "pg_dump", "pg_restore", "pg_isready", "pg_basebackup"]
-            .into_iter()
-            .map(|p| {
-                (
-                    p.to_string(),
-                    pg.server.tool_shim(p, &fixed, &passthrough, &[]),
-                )
-            })
-            .collect()
+        [
+            "psql",
+            "pg_dump",
+            "pg_restore",
+            "pg_isready",
+            "pg_basebackup",
+        ]
+        .into_iter()
+        .map(|p| {
+            (
+                p.to_string(),
+                pg.server.tool_shim(p, &fixed, &passthrough, &[]),
+            )
+        })
+        .collect()
     }
 
     /// A psql command line.

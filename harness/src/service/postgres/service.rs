@@ -20,8 +20,8 @@ use crate::Result;
 use crate::backend::BackendKind;
 use crate::check::CheckResult;
 use crate::scenario::{
-    Backup, BackupMethod as Method, DumpFormat, Fault, FixtureName, PgEngine, RowsExpect,
-    Scenario, SchemaExpect, Step,
+    Backup, BackupMethod as Method, DumpFormat, Fault, FixtureName, PgEngine, RowsExpect, Scenario,
+    SchemaExpect, Step,
 };
 use crate::service::{
     BackupCx, BackupMethod, BackupTaken, JudgeCx, Lifecycle, Placement, Service, StepDone,
@@ -148,7 +148,10 @@ impl PostgresService {
         shared.extend(physical.as_ref().map(|p| p.root().to_owned()));
         let spec = PgSpec {
             timescaledb: flavour == Flavour::TimescaleDb,
-            settings: settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             image,
             shared,
             ..PgSpec::new(&cfg.database, &cfg.user, at.run_id)
@@ -233,7 +236,11 @@ impl PostgresService {
         let record = crate::service::BackupRecord {
             service: ServiceKind::Postgres,
             path: match &phys.backrest {
-                Some(b) => b.repo().join("backup").join(pitr::backrest::STANZA).join(&base.location),
+                Some(b) => b
+                    .repo()
+                    .join("backup")
+                    .join(pitr::backrest::STANZA)
+                    .join(&base.location),
                 None => std::path::PathBuf::from(&base.location),
             },
             bytes: base.bytes,
@@ -266,7 +273,9 @@ impl PostgresService {
             unreachable!("called for pitr steps")
         };
         let Some(phys) = &self.physical else {
-            return Ok(StepDone::refused("no WAL archive is kept: set a physical backup method"));
+            return Ok(StepDone::refused(
+                "no WAL archive is kept: set a physical backup method",
+            ));
         };
         let resolved = match pitr::resolve(
             target,
@@ -275,7 +284,7 @@ impl PostgresService {
             phys.bases.last().map(|b| b.ended_at),
         ) {
             Ok(r) => r,
-            Err(why) => return Ok(StepDone::refused(why)),
+            Err(why) => return Ok(StepDone::refused(why.0)),
         };
         let run = pitr::PitrRun {
             target,
@@ -571,17 +580,26 @@ impl Service for PostgresService {
                 })
             }
             Step::Pitr { .. } => self.pitr_step(step),
-            Step::Pgbackrest { run, .. } => match self.physical.as_ref().and_then(|p| p.backrest.as_ref()) {
-                Some(b) => b.step(&self.server, *run, step.time_limit()),
-                None => Ok(StepDone::refused("no pgBackRest repository: set `method = \"pgbackrest\"`")),
-            },
+            Step::Pgbackrest { run, .. } => {
+                match self.physical.as_ref().and_then(|p| p.backrest.as_ref()) {
+                    Some(b) => b.step(&self.server, *run, step.time_limit()),
+                    None => Ok(StepDone::refused(
+                        "no pgBackRest repository: set `method = \"pgbackrest\"`",
+                    )),
+                }
+            }
             Step::CheckArchive => match &self.physical {
                 Some(p) => pitr::check_archive(&self.server, p),
                 None => Ok(StepDone::refused("no WAL archive is kept")),
             },
             Step::Stop { .. } => {
-                let stopped = self.server.server_mut().stop(crate::backend::Stop::Graceful)?;
-                Ok(StepDone::done(format!("postgres stopped (fast shutdown): {stopped}")))
+                let stopped = self
+                    .server
+                    .server_mut()
+                    .stop(crate::backend::Stop::Graceful)?;
+                Ok(StepDone::done(format!(
+                    "postgres stopped (fast shutdown): {stopped}"
+                )))
             }
             Step::DataShell { run, .. } => Ok(match self.server.data_shell(run) {
                 Ok(out) => StepDone::done(format!(
@@ -650,8 +668,14 @@ impl Service for PostgresService {
         if let Some(p) = &self.physical {
             env.push(("DRILL_WAL_ARCHIVE".into(), p.wal().display().to_string()));
             if let Some(b) = &p.backrest {
-                env.push(("DRILL_PGBACKREST_CONFIG".into(), b.config().display().to_string()));
-                env.push(("DRILL_PGBACKREST_STANZA".into(), pitr::backrest::STANZA.into()));
+                env.push((
+                    "DRILL_PGBACKREST_CONFIG".into(),
+                    b.config().display().to_string(),
+                ));
+                env.push((
+                    "DRILL_PGBACKREST_STANZA".into(),
+                    pitr::backrest::STANZA.into(),
+                ));
             }
             if let Some(b) = p.bases.last() {
                 env.push(("DRILL_BASE_BACKUP".into(), b.location.clone()));

@@ -134,16 +134,20 @@ impl Continuity {
                 n,
                 first,
                 first.start_lsn(),
-                self.last_reachable()
-                    .map_or("none: the backup's own first segment is missing".into(), |s| s
-                        .to_string())
+                self.last_reachable().map_or(
+                    "none: the backup's own first segment is missing".into(),
+                    |s| s.to_string()
+                )
             ),
         }
     }
 }
 
 /// Scans archive file names for gaps on `from`'s timeline.
-pub(crate) fn continuity<'a>(from: Segment, files: impl IntoIterator<Item = &'a str>) -> Continuity {
+pub(crate) fn continuity<'a>(
+    from: Segment,
+    files: impl IntoIterator<Item = &'a str>,
+) -> Continuity {
     let mut have: Vec<u64> = files
         .into_iter()
         .filter_map(Segment::from_file)
@@ -186,14 +190,23 @@ mod tests {
         assert_eq!(s.start_lsn(), "A/FF000000");
         assert_eq!(Segment::of_lsn(1, "A/FF000028"), Some(s));
         assert_eq!(Segment::parse("00000001000000000000010"), None);
-        assert_eq!(Segment::parse("000000010000000000000100"), None, "segment 0x100 does not exist with 16 MB segments");
+        assert_eq!(
+            Segment::parse("000000010000000000000100"),
+            None,
+            "segment 0x100 does not exist with 16 MB segments"
+        );
         assert_eq!(Segment::from_file("000000020000000000000003.partial"), None);
         assert_eq!(Segment::from_file("00000002.history"), None);
         assert_eq!(
-            Segment::from_file("000000010000000000000003-4b0c2a9d1e0f55c3e54f3d9b6f11a1f3c6f0d2aa.gz"),
+            Segment::from_file(
+                "000000010000000000000003-4b0c2a9d1e0f55c3e54f3d9b6f11a1f3c6f0d2aa.gz"
+            ),
             Segment::parse("000000010000000000000003")
         );
-        assert_eq!(Segment::from_file("000000010000000000000003.00000028.backup"), None);
+        assert_eq!(
+            Segment::from_file("000000010000000000000003.00000028.backup"),
+            None
+        );
     }
 
     #[test]
@@ -208,9 +221,20 @@ mod tests {
         ];
         let c = continuity(from, files);
         assert!(!c.complete());
-        assert_eq!(c.missing, vec![Segment::parse("000000010000000000000004").unwrap()]);
-        assert_eq!(c.last_reachable(), Segment::parse("000000010000000000000003"));
-        assert!(c.describe().contains("first missing 000000010000000000000004"), "{}", c.describe());
+        assert_eq!(
+            c.missing,
+            vec![Segment::parse("000000010000000000000004").unwrap()]
+        );
+        assert_eq!(
+            c.last_reachable(),
+            Segment::parse("000000010000000000000003")
+        );
+        assert!(
+            c.describe()
+                .contains("first missing 000000010000000000000004"),
+            "{}",
+            c.describe()
+        );
     }
 
     proptest! {

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::archive::Segment;
-use super::{BaseBackup, PitrDone, PitrRun, Physical};
+use super::{BaseBackup, Physical, PitrDone, PitrRun};
 use crate::backend::sh_quote;
 use crate::scenario::{BackrestCommand, BackrestType, BackupPick, BaseFormat};
 use crate::service::postgres::Postgres;
@@ -130,9 +130,7 @@ impl Backrest {
 
     /// `pgbackrest ARGS` beside the running server, as its user.
     fn command(&self, pg: &Postgres, data: &str, args: &[&str]) -> Command {
-        let mut cmd = pg
-            .server()
-            .tool("sh", &[]);
+        let mut cmd = pg.server().tool("sh", &[]);
         cmd.args(["-c", AS_OWNER, "pgbackrest", data]);
         cmd.args(self.global_options()).args(args);
         cmd
@@ -178,7 +176,10 @@ impl Backrest {
         }
         let kind = if first { BackrestType::Full } else { kind };
         let ty = format!("--type={}", kind.name());
-        let system_id = pg.psql("SELECT system_identifier FROM pg_control_system()", "postgres")?;
+        let system_id = pg.psql(
+            "SELECT system_identifier FROM pg_control_system()",
+            "postgres",
+        )?;
         let (ok, text, shown) = self.run(pg, &[&ty, "backup"], limit)?;
         if !ok || has_error(&text) {
             return Err(Error::Command {
@@ -205,13 +206,20 @@ impl Backrest {
 
     /// The newest backup's label, first WAL segment and size, from
     /// `pgbackrest info --output=json`.
-    pub(crate) fn newest_backup(&self, pg: &Postgres, limit: Duration) -> Result<(String, Segment, u64)> {
+    pub(crate) fn newest_backup(
+        &self,
+        pg: &Postgres,
+        limit: Duration,
+    ) -> Result<(String, Segment, u64)> {
         let (ok, text, shown) = self.run(pg, &["info", "--output=json"], limit)?;
         let json = text.find('[').map(|i| &text[i..]).unwrap_or("");
         let parsed: serde_json::Value = serde_json::from_str(json.trim()).map_err(|e| {
             Error::unexpected(
                 "read pgbackrest info",
-                format!("{shown} (ok: {ok}) printed no JSON ({e}): {}", crate::vocab::tail(&text, 5)),
+                format!(
+                    "{shown} (ok: {ok}) printed no JSON ({e}): {}",
+                    crate::vocab::tail(&text, 5)
+                ),
             )
         })?;
         let newest = parsed
@@ -219,20 +227,30 @@ impl Backrest {
             .and_then(|s| s.get("backup"))
             .and_then(|b| b.as_array())
             .and_then(|b| b.last())
-            .ok_or_else(|| Error::unexpected("read pgbackrest info", format!("no backup in {json}")))?;
+            .ok_or_else(|| {
+                Error::unexpected("read pgbackrest info", format!("no backup in {json}"))
+            })?;
         let label = newest["label"].as_str().unwrap_or("?").to_string();
         let start = newest["archive"]["start"]
             .as_str()
             .and_then(Segment::parse)
             .ok_or_else(|| {
-                Error::unexpected("read pgbackrest info", format!("backup {label} names no start segment"))
+                Error::unexpected(
+                    "read pgbackrest info",
+                    format!("backup {label} names no start segment"),
+                )
             })?;
         let bytes = newest["info"]["size"].as_u64().unwrap_or(0);
         Ok((label, start, bytes))
     }
 
     /// `verify`, `check` or `info` as a step, judged by its output.
-    pub(crate) fn step(&self, pg: &Postgres, what: BackrestCommand, limit: Duration) -> Result<StepDone> {
+    pub(crate) fn step(
+        &self,
+        pg: &Postgres,
+        what: BackrestCommand,
+        limit: Duration,
+    ) -> Result<StepDone> {
         let (ok, text, shown) = self.run(pg, &[what.name()], limit)?;
         let problems: Vec<String> = text
             .lines()
@@ -247,7 +265,9 @@ impl Backrest {
                 .unwrap_or("")
                 .trim()
                 .to_string();
-            return Ok(StepDone::done(format!("{shown}: exit 0, no error reported; {last}")));
+            return Ok(StepDone::done(format!(
+                "{shown}: exit 0, no error reported; {last}"
+            )));
         }
         let why = format!(
             "{shown}: exit {}, {} problem lines{}",
@@ -274,7 +294,12 @@ impl Backrest {
     /// Point-in-time recovery with `pgbackrest restore` (the server
     /// stopped, in a shell over its data), then the same start, wait and
     /// log reading as drill's own procedure.
-    pub(crate) fn pitr(&self, pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Result<PitrDone> {
+    pub(crate) fn pitr(
+        &self,
+        pg: &mut Postgres,
+        phys: &Physical,
+        run: &PitrRun<'_>,
+    ) -> Result<PitrDone> {
         let pick = match run.pick {
             Some(BackupPick::Oldest) => phys.bases.first(),
             _ => super::pick_base(&phys.bases, run.resolved.boundary.as_ref(), None),
@@ -324,7 +349,10 @@ impl Backrest {
     ) -> Result<PitrDone> {
         let copy_started = Instant::now();
         let same_cluster = pg
-            .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
+            .psql(
+                "SELECT system_identifier FROM pg_control_system()",
+                "postgres",
+            )
             .is_ok_and(|id| id == base.system_id);
         let save_wal = run.unarchived_wal && same_cluster;
         let how = if same_cluster {
@@ -364,7 +392,9 @@ impl Backrest {
         let script = format!(
             "set -e\n{save}{empty}sh -c {as_owner} pgbackrest \"$DATA\" {args}\n{bring}",
             save = if save_wal {
-                format!("for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n")
+                format!(
+                    "for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n"
+                )
             } else {
                 String::new()
             },

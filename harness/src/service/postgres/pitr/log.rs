@@ -66,7 +66,8 @@ impl RecoveryLog {
                 }
             } else if msg.starts_with("recovery stopping ") {
                 r.stopping = Some(msg.to_string());
-            } else if let Some(rest) = msg.strip_prefix("last completed transaction was at log time ")
+            } else if let Some(rest) =
+                msg.strip_prefix("last completed transaction was at log time ")
             {
                 r.last_completed = Some(rest.to_string());
             } else if let Some(rest) = msg.strip_prefix("redo done at ") {
@@ -146,7 +147,14 @@ impl RecoveryLog {
 
 /// The message after `LOG:  ` / `FATAL:  `, or the whole line.
 fn message(line: &str) -> &str {
-    for tag in ["LOG:  ", "FATAL:  ", "PANIC:  ", "WARNING:  ", "ERROR:  ", "DETAIL:  "] {
+    for tag in [
+        "LOG:  ",
+        "FATAL:  ",
+        "PANIC:  ",
+        "WARNING:  ",
+        "ERROR:  ",
+        "DETAIL:  ",
+    ] {
         if let Some(i) = line.find(tag) {
             return line[i + tag.len()..].trim_end();
         }
@@ -192,7 +200,10 @@ cp: cannot stat '/tmp/a/wal/000000010000000000000004': No such file or directory
     #[test]
     fn a_reached_target_is_read_from_the_log() {
         let r = RecoveryLog::parse(REACHED);
-        assert_eq!(r.restored, ["000000010000000000000002", "000000010000000000000003"]);
+        assert_eq!(
+            r.restored,
+            ["000000010000000000000002", "000000010000000000000003"]
+        );
         assert!(r.stopping.as_deref().unwrap().contains("transaction 745"));
         assert_eq!(r.redo_done_at.as_deref(), Some("0/3001F10"));
         assert_eq!(r.new_timeline, Some(2));
@@ -218,7 +229,12 @@ cp: cannot stat '/tmp/a/wal/000000010000000000000004': No such file or directory
         assert!(r.target_missed().is_some());
         assert!(!r.promoted);
         assert_eq!(r.replay_ms, Some(200), "across midnight");
-        assert!(r.end_of_wal.as_deref().unwrap().starts_with("invalid record length"));
+        assert!(
+            r.end_of_wal
+                .as_deref()
+                .unwrap()
+                .starts_with("invalid record length")
+        );
         assert!(r.evidence().contains("recovery ended before"));
     }
 }

@@ -26,6 +26,7 @@ use log::RecoveryLog;
 
 use super::{ClientTool, Postgres};
 use crate::backend::{Stop, sh_quote};
+use crate::errors::Refusal;
 use crate::scenario::{ArchiveDamage, BackupPick, BaseFormat, RecoveryTarget};
 use crate::service::{Lifecycle, StepDone};
 use crate::workload::Boundary;
@@ -158,7 +159,10 @@ impl Physical {
             let p = e.path();
             // pgBackRest keeps segments in one folder per 256 (`0000000100000000/`).
             if p.is_dir() {
-                for f in std::fs::read_dir(&p).map_err(Error::io("read", &p))?.flatten() {
+                for f in std::fs::read_dir(&p)
+                    .map_err(Error::io("read", &p))?
+                    .flatten()
+                {
                     out.push(f.file_name().to_string_lossy().into_owned());
                 }
             } else {
@@ -178,15 +182,12 @@ impl Physical {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return Ok(None);
         };
-        Ok(entries
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(Segment::from_file)
-                    == Some(s)
-            }))
+        Ok(entries.flatten().map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Segment::from_file)
+                == Some(s)
+        }))
     }
 
     /// The archive's continuity from the oldest base backup on.
@@ -232,7 +233,9 @@ impl Physical {
             victim
         };
         let Some(path) = self.segment_path(victim)? else {
-            return Ok(format!("segment {victim} is not in the archive: nothing to damage"));
+            return Ok(format!(
+                "segment {victim} is not in the archive: nothing to damage"
+            ));
         };
         match how {
             ArchiveDamage::RemoveSegment => {
@@ -269,16 +272,27 @@ pub(crate) fn base_backup(
     limit: Duration,
 ) -> Result<BaseBackup> {
     let dir = phys.next_base_dir();
-    let system_id = pg.psql("SELECT system_identifier FROM pg_control_system()", "postgres")?;
+    let system_id = pg.psql(
+        "SELECT system_identifier FROM pg_control_system()",
+        "postgres",
+    )?;
     let fmt = match format {
         BaseFormat::Plain => "plain",
         BaseFormat::Tar => "tar",
     };
     let mut cmd = pg.client(ClientTool::PgBasebackup);
     let label = format!("drill base backup {}", phys.bases.len() + 1);
-    cmd.arg("-D")
-        .arg(&dir)
-        .args(["-F", fmt, "-X", "stream", "-c", "fast", "--no-password", "-l", &label]);
+    cmd.arg("-D").arg(&dir).args([
+        "-F",
+        fmt,
+        "-X",
+        "stream",
+        "-c",
+        "fast",
+        "--no-password",
+        "-l",
+        &label,
+    ]);
     let run = crate::shell::output_within(&mut cmd, b"", limit)?.output;
     if !run.status.success() {
         return Err(Error::command(
@@ -299,7 +313,10 @@ pub(crate) fn base_backup(
                 .output()
                 .map_err(Error::spawn("tar -xOf base.tar backup_label"))?;
             if !out.status.success() {
-                return Err(Error::command(format!("tar -xOf {} backup_label", tar.display()), &out));
+                return Err(Error::command(
+                    format!("tar -xOf {} backup_label", tar.display()),
+                    &out,
+                ));
             }
             String::from_utf8_lossy(&out.stdout).into_owned()
         }
@@ -379,7 +396,7 @@ pub(crate) fn resolve(
     fault_at: Option<Instant>,
     restore_point: Option<(&str, Instant)>,
     base_end: Option<Instant>,
-) -> std::result::Result<Resolved, String> {
+) -> std::result::Result<Resolved, Refusal> {
     let wall = |at: Instant| -> String {
         let now_wall = SystemTime::now();
         let now = Instant::now();
@@ -409,10 +426,12 @@ pub(crate) fn resolve(
             backrest: ("immediate".into(), None),
         },
         RecoveryTarget::Fault { offset_ms } => {
-            let fault = fault_at.ok_or("no fault has happened yet")?;
+            let fault = fault_at.ok_or(Refusal::from("no fault has happened yet"))?;
             let shift = Duration::from_millis(offset_ms.unsigned_abs());
             let at = if *offset_ms < 0 {
-                fault.checked_sub(shift).ok_or("the target lies before the drill began")?
+                fault
+                    .checked_sub(shift)
+                    .ok_or(Refusal::from("the target lies before the drill began"))?
             } else {
                 fault + shift
             };
@@ -428,12 +447,12 @@ pub(crate) fn resolve(
         }
         RecoveryTarget::RestorePoint(name) => {
             let (made, at) = restore_point.ok_or_else(|| {
-                format!("no restore point `{name}` was made: add `restore-point = \"{name}\"` to `[fault]`")
+                Refusal(format!("no restore point `{name}` was made: add `restore-point = \"{name}\"` to `[fault]`"))
             })?;
             if made != name {
-                return Err(format!(
+                return Err(Refusal(format!(
                     "the restore point made before the fault is `{made}`, not `{name}`"
-                ));
+                )));
             }
             Resolved {
                 settings: vec![("recovery_target_name".into(), name.clone())],
@@ -499,7 +518,8 @@ fn pick_base<'a>(
 /// settings with `recovery_target_action = promote`, start, and wait for
 /// the promotion. Timed by phase: copy, replay, promotion.
 pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Result<PitrDone> {
-    let Some(base) = pick_base(&phys.bases, run.resolved.boundary.as_ref(), run.pick).cloned() else {
+    let Some(base) = pick_base(&phys.bases, run.resolved.boundary.as_ref(), run.pick).cloned()
+    else {
         return Ok(PitrDone {
             step: StepDone::refused(format!(
                 "no base backup ends before the target {} ({} taken)",
@@ -533,14 +553,23 @@ pub(crate) fn restore_base(
 ) -> Result<(Duration, bool)> {
     let copy_started = Instant::now();
     let same_cluster = pg
-        .psql("SELECT system_identifier FROM pg_control_system()", "postgres")
+        .psql(
+            "SELECT system_identifier FROM pg_control_system()",
+            "postgres",
+        )
         .is_ok_and(|id| id == base.system_id);
     let save_wal = unarchived_wal && same_cluster && saved.is_some();
     // The same cluster stops gracefully, so its last segments reach the
     // archive; a fresh one (after a wipe) has nothing of ours to archive,
     // and its archiver would retry for seconds.
-    pg.server_mut().stop(if same_cluster { Stop::Graceful } else { Stop::Kill })?;
-    let saved = saved.map(|p| sh_quote(&p.display().to_string())).unwrap_or_default();
+    pg.server_mut().stop(if same_cluster {
+        Stop::Graceful
+    } else {
+        Stop::Kill
+    })?;
+    let saved = saved
+        .map(|p| sh_quote(&p.display().to_string()))
+        .unwrap_or_default();
     let b = sh_quote(&base.location);
     // Whatever pg_basebackup wrote: a folder, or base.tar[.gz] with
     // pg_wal.tar[.gz] beside it.
@@ -563,12 +592,16 @@ pub(crate) fn restore_base(
          touch \"$DATA/recovery.signal\"\n\
          chown -R \"$owner\" \"$DATA\" && chmod 700 \"$DATA\"\n",
         save = if save_wal {
-            format!("for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n")
+            format!(
+                "for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n"
+            )
         } else {
             String::new()
         },
         bring = if save_wal {
-            format!("for f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\n")
+            format!(
+                "for f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\n"
+            )
         } else {
             String::new()
         },
@@ -655,7 +688,9 @@ pub(crate) fn start_recovering(
             log.redo_done_at.as_deref().unwrap_or("?"),
             log.last_completed
                 .as_deref()
-                .map_or(String::new(), |t| format!(", last completed transaction at {t}"))
+                .map_or(String::new(), |t| format!(
+                    ", last completed transaction at {t}"
+                ))
         )),
         _ => None,
     };
@@ -669,8 +704,14 @@ pub(crate) fn start_recovering(
             log.restored.len(),
             log.stopping
                 .clone()
-                .or(log.last_completed.clone().map(|t| format!("last completed transaction at {t}")))
-                .unwrap_or_else(|| format!("redo done at {}", log.redo_done_at.as_deref().unwrap_or("?"))),
+                .or(log
+                    .last_completed
+                    .clone()
+                    .map(|t| format!("last completed transaction at {t}")))
+                .unwrap_or_else(|| format!(
+                    "redo done at {}",
+                    log.redo_done_at.as_deref().unwrap_or("?")
+                )),
             log.new_timeline.map_or("?".into(), |t| t.to_string()),
         )),
         Ok(()) => {
@@ -697,7 +738,9 @@ pub(crate) fn start_recovering(
                     log.redo_done_at.as_deref().unwrap_or("?"),
                     log.last_completed
                         .as_deref()
-                        .map_or(String::new(), |t| format!(", last completed transaction at {t}"))
+                        .map_or(String::new(), |t| format!(
+                            ", last completed transaction at {t}"
+                        ))
                 ),
                 None => format!("the server did not come back from recovery: {e}"),
             };
@@ -743,7 +786,9 @@ fn wait_promoted(pg: &mut Postgres, limit: Duration, since: Instant) -> Result<(
 /// damaged record.
 pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> {
     let Some(c) = phys.continuity()? else {
-        return Ok(StepDone::refused("no base backup was taken: nothing to check the archive from"));
+        return Ok(StepDone::refused(
+            "no base backup was taken: nothing to check the archive from",
+        ));
     };
     if !c.complete() {
         // Which base backups still reach the archive's end: a recovery to
@@ -798,7 +843,10 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
     let stopped_in = text
         .split(" at ")
         .nth(1)
-        .and_then(|rest| rest.split(|ch: char| ch == ':' || ch.is_whitespace()).next())
+        .and_then(|rest| {
+            rest.split(|ch: char| ch == ':' || ch.is_whitespace())
+                .next()
+        })
         .and_then(|lsn| Segment::of_lsn(c.from.timeline, lsn));
     match stopped_in {
         Some(s) if s.number < newest.number => {
