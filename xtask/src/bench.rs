@@ -30,6 +30,9 @@ pub(crate) struct Args {
     /// Where to write the table.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
+    /// Measure only this (`pitr`) and replace its section in --out.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// One compared measurement.
@@ -126,6 +129,17 @@ fn bench(args: &Args) -> anyhow::Result<()> {
         .build()?;
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
+    if let Some(only) = &args.only {
+        anyhow::ensure!(only == "pitr", "--only {only}: the one measurement that runs alone is `pitr`");
+        eprintln!("bench: pitr ...");
+        let row = runtime.block_on(pitr(args.reps, &dir))?;
+        let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+        let text = splice(&old, PITR_HEADER, &render_pitr(args, &row));
+        println!("{}", render_pitr(args, &row));
+        std::fs::write(&args.out, text)?;
+        eprintln!("written to {}", args.out.display());
+        return Ok(());
+    }
     let mut rows = Vec::new();
     eprintln!("bench: server start ...");
     rows.push(start(args.reps)?);
@@ -137,11 +151,14 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     rows.extend(sanitizer(args, &dir)?);
     eprintln!("bench: restore overhead ...");
     rows.push(runtime.block_on(restore(args.reps, &dir))?);
+    eprintln!("bench: pitr ...");
+    let pitr_row = runtime.block_on(pitr(args.reps, &dir))?;
     eprintln!("bench: scale ...");
     let scale = runtime.block_on(scale(args))?;
     eprintln!("bench: whole suite ...");
     let suite = suite()?;
-    let text = render(args, &rows, &scale, &suite);
+    let mut text = render(args, &rows, &scale, &suite);
+    text.push_str(&render_pitr(args, &pitr_row));
     println!("{text}");
     std::fs::write(&args.out, text)?;
     eprintln!("written to {}", args.out.display());
@@ -536,6 +553,166 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             if dm - cm <= limit { "within" } else { "over" }
         )),
     })
+}
+
+const PITR_HEADER: &str = "## Point-in-time recovery: the pitr step next to the same by hand";
+
+/// The pitr section.
+fn render_pitr(args: &Args, r: &Row) -> String {
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "\n{PITR_HEADER}\n\n`cargo xtask bench --only pitr --reps {}` at commit {rev} on {}; medians.\n\n\
+         | measurement | drill | by hand | drill/raw | target | met |\n|---|---|---|---|---|---|\n\
+         | {} | {} | {} | {} | {} | {} |\n{}",
+        args.reps,
+        machine(),
+        r.what,
+        r.drill,
+        r.raw,
+        r.ratio,
+        r.target,
+        match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        },
+        r.note.as_deref().map_or(String::new(), |n| format!("\n{n}\n"))
+    )
+}
+
+/// `old` with the section under `header` (up to the next `## `) replaced
+/// by `section`, or `section` appended.
+fn splice(old: &str, header: &str, section: &str) -> String {
+    let Some(at) = old.find(header) else {
+        return format!("{}\n{}", old.trim_end(), section);
+    };
+    let start = old[..at].trim_end().len();
+    let rest = &old[at + header.len()..];
+    let end = rest.find("\n## ").map_or(old.len(), |i| at + header.len() + i + 1);
+    format!("{}\n{}{}", &old[..start], section, &old[end..])
+}
+
+/// drill's restore of a base backup + WAL archive to latest (the `pitr`
+/// procedure, through restore-artifact) next to the manual's steps by
+/// hand: `cp -a` the base backup, `recovery.signal` and `restore_command`,
+/// `pg_ctl start -w`, poll `pg_is_in_recovery()`. The backups are made by
+/// the tests' script, without drill.
+async fn pitr(reps: usize, dir: &Path) -> anyhow::Result<Row> {
+    let n = 1_000_000u64;
+    let root = std::path::absolute(dir.join("pitr"))?;
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let prod = root.join("prod");
+    sh(
+        &format!(
+            "sh xtask/tests/data/make-physical-backups.sh {} {port} {n} >/dev/null",
+            prod.display()
+        ),
+        &[],
+    )?;
+    let (base, archive) = (prod.join("base-plain"), prod.join("archive"));
+    let bindir = drill::service::postgres::PgBinaries::locate()?.bin_dir;
+    let (mut d, mut r, mut rto) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..reps {
+        let data = root.join(format!("raw{i}"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let script = format!(
+            "set -e\nD={d}\nmkdir -p $D\ncp -a {b}/. $D/\nrm -f $D/backup_manifest\ntouch $D/recovery.signal\n\
+             printf \"restore_command = 'cp {a}/%%f %%p'\\nrecovery_target_action = 'promote'\\nport = {port}\\n\
+             unix_socket_directories = '$D'\\nlisten_addresses = ''\\narchive_mode = off\\n\" >> $D/postgresql.auto.conf\n\
+             chown -R postgres $D && chmod 700 $D\n\
+             runuser -u postgres -- {bin}/pg_ctl -D $D -l $D/startup.log -w start >/dev/null\n\
+             until [ \"$(runuser -u postgres -- {bin}/psql -X -h $D -p {port} -U postgres -Atc 'SELECT pg_is_in_recovery()')\" = f ]; do sleep 0.1; done",
+            d = data.display(),
+            b = base.display(),
+            a = archive.display(),
+            bin = bindir.display(),
+        );
+        r.push(sh(&script, &[])?.as_secs_f64());
+        let _ = sh(
+            &format!(
+                "runuser -u postgres -- {}/pg_ctl -D {} -m immediate -w stop >/dev/null; rm -rf {}",
+                bindir.display(),
+                data.display(),
+                data.display()
+            ),
+            &[],
+        );
+        let a = ArtifactDrill {
+            backup: base.clone(),
+            engine: PgEngine::Postgres,
+            database: "trading".into(),
+            user: "postgres".into(),
+            sanitize: true,
+            tables: vec![],
+            min_rows: vec![("trades".into(), 3 * n as i64)],
+            fingerprint: None,
+            probes: vec![],
+            allow_empty: false,
+            rto: Duration::from_secs(3600),
+            image: None,
+            wal_archive: Some(archive.clone()),
+            pgbackrest_repo: None,
+            stanza: None,
+            target: Default::default(),
+        };
+        let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
+        let m = report
+            .main_recovery()
+            .and_then(|m| m.rto)
+            .ok_or_else(|| anyhow::anyhow!("the drill did not restore: {:?}", report.recoveries))?;
+        rto.push(m.as_secs_f64());
+        d.push(
+            report
+                .timeline
+                .iter()
+                .filter(|e| e.step == "restore")
+                .map(|e| e.duration.as_secs_f64())
+                .sum(),
+        );
+    }
+    let (dm, rm, tm) = (median(d), median(r), median(rto));
+    let limit = 1.1 * rm + 0.5;
+    let bytes = drill_bytes(&base);
+    Ok(Row {
+        what: format!(
+            "pitr to latest: plain base backup ({} MB, {} rows) + its WAL archive",
+            bytes / 1_000_000,
+            n
+        ),
+        drill: format!("{dm:.3} s (the restore step: stop, copy, start, replay, promotion; RTO with checks {tm:.3} s)"),
+        raw: format!("{rm:.3} s (cp -a, recovery.signal + restore_command, pg_ctl start -w, poll pg_is_in_recovery())"),
+        ratio: format!("{:.2}", dm / rm),
+        target: format!("≤ 1.1 × raw + 0.5 s = {limit:.3} s"),
+        met: Some(dm <= limit),
+        note: Some(
+            "Not in either column: drill starts its disposable server (initdb) and copies the archive into the run's folder before the step; the by-hand column reuses the archive in place."
+                .into(),
+        ),
+    })
+}
+
+fn drill_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                drill_bytes(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
 }
 
 /// Phase times of the verbose-dump drill (no workload) as the data grows.
