@@ -201,18 +201,7 @@ pub(crate) fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> 
         .filter(|(_, p)| !**p)
         .map(|(a, _)| a)
         .collect();
-    let window = lost
-        .iter()
-        .map(|a| a.acked_at)
-        .min()
-        .map_or(Duration::ZERO, |oldest| {
-            // A write acknowledged just after the fault began (before the
-            // kill landed) and then lost is still a loss: never a zero
-            // window that an RPO of "0s" would call green.
-            fault_at
-                .saturating_duration_since(oldest)
-                .max(Duration::from_millis(1))
-        });
+    let window = window_from(fault_at, lost.iter().map(|a| a.acked_at).min());
     RpoMeasurement {
         acknowledged: ledger.acks.len(),
         lost: lost.len(),
@@ -220,6 +209,18 @@ pub(crate) fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> 
         lost_sample: sample(&lost),
         pitr: None,
     }
+}
+
+/// The fault minus the oldest missing write's acknowledgement. A write
+/// acknowledged just after the fault began (before the kill landed) and
+/// then lost is still a loss: never a zero window that an RPO of "0s"
+/// would call green.
+fn window_from(fault_at: Instant, oldest_missing: Option<Instant>) -> Duration {
+    oldest_missing.map_or(Duration::ZERO, |oldest| {
+        fault_at
+            .saturating_duration_since(oldest)
+            .max(Duration::from_millis(1))
+    })
 }
 
 fn sample(acks: &[&Ack]) -> Vec<String> {
@@ -266,11 +267,7 @@ pub(crate) fn pitr_from(
             in_absent += 1;
         }
     }
-    let window = oldest_missing.map_or(Duration::ZERO, |o| {
-        fault_at
-            .saturating_duration_since(o)
-            .max(Duration::from_millis(1))
-    });
+    let window = window_from(fault_at, oldest_missing);
     RpoMeasurement {
         acknowledged: ledger.acks.len(),
         lost: lost.len(),

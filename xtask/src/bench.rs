@@ -130,7 +130,10 @@ fn bench(args: &Args) -> anyhow::Result<()> {
     let dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&dir)?;
     if let Some(only) = &args.only {
-        anyhow::ensure!(only == "pitr", "--only {only}: the one measurement that runs alone is `pitr`");
+        anyhow::ensure!(
+            only == "pitr",
+            "--only {only}: the one measurement that runs alone is `pitr`"
+        );
         eprintln!("bench: pitr ...");
         let row = runtime.block_on(pitr(args.reps, &dir))?;
         let old = std::fs::read_to_string(&args.out).unwrap_or_default();
@@ -580,7 +583,9 @@ fn render_pitr(args: &Args, r: &Row) -> String {
             Some(false) => "**no**",
             None => "–",
         },
-        r.note.as_deref().map_or(String::new(), |n| format!("\n{n}\n"))
+        r.note
+            .as_deref()
+            .map_or(String::new(), |n| format!("\n{n}\n"))
     )
 }
 
@@ -592,7 +597,9 @@ fn splice(old: &str, header: &str, section: &str) -> String {
     };
     let start = old[..at].trim_end().len();
     let rest = &old[at + header.len()..];
-    let end = rest.find("\n## ").map_or(old.len(), |i| at + header.len() + i + 1);
+    let end = rest
+        .find("\n## ")
+        .map_or(old.len(), |i| at + header.len() + i + 1);
     format!("{}\n{}{}", &old[..start], section, &old[end..])
 }
 
@@ -608,7 +615,9 @@ async fn pitr(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     std::fs::create_dir_all(&root)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let prod = root.join("prod");
     sh(
         &format!(
@@ -622,7 +631,9 @@ async fn pitr(reps: usize, dir: &Path) -> anyhow::Result<Row> {
     let (mut d, mut r, mut rto) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..reps {
         let data = root.join(format!("raw{i}"));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let script = format!(
             "set -e\nD={d}\nmkdir -p $D\ncp -a {b}/. $D/\nrm -f $D/backup_manifest\ntouch $D/recovery.signal\n\
              printf \"restore_command = 'cp {a}/%%f %%p'\\nrecovery_target_action = 'promote'\\nport = {port}\\n\

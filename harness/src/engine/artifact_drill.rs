@@ -87,16 +87,7 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         let green = if done.status == "refused" {
             false
         } else {
-            if !done.ok {
-                r.checks.push(CheckResult::new(
-                    CheckKind::Step,
-                    "step restore",
-                    "succeeds",
-                    done.status.clone(),
-                    false,
-                    Some(done.evidence.clone()),
-                ));
-            }
+            r.step_failed(&done);
             r.server.is_some() && done.ok && r.judge().await?
         };
         let rto = green.then(|| restore_at.elapsed());
@@ -118,16 +109,7 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
         done.ok,
         done.detail.clone(),
     );
-    if !done.ok {
-        r.checks.push(CheckResult::new(
-            CheckKind::Step,
-            "step restore",
-            "succeeds",
-            done.status.clone(),
-            false,
-            Some(done.evidence.clone()),
-        ));
-    }
+    r.step_failed(&done);
     let errors = done.errors;
     let green = r.judge().await?;
     let rto = green.then(|| restore_at.elapsed());
@@ -135,6 +117,20 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
 }
 
 impl Restore<'_> {
+    /// A failed restore step is a red check with the tool's output.
+    fn step_failed(&mut self, done: &StepDone) {
+        if !done.ok {
+            self.checks.push(CheckResult::new(
+                CheckKind::Step,
+                "step restore",
+                "succeeds",
+                done.status.clone(),
+                false,
+                Some(done.evidence.clone()),
+            ));
+        }
+    }
+
     /// A restore about to begin: nothing started yet.
     fn new<'a>(d: &'a ArtifactDrill, opts: &DrillOptions) -> Restore<'a> {
         let run_id = super::new_run_id();

@@ -141,7 +141,6 @@ impl<'de> Deserialize<'de> for RecoveryTarget {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,28 +79,20 @@ impl Backrest {
         ]
     }
 
+    /// `pgbackrest <config and stanza> <rest>` as one shell command.
+    fn shell_command(&self, rest: &str) -> String {
+        let options: Vec<String> = self.global_options().iter().map(|o| sh_quote(o)).collect();
+        format!("pgbackrest {} {rest}", options.join(" "))
+    }
+
     /// The `archive_command`.
     pub(crate) fn archive_push(&self) -> String {
-        format!(
-            "pgbackrest {} archive-push %p",
-            self.global_options()
-                .iter()
-                .map(|o| sh_quote(o))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
+        self.shell_command("archive-push %p")
     }
 
     /// The `restore_command`.
     pub(crate) fn archive_get(&self) -> String {
-        format!(
-            "pgbackrest {} archive-get %f \"%p\"",
-            self.global_options()
-                .iter()
-                .map(|o| sh_quote(o))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
+        self.shell_command("archive-get %f \"%p\"")
     }
 
     /// Writes the configuration for the server as it runs now (its data
@@ -348,19 +340,8 @@ impl Backrest {
         foreign: Option<&str>,
     ) -> Result<PitrDone> {
         let copy_started = Instant::now();
-        let same_cluster = pg
-            .psql(
-                "SELECT system_identifier FROM pg_control_system()",
-                "postgres",
-            )
-            .is_ok_and(|id| id == base.system_id);
+        let same_cluster = super::stop_for_restore(pg, base)?;
         let save_wal = run.unarchived_wal && same_cluster;
-        let how = if same_cluster {
-            crate::backend::Stop::Graceful
-        } else {
-            crate::backend::Stop::Kill
-        };
-        pg.server_mut().stop(how)?;
         let (ty, target) = &run.resolved.backrest;
         let mut args: Vec<String> = self.global_options();
         args.push("--pg1-path=$DATA".into());

@@ -552,21 +552,8 @@ pub(crate) fn restore_base(
     foreign: Option<&str>,
 ) -> Result<(Duration, bool)> {
     let copy_started = Instant::now();
-    let same_cluster = pg
-        .psql(
-            "SELECT system_identifier FROM pg_control_system()",
-            "postgres",
-        )
-        .is_ok_and(|id| id == base.system_id);
+    let same_cluster = stop_for_restore(pg, base)?;
     let save_wal = unarchived_wal && same_cluster && saved.is_some();
-    // The same cluster stops gracefully, so its last segments reach the
-    // archive; a fresh one (after a wipe) has nothing of ours to archive,
-    // and its archiver would retry for seconds.
-    pg.server_mut().stop(if same_cluster {
-        Stop::Graceful
-    } else {
-        Stop::Kill
-    })?;
     let saved = saved
         .map(|p| sh_quote(&p.display().to_string()))
         .unwrap_or_default();
@@ -609,6 +596,26 @@ pub(crate) fn restore_base(
     );
     pg.data_shell(&script)?;
     Ok((copy_started.elapsed(), save_wal))
+}
+
+/// Stops the server before `base` replaces its data; whether it runs the
+/// cluster `base` was taken of (then its `pg_wal` is worth saving). The
+/// same cluster stops gracefully, so its last segments reach the archive;
+/// a fresh one (after a wipe) has nothing of ours to archive, and its
+/// archiver would retry for seconds: it is killed.
+pub(crate) fn stop_for_restore(pg: &mut Postgres, base: &BaseBackup) -> Result<bool> {
+    let same_cluster = pg
+        .psql(
+            "SELECT system_identifier FROM pg_control_system()",
+            "postgres",
+        )
+        .is_ok_and(|id| id == base.system_id);
+    pg.server_mut().stop(if same_cluster {
+        Stop::Graceful
+    } else {
+        Stop::Kill
+    })?;
+    Ok(same_cluster)
 }
 
 /// What a backup from elsewhere needs to start as a disposable server: a
