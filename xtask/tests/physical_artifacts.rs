@@ -173,6 +173,45 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
         );
     }
 
+    // A backup is untrusted input: commands its configuration names
+    // (recovery_end_command, archive_command) must not run, natively a
+    // host process.
+    let evil = dir.path().join("evil-base");
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &plain])
+        .arg(&evil)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let marker = dir.path().join(format!("pwned-{}", backend.name()));
+    std::fs::write(
+        evil.join("postgresql.auto.conf"),
+        format!(
+            "recovery_end_command = 'touch {m}.recovery-end'\narchive_mode = on\narchive_command = 'touch {m}.archive'\n",
+            m = marker.display()
+        ),
+    )
+    .unwrap();
+    // The manifest lists the old postgresql.auto.conf: drop it, as an
+    // attacker would.
+    std::fs::remove_file(evil.join("backup_manifest")).unwrap();
+    let (code, _, out) = restore(
+        backend,
+        &[
+            "--backup",
+            &evil.display().to_string(),
+            "--wal-archive",
+            &archive,
+            "--probe",
+            all,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    for suffix in ["recovery-end", "archive"] {
+        let m = format!("{}.{suffix}", marker.display());
+        assert!(!Path::new(&m).exists(), "the backup ran a command: {m}");
+    }
+
     // A damaged segment in the repository: `pgbackrest verify` exits 0 and
     // says `status: error`; read by its output, the drill is red before
     // anything is restored.

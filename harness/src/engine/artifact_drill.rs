@@ -159,11 +159,16 @@ impl Restore<'_> {
     /// The server to restore into, in the flavour asked for, started on
     /// first use.
     fn server(&mut self) -> Result<&Postgres> {
-        self.server_with(Vec::new())
+        self.server_with(Vec::new(), Vec::new())
     }
 
-    /// [`Restore::server`], also sharing `extra` folders with it.
-    fn server_with(&mut self, extra: Vec<PathBuf>) -> Result<&Postgres> {
+    /// [`Restore::server`], also sharing `extra` folders with it and
+    /// started with `settings` on its command line.
+    fn server_with(
+        &mut self,
+        extra: Vec<PathBuf>,
+        settings: Vec<(String, String)>,
+    ) -> Result<&Postgres> {
         if self.server.is_none() {
             let d = self.d;
             let image = crate::service::postgres::image(d.image.as_deref());
@@ -184,8 +189,12 @@ impl Restore<'_> {
                 timescaledb: flavour == Flavour::TimescaleDb,
                 // A physical backup may preload what this server lacks.
                 settings: match flavour {
-                    Flavour::TimescaleDb => vec![],
-                    Flavour::Postgres => vec![("shared_preload_libraries".into(), String::new())],
+                    Flavour::TimescaleDb => settings,
+                    Flavour::Postgres => {
+                        let mut s = settings;
+                        s.push(("shared_preload_libraries".into(), String::new()));
+                        s
+                    }
                 },
                 image,
                 shared,

@@ -193,7 +193,11 @@ impl Restore<'_> {
         if facts.is_some() {
             shared.push(std::path::absolute(&d.backup).map_err(Error::io("resolve", &d.backup))?);
         }
-        self.server_with(shared)?;
+        let hardened: Vec<(String, String)> = pitr::UNTRUSTED_BACKUP_SETTINGS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.server_with(shared, hardened)?;
         let server = self.server.as_mut().expect("started");
         phys.hand_to_server(server)?;
         // The major versions must match: a physical backup restores only

@@ -598,6 +598,26 @@ pub(crate) fn restore_base(
     Ok((copy_started.elapsed(), save_wal))
 }
 
+/// Settings on the command line (which wins over the backup's
+/// `postgresql.conf`, its includes and `postgresql.auto.conf`) of a server
+/// started on a backup from elsewhere: nothing in the backup may run a
+/// command or load a library on the machine (natively the server is a
+/// host process), write outside its data directory, or archive anywhere.
+pub(crate) const UNTRUSTED_BACKUP_SETTINGS: &[(&str, &str)] = &[
+    ("archive_mode", "off"),
+    ("archive_command", ""),
+    ("archive_cleanup_command", ""),
+    ("recovery_end_command", ""),
+    ("local_preload_libraries", ""),
+    ("session_preload_libraries", ""),
+    ("dynamic_library_path", "$libdir"),
+    ("jit", "off"),
+    ("ssl", "off"),
+    ("ssl_passphrase_command", ""),
+    ("external_pid_file", ""),
+    ("logging_collector", "off"),
+];
+
 /// Stops the server before `base` replaces its data; whether it runs the
 /// cluster `base` was taken of (then its `pg_wal` is worth saving). The
 /// same cluster stops gracefully, so its last segments reach the archive;
