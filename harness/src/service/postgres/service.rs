@@ -223,8 +223,17 @@ impl PostgresService {
         };
         let took = started.elapsed();
         let archived = phys.archived()?.len();
+        // The first backup's line says how the archive is fed, in full.
+        let command = if phys.bases.is_empty() {
+            phys.settings()
+                .into_iter()
+                .find(|(k, _)| k == "archive_command")
+                .map_or(String::new(), |(_, v)| format!(" = {v}"))
+        } else {
+            String::new()
+        };
         let detail = format!(
-            "{detail}: {} MB from segment {} in {}; WAL archive {} ({archived} files) via archive_command",
+            "{detail}: {} MB from segment {} in {}; WAL archive {} ({archived} files) via archive_command{command}",
             base.bytes / 1_000_000,
             base.start,
             crate::fmt_duration(took),
