@@ -184,9 +184,13 @@ pub struct PitrLedger {
     pub in_flight_absent: usize,
 }
 
-/// Where a point-in-time recovery was asked to stop, on the drill's clock.
+/// Where a point-in-time recovery was asked to stop, on the drill's clock:
+/// somewhere in `since..=at` (a point when they are equal; an interval when
+/// the stop is only known between two readings of the clock, such as a
+/// restore point made by a statement, or a base backup's consistency).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Boundary {
+    pub since: Instant,
     pub at: Instant,
     /// The target as the scenario wrote it, and the instant as wall-clock time.
     pub label: String,
@@ -233,7 +237,8 @@ fn sample(acks: &[&Ack]) -> Vec<String> {
 /// The ledger as the oracle of a recovery to `target`: every write
 /// acknowledged before it must be there (else `lost`), every write sent
 /// after it must not (else `unexpected`), and a write in flight at it may
-/// be either. A target after the fault is judged at the fault: the fault is
+/// be either (as may one acknowledged while the stop was still uncertain,
+/// within the boundary's interval). A target after the fault is judged at the fault: the fault is
 /// the incident, and a recovery that brings back writes from after it
 /// replayed the incident too. The window is the fault minus the oldest
 /// acknowledged write from before the fault that is missing: the data the
@@ -245,6 +250,7 @@ pub(crate) fn pitr_from(
     target: &Boundary,
 ) -> RpoMeasurement {
     let t = target.at.min(fault_at);
+    let since = target.since.min(t);
     let mut lost = Vec::new();
     let mut unexpected = Vec::new();
     let (mut in_present, mut in_absent) = (0, 0);
@@ -253,7 +259,7 @@ pub(crate) fn pitr_from(
         if !*p && a.acked_at <= fault_at {
             oldest_missing = Some(oldest_missing.map_or(a.acked_at, |o| o.min(a.acked_at)));
         }
-        if a.acked_at < t {
+        if a.acked_at < since {
             if !*p {
                 lost.push(a);
             }
@@ -340,6 +346,7 @@ mod tests {
             &present,
             fault,
             &Boundary {
+                since: late,
                 at: late,
                 label: "fault + 30ms".into(),
             },
@@ -366,7 +373,7 @@ mod tests {
             let (ledger, commits) = ledger_of(&writes, t0);
             let t = t0 + Duration::from_millis(target_ms);
             let present: Vec<bool> = commits.iter().map(|c| *c <= t).collect();
-            let m = pitr_from(&ledger, &present, t0 + Duration::from_secs(6), &Boundary { at: t, label: "t".into() });
+            let m = pitr_from(&ledger, &present, t0 + Duration::from_secs(6), &Boundary { since: t, at: t, label: "t".into() });
             let p = m.pitr.clone().unwrap();
             prop_assert_eq!(m.lost, 0);
             prop_assert_eq!(p.unexpected, 0);
@@ -389,7 +396,7 @@ mod tests {
             let t = t0 + Duration::from_millis(target_ms);
             let reached = t0 + Duration::from_millis(reached_ms);
             let present: Vec<bool> = commits.iter().map(|c| *c <= reached).collect();
-            let m = pitr_from(&ledger, &present, t0 + Duration::from_secs(6), &Boundary { at: t, label: "t".into() });
+            let m = pitr_from(&ledger, &present, t0 + Duration::from_secs(6), &Boundary { since: t, at: t, label: "t".into() });
             let want_lost = ledger.acks.iter().zip(&commits).filter(|(a, c)| a.acked_at < t && **c > reached).count();
             let want_unexpected = ledger.acks.iter().zip(&commits).filter(|(a, c)| a.sent_at > t && **c <= reached).count();
             let unexpected = m.pitr.as_ref().unwrap().unexpected;

@@ -212,6 +212,25 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
         assert!(!Path::new(&m).exists(), "the backup ran a command: {m}");
     }
 
+    // A link out of the data directory (a tablespace, or worse) is refused
+    // before any server starts.
+    std::os::unix::fs::symlink("/etc", evil.join("pg_tblspc").join("16390")).unwrap();
+    let (code, r, out) = restore(
+        backend,
+        &[
+            "--backup",
+            &evil.display().to_string(),
+            "--wal-archive",
+            &archive,
+        ],
+    );
+    assert_ne!(code, 0, "{out}");
+    let refused = checks(&r)
+        .into_iter()
+        .find(|c| !c.1 && c.2.contains("pg_tblspc/16390"))
+        .unwrap_or_else(|| panic!("the link is named: {:?}", checks(&r)));
+    assert!(refused.2.contains("symbolic links"), "{refused:?}");
+
     // A damaged segment in the repository: `pgbackrest verify` exits 0 and
     // says `status: error`; read by its output, the drill is red before
     // anything is restored.

@@ -19,6 +19,7 @@ use crate::check::{self, CheckKind, CheckResult};
 use crate::scenario::{DumpFormat, PgEngine, RecoveryExpect, RecoveryTarget};
 use crate::service::postgres::backup::Artifact;
 use crate::service::postgres::checks::{probe, schema};
+use crate::service::postgres::pitr;
 use crate::service::postgres::restore::{
     PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore,
 };
@@ -159,16 +160,13 @@ impl Restore<'_> {
     /// The server to restore into, in the flavour asked for, started on
     /// first use.
     fn server(&mut self) -> Result<&Postgres> {
-        self.server_with(Vec::new(), Vec::new())
+        self.server_with(Vec::new(), false)
     }
 
-    /// [`Restore::server`], also sharing `extra` folders with it and
-    /// started with `settings` on its command line.
-    fn server_with(
-        &mut self,
-        extra: Vec<PathBuf>,
-        settings: Vec<(String, String)>,
-    ) -> Result<&Postgres> {
+    /// [`Restore::server`], also sharing `extra` folders with it; for a
+    /// `physical` backup, with what keeps a cluster from elsewhere from
+    /// running anything (on its command line and in drill's sessions).
+    fn server_with(&mut self, extra: Vec<PathBuf>, physical: bool) -> Result<&Postgres> {
         if self.server.is_none() {
             let d = self.d;
             let image = crate::service::postgres::image(d.image.as_deref());
@@ -185,17 +183,27 @@ impl Restore<'_> {
             shared.extend(extra);
             shared.sort();
             shared.dedup();
+            let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+                list.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            };
+            let (mut settings, client_options) = if physical {
+                (
+                    pairs(pitr::UNTRUSTED_BACKUP_SETTINGS),
+                    pairs(pitr::UNTRUSTED_SESSION_SETTINGS),
+                )
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            // A physical backup may preload what this server lacks.
+            if flavour == Flavour::Postgres {
+                settings.push(("shared_preload_libraries".into(), String::new()));
+            }
             let spec = PgSpec {
                 timescaledb: flavour == Flavour::TimescaleDb,
-                // A physical backup may preload what this server lacks.
-                settings: match flavour {
-                    Flavour::TimescaleDb => settings,
-                    Flavour::Postgres => {
-                        let mut s = settings;
-                        s.push(("shared_preload_libraries".into(), String::new()));
-                        s
-                    }
-                },
+                settings,
+                client_options,
                 image,
                 shared,
                 ..PgSpec::new(&d.database, &d.user, &self.run_id)

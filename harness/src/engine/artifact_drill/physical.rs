@@ -82,6 +82,7 @@ pub(crate) fn inspect(dir: &Path) -> std::result::Result<BaseFacts, Refusal> {
         "its backup_label has no `START WAL LOCATION` line: not a pg_basebackup output",
     ))?;
     let pg_major = read("PG_VERSION")?.trim().to_string();
+    refuse_outside_links(dir, format, gzip)?;
     Ok(BaseFacts {
         dir: dir.to_owned(),
         format,
@@ -90,6 +91,79 @@ pub(crate) fn inspect(dir: &Path) -> std::result::Result<BaseFacts, Refusal> {
         pg_major,
         manifest: dir.join("backup_manifest").is_file(),
     })
+}
+
+/// A backup is restored by root (natively) or into a volume: it may hold
+/// only folders and regular files. Symbolic links (tablespaces under
+/// `pg_tblspc`, a `pg_wal` elsewhere), devices, FIFOs and sockets would
+/// reach outside the disposable server, and tablespace tars are not
+/// restored here: refused, named.
+fn refuse_outside_links(
+    dir: &Path,
+    format: BaseFormat,
+    gzip: bool,
+) -> std::result::Result<(), Refusal> {
+    let odd: Vec<String> = match format {
+        BaseFormat::Plain => {
+            let mut odd = Vec::new();
+            walk_odd(dir, dir, &mut odd);
+            odd
+        }
+        BaseFormat::Tar => {
+            let mut odd: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|e| Refusal(format!("{}: {e}", dir.display())))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| {
+                    (n.ends_with(".tar") || n.ends_with(".tar.gz"))
+                        && !n.starts_with("base.")
+                        && !n.starts_with("pg_wal.")
+                })
+                .map(|n| format!("{n} (a tablespace)"))
+                .collect();
+            let tar = dir.join(if gzip { "base.tar.gz" } else { "base.tar" });
+            let out = Command::new("tar")
+                .arg(if gzip { "-tvzf" } else { "-tvf" })
+                .arg(&tar)
+                .output()
+                .map_err(|e| Refusal(format!("tar: {e}")))?;
+            if !out.status.success() {
+                return Err(Refusal(format!(
+                    "{} cannot be listed: {}",
+                    tar.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            odd.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| !matches!(l.chars().next(), Some('-' | 'd')))
+                    .map(|l| l.to_string()),
+            );
+            odd
+        }
+    };
+    if odd.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal(format!(
+        "it holds {} entries that are neither folders nor regular files (symbolic links such as tablespaces, devices, FIFOs), which a restore would follow outside the disposable server: {}{}; restore a backup without tablespaces (pg_basebackup of a cluster whose data all lies in its data directory)",
+        odd.len(),
+        odd.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+        if odd.len() > 5 { ", ..." } else { "" }
+    )))
+}
+
+fn walk_odd(root: &Path, dir: &Path, odd: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        let p = e.path();
+        if t.is_dir() {
+            walk_odd(root, &p, odd);
+        } else if !t.is_file() {
+            odd.push(p.strip_prefix(root).unwrap_or(&p).display().to_string());
+        }
+    }
 }
 
 /// Copies the regular files of `from` (and one level of folders, as
@@ -193,11 +267,7 @@ impl Restore<'_> {
         if facts.is_some() {
             shared.push(std::path::absolute(&d.backup).map_err(Error::io("resolve", &d.backup))?);
         }
-        let hardened: Vec<(String, String)> = pitr::UNTRUSTED_BACKUP_SETTINGS
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.server_with(shared, hardened)?;
+        self.server_with(shared, true)?;
         let server = self.server.as_mut().expect("started");
         phys.hand_to_server(server)?;
         // The major versions must match: a physical backup restores only
@@ -252,6 +322,7 @@ impl Restore<'_> {
                         .to_string(),
                     format: f.format,
                     start: f.start,
+                    started_at: std::time::Instant::now(),
                     ended_at: std::time::Instant::now(),
                     system_id: String::new(),
                     bytes: pitr::dir_bytes(&f.dir),

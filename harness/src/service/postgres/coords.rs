@@ -15,6 +15,12 @@ pub struct PgCoordinates {
     #[serde(skip)]
     pub password: String,
     pub database: String,
+    /// Settings every session of drill's sets at connection start
+    /// (libpq's `options`, `PGOPTIONS`): they outrank what the server's
+    /// catalog sets per role and database, which matters for a backup from
+    /// elsewhere (`ALTER ROLE ... SET session_preload_libraries`).
+    #[serde(skip)]
+    pub options: Vec<(String, String)>,
 }
 
 impl PgCoordinates {
@@ -29,14 +35,23 @@ impl PgCoordinates {
     /// The variables libpq and most tools read: PGHOST, PGPORT, PGUSER,
     /// PGPASSWORD, PGDATABASE and DATABASE_URL.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("PGHOST", self.host.clone()),
             ("PGPORT", self.port.to_string()),
             ("PGUSER", self.user.clone()),
             ("PGPASSWORD", self.password.clone()),
             ("PGDATABASE", self.database.clone()),
             ("DATABASE_URL", self.url()),
-        ]
+        ];
+        if !self.options.is_empty() {
+            let opts: Vec<String> = self
+                .options
+                .iter()
+                .map(|(k, v)| format!("-c {k}={}", v.replace(' ', "\\ ")))
+                .collect();
+            env.push(("PGOPTIONS", opts.join(" ")));
+        }
+        env
     }
 
     /// The same server, another database.
@@ -55,6 +70,7 @@ impl PgCoordinates {
             .password(&self.password)
             .database(&self.database)
             .application_name("drill")
+            .options(self.options.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .disable_statement_logging();
         PgConnection::connect_with(&opts)
             .await

@@ -42,6 +42,9 @@ pub struct PgSpec {
     pub image: String,
     /// Host folders the server's tools must see (see [`ServerSpec::shared`]).
     pub shared: Vec<PathBuf>,
+    /// Settings every drill session sets at its start (see
+    /// [`PgCoordinates::options`]).
+    pub client_options: Vec<(String, String)>,
 }
 
 impl PgSpec {
@@ -56,6 +59,7 @@ impl PgSpec {
             run_id: run_id.into(),
             image: ServiceKind::Postgres.image(None),
             shared: Vec::new(),
+            client_options: Vec::new(),
         }
     }
 }
@@ -208,6 +212,7 @@ impl Postgres {
                 // Set below: the password is the server's own.
                 password: String::new(),
                 database: spec.database.clone(),
+                options: spec.client_options.clone(),
             },
             psql_restricts: std::sync::OnceLock::new(),
         };

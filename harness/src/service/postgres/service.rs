@@ -111,8 +111,9 @@ pub(crate) struct PostgresService {
     physical: Option<Physical>,
     /// When the first fault began: recovery targets are relative to it.
     fault_at: Option<Instant>,
-    /// The restore point made before the fault, and when.
-    restore_point: Option<(String, Instant)>,
+    /// The restore point made before the fault, and when (between the
+    /// call and its answer).
+    restore_point: Option<(String, Instant, Instant)>,
     /// Where the last point-in-time recovery was asked to stop: the ledger
     /// judges the writes against it.
     recovered_to: Option<Boundary>,
@@ -289,8 +290,10 @@ impl PostgresService {
         let resolved = match pitr::resolve(
             target,
             self.fault_at,
-            self.restore_point.as_ref().map(|(n, at)| (n.as_str(), *at)),
-            phys.bases.last().map(|b| b.ended_at),
+            self.restore_point
+                .as_ref()
+                .map(|(n, since, at)| (n.as_str(), *since, *at)),
+            phys.bases.last().map(|b| (b.started_at, b.ended_at)),
         ) {
             Ok(r) => r,
             Err(why) => return Ok(StepDone::refused(why.0)),
@@ -522,6 +525,7 @@ impl Service for PostgresService {
     async fn before_fault(&mut self, fault: &Fault) -> Result<Option<String>> {
         let mut said = Vec::new();
         if let Some(name) = &fault.restore_point {
+            let asked = Instant::now();
             let lsn = tokio::task::block_in_place(|| {
                 self.server.psql(
                     &format!(
@@ -531,7 +535,7 @@ impl Service for PostgresService {
                     "postgres",
                 )
             })?;
-            self.restore_point = Some((name.clone(), Instant::now()));
+            self.restore_point = Some((name.clone(), asked, Instant::now()));
             said.push(format!("restore point `{name}` made at {lsn}"));
         }
         let (Some(lag), Some(phys)) = (fault.archive_lag, &self.physical) else {

@@ -112,11 +112,14 @@ impl Backrest {
              compress-type=lz4\nprocess-max=2\narchive-timeout=60\n\n[{stanza}]\npg1-path={data}\npg1-port={port}\n\
              pg1-socket-path={socket}\npg1-user={user}\n"
         );
+        // Written aside and renamed: archive-push may be reading it.
         let path = self.config();
-        std::fs::write(&path, text).map_err(Error::io("write", &path))?;
+        let tmp = self.root.join(".pgbackrest.conf.tmp");
+        std::fs::write(&tmp, text).map_err(Error::io("write", &tmp))?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-            .map_err(Error::io("chmod", &path))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .map_err(Error::io("chmod", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io("rename into", &path))?;
         Ok(())
     }
 
@@ -168,6 +171,7 @@ impl Backrest {
         }
         let kind = if first { BackrestType::Full } else { kind };
         let ty = format!("--type={}", kind.name());
+        let started_at = Instant::now();
         let system_id = pg.psql(
             "SELECT system_identifier FROM pg_control_system()",
             "postgres",
@@ -188,6 +192,7 @@ impl Backrest {
                 location: label,
                 format: BaseFormat::Plain,
                 start,
+                started_at,
                 ended_at,
                 system_id,
                 bytes,
@@ -322,6 +327,7 @@ impl Backrest {
             location: label,
             format: BaseFormat::Plain,
             start,
+            started_at: Instant::now(),
             ended_at: Instant::now(),
             system_id: String::new(),
             bytes,
@@ -416,12 +422,19 @@ fn has_error(text: &str) -> bool {
 
 fn line_is_problem(l: &str) -> bool {
     let l = l.trim();
+    // Counts of nothing are no problem ("missing: 0", "checksum invalid: 0").
+    let zero_count = [
+        "missing: 0",
+        "checksum invalid: 0",
+        "size invalid: 0",
+        "other: 0",
+    ]
+    .iter()
+    .any(|z| l.contains(z));
     l.contains("ERROR:")
         || l.contains("status: error")
         || l.contains("FATAL")
-        || l.contains("invalid")
-        || (l.contains("missing:") && !l.contains("missing: 0"))
-        || (l.contains("checksum invalid") && !l.contains("checksum invalid: 0"))
+        || (!zero_count && (l.contains("invalid") || l.contains("missing:")))
 }
 
 #[cfg(test)]

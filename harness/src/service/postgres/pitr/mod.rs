@@ -51,7 +51,9 @@ pub(crate) struct BaseBackup {
     pub(crate) format: BaseFormat,
     /// The first WAL segment it needs.
     pub(crate) start: Segment,
-    /// When it finished: a recovery target must lie after it.
+    /// When it began and finished: a recovery target must lie after the
+    /// end; `immediate` stops between the two.
+    pub(crate) started_at: Instant,
     pub(crate) ended_at: Instant,
     /// The cluster it was taken of (`pg_control_system()`).
     pub(crate) system_id: String,
@@ -99,8 +101,14 @@ impl Physical {
         let command = match &self.backrest {
             Some(b) => b.archive_push(),
             None => {
+                // Never overwrite a different segment; a copy a kill cut
+                // short never takes the segment's name (PostgreSQL's
+                // basic_archive does the same).
                 let dest = sh_quote(&format!("{}/%f", self.wal().display()));
-                format!("test ! -f {dest} && cp %p {dest}")
+                let tmp = sh_quote(&format!("{}/.%f.tmp", self.wal().display()));
+                format!(
+                    "if [ -f {dest} ]; then cmp -s %p {dest}; else cp %p {tmp} && mv {tmp} {dest}; fi"
+                )
             }
         };
         vec![
@@ -272,6 +280,7 @@ pub(crate) fn base_backup(
     limit: Duration,
 ) -> Result<BaseBackup> {
     let dir = phys.next_base_dir();
+    let started_at = Instant::now();
     let system_id = pg.psql(
         "SELECT system_identifier FROM pg_control_system()",
         "postgres",
@@ -331,6 +340,7 @@ pub(crate) fn base_backup(
         location: dir.display().to_string(),
         format,
         start,
+        started_at,
         ended_at,
         system_id,
         bytes: dir_bytes(&dir),
@@ -394,8 +404,8 @@ pub(crate) struct Resolved {
 pub(crate) fn resolve(
     target: &RecoveryTarget,
     fault_at: Option<Instant>,
-    restore_point: Option<(&str, Instant)>,
-    base_end: Option<Instant>,
+    restore_point: Option<(&str, Instant, Instant)>,
+    base: Option<(Instant, Instant)>,
 ) -> std::result::Result<Resolved, Refusal> {
     let wall = |at: Instant| -> String {
         let now_wall = SystemTime::now();
@@ -419,7 +429,9 @@ pub(crate) fn resolve(
         },
         RecoveryTarget::Immediate => Resolved {
             settings: vec![("recovery_target".into(), "immediate".into())],
-            boundary: base_end.map(|at| Boundary {
+            // Consistency lies between the newest backup's start and end.
+            boundary: base.map(|(since, at)| Boundary {
+                since,
                 at,
                 label: "immediate (the base backup's end)".into(),
             }),
@@ -439,6 +451,7 @@ pub(crate) fn resolve(
             Resolved {
                 settings: vec![("recovery_target_time".into(), time.clone())],
                 boundary: Some(Boundary {
+                    since: at,
                     at,
                     label: format!("{} ({time})", target.describe()),
                 }),
@@ -446,7 +459,7 @@ pub(crate) fn resolve(
             }
         }
         RecoveryTarget::RestorePoint(name) => {
-            let (made, at) = restore_point.ok_or_else(|| {
+            let (made, since, at) = restore_point.ok_or_else(|| {
                 Refusal(format!("no restore point `{name}` was made: add `restore-point = \"{name}\"` to `[fault]`"))
             })?;
             if made != name {
@@ -456,7 +469,9 @@ pub(crate) fn resolve(
             }
             Resolved {
                 settings: vec![("recovery_target_name".into(), name.clone())],
+                // The restore point's record lies between the call and its answer.
                 boundary: Some(Boundary {
+                    since,
                     at,
                     label: format!("{} ({})", target.describe(), wall(at)),
                 }),
@@ -504,7 +519,7 @@ fn pick_base<'a>(
 ) -> Option<&'a BaseBackup> {
     let usable = bases
         .iter()
-        .filter(|b| boundary.is_none_or(|t| b.ended_at < t.at));
+        .filter(|b| boundary.is_none_or(|t| b.ended_at <= t.at));
     match pick {
         Some(BackupPick::Oldest) => usable.min_by_key(|b| b.ended_at),
         _ => usable.max_by_key(|b| b.ended_at),
@@ -531,7 +546,18 @@ pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Res
     };
     let saved = phys.root().join("unarchived-wal");
     let archive = phys.wal();
-    let (copied, save_wal) = restore_base(pg, &base, Some(&saved), run.unarchived_wal, None)?;
+    let (copied, save_wal) = match restore_base(pg, &base, Some(&saved), run.unarchived_wal, None) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(PitrDone {
+                step: StepDone::failed(format!(
+                    "restoring base backup {} failed: {e}",
+                    base.location
+                )),
+                boundary: None,
+            });
+        }
+    };
     let restore_command = format!("cp {} %p", sh_quote(&format!("{}/%f", archive.display())));
     let chain = phys.continuity_from(base.start)?;
     start_recovering(pg, run, restore_command, copied, &base, save_wal, &chain)
@@ -616,6 +642,25 @@ pub(crate) const UNTRUSTED_BACKUP_SETTINGS: &[(&str, &str)] = &[
     ("ssl_passphrase_command", ""),
     ("external_pid_file", ""),
     ("logging_collector", "off"),
+    // A copy of a standby must not follow production's primary.
+    ("primary_conninfo", ""),
+    ("primary_slot_name", ""),
+    // The recovery is judged by its log: in English, to stderr, at LOG.
+    ("lc_messages", "C"),
+    ("log_destination", "stderr"),
+    ("log_min_messages", "warning"),
+    ("log_error_verbosity", "default"),
+    ("log_line_prefix", "%m [%p] "),
+];
+
+/// What drill's own sessions set when they connect to a server restored
+/// from a backup from elsewhere: settings the backup's catalog may set per
+/// role or database (`ALTER ROLE ... SET`), which the server's command line
+/// does not outrank but a session's startup options do.
+pub(crate) const UNTRUSTED_SESSION_SETTINGS: &[(&str, &str)] = &[
+    ("session_preload_libraries", ""),
+    ("local_preload_libraries", ""),
+    ("jit", "off"),
 ];
 
 /// Stops the server before `base` replaces its data; whether it runs the
@@ -645,6 +690,7 @@ pub(crate) fn stop_for_restore(pg: &mut Postgres, base: &BaseBackup) -> Result<b
 /// outside it or need files it lacks turned off (later lines of
 /// `postgresql.auto.conf` win; the command line wins over both).
 pub(crate) const FOREIGN_CONFIG: &str = "\
+    rm -f \"$DATA/standby.signal\"\n\
     [ -f \"$DATA/pg_hba.conf\" ] && mv \"$DATA/pg_hba.conf\" \"$DATA/pg_hba.conf.production\"\n\
     printf 'local all all trust\\nhost all all all trust\\nhost replication all all trust\\n' > \"$DATA/pg_hba.conf\"\n\
     touch \"$DATA/postgresql.conf\" \"$DATA/pg_ident.conf\"\n\
@@ -707,7 +753,23 @@ pub(crate) fn start_recovering(
     let evidence = log.evidence();
     // With no target PostgreSQL promotes at the first segment it cannot
     // fetch, without a warning: compare with what the archive holds.
+    // Replay may also end early without a missing file: at a damaged
+    // record (its segment is older than the archive's newest).
+    let ended_in = log
+        .redo_done_at
+        .as_deref()
+        .and_then(|lsn| Segment::of_lsn(chain.from.timeline, lsn));
+    let stopped_early = match (ended_in, chain.newest, &log.end_of_wal) {
+        (Some(e), Some(n), Some(why)) if chain.missing.is_empty() && e.number < n.number => {
+            Some(format!(
+                "recovery to latest stopped in segment {e}, before the archive's newest {n}, and promoted without a warning: {why}; replay ended at {}",
+                log.redo_done_at.as_deref().unwrap_or("?")
+            ))
+        }
+        _ => None,
+    };
     let short = match (run.target, chain.missing.first()) {
+        (RecoveryTarget::Latest, None) => stopped_early,
         (RecoveryTarget::Latest, Some(first)) => Some(format!(
             "recovery to latest stopped at the archive's gap and promoted without a warning: first missing segment {first}, {} archived segments after it never replayed (newest {}); replay ended at {}{}",
             chain.newest.map_or(0, |n| n.number - first.number),
@@ -865,6 +927,20 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
         .arg(newest.name());
     let out = crate::shell::output_within(&mut cmd, b"", Duration::from_secs(300))?.output;
     let text = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // pg_waldump ends with an error at the end of WAL, always; any other
+    // failure (a file it cannot read) says nothing about the records.
+    let read_to_an_end = out.status.success() || text.contains("error in WAL record at");
+    if !read_to_an_end {
+        let why = format!("pg_waldump could not read the archive: {text}");
+        return Ok(StepDone {
+            ok: false,
+            clean: false,
+            detail: why.clone(),
+            errors: vec![why.clone()],
+            status: "archive unreadable".into(),
+            evidence: text,
+        });
+    }
     // pg_waldump stops at the first record it cannot read: at the end of
     // the newest segment that is the end of WAL; before it, damage.
     let stopped_in = text
