@@ -669,18 +669,39 @@ pub(crate) const UNTRUSTED_SESSION_SETTINGS: &[(&str, &str)] = &[
 /// a fresh one (after a wipe) has nothing of ours to archive, and its
 /// archiver would retry for seconds: it is killed.
 pub(crate) fn stop_for_restore(pg: &mut Postgres, base: &BaseBackup) -> Result<bool> {
-    let same_cluster = pg
-        .psql(
-            "SELECT system_identifier FROM pg_control_system()",
-            "postgres",
-        )
-        .is_ok_and(|id| id == base.system_id);
+    let id = match pg.psql(
+        "SELECT system_identifier FROM pg_control_system()",
+        "postgres",
+    ) {
+        Ok(id) => Some(id),
+        // Down (a `stop` step, a crash): its pg_control still says.
+        Err(_) => system_id_on_disk(pg),
+    };
+    let same_cluster = !base.system_id.is_empty() && id.is_some_and(|id| id == base.system_id);
     pg.server_mut().stop(if same_cluster {
         Stop::Graceful
     } else {
         Stop::Kill
     })?;
     Ok(same_cluster)
+}
+
+/// The system identifier in the data directory's `pg_control`
+/// (`pg_controldata`, natively from the server's own binaries).
+fn system_id_on_disk(pg: &Postgres) -> Option<String> {
+    let path = match pg.info().backend {
+        crate::vocab::BackendKind::Native => {
+            format!("PATH={}:\"$PATH\"; ", sh_quote(&pg.info().source))
+        }
+        crate::vocab::BackendKind::Docker => String::new(),
+    };
+    let out = pg
+        .data_shell(&format!(
+            "{path}pg_controldata \"$DATA\" | sed -n 's/^Database system identifier: *//p'"
+        ))
+        .ok()?;
+    let id = String::from_utf8_lossy(&out).trim().to_string();
+    (!id.is_empty()).then_some(id)
 }
 
 /// What a backup from elsewhere needs to start as a disposable server: a
