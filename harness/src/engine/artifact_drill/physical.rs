@@ -415,11 +415,28 @@ impl Restore<'_> {
         // The archive's continuity from the backup's first segment.
         let start = match facts {
             Some(f) => Some(f.start),
-            None => phys
+            // A repository pgBackRest cannot read was named by verify.
+            None => match phys
                 .backrest
                 .as_ref()
                 .map(|b| b.newest_start(server, d.rto))
-                .transpose()?,
+            {
+                Some(Ok(start)) => Some(start),
+                Some(Err(e)) => {
+                    said.push(e.to_string());
+                    ok = false;
+                    self.checks.push(CheckResult::new(
+                        CheckKind::BackupIntegrity,
+                        "pgbackrest info",
+                        "a backup in the stanza",
+                        "none readable",
+                        false,
+                        Some(e.to_string()),
+                    ));
+                    None
+                }
+                None => None,
+            },
         };
         if let Some(start) = start {
             let chain = phys.continuity_from(start)?;

@@ -225,7 +225,27 @@ impl Backrest {
             .and_then(|b| b.as_array())
             .and_then(|b| b.last())
             .ok_or_else(|| {
-                Error::unexpected("read pgbackrest info", format!("no backup in {json}"))
+                let status = parsed[0]["status"]["message"]
+                    .as_str()
+                    .unwrap_or("no backup");
+                let stanzas: Vec<String> = std::fs::read_dir(self.repo().join("backup"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                Error::bad_input(
+                    format!("pgBackRest repository {}", self.repo().display()),
+                    format!(
+                        "stanza `{}`: {status}; the repository holds {}",
+                        self.stanza,
+                        if stanzas.is_empty() {
+                            "no stanza: is this the repo1-path folder?".to_string()
+                        } else {
+                            format!("stanzas {}: pass one with --stanza", stanzas.join(", "))
+                        }
+                    ),
+                )
             })?;
         let label = newest["label"].as_str().unwrap_or("?").to_string();
         let start = newest["archive"]["start"]
