@@ -477,8 +477,8 @@ pub struct Fault {
 pub enum ArchiveDamage {
     /// One segment after the first base backup is deleted.
     RemoveSegment,
-    /// One segment after the first base backup is overwritten with zeros
-    /// in its middle.
+    /// One segment after the first base backup is overwritten where its
+    /// first records are.
     CorruptSegment,
 }
 
