@@ -73,12 +73,13 @@ impl RecoveryTarget {
             }
             return Ok(RecoveryTarget::Lsn(lsn.to_uppercase()));
         }
-        let looks_like_date =
-            t.len() >= 10 && t[..4].chars().all(|c| c.is_ascii_digit()) && t.as_bytes()[4] == b'-';
+        // Byte-wise: the text may be anything, multi-byte characters too.
+        let year_first =
+            |x: &str| x.len() >= 10 && x.as_bytes()[..4].iter().all(u8::is_ascii_digit);
+        let looks_like_date = year_first(t) && t.as_bytes()[4] == b'-';
         if let Some(time) = t.strip_prefix("time:").or(looks_like_date.then_some(t)) {
             let time = time.trim();
-            let ok = time.len() >= 10
-                && time[..4].chars().all(|c| c.is_ascii_digit())
+            let ok = year_first(time)
                 && time
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || " -:.+/_".contains(c));
@@ -202,6 +203,16 @@ mod tests {
         #[test]
         fn never_panics(text in ".{0,40}") {
             let _ = RecoveryTarget::parse(&text);
+        }
+
+        /// Nor does text that starts the way a target does and goes on
+        /// with anything (multi-byte characters where a digit belongs).
+        #[test]
+        fn never_panics_past_a_good_start(
+            start in "(fault ?[+-]? ?|time:|lsn:|restore-point:|[0-9]{1,4}-?|)",
+            rest in ".{0,20}",
+        ) {
+            let _ = RecoveryTarget::parse(&format!("{start}{rest}"));
         }
     }
 }
