@@ -492,18 +492,19 @@ impl Drill<'_> {
         let mut out = Vec::new();
         for rec in &sc.recoveries {
             let phase = Phase::Recovery(rec.name.clone());
-            if fault_at.is_none()
-                && (sc.fault.restore_point.is_some() || sc.fault.archive_lag.is_some())
-            {
-                let t = tl.start(&Phase::Workload, "before the fault");
+            if fault_at.is_none() {
+                // A timeline step only when a service did something.
+                let t = Instant::now();
                 let said = services.before_fault(&sc.fault).await?;
-                tl.finish(
-                    &Phase::Workload,
-                    "before the fault",
-                    t,
-                    true,
-                    said.join("; "),
-                );
+                if !said.is_empty() {
+                    tl.finish(
+                        &Phase::Workload,
+                        "before the fault",
+                        t,
+                        true,
+                        said.join("; "),
+                    );
+                }
             }
             let fault_name = format!("fault: {}", sc.fault.action.name());
             let fault_started = tl.start(&phase, &fault_name);

@@ -504,7 +504,6 @@ impl Service for PostgresService {
 
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
         let mut said = Vec::new();
-        self.fault_at.get_or_insert_with(Instant::now);
         self.recovered_to = None;
         said.push(super::fault::inject(&mut self.server, fault, &self.settings).await?);
         if let (Some(how), Some(phys)) = (fault.archive_damage, &self.physical) {

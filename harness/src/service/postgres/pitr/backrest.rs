@@ -317,10 +317,7 @@ impl Backrest {
         phys: &Physical,
         run: &PitrRun<'_>,
     ) -> Result<PitrDone> {
-        let pick = match run.pick {
-            Some(BackupPick::Oldest) => phys.bases.first(),
-            _ => super::pick_base(&phys.bases, run.resolved.boundary.as_ref(), None),
-        };
+        let pick = super::pick_base(&phys.bases, run.resolved.boundary.as_ref(), run.pick);
         let Some(base) = pick.cloned() else {
             return Ok(PitrDone {
                 step: StepDone::refused(format!(
@@ -399,9 +396,7 @@ impl Backrest {
         let script = format!(
             "set -e\n{save}{empty}sh -c {as_owner} pgbackrest \"$DATA\" {args}\n{bring}",
             save = if save_wal {
-                format!(
-                    "for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n"
-                )
+                super::save_wal_script(&saved)
             } else {
                 String::new()
             },
@@ -416,7 +411,8 @@ impl Backrest {
             args = quoted.join(" "),
             bring = if save_wal {
                 format!(
-                    "owner=$(stat -c %u:%g \"$DATA\")\nfor f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\nchown -R \"$owner\" \"$DATA/pg_wal\"\n"
+                    "owner=$(stat -c %u:%g \"$DATA\")\n{}chown -R \"$owner\" \"$DATA/pg_wal\"\n",
+                    super::bring_wal_script(&saved)
                 )
             } else {
                 String::new()

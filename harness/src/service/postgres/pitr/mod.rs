@@ -467,22 +467,25 @@ pub(crate) fn resolve(
             }
         }
         RecoveryTarget::RestorePoint(name) => {
-            let (made, since, at) = restore_point.ok_or_else(|| {
-                Refusal(format!("no restore point `{name}` was made: add `restore-point = \"{name}\"` to `[fault]`"))
-            })?;
-            if made != name {
-                return Err(Refusal(format!(
-                    "the restore point made before the fault is `{made}`, not `{name}`"
-                )));
-            }
-            Resolved {
-                settings: vec![("recovery_target_name".into(), name.clone())],
+            // A restore point drill made has a time the ledger can judge
+            // by; one in a backup from elsewhere (restore-artifact) has not.
+            let boundary = match restore_point {
+                Some((made, _, _)) if made != name => {
+                    return Err(Refusal(format!(
+                        "the restore point made before the fault is `{made}`, not `{name}`"
+                    )));
+                }
                 // The restore point's record lies between the call and its answer.
-                boundary: Some(Boundary {
+                Some((_, since, at)) => Some(Boundary {
                     since,
                     at,
                     label: format!("{} ({})", target.describe(), wall(at)),
                 }),
+                None => None,
+            };
+            Resolved {
+                settings: vec![("recovery_target_name".into(), name.clone())],
+                boundary,
                 backrest: ("name".into(), Some(name.clone())),
             }
         }
@@ -576,8 +579,9 @@ pub(crate) fn pitr(pg: &mut Postgres, phys: &Physical, run: &PitrRun<'_>) -> Res
 /// `pg_wal`'s segments were saved into `saved` and brought along (same
 /// cluster only, and only when `unarchived_wal`). A `foreign` backup (one
 /// drill did not take) gets the settings a disposable server needs: its
-/// own `pg_hba.conf` (production's kept beside it), no archiving, no TLS
-/// files, the image's port and listen address (`ForeignConfig`).
+/// own `pg_hba.conf` (production's kept beside it), the image's port,
+/// listen address and socket ([`FOREIGN_CONFIG`]; what could run anything
+/// is overridden on the command line, [`UNTRUSTED_BACKUP_SETTINGS`]).
 pub(crate) fn restore_base(
     pg: &mut Postgres,
     base: &BaseBackup,
@@ -613,16 +617,12 @@ pub(crate) fn restore_base(
          touch \"$DATA/recovery.signal\"\n\
          chown -R \"$owner\" \"$DATA\" && chmod 700 \"$DATA\"\n",
         save = if save_wal {
-            format!(
-                "for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n"
-            )
+            save_wal_script(&saved)
         } else {
             String::new()
         },
         bring = if save_wal {
-            format!(
-                "for f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\n"
-            )
+            bring_wal_script(&saved)
         } else {
             String::new()
         },
@@ -670,6 +670,20 @@ pub(crate) const UNTRUSTED_SESSION_SETTINGS: &[(&str, &str)] = &[
     ("local_preload_libraries", ""),
     ("jit", "off"),
 ];
+
+/// Shell lines that keep the old `pg_wal`'s segments in `saved` (a quoted
+/// folder), never replacing one kept before: the first copy of a segment
+/// is the original cluster's.
+pub(crate) fn save_wal_script(saved: &str) -> String {
+    format!(
+        "for f in \"$DATA\"/pg_wal/0*; do [ -f \"$f\" ] && cp -n \"$f\" {saved}/ || true; done\n"
+    )
+}
+
+/// Shell lines that bring the kept segments into the restored `pg_wal`.
+pub(crate) fn bring_wal_script(saved: &str) -> String {
+    format!("for f in {saved}/0*; do [ -f \"$f\" ] && cp \"$f\" \"$DATA/pg_wal/\" || true; done\n")
+}
 
 /// Stops the server before `base` replaces its data; whether it runs the
 /// cluster `base` was taken of (then its `pg_wal` is worth saving). The
@@ -723,7 +737,7 @@ pub(crate) const FOREIGN_CONFIG: &str = "\
     [ -f \"$DATA/pg_hba.conf\" ] && mv \"$DATA/pg_hba.conf\" \"$DATA/pg_hba.conf.production\"\n\
     printf 'local all all trust\\nhost all all all trust\\nhost replication all all trust\\n' > \"$DATA/pg_hba.conf\"\n\
     touch \"$DATA/postgresql.conf\" \"$DATA/pg_ident.conf\"\n\
-    printf \"\\n# drill: a disposable copy\\nhba_file = '%s/pg_hba.conf'\\nident_file = '%s/pg_ident.conf'\\narchive_mode = 'off'\\nssl = 'off'\\nport = '5432'\\nlisten_addresses = '*'\\nunix_socket_directories = '/var/run/postgresql'\\n\" \"$DATA\" \"$DATA\" >> \"$DATA/postgresql.auto.conf\"\n";
+    printf \"\\n# drill: a disposable copy\\nhba_file = '%s/pg_hba.conf'\\nident_file = '%s/pg_ident.conf'\\nport = '5432'\\nlisten_addresses = '*'\\nunix_socket_directories = '/var/run/postgresql'\\n\" \"$DATA\" \"$DATA\" >> \"$DATA/postgresql.auto.conf\"\n";
 
 /// Starts the server on a restored data directory with the recovery
 /// settings, waits for the promotion (or the server's refusal), and reads
@@ -911,9 +925,14 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
     if !c.complete() {
         // Which base backups still reach the archive's end: a recovery to
         // latest must start from one of them.
+        let files = phys.archived()?;
+        let from_each: Vec<archive::Continuity> = phys
+            .bases
+            .iter()
+            .map(|b| archive::continuity(b.start, files.iter().map(String::as_str)))
+            .collect();
         let mut reach = Vec::new();
-        for (i, b) in phys.bases.iter().enumerate() {
-            let from = phys.continuity_from(b.start)?;
+        for (i, (b, from)) in phys.bases.iter().zip(&from_each).enumerate() {
             reach.push(format!(
                 "backup {} ({}): {}",
                 i + 1,
@@ -928,10 +947,7 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
                 }
             ));
         }
-        let usable = phys
-            .bases
-            .iter()
-            .any(|b| phys.continuity_from(b.start).is_ok_and(|f| f.complete()));
+        let usable = from_each.iter().any(archive::Continuity::complete);
         let why = format!("{}; {}", c.describe(), reach.join("; "));
         return Ok(StepDone {
             ok: usable,
