@@ -148,6 +148,23 @@ fn physical_backups_made_elsewhere_restore_to_latest_and_to_a_time(#[case] backe
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("recovery stopping before commit"), "{out}");
 
+    // The restore point the cluster made between the two.
+    let (code, _, out) = restore(
+        backend,
+        &[
+            "--backup",
+            &tar,
+            "--wal-archive",
+            &archive,
+            "--target",
+            "restore-point:after-2000",
+            "--probe",
+            before,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("recovery stopping at restore point"), "{out}");
+
     // A pgBackRest repository, to latest and to the time.
     for (target, probe) in [("latest", all), (time.as_str(), before)] {
         let (code, r, out) = restore(

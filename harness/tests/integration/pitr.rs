@@ -31,6 +31,7 @@ every = "1500ms"
 [fault]
 action = "sql"
 sql = "DROP TABLE IF EXISTS orders"
+restore-point = "before-drop"
 [expect]
 rto = "2 min"
 rows = "ignore"
@@ -95,6 +96,47 @@ async fn recoveries_to_random_targets_bring_back_exactly_what_the_ledger_says() 
             "seed {seed}, {target}: measured RPO {window} ms"
         );
     }
+}
+
+/// A restore point and `immediate` are targets known only between two
+/// readings of the clock (the statement's call and answer; the base
+/// backup's start and end): the ledger counts what lies between as in
+/// flight, and finds nothing lost or unexpected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_point_and_immediate_are_exact_by_the_ledger() {
+    let report = run(&scenario(&[
+        "restore-point:before-drop".to_string(),
+        "immediate".to_string(),
+    ]))
+    .await;
+    for rec in &report.recoveries {
+        let rpo = rec.rpo.as_ref().expect("a workload ran");
+        let ledger = rpo.pitr.as_ref().expect("judged by the ledger");
+        assert!(
+            rec.met_expectation,
+            "{}: {}: {:#?}",
+            rec.name, rec.summary, rec.checks
+        );
+        assert_eq!((rpo.lost, ledger.unexpected), (0, 0), "{}", rec.name);
+    }
+    let step = |name: &str| {
+        report
+            .timeline
+            .iter()
+            .find(|e| e.step.starts_with("pitr") && e.phase.recovery() == Some(name))
+            .map(|e| e.detail.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        step("r0").contains("recovery stopping at restore point \"before-drop\""),
+        "{}",
+        step("r0")
+    );
+    assert!(
+        step("r1").contains("recovery stopping after reaching consistency"),
+        "{}",
+        step("r1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
