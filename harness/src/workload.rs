@@ -49,6 +49,37 @@ pub struct Ledger {
     pub failed: u64,
 }
 
+impl Ledger {
+    /// The writer's pace, for people: acknowledged writes per second and
+    /// the time each took to be acknowledged (what synchronous replication
+    /// costs shows here).
+    pub fn pace(&self) -> String {
+        let (Some(first), Some(last)) = (self.acks.first(), self.acks.last()) else {
+            return "no write acknowledged".into();
+        };
+        let span = last.acked_at.duration_since(first.sent_at).as_secs_f64();
+        let mut waits: Vec<Duration> = self
+            .acks
+            .iter()
+            .map(|a| a.acked_at.duration_since(a.sent_at))
+            .collect();
+        waits.sort();
+        let at = |q: f64| waits[((waits.len() - 1) as f64 * q).round() as usize];
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        format!(
+            "{:.0} writes/s, acknowledged in p50 {}, p99 {}, max {}",
+            if span > 0.0 {
+                self.acks.len() as f64 / span
+            } else {
+                0.0
+            },
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(at(1.0))
+        )
+    }
+}
+
 /// One tick the workload writes.
 #[derive(Debug, Clone)]
 pub struct LiveTick {
@@ -168,6 +199,29 @@ pub struct RpoMeasurement {
     /// target that are missing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pitr: Option<PitrLedger>,
+    /// How far the replica was behind when the primary died, when the
+    /// recovery failed over to it: what the loss should be explained by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationLag>,
+}
+
+/// A replica's distance from its primary, read at one moment (the fault).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ReplicationLag {
+    /// WAL the primary had written that the replica had not replayed.
+    pub bytes: u64,
+    /// The primary's clock minus the replica's last replayed commit
+    /// (`pg_last_xact_replay_timestamp()`): under load, how old the newest
+    /// data on the replica is.
+    #[serde(rename = "behind_ms", with = "crate::vocab::millis")]
+    pub behind: Duration,
+    pub primary_lsn: String,
+    pub received_lsn: String,
+    pub replayed_lsn: String,
+    /// `pg_stat_replication`'s state and sync_state, or `not connected`.
+    pub state: String,
+    /// The primary waited for the replica before acknowledging.
+    pub synchronous: bool,
 }
 
 /// What the ledger says of a recovery to a target besides the lost writes.
@@ -212,6 +266,7 @@ pub(crate) fn rpo_from(ledger: &Ledger, present: &[bool], fault_at: Instant) -> 
         window,
         lost_sample: sample(&lost),
         pitr: None,
+        replication: None,
     }
 }
 
@@ -279,6 +334,7 @@ pub(crate) fn pitr_from(
         lost: lost.len(),
         window,
         lost_sample: sample(&lost),
+        replication: None,
         pitr: Some(PitrLedger {
             target: target.label.clone(),
             unexpected: unexpected.len(),

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use nix::sys::signal::Signal;
 use testcontainers::bollard::Docker;
-use testcontainers::bollard::models::{PortBinding, VolumeCreateRequest};
+use testcontainers::bollard::models::{NetworkCreateRequest, PortBinding, VolumeCreateRequest};
 use testcontainers::bollard::query_parameters::{
     InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 use testcontainers::core::{ContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
@@ -53,7 +53,52 @@ pub(crate) struct ContainerServer {
     ports: BTreeMap<u16, u16>,
     /// How many containers this server has had (names stay unique).
     generation: u32,
+    /// The current container's name: its address on a private network.
+    name: String,
     keep: bool,
+}
+
+/// A private bridge network that only a drill's own servers join (a
+/// primary and its replica), labelled like every drill object; removed on
+/// drop (after the containers on it: the owner drops them first) and by
+/// [`reap`] when its harness died.
+#[derive(Debug)]
+pub(crate) struct PrivateNetwork {
+    pub(crate) name: String,
+    keep: bool,
+}
+
+impl PrivateNetwork {
+    pub(crate) fn create(run_id: &str, purpose: &str) -> Result<PrivateNetwork> {
+        let docker = client()?;
+        let name = format!("drill-{run_id}-{purpose}-{}", unique_suffix());
+        tracing::debug!(network = %name, "docker network create");
+        let req = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(labels(run_id, purpose)),
+            ..Default::default()
+        };
+        block_on(docker.create_network(req))
+            .map_err(Error::docker(format!("create network {name}")))?;
+        Ok(PrivateNetwork { name, keep: false })
+    }
+
+    pub(crate) fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for PrivateNetwork {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Ok(docker) = client() {
+            tracing::debug!(network = %self.name, "docker network rm");
+            let _ = block_on(docker.remove_network(&self.name));
+        }
+    }
 }
 
 impl std::fmt::Debug for ContainerServer {
@@ -80,6 +125,7 @@ impl ContainerServer {
             container: None,
             ports: BTreeMap::new(),
             generation: 0,
+            name: String::new(),
             keep: false,
         };
         server.create_volume()?;
@@ -186,6 +232,10 @@ impl super::Server for ContainerServer {
 
     fn tool_addr(&self, port: u16) -> (String, u16) {
         ("127.0.0.1".into(), port)
+    }
+
+    fn peer_addr(&self, port: u16) -> (String, u16) {
+        (self.name.clone(), port)
     }
 
     fn tool(&self, program: &str, env: &[(String, String)]) -> Command {
@@ -422,6 +472,9 @@ impl super::Server for ContainerServer {
         for (path, content) in &spec.container.files {
             req = req.with_copy_to(path.as_str(), content.clone());
         }
+        if let Some(net) = &spec.container.network {
+            req = req.with_network(net.clone());
+        }
         tracing::debug!(service = %spec.kind, image = %spec.container.image, container = %name, volume = %self.volume, cmd = %spec.redact(&spec.container.cmd.join(" ")), "docker run (testcontainers)");
         let container = match block_on(req.start()) {
             Ok(c) => c,
@@ -451,6 +504,7 @@ impl super::Server for ContainerServer {
         }
         self.container = Some(container);
         self.ports = mapped;
+        self.name = name;
         Ok(())
     }
 
@@ -615,6 +669,20 @@ async fn reap_once(
         tracing::debug!(volume = %v.name, "docker volume rm");
         match docker.remove_volume(&v.name, Some(opts)).await {
             Ok(()) => removed.push(format!("volume {}", v.name)),
+            Err(_) => left += 1,
+        }
+    }
+    let opts = ListNetworksOptionsBuilder::new().filters(filter).build();
+    for n in docker.list_networks(Some(opts)).await.unwrap_or_default() {
+        let (Some(name), Some(labels)) = (n.name, n.labels) else {
+            continue;
+        };
+        if !take(&labels) {
+            continue;
+        }
+        tracing::debug!(network = %name, "docker network rm");
+        match docker.remove_network(&name).await {
+            Ok(()) => removed.push(format!("network {name}")),
             Err(_) => left += 1,
         }
     }

@@ -139,6 +139,39 @@ pub struct ContainerSpec {
     /// Files copied into the container before it starts (path, content):
     /// config snippets the image reads from its `*.d` folders.
     pub files: Vec<(String, Vec<u8>)>,
+    /// A private network ([`Network`]) to join instead of the default
+    /// bridge, so two servers of one drill reach each other by name.
+    pub network: Option<String>,
+}
+
+/// A network only a drill's own servers share (a primary and its
+/// replica): a labelled Docker bridge network, removed on drop after the
+/// containers on it; natively nothing (loopback).
+#[derive(Debug)]
+pub struct Network(Option<docker::PrivateNetwork>);
+
+impl Network {
+    /// The name a [`ContainerSpec::network`] joins (None natively).
+    pub fn name(&self) -> Option<String> {
+        self.0.as_ref().map(|n| n.name.clone())
+    }
+
+    /// Leaves it in place after the drill (with the servers on it).
+    pub fn keep(&mut self) {
+        if let Some(n) = &mut self.0 {
+            n.keep();
+        }
+    }
+}
+
+impl BackendKind {
+    /// A private network for servers that must reach each other.
+    pub(crate) fn network(self, run_id: &str, purpose: &str) -> Result<Network> {
+        Ok(Network(match self {
+            BackendKind::Native => None,
+            BackendKind::Docker => Some(docker::PrivateNetwork::create(run_id, purpose)?),
+        }))
+    }
 }
 
 /// The native form. In `args`, `init` and `files`, `{data}` is the data
@@ -209,6 +242,12 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     fn addr(&self, port: u16) -> (String, u16);
     /// Where a program started by [`Server::tool`] reaches it.
     fn tool_addr(&self, port: u16) -> (String, u16);
+    /// Where another server of the drill reaches it (a replica its
+    /// primary): loopback natively; its container's name on the private
+    /// network both joined ([`ContainerSpec::network`]).
+    fn peer_addr(&self, port: u16) -> (String, u16) {
+        self.addr(port)
+    }
     /// `program` run beside the server, with `env`: natively the local
     /// program (from the spec's tools dir first); in a container through
     /// `docker exec -i`, so its version matches the server's.

@@ -52,6 +52,8 @@ pub enum CheckKind {
     Step,
     /// Data lost against the objective.
     Rpo,
+    /// What a failover lost, against the replica's lag at the fault.
+    Failover,
     /// Recovery time against the objective.
     Rto,
 }
@@ -126,8 +128,13 @@ pub(crate) fn rpo(service: ServiceKind, m: &RpoMeasurement, target: Duration) ->
         ),
         ok: m.window <= target,
         evidence: (m.lost > 0).then(|| {
+            let over = if m.window > target {
+                format!("{} over the target; ", fmt_duration(m.window - target))
+            } else {
+                String::new()
+            };
             format!(
-                "oldest lost writes (time symbol): {}",
+                "{over}oldest lost writes (time symbol): {}",
                 m.lost_sample.join(", ")
             )
         }),
@@ -166,6 +173,53 @@ pub(crate) fn ledger(service: ServiceKind, m: &RpoMeasurement) -> CheckResult {
         ),
         ok: m.lost == 0 && p.unexpected == 0,
         evidence: (!evidence.is_empty()).then(|| evidence.join("\n")),
+    }
+}
+
+/// How far the loss measured after a failover may stray from the lag read
+/// at the fault: the two readings are a few statements apart, and a write
+/// is acknowledged up to one interval after it was sent.
+pub(crate) const FAILOVER_SLACK: Duration = Duration::from_millis(1_500);
+
+/// What a failover lost, explained by the replica's lag at the fault: with
+/// synchronous replication nothing acknowledged may be lost; otherwise the
+/// oldest lost write may be no older than the replica's newest data (plus
+/// [`FAILOVER_SLACK`]), and a replica that was a second or more behind
+/// must have lost something (else the lag reading was wrong). Red means
+/// the loss is not the replication's: something else lost data too.
+pub(crate) fn failover(service: ServiceKind, m: &RpoMeasurement) -> CheckResult {
+    let lag = m.replication.clone().unwrap_or_default();
+    let (expected, ok) = if lag.synchronous {
+        ("0 lost (synchronous replication)".to_string(), m.lost == 0)
+    } else {
+        let explained = m.window <= lag.behind + FAILOVER_SLACK;
+        let visible = lag.behind < Duration::from_secs(1) || m.lost > 0;
+        (
+            format!(
+                "loss window within the lag at the fault ({} + {} slack)",
+                fmt_duration(lag.behind),
+                fmt_duration(FAILOVER_SLACK)
+            ),
+            explained && visible,
+        )
+    };
+    CheckResult {
+        kind: CheckKind::Failover,
+        name: format!("failover {service} vs replication lag"),
+        expected,
+        actual: format!(
+            "{} lost over {}; the replica was {} ({} bytes of WAL) behind at the fault, {}",
+            m.lost,
+            fmt_duration(m.window),
+            fmt_duration(lag.behind),
+            lag.bytes,
+            lag.state
+        ),
+        ok,
+        evidence: Some(format!(
+            "primary at {}, replica received {} and replayed {}",
+            lag.primary_lsn, lag.received_lsn, lag.replayed_lsn
+        )),
     }
 }
 

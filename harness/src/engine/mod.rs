@@ -555,9 +555,10 @@ async fn stop_writers(ws: Writers, tl: &mut Timeline) -> Result<Ledgers> {
         .iter()
         .map(|(k, l)| {
             format!(
-                "{k}: {} writes acknowledged, {} failed (in flight at the fault or after it)",
+                "{k}: {} writes acknowledged, {} failed (in flight at the fault or after it); {}",
                 l.acks.len(),
-                l.failed
+                l.failed,
+                l.pace()
             )
         })
         .collect();

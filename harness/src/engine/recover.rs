@@ -242,6 +242,9 @@ impl Run<'_, '_> {
         if m.pitr.is_some() {
             checks.push(check::ledger(k, &m));
         }
+        if m.replication.is_some() {
+            checks.push(check::failover(k, &m));
+        }
         Ok((checks, Some(m)))
     }
 

@@ -135,6 +135,7 @@ mod tests {
                 window: Duration::from_millis(250),
                 lost_sample: vec![],
                 pitr: None,
+                replication: None,
             },
         }];
         let text = super::render(&[r]);

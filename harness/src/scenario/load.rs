@@ -296,6 +296,23 @@ fn validate_services(sc: &Scenario) -> Result<(), Broken> {
     if let Some(pg) = &sc.services.postgres {
         validate_postgres(sc, pg)?;
     }
+    if let Some(r) = &sc.services.postgres_replica {
+        if sc.services.postgres.is_none() {
+            return bad(
+                "services.postgres-replica",
+                "a replica needs its primary".into(),
+                "declare `[services.postgres]` too",
+            );
+        }
+        const COMMIT: [&str; 5] = ["on", "remote_apply", "remote_write", "local", "off"];
+        if !COMMIT.contains(&r.synchronous_commit.as_str()) {
+            return bad(
+                "services.postgres-replica.synchronous-commit",
+                format!("`{}` is not a synchronous_commit level", r.synchronous_commit),
+                "use `on`, `remote_apply`, `remote_write`, `local` or `off`",
+            );
+        }
+    }
     if let Some(r) = &sc.services.redis
         && !["everysec", "always", "no"].contains(&r.appendfsync.as_str())
     {
@@ -346,7 +363,7 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "drop-database, restart-with and sql act on postgres; corrupt-aof on redis; wipe, crash and restart on any",
+            "drop-database, restart-with and sql act on postgres; corrupt-aof on redis; wipe, crash, kill and restart on any",
         );
     }
     match sc.fault.action {
@@ -421,6 +438,23 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
             return bad(
                 "fault.archive-lag",
                 "an archive lag loses writes only while something writes".into(),
+                "add a `[workload]` table",
+            );
+        }
+    }
+    if let Some(lag) = sc.fault.lag {
+        within("fault.lag", Some(lag), &bounds::RUN_FOR)?;
+        if sc.services.postgres_replica.is_none() {
+            return bad(
+                "fault.lag",
+                "there is no replica to hold back".into(),
+                "declare `[services.postgres-replica]`",
+            );
+        }
+        if sc.workload.is_none() {
+            return bad(
+                "fault.lag",
+                "a replica falls behind only while something writes".into(),
                 "add a `[workload]` table",
             );
         }
@@ -523,7 +557,8 @@ fn validate_expect(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
     if let (Some(rpo), Some(w)) = (sc.expect.rpo, &sc.workload) {
         let longest = w.run_for.0
             + w.jitter.map_or(Duration::ZERO, |j| j.0)
-            + sc.fault.archive_lag.map_or(Duration::ZERO, |l| l.0);
+            + sc.fault.archive_lag.map_or(Duration::ZERO, |l| l.0)
+            + sc.fault.lag.map_or(Duration::ZERO, |l| l.0);
         if rpo.0 >= longest {
             return bad(
                 "expect.rpo",
@@ -854,6 +889,15 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
                 "physical",
                 "`method = \"base-backup\"` or `method = \"pgbackrest\"` under `[backup]`",
             ))
+        }
+        Step::Promote { .. } | Step::Repoint | Step::OldPrimary { .. }
+            if sc.services.postgres_replica.is_none() =>
+        {
+            return bad(
+                key,
+                format!("step `{}` needs a replica, and none is declared", step.kind()),
+                "declare `[services.postgres-replica]`",
+            );
         }
         Step::Pgbackrest { .. } => (sc.backup.method != Some(BackupMethod::Pgbackrest))
             .then_some(("pgBackRest", "`method = \"pgbackrest\"` under `[backup]`")),

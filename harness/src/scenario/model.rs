@@ -52,6 +52,9 @@ fn default_seed() -> u64 {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Services {
     pub postgres: Option<PostgresConfig>,
+    /// A streaming replica of the PostgreSQL server, to fail over to.
+    #[serde(default, rename = "postgres-replica")]
+    pub postgres_replica: Option<ReplicaConfig>,
     pub redis: Option<RedisConfig>,
     pub clickhouse: Option<ClickHouseConfig>,
 }
@@ -165,6 +168,33 @@ pub struct PostgresConfig {
 fn default_db() -> String {
     "nexwave".into()
 }
+
+/// A second PostgreSQL server of the same image and flavour, made from the
+/// primary with `pg_basebackup -R` and streaming from it (seed 004's
+/// "promote the read replica").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReplicaConfig {
+    /// The primary waits for the replica before it acknowledges a commit
+    /// (`synchronous_standby_names` names it); default false: asynchronous.
+    #[serde(default)]
+    pub synchronous: bool,
+    /// The primary's `synchronous_commit`: `on` (default), `remote_apply`,
+    /// `remote_write`, `local` or `off`.
+    #[serde(default = "on")]
+    pub synchronous_commit: String,
+    /// The replica's own `-c` settings.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn on() -> String {
+    "on".into()
+}
+
+/// The replica's `application_name`, as `synchronous_standby_names` and
+/// `pg_stat_replication` name it.
+pub const REPLICA_NAME: &str = "replica";
 
 /// Which server flavour to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -469,6 +499,11 @@ pub struct Fault {
     /// lag" alert show, and what a wipe then loses.
     #[serde(default)]
     pub archive_lag: Option<HumanDuration>,
+    /// The replica receives no WAL for this long before the fault (the
+    /// link between regions stalled; seed 004's "Replication lag > 5
+    /// minutes" alert): what it never received, a failover loses.
+    #[serde(default)]
+    pub lag: Option<HumanDuration>,
 }
 
 /// What happens to the WAL archive with the fault.
@@ -566,6 +601,11 @@ pub enum FaultAction {
     /// A graceful stop and a start on the same data (the runbook's
     /// "Container Restart (Data Intact)"). Survives: everything written.
     Restart,
+    /// Every server process is killed at once and nothing starts it again:
+    /// the machine or its region is gone. Survives: the data directory, on
+    /// a machine nobody can reach until someone brings it back (a
+    /// replica's failover, then the old primary's return).
+    Kill,
     /// Redis: the server is stopped, its AOF damaged (`damage`), and
     /// started again: a cut-off tail loads, damage in the middle leaves it
     /// down. Survives: the commands before the damage.
@@ -584,6 +624,7 @@ impl FaultAction {
             FaultAction::RestartWith => "restart-with",
             FaultAction::Crash => "crash",
             FaultAction::Restart => "restart",
+            FaultAction::Kill => "kill",
             FaultAction::CorruptAof => "corrupt-aof",
             FaultAction::Sql => "sql",
         }
@@ -596,7 +637,9 @@ impl FaultAction {
                 kind == ServiceKind::Postgres
             }
             FaultAction::CorruptAof => kind == ServiceKind::Redis,
-            FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart => true,
+            FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart | FaultAction::Kill => {
+                true
+            }
         }
     }
 }
@@ -751,6 +794,24 @@ pub enum Step {
     CheckArchive,
     /// Stops the service (fast shutdown) and leaves it down.
     Stop { service: ServiceKind },
+    /// The replica is promoted (`pg_promote()`): it stops following and
+    /// accepts writes.
+    Promote {
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+    /// The application's connection strings now name the replica: drill's
+    /// checks, the user's commands (`PG*`, the shims) and a probe write go
+    /// to it from here on.
+    Repoint,
+    /// The old primary comes back on its data. With `fence = true` it is
+    /// first made a standby of the new primary (`standby.signal`), as a
+    /// runbook's fencing does. drill then tries a write on it: refused is
+    /// safe; accepted is split brain, and the step fails.
+    OldPrimary {
+        #[serde(default)]
+        fence: bool,
+    },
     /// A shell over the service's data (`$DATA`), the server stopped or not.
     DataShell {
         run: String,
@@ -818,6 +879,7 @@ impl Step {
             | Step::Sql { timeout, .. }
             | Step::Redis { timeout, .. }
             | Step::Pitr { timeout, .. }
+            | Step::Promote { timeout }
             | Step::Pgbackrest { timeout, .. }
             | Step::Shell { timeout, .. } => *timeout,
             _ => None,
@@ -855,6 +917,9 @@ impl Step {
             Step::Pgbackrest { .. } => "pgbackrest",
             Step::CheckArchive => "check-archive",
             Step::Stop { .. } => "stop",
+            Step::Promote { .. } => "promote",
+            Step::Repoint => "repoint",
+            Step::OldPrimary { .. } => "old-primary",
             Step::DataShell { .. } => "data-shell",
             Step::Shell { .. } => "shell",
         }
@@ -868,6 +933,9 @@ impl Step {
             | Step::ApplySchema { .. }
             | Step::Pitr { .. }
             | Step::Pgbackrest { .. }
+            | Step::Promote { .. }
+            | Step::Repoint
+            | Step::OldPrimary { .. }
             | Step::CheckArchive => Some(ServiceKind::Postgres),
             Step::Stop { service } => Some(*service),
             Step::DataShell { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
@@ -938,6 +1006,10 @@ impl Step {
             Step::Pgbackrest { run, .. } => format!("pgbackrest {}", run.name()),
             Step::CheckArchive => "check-archive".into(),
             Step::Stop { service } => format!("stop {service}"),
+            Step::Promote { .. } => "promote replica".into(),
+            Step::Repoint => "repoint to the replica".into(),
+            Step::OldPrimary { fence: true } => "old primary back, fenced".into(),
+            Step::OldPrimary { fence: false } => "old primary back".into(),
             Step::DataShell { run, .. } => {
                 let one: Vec<&str> = run.split_whitespace().collect();
                 format!(

@@ -218,6 +218,10 @@ impl Service for ClickHouseService {
                     c.crash()?;
                     "every process killed (SIGKILL); started again on its data".into()
                 }
+                FaultAction::Kill => {
+                    c.halt()?;
+                    "every process killed (SIGKILL); left down".into()
+                }
                 FaultAction::Restart => {
                     let stopped = c.restart()?;
                     format!("SIGTERM ({stopped}); started again on its data")

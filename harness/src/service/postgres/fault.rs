@@ -31,6 +31,10 @@ pub(super) async fn inject(
             tokio::task::block_in_place(|| server.crash())?;
             Ok("every server process killed (SIGKILL); started again on the same data".into())
         }
+        FaultAction::Kill => {
+            tokio::task::block_in_place(|| server.halt())?;
+            Ok("every server process killed (SIGKILL); left down, its data where it was".into())
+        }
         FaultAction::DropDatabase => {
             crate::service::postgres::drop_and_recreate(server.coordinates()).await?;
             Ok(format!(

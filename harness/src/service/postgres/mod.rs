@@ -13,6 +13,7 @@ mod coords;
 mod fault;
 pub mod fixture;
 pub(crate) mod pitr;
+mod replica;
 pub mod restore;
 pub mod server;
 mod service;

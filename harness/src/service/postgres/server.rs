@@ -45,6 +45,8 @@ pub struct PgSpec {
     /// Settings every drill session sets at its start (see
     /// [`PgCoordinates::options`]).
     pub client_options: Vec<(String, String)>,
+    /// The private network it joins (a primary and its replica).
+    pub network: Option<String>,
 }
 
 impl PgSpec {
@@ -60,6 +62,7 @@ impl PgSpec {
             image: ServiceKind::Postgres.image(None),
             shared: Vec::new(),
             client_options: Vec::new(),
+            network: None,
         }
     }
 }
@@ -293,6 +296,13 @@ impl Postgres {
         self.engine.spec.settings = settings;
     }
 
+    /// Takes `from`'s password as its own (a copy of `from`'s cluster
+    /// has `from`'s roles): every later client and start uses it.
+    pub(crate) fn adopt_credentials(&mut self, from: &Postgres) {
+        self.password = from.password.clone();
+        self.engine.coords.password = from.engine.coords.password.clone();
+    }
+
     /// How the harness reaches the application database as the superuser.
     pub fn coordinates(&self) -> &PgCoordinates {
         &self.engine.coords
@@ -469,6 +479,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
             ],
             cmd,
             files: vec![],
+            network: spec.network.clone(),
         },
         native,
     })

@@ -11,13 +11,14 @@ use drill_fixtures::{Dataset, Flavour};
 
 use super::backup::{Artifact, PgDump, ShellBackup};
 use super::pitr::{self, Physical};
+use super::replica::{self, Replication};
 use super::restore::{
     PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, run_sql_within,
 };
 use super::snapshot::{self, Snapshot};
 use super::{PgBinaries, PgSpec, Postgres, checks, workload};
 use crate::Result;
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, sh_quote};
 use crate::check::CheckResult;
 use crate::scenario::{
     Backup, BackupMethod as Method, DumpFormat, Fault, FixtureName, PgEngine, RowsExpect, Scenario,
@@ -117,6 +118,11 @@ pub(crate) struct PostgresService {
     /// Where the last point-in-time recovery was asked to stop: the ledger
     /// judges the writes against it.
     recovered_to: Option<Boundary>,
+    /// The streaming replica and the failover to it, when declared; last,
+    /// so its private network outlives the server (fields drop in order).
+    replication: Option<Replication>,
+    /// How the replica was made, for the timeline's start line.
+    replica_note: Option<String>,
 }
 
 impl PostgresService {
@@ -147,6 +153,16 @@ impl PostgresService {
         settings.extend(cfg.settings.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut shared = at.shared.clone();
         shared.extend(physical.as_ref().map(|p| p.root().to_owned()));
+        // A replica: a private network for the two, and a folder its base
+        // backup passes through (shared with both).
+        let replica_cfg = sc.services.postgres_replica.as_ref();
+        let network = replica_cfg
+            .map(|_| at.backend.network(at.run_id, "replication"))
+            .transpose()?;
+        let replica_dir = replica_cfg
+            .map(|_| replica::folder(at.run_id))
+            .transpose()?;
+        shared.extend(replica_dir.as_ref().map(|d| d.path().to_owned()));
         let spec = PgSpec {
             timescaledb: flavour == Flavour::TimescaleDb,
             settings: settings
@@ -155,6 +171,7 @@ impl PostgresService {
                 .collect(),
             image,
             shared,
+            network: network.as_ref().and_then(|n| n.name()),
             ..PgSpec::new(&cfg.database, &cfg.user, at.run_id)
         };
         let backup_method: Option<Box<dyn BackupMethod<Postgres>>> = match sc.backup.method {
@@ -167,7 +184,18 @@ impl PostgresService {
         if let Some(p) = &physical {
             p.hand_to_server(&server)?;
         }
+        let (replication, replica_note) = match (replica_cfg, replica_dir, network) {
+            (Some(rc), Some(dir), Some(net)) => {
+                let d = sh_quote(&dir.path().display().to_string());
+                server.data_shell(&format!("chown \"$(stat -c %u:%g \"$DATA\")\" {d}"))?;
+                let (r, note) = Replication::start(&server, &spec, rc, dir, net)?;
+                (Some(r), Some(note))
+            }
+            _ => (None, None),
+        };
         Ok(PostgresService {
+            replication,
+            replica_note,
             server,
             flavour,
             flavour_note,
@@ -427,7 +455,10 @@ impl Service for PostgresService {
     }
 
     fn started(&self) -> String {
-        describe(self.server.info())
+        match &self.replica_note {
+            Some(r) => format!("{}; {r}", describe(self.server.info())),
+            None => describe(self.server.info()),
+        }
     }
 
     fn flavour(&self) -> Option<String> {
@@ -505,6 +536,31 @@ impl Service for PostgresService {
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
         let mut said = Vec::new();
         self.recovered_to = None;
+        if let Some(r) = &mut self.replication {
+            let primary = &mut self.server;
+            tokio::task::block_in_place(|| -> Result<()> {
+                // A later recovery starts from a fresh fault: the server
+                // the application uses now (started again if the last
+                // recovery left it down) gets a replica again.
+                if r.dealt {
+                    if primary.server_mut().alive().is_err() {
+                        primary.start_again()?;
+                    }
+                    said.push(r.rebuild(primary)?);
+                }
+                r.dealt = true;
+                let lag = r.lag(primary)?;
+                said.push(format!(
+                    "replica {} behind ({} bytes of WAL; {}; replayed to {})",
+                    crate::fmt_duration(lag.behind),
+                    lag.bytes,
+                    lag.state,
+                    lag.replayed_lsn
+                ));
+                r.at_fault = Some(lag);
+                Ok(())
+            })?;
+        }
         said.push(super::fault::inject(&mut self.server, fault, &self.settings).await?);
         if let (Some(how), Some(phys)) = (fault.archive_damage, &self.physical) {
             said.push(tokio::task::block_in_place(|| phys.damage(how))?);
@@ -536,6 +592,14 @@ impl Service for PostgresService {
             })?;
             self.restore_point = Some((name.clone(), asked, Instant::now()));
             said.push(format!("restore point `{name}` made at {lsn}"));
+        }
+        if let (Some(lag), Some(r)) = (fault.lag, &self.replication) {
+            tokio::task::block_in_place(|| r.stall())?;
+            tokio::time::sleep(lag.0).await;
+            said.push(format!(
+                "the replica received no WAL for {} (primary_conninfo emptied)",
+                humantime::format_duration(lag.0)
+            ));
         }
         let (Some(lag), Some(phys)) = (fault.archive_lag, &self.physical) else {
             return Ok((!said.is_empty()).then(|| said.join("; ")));
@@ -613,6 +677,17 @@ impl Service for PostgresService {
                     "postgres stopped (fast shutdown): {stopped}"
                 )))
             }
+            Step::Promote { .. } | Step::Repoint | Step::OldPrimary { .. } => {
+                let Some(r) = &mut self.replication else {
+                    return Ok(StepDone::refused("no replica is declared"));
+                };
+                match step {
+                    Step::Promote { .. } => r.promote(step.time_limit()),
+                    Step::Repoint => r.repoint(&mut self.server),
+                    Step::OldPrimary { fence } => r.old_primary(&self.server, *fence),
+                    _ => unreachable!("matched above"),
+                }
+            }
             Step::DataShell { run, .. } => Ok(match self.server.data_shell(run) {
                 Ok(out) => StepDone::done(format!(
                     "ok{}",
@@ -657,13 +732,19 @@ impl Service for PostgresService {
     }
 
     async fn measure_rpo(&self, ledger: &Ledger, fault_at: Instant) -> Result<RpoMeasurement> {
-        workload::measure_rpo(
+        let mut m = workload::measure_rpo(
             self.server.coordinates(),
             ledger,
             fault_at,
             self.recovered_to.as_ref(),
         )
-        .await
+        .await?;
+        m.replication = self
+            .replication
+            .as_ref()
+            .filter(|r| r.failed_over)
+            .and_then(|r| r.at_fault.clone());
+        Ok(m)
     }
 
     fn env(&self) -> Vec<(String, String)> {
@@ -693,7 +774,21 @@ impl Service for PostgresService {
                 env.push(("DRILL_BASE_BACKUP".into(), b.location.clone()));
             }
         }
+        if let Some(r) = self.replication.as_ref().filter(|r| !r.failed_over) {
+            let c = r.other.coordinates();
+            env.push(("DRILL_REPLICA_HOST".into(), c.host.clone()));
+            env.push(("DRILL_REPLICA_PORT".into(), c.port.to_string()));
+        }
         env
+    }
+
+    fn keep(&mut self) -> String {
+        let mut said = self.server.keep();
+        if let Some(r) = &mut self.replication {
+            said.push('\n');
+            said.push_str(&r.keep());
+        }
+        said
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -458,6 +458,7 @@ fn server_spec(
             env: vec![],
             cmd,
             files: vec![],
+            network: None,
         },
         native,
     })

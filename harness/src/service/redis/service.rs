@@ -236,6 +236,10 @@ impl Service for RedisService {
                     r.crash()?;
                     "every process killed (SIGKILL); started again on its data".into()
                 }
+                FaultAction::Kill => {
+                    r.halt()?;
+                    "every process killed (SIGKILL); left down".into()
+                }
                 FaultAction::Restart => {
                     let stopped = r.restart()?;
                     format!("SIGTERM ({stopped}); started again on its data")
