@@ -154,14 +154,26 @@ impl Replication {
     /// A replica made again from `primary` (a later recovery starts from
     /// a fresh fault: the server the application uses now needs a replica
     /// again). The old one (or the old primary) is dropped.
-    pub(crate) fn rebuild(&mut self, primary: &Postgres) -> Result<String> {
+    pub(crate) fn rebuild(&mut self, primary: &mut Postgres) -> Result<String> {
+        // Back to the topology before the first fault: the old primary
+        // (with everything it acknowledged) is the primary again.
+        let mut said = String::new();
+        if self.failed_over {
+            std::mem::swap(primary, &mut self.other);
+            self.failed_over = false;
+            said.push_str("the old primary is the primary again; ");
+        }
+        if primary.server_mut().alive().is_err() {
+            primary.start_again()?;
+            said.push_str("started on its data; ");
+        }
         self.builds += 1;
         let fresh = build(primary, &self.spec, &self.cfg, self.dir.path(), self.builds)?;
         self.other = fresh;
         self.failed_over = false;
         self.at_fault = None;
         let mode = self.configure_primary(primary)?;
-        Ok(format!("a new replica streaming ({mode})"))
+        Ok(format!("{said}a new replica streaming ({mode})"))
     }
 
     /// The replica stops receiving WAL (its `primary_conninfo` emptied and
@@ -314,6 +326,8 @@ impl Replication {
                 let seen = new_primary
                     .psql("SELECT to_regclass('drill_split_brain') IS NOT NULL", "postgres")
                     .unwrap_or_default();
+                // drill's own probe goes; what it proved stays in the step.
+                let _ = old.psql("DROP TABLE IF EXISTS drill_split_brain", "postgres");
                 StepDone::failed(format!(
                     "split brain: the old primary is back as {role} and accepted a write that the promoted server never sees (drill_split_brain on the promoted server: {})",
                     if seen == "t" { "present" } else { "absent" }

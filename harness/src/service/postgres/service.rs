@@ -539,13 +539,9 @@ impl Service for PostgresService {
         if let Some(r) = &mut self.replication {
             let primary = &mut self.server;
             tokio::task::block_in_place(|| -> Result<()> {
-                // A later recovery starts from a fresh fault: the server
-                // the application uses now (started again if the last
-                // recovery left it down) gets a replica again.
+                // A later recovery starts from a fresh fault: the primary
+                // of before the first one gets a replica again.
                 if r.dealt {
-                    if primary.server_mut().alive().is_err() {
-                        primary.start_again()?;
-                    }
                     said.push(r.rebuild(primary)?);
                 }
                 r.dealt = true;
