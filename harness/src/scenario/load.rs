@@ -363,7 +363,7 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "drop-database, restart-with and sql act on postgres; corrupt-aof on redis; wipe, crash, kill and restart on any",
+            "drop-database, restart-with and sql act on postgres; corrupt-aof and redis-command on redis; wipe, crash, kill and restart on any",
         );
     }
     match sc.fault.action {
@@ -372,6 +372,19 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
                 "fault.sql",
                 "`action = \"sql\"` needs the statements".into(),
                 "add `sql = \"...\"`",
+            );
+        }
+        FaultAction::RedisCommand
+            if sc
+                .fault
+                .command
+                .as_deref()
+                .is_none_or(|c| c.trim().is_empty()) =>
+        {
+            return bad(
+                "fault.command",
+                "`action = \"redis-command\"` needs the command".into(),
+                "add `command = \"FLUSHALL\"` (as redis-cli takes it)",
             );
         }
         FaultAction::CorruptAof if sc.fault.damage.is_none() => {
@@ -889,6 +902,31 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
                 "physical",
                 "`method = \"base-backup\"` or `method = \"pgbackrest\"` under `[backup]`",
             ))
+        }
+        Step::RedisPitr { target, .. } => {
+            if !matches!(target, RecoveryTarget::Fault { .. }) {
+                return bad(
+                    &format!("{key}.target"),
+                    format!(
+                        "redis-pitr cuts the AOF at a time; `{}` is not one",
+                        target.describe()
+                    ),
+                    "use `before-fault` or `fault - 2s`",
+                );
+            }
+            if !sc
+                .services
+                .redis
+                .as_ref()
+                .is_some_and(|r| r.aof_timestamps && r.appendonly)
+            {
+                return bad(
+                    key,
+                    "redis-pitr needs an AOF with timestamps".into(),
+                    "set `aof-timestamps = true` (and `appendonly = true`) under `[services.redis]`",
+                );
+            }
+            None
         }
         Step::Promote { .. } | Step::Repoint | Step::OldPrimary { .. }
             if sc.services.postgres_replica.is_none() =>

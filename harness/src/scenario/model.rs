@@ -120,6 +120,10 @@ pub struct RedisConfig {
     /// `""` turns snapshots off.
     #[serde(default)]
     pub save: Option<String>,
+    /// `aof-timestamp-enabled yes` (Redis 7): the AOF carries `#TS:`
+    /// annotations, so `redis-pitr` can cut it back to a moment.
+    #[serde(default)]
+    pub aof_timestamps: bool,
 }
 
 fn everysec() -> String {
@@ -483,6 +487,9 @@ pub struct Fault {
     /// sql: the statements that do the damage (run as the superuser).
     #[serde(default)]
     pub sql: Option<String>,
+    /// redis-command: the command, as redis-cli takes it (`FLUSHALL`).
+    #[serde(default)]
+    pub command: Option<String>,
     /// corrupt-aof: `truncate-tail` or `middle`.
     #[serde(default)]
     pub damage: Option<DamageKind>,
@@ -613,6 +620,10 @@ pub enum FaultAction {
     /// Arbitrary damage in SQL (e.g. seed 002: the foreign keys dropped and
     /// four parent rows missing). Survives: whatever the SQL leaves.
     Sql,
+    /// Redis: someone runs a command (`FLUSHALL`, a `DEL` of the wrong
+    /// keys) while the application writes. Survives: what the command
+    /// left, and in the AOF every command before it.
+    RedisCommand,
 }
 
 impl FaultAction {
@@ -627,6 +638,7 @@ impl FaultAction {
             FaultAction::Kill => "kill",
             FaultAction::CorruptAof => "corrupt-aof",
             FaultAction::Sql => "sql",
+            FaultAction::RedisCommand => "redis-command",
         }
     }
 
@@ -636,7 +648,7 @@ impl FaultAction {
             FaultAction::DropDatabase | FaultAction::RestartWith | FaultAction::Sql => {
                 kind == ServiceKind::Postgres
             }
-            FaultAction::CorruptAof => kind == ServiceKind::Redis,
+            FaultAction::CorruptAof | FaultAction::RedisCommand => kind == ServiceKind::Redis,
             FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart | FaultAction::Kill => {
                 true
             }
@@ -756,6 +768,15 @@ pub enum Step {
         #[serde(default = "yes", rename = "aof-off-while-loading")]
         aof_off_while_loading: bool,
     },
+    /// Redis point in time: the server stopped, its AOF cut back with
+    /// `redis-check-aof --truncate-to-timestamp` to the last whole second
+    /// before `target` (`before-fault`, `fault - 2s`), started again.
+    RedisPitr {
+        #[serde(default = "before_fault")]
+        target: super::RecoveryTarget,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
     /// Restore the ClickHouse backup (native RESTORE, ATTACH of frozen
     /// parts, or INSERT of the export).
     ClickhouseRestore,
@@ -837,6 +858,10 @@ fn yes() -> bool {
     true
 }
 
+fn before_fault() -> super::RecoveryTarget {
+    super::RecoveryTarget::Fault { offset_ms: 0 }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PitrTool {
@@ -880,6 +905,7 @@ impl Step {
             | Step::Redis { timeout, .. }
             | Step::Pitr { timeout, .. }
             | Step::Promote { timeout }
+            | Step::RedisPitr { timeout, .. }
             | Step::Pgbackrest { timeout, .. }
             | Step::Shell { timeout, .. } => *timeout,
             _ => None,
@@ -913,6 +939,7 @@ impl Step {
             Step::RedisCheckAof => "redis-check-aof",
             Step::RedisRestoreRdb { .. } => "redis-restore-rdb",
             Step::ClickhouseRestore => "clickhouse-restore",
+            Step::RedisPitr { .. } => "redis-pitr",
             Step::Pitr { .. } => "pitr",
             Step::Pgbackrest { .. } => "pgbackrest",
             Step::CheckArchive => "check-archive",
@@ -940,7 +967,10 @@ impl Step {
             Step::Stop { service } => Some(*service),
             Step::DataShell { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
             Step::Sql { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
-            Step::Redis { .. } | Step::RedisCheckAof | Step::RedisRestoreRdb { .. } => {
+            Step::Redis { .. }
+            | Step::RedisCheckAof
+            | Step::RedisRestoreRdb { .. }
+            | Step::RedisPitr { .. } => {
                 Some(ServiceKind::Redis)
             }
             Step::ClickhouseRestore => Some(ServiceKind::ClickHouse),
@@ -1007,6 +1037,7 @@ impl Step {
             Step::CheckArchive => "check-archive".into(),
             Step::Stop { service } => format!("stop {service}"),
             Step::Promote { .. } => "promote replica".into(),
+            Step::RedisPitr { target, .. } => format!("redis-pitr to {}", target.describe()),
             Step::Repoint => "repoint to the replica".into(),
             Step::OldPrimary { fence: true } => "old primary back, fenced".into(),
             Step::OldPrimary { fence: false } => "old primary back".into(),

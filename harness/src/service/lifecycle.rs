@@ -195,3 +195,23 @@ pub(crate) fn one_line(text: &str, max: usize) -> String {
         one
     }
 }
+
+/// The `start` step: starts the server on its data when it is down
+/// (killed, stopped, or a start that failed); nothing when it runs.
+pub(crate) fn start_step(l: &mut dyn Lifecycle) -> super::StepDone {
+    let kind = l.server().kind();
+    if l.server_mut().alive().is_ok() {
+        return super::StepDone::done(format!("{kind} is running"));
+    }
+    match l.start_again() {
+        Ok(()) => super::StepDone::done(format!("{kind} started on its data")),
+        Err(e) => super::StepDone::failed(format!("{kind} did not start: {e}")),
+    }
+}
+
+/// The `stop` step: a graceful stop (the engine's own signal), left down.
+pub(crate) fn stop_step(l: &mut dyn Lifecycle) -> Result<super::StepDone> {
+    let kind = l.server().kind();
+    let stopped = l.server_mut().stop(Stop::Graceful)?;
+    Ok(super::StepDone::done(format!("{kind} stopped: {stopped}")))
+}

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use drill_fixtures::Dataset;
 
-pub(crate) use lifecycle::one_line;
+pub(crate) use lifecycle::{one_line, start_step, stop_step};
 pub use lifecycle::{Disposable, Engine, Lifecycle};
 
 use crate::Result;

@@ -26,7 +26,9 @@ pub(super) async fn inject(
                 "stopped (fast shutdown: {stopped}) and started again on the same data"
             ))
         }
-        FaultAction::CorruptAof => unreachable!("validated: corrupt-aof acts on redis"),
+        FaultAction::CorruptAof | FaultAction::RedisCommand => {
+            unreachable!("validated: {} acts on redis", fault.action.name())
+        }
         FaultAction::Crash => {
             tokio::task::block_in_place(|| server.crash())?;
             Ok("every server process killed (SIGKILL); started again on the same data".into())

@@ -642,15 +642,7 @@ impl Service for PostgresService {
                     Err(e) => StepDone::failed(e.to_string()),
                 },
             ),
-            Step::Start { .. } => {
-                if self.server.server_mut().alive().is_ok() {
-                    return Ok(StepDone::done("postgres is running"));
-                }
-                Ok(match self.server.start_again() {
-                    Ok(()) => StepDone::done("postgres started on its data directory"),
-                    Err(e) => StepDone::failed(format!("postgres did not start: {e}")),
-                })
-            }
+            Step::Start { .. } => Ok(crate::service::start_step(&mut self.server)),
             Step::Pitr { .. } => self.pitr_step(step),
             Step::Pgbackrest { run, .. } => {
                 match self.physical.as_ref().and_then(|p| p.backrest.as_ref()) {
@@ -664,15 +656,7 @@ impl Service for PostgresService {
                 Some(p) => pitr::check_archive(&self.server, p),
                 None => Ok(StepDone::refused("no WAL archive is kept")),
             },
-            Step::Stop { .. } => {
-                let stopped = self
-                    .server
-                    .server_mut()
-                    .stop(crate::backend::Stop::Graceful)?;
-                Ok(StepDone::done(format!(
-                    "postgres stopped (fast shutdown): {stopped}"
-                )))
-            }
+            Step::Stop { .. } => crate::service::stop_step(&mut self.server),
             Step::Promote { .. } | Step::Repoint | Step::OldPrimary { .. } => {
                 let Some(r) = &mut self.replication else {
                     return Ok(StepDone::refused("no replica is declared"));

@@ -44,6 +44,8 @@ pub struct RedisSpec {
     pub save: String,
     /// Host folders the server's tools must see (see [`ServerSpec::shared`]).
     pub shared: Vec<PathBuf>,
+    /// `aof-timestamp-enabled yes`: `#TS:` annotations in the AOF.
+    pub aof_timestamps: bool,
 }
 
 impl RedisSpec {
@@ -57,6 +59,7 @@ impl RedisSpec {
             appendfsync: "everysec".into(),
             save: "3600 1 300 100 60 10000".into(),
             shared: Vec::new(),
+            aof_timestamps: false,
         }
     }
 }
@@ -306,6 +309,34 @@ impl Redis {
         Ok((damage, outcome))
     }
 
+    /// Point in time: stops the server (SIGTERM: the AOF is flushed), cuts
+    /// the AOF back with `redis-check-aof --truncate-to-timestamp ts` (every
+    /// command annotated after second `ts` goes, in the incremental files
+    /// the manifest lists) and starts it again. Survives: the commands of
+    /// second `ts` and before. Returns what the tool printed of it.
+    pub fn truncate_aof_to(&mut self, ts: u64) -> Result<String> {
+        self.stop()?;
+        let manifest = self.data_shell("cd \"$DATA/appendonlydir\" && ls *.manifest")?;
+        let manifest = String::from_utf8_lossy(&manifest).trim().to_string();
+        if manifest.is_empty() || manifest.contains('\n') {
+            return Err(Error::unexpected(
+                "find redis's AOF manifest",
+                format!("appendonlydir holds `{manifest}`"),
+            ));
+        }
+        let out = self.data_shell(&format!(
+            "redis-check-aof --truncate-to-timestamp {ts} \"$DATA/appendonlydir/{manifest}\" 2>&1"
+        ))?;
+        let said = String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| l.contains("truncated") || l.contains("Truncate") || l.contains("valid"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        self.start_with(&[])?;
+        Ok(said)
+    }
+
     /// Repair: `redis-check-aof --fix` on the AOF's incremental file, with
     /// the server's own tool over its data (the runbook's `docker run --rm
     /// -v redis_data:/data redis redis-check-aof --fix ...`), answering its
@@ -397,6 +428,9 @@ fn server_spec(
         ("requirepass".into(), password.into()),
         ("protected-mode".into(), "no".into()),
     ];
+    if spec.aof_timestamps {
+        flags.push(("aof-timestamp-enabled".into(), "yes".into()));
+    }
     for (k, v) in overrides {
         match flags.iter_mut().find(|(fk, _)| fk == k) {
             Some(slot) => slot.1 = v.clone(),

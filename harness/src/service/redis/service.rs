@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use drill_fixtures::Dataset;
@@ -22,7 +22,7 @@ use crate::service::{
     StepDone,
 };
 use crate::vocab::ServiceKind;
-use crate::workload::{Ledger, RpoMeasurement, Writer, rpo_from};
+use crate::workload::{Boundary, Ledger, RpoMeasurement, Writer, rpo_from};
 use crate::{Error, Result};
 
 /// Redis in a drill.
@@ -35,6 +35,11 @@ pub(crate) struct RedisService {
     rdb: Option<PathBuf>,
     /// The last AOF damage dealt, with the keys it costs.
     damage: Option<Damage>,
+    /// When the first fault began, on the drill's clock and the wall's
+    /// (the AOF's `#TS:` annotations are wall-clock seconds).
+    fault_at: Option<(Instant, SystemTime)>,
+    /// Where the last `redis-pitr` cut the AOF: the ledger judges against it.
+    recovered_to: Option<Boundary>,
 }
 
 impl RedisService {
@@ -54,6 +59,7 @@ impl RedisService {
                 .clone()
                 .unwrap_or_else(|| RedisSpec::new(at.run_id).save),
             shared: at.shared.clone(),
+            aof_timestamps: cfg.aof_timestamps,
             ..RedisSpec::new(at.run_id)
         };
         Ok(RedisService {
@@ -62,7 +68,56 @@ impl RedisService {
             baseline: None,
             rdb: None,
             damage: None,
+            fault_at: None,
+            recovered_to: None,
         })
+    }
+
+    /// The `redis-pitr` step: the AOF cut at the last whole second before
+    /// the target (`#TS:` annotations have a second's resolution), so the
+    /// ledger judges against an interval: writes acknowledged before that
+    /// second began must be back, writes sent after the target must not.
+    fn pitr(&mut self, target: &crate::scenario::RecoveryTarget) -> Result<StepDone> {
+        let crate::scenario::RecoveryTarget::Fault { offset_ms } = target else {
+            return Ok(StepDone::refused("redis-pitr cuts the AOF at a time"));
+        };
+        let Some((fault, fault_wall)) = self.fault_at else {
+            return Ok(StepDone::refused("no fault has happened yet"));
+        };
+        let shift = Duration::from_millis(offset_ms.unsigned_abs());
+        let (at, wall) = if *offset_ms < 0 {
+            match (fault.checked_sub(shift), fault_wall.checked_sub(shift)) {
+                (Some(a), Some(w)) => (a, w),
+                _ => return Ok(StepDone::refused("the target lies before the drill began")),
+            }
+        } else {
+            (fault + shift, fault_wall + shift)
+        };
+        let since_epoch = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = since_epoch.as_secs();
+        let into_second = since_epoch - Duration::from_secs(second);
+        let since = at.checked_sub(into_second).unwrap_or(at);
+        let keep_to = second.saturating_sub(1);
+        let started = Instant::now();
+        let said = match self.server.truncate_aof_to(keep_to) {
+            Ok(said) => said,
+            Err(e) => return Ok(StepDone::failed(e.to_string())),
+        };
+        self.recovered_to = Some(Boundary {
+            since,
+            at,
+            label: format!(
+                "{} ({}; the AOF kept to second {keep_to})",
+                target.describe(),
+                humantime::format_rfc3339_millis(wall)
+            ),
+        });
+        Ok(StepDone::done(format!(
+            "redis-check-aof --truncate-to-timestamp {keep_to} in {}: {said}",
+            crate::fmt_duration(started.elapsed())
+        )))
     }
 
     /// The runbook's `redis-cli` checks and commands.
@@ -224,7 +279,27 @@ impl Service for RedisService {
         Ok(taken)
     }
 
+    fn fault_began(&mut self, at: Instant) {
+        let wall = SystemTime::now() - at.elapsed();
+        self.fault_at.get_or_insert((at, wall));
+    }
+
     async fn inject(&mut self, fault: &Fault, seed: u64) -> Result<String> {
+        self.recovered_to = None;
+        if fault.action == FaultAction::RedisCommand {
+            let command = fault.command.as_deref().unwrap_or_default();
+            let mut parts = command.split_whitespace();
+            let mut cmd = ::redis::cmd(parts.next().unwrap_or_default());
+            for p in parts {
+                cmd.arg(p);
+            }
+            let mut con = self.server.connect().await?;
+            let answer: ::redis::Value = cmd
+                .query_async(&mut con)
+                .await
+                .map_err(Error::redis(format!("`{command}`")))?;
+            return Ok(format!("ran `{command}` while the writer wrote: {answer:?}"));
+        }
         let r = &mut self.server;
         tokio::task::block_in_place(|| {
             Ok(match fault.action {
@@ -268,16 +343,13 @@ impl Service for RedisService {
         if let Step::Redis { run, .. } = step {
             return tokio::task::block_in_place(|| self.cli(run, step.time_limit()));
         }
+        if let Step::RedisPitr { target, .. } = step {
+            return tokio::task::block_in_place(|| self.pitr(target));
+        }
         let r = &mut self.server;
         tokio::task::block_in_place(|| match step {
-            Step::Start { .. } => Ok(if r.down().is_none() {
-                StepDone::done("redis is running")
-            } else {
-                match r.start_with(&[]) {
-                    Ok(()) => StepDone::done("redis started on its data"),
-                    Err(e) => StepDone::failed(format!("redis did not start: {e}")),
-                }
-            }),
+            Step::Start { .. } => Ok(crate::service::start_step(r)),
+            Step::Stop { .. } => crate::service::stop_step(r),
             Step::RedisCheckAof => Ok(match r.check_aof_fix() {
                 Ok(out) => StepDone::done(
                     out.lines()
@@ -355,7 +427,7 @@ impl Service for RedisService {
         if self.server.down().is_some() {
             return Ok(rpo_from(ledger, &vec![false; ledger.acks.len()], fault_at));
         }
-        workload::measure_rpo(&self.server, ledger, fault_at).await
+        workload::measure_rpo(&self.server, ledger, fault_at, self.recovered_to.as_ref()).await
     }
 
     fn env(&self) -> Vec<(String, String)> {

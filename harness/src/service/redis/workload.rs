@@ -5,7 +5,7 @@
 use super::Redis;
 use std::time::Instant;
 
-use crate::workload::{Ledger, LiveTick, RpoMeasurement, Sink, rpo_from};
+use crate::workload::{Boundary, Ledger, LiveTick, RpoMeasurement, Sink, pitr_from, rpo_from};
 use crate::{Error, Result};
 
 /// The Redis stream the workload writes (left out of key comparisons: the
@@ -44,6 +44,7 @@ pub(crate) async fn measure_rpo(
     r: &Redis,
     ledger: &Ledger,
     fault_at: Instant,
+    target: Option<&Boundary>,
 ) -> Result<RpoMeasurement> {
     let mut con = r.connect().await?;
     let ids: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
@@ -59,5 +60,8 @@ pub(crate) async fn measure_rpo(
         .iter()
         .map(|a| have.contains(&format!("{}-0", a.ms)))
         .collect();
-    Ok(rpo_from(ledger, &present, fault_at))
+    Ok(match target {
+        Some(t) => pitr_from(ledger, &present, fault_at, t),
+        None => rpo_from(ledger, &present, fault_at),
+    })
 }
