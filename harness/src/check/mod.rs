@@ -227,6 +227,38 @@ pub(crate) fn failover(service: ServiceKind, m: &RpoMeasurement) -> CheckResult 
 mod tests {
     use super::*;
 
+    fn failed_over(lost: usize, window_ms: u64, behind_ms: u64, synchronous: bool) -> CheckResult {
+        let m = RpoMeasurement {
+            acknowledged: 400,
+            lost,
+            window: Duration::from_millis(window_ms),
+            lost_sample: vec![],
+            pitr: None,
+            replication: Some(crate::workload::ReplicationLag {
+                bytes: if behind_ms > 0 { 48_000 } else { 0 },
+                behind: Duration::from_millis(behind_ms),
+                synchronous,
+                ..Default::default()
+            }),
+        };
+        failover(ServiceKind::Postgres, &m)
+    }
+
+    #[test]
+    fn a_failover_loss_is_green_only_when_the_lag_explains_it() {
+        // The replica was 1.1 s behind: about a second of writes lost.
+        assert!(failed_over(100, 1_000, 1_100, false).ok);
+        // Lost more than the lag explains: something else lost data.
+        assert!(!failed_over(300, 3_000, 1_100, false).ok);
+        // Seconds behind, nothing lost: the lag reading was wrong.
+        assert!(!failed_over(0, 0, 2_000, false).ok);
+        // Caught up: nothing (or a write in flight) lost.
+        assert!(failed_over(0, 0, 0, false).ok);
+        // Synchronous: any acknowledged write lost is red.
+        assert!(failed_over(0, 0, 1_000, true).ok);
+        assert!(!failed_over(1, 10, 1_000, true).ok);
+    }
+
     #[test]
     fn rto_is_judged_to_the_millisecond() {
         let t = Duration::from_secs(60);
