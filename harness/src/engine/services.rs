@@ -169,10 +169,12 @@ impl Services {
     pub(crate) async fn inject(&mut self, fault: &Fault, seed: u64) -> Result<String> {
         let declared: Vec<ServiceKind> = self.0.iter().map(|s| s.kind()).collect();
         let targets = fault.targets(&declared);
-        if targets.len() > 1 && matches!(
-            fault.action,
-            FaultAction::Wipe | FaultAction::Crash | FaultAction::Kill
-        ) {
+        if targets.len() > 1
+            && matches!(
+                fault.action,
+                FaultAction::Wipe | FaultAction::Crash | FaultAction::Kill
+            )
+        {
             // All at once, as when the machine or its disk goes: nothing is
             // written to one service after another has died.
             for t in &targets {

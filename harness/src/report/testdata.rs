@@ -157,7 +157,7 @@ pub(crate) fn report_multi() -> DrillReport {
             .map(|i| format!("2026-01-01 00:00:00.{i:03}+00 BTC"))
             .collect(),
         pitr: None,
-                replication: None,
+        replication: None,
     };
     let target = Duration::from_secs(60);
     let rpo_target = Duration::from_secs(5);

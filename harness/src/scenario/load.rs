@@ -308,7 +308,10 @@ fn validate_services(sc: &Scenario) -> Result<(), Broken> {
         if !COMMIT.contains(&r.synchronous_commit.as_str()) {
             return bad(
                 "services.postgres-replica.synchronous-commit",
-                format!("`{}` is not a synchronous_commit level", r.synchronous_commit),
+                format!(
+                    "`{}` is not a synchronous_commit level",
+                    r.synchronous_commit
+                ),
                 "use `on`, `remote_apply`, `remote_write`, `local` or `off`",
             );
         }
@@ -933,7 +936,10 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
         {
             return bad(
                 key,
-                format!("step `{}` needs a replica, and none is declared", step.kind()),
+                format!(
+                    "step `{}` needs a replica, and none is declared",
+                    step.kind()
+                ),
                 "declare `[services.postgres-replica]`",
             );
         }

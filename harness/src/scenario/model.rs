@@ -970,9 +970,7 @@ impl Step {
             Step::Redis { .. }
             | Step::RedisCheckAof
             | Step::RedisRestoreRdb { .. }
-            | Step::RedisPitr { .. } => {
-                Some(ServiceKind::Redis)
-            }
+            | Step::RedisPitr { .. } => Some(ServiceKind::Redis),
             Step::ClickhouseRestore => Some(ServiceKind::ClickHouse),
             Step::Start { service } => Some(*service),
             Step::Shell { service, .. } => *service,

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use drill_fixtures::Dataset;
 
-pub(crate) use lifecycle::{one_line, start_step, stop_step};
 pub use lifecycle::{Disposable, Engine, Lifecycle};
+pub(crate) use lifecycle::{one_line, start_step, stop_step};
 
 use crate::Result;
 use crate::check::CheckResult;

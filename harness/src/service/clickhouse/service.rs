@@ -254,8 +254,12 @@ impl Service for ClickHouseService {
                     Err(e) => StepDone::failed(e.to_string()),
                 },
             ),
-            Step::Start { .. } => Ok(tokio::task::block_in_place(|| crate::service::start_step(&mut self.server))),
-            Step::Stop { .. } => tokio::task::block_in_place(|| crate::service::stop_step(&mut self.server)),
+            Step::Start { .. } => Ok(tokio::task::block_in_place(|| {
+                crate::service::start_step(&mut self.server)
+            })),
+            Step::Stop { .. } => {
+                tokio::task::block_in_place(|| crate::service::stop_step(&mut self.server))
+            }
             Step::ClickhouseRestore => self.restore().await,
             other => unreachable!("validated: `{}` does not act on clickhouse", other.kind()),
         }

@@ -129,7 +129,11 @@ impl Replication {
             "postgres",
         )?;
         primary.psql("SELECT pg_reload_conf()", "postgres")?;
-        let want = if self.cfg.synchronous { "sync" } else { "async" };
+        let want = if self.cfg.synchronous {
+            "sync"
+        } else {
+            "async"
+        };
         wait_for(WAIT, || {
             let state = primary.psql(
                 &format!(
@@ -237,10 +241,10 @@ impl Replication {
         }
         let started = Instant::now();
         let secs = limit.as_secs().clamp(1, i32::MAX as u64);
-        match self.other.psql(
-            &format!("SELECT pg_promote(true, {secs})"),
-            "postgres",
-        ) {
+        match self
+            .other
+            .psql(&format!("SELECT pg_promote(true, {secs})"), "postgres")
+        {
             Ok(t) if t == "t" => {}
             Ok(other) => {
                 return Ok(StepDone::failed(format!(
@@ -269,7 +273,9 @@ impl Replication {
     /// probe write (a temporary table, rolled back) must be accepted.
     pub(crate) fn repoint(&mut self, primary: &mut Postgres) -> Result<StepDone> {
         if self.failed_over {
-            return Ok(StepDone::refused("the application already points at the replica"));
+            return Ok(StepDone::refused(
+                "the application already points at the replica",
+            ));
         }
         let started = Instant::now();
         std::mem::swap(primary, &mut self.other);
@@ -324,7 +330,10 @@ impl Replication {
             )),
             Ok(_) => {
                 let seen = new_primary
-                    .psql("SELECT to_regclass('drill_split_brain') IS NOT NULL", "postgres")
+                    .psql(
+                        "SELECT to_regclass('drill_split_brain') IS NOT NULL",
+                        "postgres",
+                    )
                     .unwrap_or_default();
                 // drill's own probe goes; what it proved stays in the step.
                 let _ = old.psql("DROP TABLE IF EXISTS drill_split_brain", "postgres");

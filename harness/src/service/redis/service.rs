@@ -298,7 +298,9 @@ impl Service for RedisService {
                 .query_async(&mut con)
                 .await
                 .map_err(Error::redis(format!("`{command}`")))?;
-            return Ok(format!("ran `{command}` while the writer wrote: {answer:?}"));
+            return Ok(format!(
+                "ran `{command}` while the writer wrote: {answer:?}"
+            ));
         }
         let r = &mut self.server;
         tokio::task::block_in_place(|| {
