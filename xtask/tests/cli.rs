@@ -506,3 +506,98 @@ fn sanitize_filters_stdin_to_stdout() {
             .contains("removed 3 of 6 lines")
     );
 }
+
+/// A failover drill's replica and the private network the two servers
+/// share: gone after a drill that ends; left by a SIGKILLed one while
+/// both servers run, and removed by `cargo xtask clean`.
+#[test]
+fn the_replicas_network_is_removed_after_a_drill_and_by_clean() {
+    if !available_for_tests(BackendKind::Docker, &[ServiceKind::Postgres], "failover") {
+        return;
+    }
+    let scenario = root().join("xtask/tests/data/small-failover.toml");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |tmp: &Path| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin!("xtask"))
+            .current_dir(root())
+            .env("TMPDIR", tmp)
+            .args(["drill", "--backend", "docker", "--report-dir"])
+            .arg(tmp.join("reports"))
+            .arg(&scenario)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let run_id_in = |tmp: &Path| {
+        leftovers(tmp).iter().find_map(|d| {
+            let name = d.file_name()?.to_string_lossy().into_owned();
+            Some(
+                name.strip_prefix("drill-run-")?
+                    .split('-')
+                    .next()?
+                    .to_string(),
+            )
+        })
+    };
+    // A drill that ends: nothing of its run is left.
+    let mut child = run(tmp.path());
+    let mut seen = None;
+    for _ in 0..3000 {
+        if seen.is_none() {
+            seen = run_id_in(tmp.path());
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "the small failover drill failed");
+    let id = seen.expect("the drill made its work dir");
+    assert_eq!(
+        drill::testing::objects_of_run(&id),
+        Vec::<String>::new(),
+        "a finished drill left containers, volumes or networks"
+    );
+    // SIGKILL once the replica runs: two containers on the network.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = run(tmp.path());
+    let mut id = None;
+    for _ in 0..3000 {
+        if let Some(run_id) = run_id_in(tmp.path()) {
+            let objects = drill::testing::objects_of_run(&run_id);
+            let containers = objects
+                .iter()
+                .filter(|o| o.starts_with("container "))
+                .count();
+            if containers >= 2 && objects.iter().any(|o| o.starts_with("network ")) {
+                id = Some(run_id);
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = id.expect("the replica never came up");
+    let said = xtask()
+        .env("TMPDIR", tmp.path())
+        .arg("clean")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let said = String::from_utf8_lossy(&said);
+    assert_eq!(
+        drill::testing::objects_of_run(&id),
+        Vec::<String>::new(),
+        "clean left containers, volumes or networks; it said:\n{said}"
+    );
+    assert!(
+        leftovers(tmp.path()).is_empty(),
+        "clean left: {:?}; it said:\n{said}",
+        leftovers(tmp.path())
+    );
+}

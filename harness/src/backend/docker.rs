@@ -328,6 +328,7 @@ impl super::Server for ContainerServer {
                 .collect::<String>(),
             None => String::new(),
         };
+        super::die_with_harness(&mut cmd);
         cmd.args(["-e", &format!("DATA={data}"), "--entrypoint", "sh"])
             .arg(&self.spec.container.image)
             .arg("-c")
@@ -690,8 +691,8 @@ async fn reap_once(
 }
 
 #[cfg(feature = "test-support")]
-/// Containers and volumes on the engine that carry `run_id`'s label (for
-/// tests and `--keep` output).
+/// Containers, volumes and networks on the engine that carry `run_id`'s
+/// label (for tests and `--keep` output).
 pub fn objects_of_run(run_id: &str) -> Vec<String> {
     let Ok(docker) = client() else {
         return Vec::new();
@@ -715,6 +716,10 @@ pub fn objects_of_run(run_id: &str) -> Vec<String> {
             .and_then(|v| v.volumes)
         {
             found.extend(vs.into_iter().map(|v| format!("volume {}", v.name)));
+        }
+        let opts = ListNetworksOptionsBuilder::new().filters(&filter).build();
+        for n in docker.list_networks(Some(opts)).await.unwrap_or_default() {
+            found.push(format!("network {}", n.name.unwrap_or_default()));
         }
         found
     })

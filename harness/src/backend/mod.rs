@@ -393,6 +393,23 @@ pub fn wait_ready(
     }
 }
 
+/// The command's process gets SIGKILL when the thread that started it
+/// dies with the harness (Linux's `PR_SET_PDEATHSIG`): a `docker run`
+/// client still starting a throwaway container when the harness is killed
+/// would otherwise start it after `cargo xtask clean` ran, and Docker would
+/// make the bind-mounted folders again. Only for commands waited for on
+/// the thread that starts them (`output()`), which outlives them.
+pub(crate) fn die_with_harness(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec only async-signal-safe work happens
+    // here: one prctl(2) call, no allocation, no lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        })
+    }
+}
+
 /// Runs a future to completion from synchronous code, wherever that code
 /// runs: on a multi-threaded runtime's worker (the engine), on a
 /// current-thread runtime, or outside any runtime (benchmarks, plain tests).
@@ -429,8 +446,10 @@ where
 /// and containers and volumes labelled by a harness that is gone. Returns
 /// what was removed.
 pub fn reap_leftovers() -> Vec<String> {
-    let mut removed = native::reap_leftovers();
-    removed.extend(docker::reap(docker::Whose::Dead));
+    // Containers first: one still starting would make its bind-mounted
+    // folders again after they were removed.
+    let mut removed = docker::reap(docker::Whose::Dead);
+    removed.extend(native::reap_leftovers());
     removed
 }
 

@@ -243,16 +243,23 @@ impl Picture {
     /// The data loss the workload measured, against its target.
     fn rpo(&mut self, r: &DrillReport, rec: &RecoveryReport) {
         let y = self.y;
-        let rpo_line = match (&rec.rpo, r.rpo_target) {
-            (Some(m), target) => format!(
-                "RPO {} ({} of {} acknowledged writes lost){}",
+        let rpo_line =
+            match (&rec.rpo, r.rpo_target) {
+                (Some(m), target) => format!(
+                "RPO {} ({} of {} acknowledged writes lost){}{}",
                 fmt_duration(m.window),
                 m.lost,
                 m.acknowledged,
-                target.map_or(String::new(), |t| format!(" · target {}", fmt_duration(t)))
+                target.map_or(String::new(), |t| format!(" · target {}", fmt_duration(t))),
+                m.replication.as_ref().map_or(String::new(), |l| format!(
+                    " · failed over to the {} replica, {} ({} bytes of WAL) behind at the fault",
+                    if l.synchronous { "synchronous" } else { "asynchronous" },
+                    fmt_duration(l.behind),
+                    l.bytes
+                ))
             ),
-            (None, _) => "RPO: not measured (this scenario runs no workload)".into(),
-        };
+                (None, _) => "RPO: not measured (this scenario runs no workload)".into(),
+            };
         let colour = match (&rec.rpo, r.rpo_target) {
             (Some(m), Some(t)) if m.window > t => BAD,
             (Some(_), _) => RTO,

@@ -62,8 +62,21 @@ impl RedisService {
             aof_timestamps: cfg.aof_timestamps,
             ..RedisSpec::new(at.run_id)
         };
+        let server = Redis::start(at.backend, &spec).map_err(|e| {
+            // Redis before 7.0 refuses the directive ("Bad directive").
+            if cfg.aof_timestamps && e.to_string().contains("aof-timestamp-enabled") {
+                Error::bad_input(
+                    format!("{}: services.redis.aof-timestamps", sc.path.display()),
+                    format!(
+                        "this Redis does not know `aof-timestamp-enabled` (Redis 7.0 and later do): use a Redis 7 image (DRILL_REDIS_IMAGE) or remove `aof-timestamps`; it said: {e}"
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         Ok(RedisService {
-            server: Redis::start(at.backend, &spec)?,
+            server,
             backup_method: sc.backup.redis.as_ref().map(|_| RdbCopy),
             baseline: None,
             rdb: None,
