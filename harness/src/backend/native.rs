@@ -538,6 +538,22 @@ fn remove_dir_retrying(dir: &Path) -> Result<()> {
     Err(Error::io("remove", dir)(last.expect("loop ran")))
 }
 
+/// A folder of the run's in the temp dir (`drill-run-<id>-<what>-*`, or
+/// `drill-run-<id>-*` without `what`): its owner's only (backups, logs,
+/// shims with passwords) and marked as this process's before anything is
+/// put in it, so an interrupt never finds one of ours unmarked.
+pub(crate) fn run_dir(run_id: &str, what: Option<&str>) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let what = what.map_or(String::new(), |w| format!("{w}-"));
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{RUN_DIR_PREFIX}{run_id}-{what}"))
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
+    mark_owner(dir.path())?;
+    Ok(dir)
+}
+
 /// Writes the marker that ties a temp dir to this process, for reaping.
 pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
     fs::write(dir.join(MARKER), format!("{}\n", std::process::id()))

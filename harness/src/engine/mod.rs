@@ -305,19 +305,7 @@ pub fn new_run_id() -> String {
 /// server exists, so an interrupt can never find one of ours unmarked; its
 /// owner's only.
 fn work_dir(run_id: &str) -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let work = tempfile::Builder::new()
-        .prefix(&format!(
-            "{}{run_id}-",
-            crate::backend::native::RUN_DIR_PREFIX
-        ))
-        // Backups, logs and the shims (with the servers' passwords): the
-        // owner's only.
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
-    crate::backend::native::mark_owner(work.path())?;
-    Ok(work)
+    crate::backend::native::run_dir(run_id, None)
 }
 
 /// Whether the scenario's fixture and workload fit the temp dir's disk,

@@ -58,17 +58,7 @@ pub(crate) struct Replication {
 /// primary starts (it must be shared with its container), marked as the
 /// run's for `cargo xtask clean`.
 pub(crate) fn folder(run_id: &str) -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let root = tempfile::Builder::new()
-        .prefix(&format!(
-            "{}{run_id}-replica-",
-            crate::backend::native::RUN_DIR_PREFIX
-        ))
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
-    crate::backend::native::mark_owner(root.path())?;
-    Ok(root)
+    crate::backend::native::run_dir(run_id, Some("replica"))
 }
 
 impl Replication {

@@ -68,16 +68,7 @@ impl Physical {
     /// Makes the folder (marked as the run's, so `cargo xtask clean` finds
     /// it after a killed run).
     pub(crate) fn create(run_id: &str, backrest: bool) -> Result<Physical> {
-        use std::os::unix::fs::PermissionsExt;
-        let root = tempfile::Builder::new()
-            .prefix(&format!(
-                "{}{run_id}-archive-",
-                crate::backend::native::RUN_DIR_PREFIX
-            ))
-            .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir()
-            .map_err(Error::io("create temp dir in", std::env::temp_dir()))?;
-        crate::backend::native::mark_owner(root.path())?;
+        let root = crate::backend::native::run_dir(run_id, Some("archive"))?;
         for sub in ["wal", "base", "unarchived-wal"] {
             let d = root.path().join(sub);
             std::fs::create_dir(&d).map_err(Error::io("create", &d))?;
