@@ -65,16 +65,18 @@ impl Replication {
     /// Builds the replica from `primary` (started with `spec`, on
     /// `network`, sharing `dir`) and waits until it streams; turns on
     /// synchronous replication when asked. Returns it and a line for the
-    /// timeline.
+    /// timeline. The network is taken only once the replica runs: on an
+    /// error it stays with the caller, to go after the primary's container.
     pub(crate) fn start(
         primary: &Postgres,
         spec: &PgSpec,
         cfg: &ReplicaConfig,
         dir: tempfile::TempDir,
-        network: Network,
+        network: &mut Option<Network>,
     ) -> Result<(Replication, String)> {
         let started = Instant::now();
         let other = build(primary, spec, cfg, dir.path(), 1)?;
+        let network = network.take().expect("the caller made the network");
         let mut r = Replication {
             other,
             cfg: cfg.clone(),

@@ -156,7 +156,7 @@ impl PostgresService {
         // A replica: a private network for the two, and a folder its base
         // backup passes through (shared with both).
         let replica_cfg = sc.services.postgres_replica.as_ref();
-        let network = replica_cfg
+        let mut network = replica_cfg
             .map(|_| at.backend.network(at.run_id, "replication"))
             .transpose()?;
         let replica_dir = replica_cfg
@@ -184,11 +184,13 @@ impl PostgresService {
         if let Some(p) = &physical {
             p.hand_to_server(&server)?;
         }
-        let (replication, replica_note) = match (replica_cfg, replica_dir, network) {
-            (Some(rc), Some(dir), Some(net)) => {
+        // On an error the primary's container goes before the network
+        // (locals drop in reverse order).
+        let (replication, replica_note) = match (replica_cfg, replica_dir) {
+            (Some(rc), Some(dir)) => {
                 let d = sh_quote(&dir.path().display().to_string());
                 server.data_shell(&format!("chown \"$(stat -c %u:%g \"$DATA\")\" {d}"))?;
-                let (r, note) = Replication::start(&server, &spec, rc, dir, net)?;
+                let (r, note) = Replication::start(&server, &spec, rc, dir, &mut network)?;
                 (Some(r), Some(note))
             }
             _ => (None, None),
