@@ -271,9 +271,9 @@ fn drill_until_server_is_up(tmp: &Path, backend: BackendKind) -> (std::process::
             )
         });
         let up = match (&run_id, backend) {
-            (Some(_), BackendKind::Native) => leftovers(tmp)
-                .iter()
-                .any(|d| d.join("data/postmaster.pid").exists()),
+            // Up once postmaster.pid names the server's pid: the file
+            // exists a moment before postgres has written its first line.
+            (Some(_), BackendKind::Native) => !postmaster_pids(tmp).is_empty(),
             (Some(id), BackendKind::Docker) => drill::testing::objects_of_run(id)
                 .iter()
                 .any(|o| o.starts_with("container ")),

@@ -316,8 +316,14 @@ impl Replication {
             "postgres",
         );
         Ok(match write {
-            Err(e) => StepDone::done(format!(
+            // Refused because it is read-only: safe. Any other failure
+            // (it does not answer) says nothing either way.
+            Err(e) if is_read_only_refusal(&e.to_string()) => StepDone::done(format!(
                 "the old primary is back as {role} and refused a write (safe): {}",
+                first_error_line(&e.to_string())
+            )),
+            Err(e) => StepDone::failed(format!(
+                "the write on the old primary failed, but not as a read-only server refuses one, so split brain is not ruled out: {}",
                 first_error_line(&e.to_string())
             )),
             Ok(_) => {
@@ -446,6 +452,13 @@ fn describe_server(pg: &Postgres) -> String {
     format!("the server at {host}:{port}")
 }
 
+/// PostgreSQL's refusal of a write on a read-only server (a standby, or
+/// `default_transaction_read_only`): "cannot execute INSERT in a read-only
+/// transaction", "... during recovery".
+fn is_read_only_refusal(e: &str) -> bool {
+    e.contains("read-only transaction") || e.contains("during recovery")
+}
+
 fn first_error_line(e: &str) -> String {
     e.lines()
         .find(|l| l.contains("ERROR"))
@@ -472,5 +485,26 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Result<Option<T>>) -> Res
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_read_only_refusal_counts_as_safe() {
+        assert!(is_read_only_refusal(
+            "ERROR:  cannot execute CREATE TABLE in a read-only transaction"
+        ));
+        assert!(is_read_only_refusal(
+            "ERROR:  cannot execute INSERT during recovery"
+        ));
+        assert!(!is_read_only_refusal(
+            "psql: error: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused"
+        ));
+        assert!(!is_read_only_refusal(
+            "ERROR:  permission denied for schema public"
+        ));
     }
 }
