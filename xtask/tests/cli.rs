@@ -287,6 +287,19 @@ fn drill_until_server_is_up(tmp: &Path, backend: BackendKind) -> (std::process::
     panic!("the drill's server never came up");
 }
 
+/// `cargo xtask clean` with `tmp` as TMPDIR; what it printed.
+fn clean(tmp: &Path) -> String {
+    let out = xtask()
+        .env("TMPDIR", tmp)
+        .arg("clean")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn leftovers(tmp: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(tmp)
         .unwrap()
@@ -386,19 +399,7 @@ fn sigkill_leftovers_are_removed_by_clean(#[case] backend: BackendKind) {
             "SIGKILL should leave the container and its volume: {objects:?}"
         );
     }
-    let out = xtask()
-        .env("TMPDIR", tmp.path())
-        .arg("clean")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert!(
-        String::from_utf8(out)
-            .unwrap()
-            .contains("leftovers removed")
-    );
+    assert!(clean(tmp.path()).contains("leftovers removed"));
     assert!(
         leftovers(tmp.path()).is_empty(),
         "clean left: {:?}",
@@ -581,15 +582,7 @@ fn the_replicas_network_is_removed_after_a_drill_and_by_clean() {
     child.kill().unwrap();
     child.wait().unwrap();
     let id = id.expect("the replica never came up");
-    let said = xtask()
-        .env("TMPDIR", tmp.path())
-        .arg("clean")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let said = String::from_utf8_lossy(&said);
+    let said = clean(tmp.path());
     assert_eq!(
         drill::testing::objects_of_run(&id),
         Vec::<String>::new(),
