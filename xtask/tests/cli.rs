@@ -261,15 +261,7 @@ fn drill_until_server_is_up(tmp: &Path, backend: BackendKind) -> (std::process::
         .spawn()
         .unwrap();
     for _ in 0..1500 {
-        let run_id = leftovers(tmp).iter().find_map(|d| {
-            let name = d.file_name()?.to_string_lossy().into_owned();
-            Some(
-                name.strip_prefix("drill-run-")?
-                    .split('-')
-                    .next()?
-                    .to_string(),
-            )
-        });
+        let run_id = run_id_in(tmp);
         let up = match (&run_id, backend) {
             // Up once postmaster.pid names the server's pid: the file
             // exists a moment before postgres has written its first line.
@@ -298,6 +290,19 @@ fn clean(tmp: &Path) -> String {
         .stdout
         .clone();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The run id of the drill whose work dir (`drill-run-<id>-*`) is in `tmp`.
+fn run_id_in(tmp: &Path) -> Option<String> {
+    leftovers(tmp).iter().find_map(|d| {
+        let name = d.file_name()?.to_string_lossy().into_owned();
+        Some(
+            name.strip_prefix("drill-run-")?
+                .split('-')
+                .next()?
+                .to_string(),
+        )
+    })
 }
 
 fn leftovers(tmp: &Path) -> Vec<PathBuf> {
@@ -529,17 +534,6 @@ fn the_replicas_network_is_removed_after_a_drill_and_by_clean() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap()
-    };
-    let run_id_in = |tmp: &Path| {
-        leftovers(tmp).iter().find_map(|d| {
-            let name = d.file_name()?.to_string_lossy().into_owned();
-            Some(
-                name.strip_prefix("drill-run-")?
-                    .split('-')
-                    .next()?
-                    .to_string(),
-            )
-        })
     };
     // A drill that ends: nothing of its run is left.
     let mut child = run(tmp.path());
