@@ -348,6 +348,26 @@ pub(crate) fn pitr_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_gives_rate_and_acknowledgement_percentiles() {
+        let t0 = Instant::now();
+        let acks: Vec<Ack> = (0..100u64)
+            .map(|i| Ack {
+                ms: i as i64,
+                time: String::new(),
+                symbol: "BTC",
+                sent_at: t0 + Duration::from_millis(10 * i),
+                // One slow acknowledgement: the max, not the median.
+                acked_at: t0 + Duration::from_millis(10 * i + if i == 50 { 900 } else { 2 }),
+            })
+            .collect();
+        let pace = Ledger { acks, failed: 0 }.pace();
+        assert!(pace.contains("p50 2.0 ms"), "{pace}");
+        assert!(pace.contains("max 900.0 ms"), "{pace}");
+        assert!(pace.starts_with("101 writes/s"), "{pace}");
+        assert_eq!(Ledger::default().pace(), "no write acknowledged");
+    }
     use proptest::prelude::*;
 
     proptest! {
