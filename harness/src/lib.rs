@@ -30,7 +30,9 @@ pub use artifact::sha256_file;
 pub use check::{CheckKind, CheckResult};
 pub use errors::{Error, ErrorKind, Result, ScenarioError};
 pub use sanitize::{FilterOptions, Guard, SanitizeReport, filter, sanitize};
-pub use vocab::{BackendKind, ServerInfo, ServiceKind, fmt_duration};
+pub use vocab::{
+    BackendKind, ServerInfo, ServiceKind, fmt_duration, postgres_image, postgres_image_env,
+};
 pub use workload::{Boundary, Ledger, PitrLedger, RpoMeasurement, Writer};
 
 /// Helpers for tests that run on every backend and check what a server

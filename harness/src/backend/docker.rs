@@ -299,7 +299,11 @@ impl super::Server for ContainerServer {
         script
     }
 
-    fn data_shell(&self, script: &str) -> Result<Output> {
+    fn data_location(&self) -> String {
+        self.volume.clone()
+    }
+
+    fn data_shell_with(&self, script: &str, others: &[(String, String)]) -> Result<Output> {
         tracing::debug!(service = %self.spec.kind, volume = %self.volume, script, "docker run --rm (data shell)");
         let data = &self.spec.container.data;
         let mut cmd = Command::new("docker");
@@ -308,6 +312,15 @@ impl super::Server for ContainerServer {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }
         cmd.arg("-v").arg(format!("{}:{data}", self.volume));
+        // Beside it, never inside it: `/var/lib/postgresql/<var>`.
+        let parent = std::path::Path::new(data)
+            .parent()
+            .map_or_else(|| "/".into(), |p| p.display().to_string());
+        for (var, volume) in others {
+            let at = format!("{parent}/drill-{}", var.to_lowercase());
+            cmd.arg("-v").arg(format!("{volume}:{at}"));
+            cmd.arg("-e").arg(format!("{var}={at}"));
+        }
         for dir in &self.spec.shared {
             let d = dir.display();
             cmd.arg("-v").arg(format!("{d}:{d}"));

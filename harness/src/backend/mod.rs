@@ -281,7 +281,17 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     /// data dir, or the volume mounted into a throwaway container of the
     /// same image (the runbook's `docker run --rm -v vol:/data ...`). The
     /// spec's shared folders are visible at their own paths.
-    fn data_shell(&self, script: &str) -> Result<Output>;
+    fn data_shell(&self, script: &str) -> Result<Output> {
+        self.data_shell_with(script, &[])
+    }
+    /// As [`Server::data_shell`], with other servers' data too: each
+    /// `(VAR, location)` (a [`Server::data_location`] of the same backend)
+    /// is visible under `$VAR` (natively the data dir; in Docker the
+    /// volume, mounted into the same throwaway container).
+    fn data_shell_with(&self, script: &str, others: &[(String, String)]) -> Result<Output>;
+    /// Where the data lives, for another server's
+    /// [`Server::data_shell_with`]: the data dir, or the volume's name.
+    fn data_location(&self) -> String;
     /// Err (with the server's last log lines) when it is not running.
     fn alive(&mut self) -> Result<()>;
     /// The last lines the server logged.

@@ -366,11 +366,16 @@ impl super::Server for NativeServer {
         Ok(copy)
     }
 
-    fn data_shell(&self, script: &str) -> Result<Output> {
+    fn data_location(&self) -> String {
+        self.data_dir().display().to_string()
+    }
+
+    fn data_shell_with(&self, script: &str, others: &[(String, String)]) -> Result<Output> {
         tracing::debug!(service = %self.spec.kind, script, "data shell");
         Command::new("sh")
             .args(["-c", script])
             .env("DATA", self.data_dir())
+            .envs(others.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
             .map_err(|source| Error::Spawn {

@@ -170,7 +170,7 @@ impl Restore<'_> {
         if self.server.is_none() {
             let d = self.d;
             let image = crate::service::postgres::image(d.image.as_deref());
-            let (flavour, flavour_note) = resolve_flavour(d.engine, self.backend, &image)?;
+            let (flavour, flavour_note) = resolve_flavour(d.engine, self.backend, &image, None)?;
             // The server's own pg_restore reads the backup where it lies.
             let backup =
                 std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;

@@ -121,8 +121,23 @@ fn bad(key: &str, message: String, help: &str) -> Result<(), Broken> {
     Err((key.to_string(), message, help.to_string()))
 }
 
+/// A PostgreSQL major version drill could run (10 and later).
+fn major_version(key: &str, v: u32) -> Result<(), Broken> {
+    if (10..=99).contains(&v) {
+        return Ok(());
+    }
+    bad(
+        key,
+        format!("{v} is not a PostgreSQL major version drill can run"),
+        "write the major version alone, e.g. `version = 18` (10 or later)",
+    )
+}
+
 /// What only concerns PostgreSQL.
 fn validate_postgres(sc: &Scenario, pg: &PostgresConfig) -> Result<(), Broken> {
+    if let Some(v) = pg.version {
+        major_version("services.postgres.version", v)?;
+    }
     if sc.fixture.name == FixtureName::QuantTrading {
         if pg.engine == PgEngine::Postgres {
             return bad(
@@ -815,8 +830,30 @@ fn validate_recoveries(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
                 "add e.g. `steps = [{ step = \"psql-restore\" }]`",
             );
         }
+        let linked = r.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::PgUpgrade {
+                    mode: crate::scenario::UpgradeMode::Link,
+                    ..
+                }
+            )
+        });
+        if linked && i + 1 < sc.recoveries.len() {
+            return bad(
+                &format!("recovery[{i}]"),
+                format!(
+                    "recovery `{}` upgrades in link mode, which leaves the old cluster unable to start, and a recovery after it would start from that cluster",
+                    r.name
+                ),
+                "put the link-mode recovery last",
+            );
+        }
         for (j, step) in r.steps.iter().enumerate() {
-            validate_step(sc, d, &format!("recovery[{i}].steps[{j}]"), step)?;
+            let dumped = r.steps[..j]
+                .iter()
+                .any(|s| matches!(s, Step::PgDump { .. }));
+            validate_step(sc, d, &format!("recovery[{i}].steps[{j}]"), step, dumped)?;
         }
     }
     if !sc
@@ -833,9 +870,24 @@ fn validate_recoveries(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
     Ok(())
 }
 
-/// One step: it acts on a declared service and has what it restores.
-fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<(), Broken> {
+/// One step: it acts on a declared service and has what it restores
+/// (`dumped`: a `pg-dump` step came before it in its recovery).
+fn validate_step(
+    sc: &Scenario,
+    d: &Declared,
+    key: &str,
+    step: &Step,
+    dumped: bool,
+) -> Result<(), Broken> {
     within(&format!("{key}.timeout"), step.timeout(), &bounds::TIMEOUT)?;
+    let version = match step {
+        Step::PgDump { version, .. } | Step::NewServer { version, .. } => *version,
+        Step::PgUpgrade { version, .. } => Some(*version),
+        _ => None,
+    };
+    if let Some(v) = version {
+        major_version(&format!("{key}.version"), v)?;
+    }
     match step {
         Step::Sql { run, .. } | Step::Redis { run, .. } if run.trim().is_empty() => {
             return bad(
@@ -866,11 +918,12 @@ fn validate_step(sc: &Scenario, d: &Declared, key: &str, step: &Step) -> Result<
         );
     }
     let needs = match step {
-        Step::PsqlRestore { .. } | Step::PgRestore { .. } => sc
-            .backup
-            .method
-            .is_none()
-            .then_some(("postgres", "`[backup]` with `method`")),
+        Step::PsqlRestore { .. } | Step::PgRestore { .. } => {
+            (sc.backup.method.is_none() && !dumped).then_some((
+                "postgres",
+                "`[backup]` with `method`, or a `pg-dump` step before it",
+            ))
+        }
         Step::RedisRestoreRdb { .. } => sc
             .backup
             .redis

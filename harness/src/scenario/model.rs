@@ -47,6 +47,57 @@ fn default_seed() -> u64 {
     20251114
 }
 
+impl Scenario {
+    /// The image each server of the drill would run: the declared
+    /// services', and those a `new-server` or `pg-upgrade` step starts.
+    pub fn images(&self) -> Vec<(ServiceKind, String)> {
+        let mut v = self.services.images();
+        v.extend(
+            self.recoveries
+                .iter()
+                .flat_map(|r| &r.steps)
+                .filter_map(|s| {
+                    let (image, version) = match s {
+                        Step::NewServer { version, image } => (image.as_deref(), *version),
+                        Step::PgUpgrade { version, .. } => (None, Some(*version)),
+                        _ => return None,
+                    };
+                    Some((
+                        ServiceKind::Postgres,
+                        crate::vocab::postgres_image(image, version),
+                    ))
+                }),
+        );
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The PostgreSQL major versions the drill names (service and steps),
+    /// for installing them first.
+    pub fn pg_versions(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .services
+            .postgres
+            .iter()
+            .filter_map(|p| p.version)
+            .chain(
+                self.recoveries
+                    .iter()
+                    .flat_map(|r| &r.steps)
+                    .filter_map(|s| match s {
+                        Step::NewServer { version, .. } | Step::PgDump { version, .. } => *version,
+                        Step::PgUpgrade { version, .. } => Some(*version),
+                        _ => None,
+                    }),
+            )
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
 /// The disposable servers a drill needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -83,7 +134,7 @@ impl Services {
         if let Some(p) = &self.postgres {
             v.push((
                 ServiceKind::Postgres,
-                ServiceKind::Postgres.image(p.image.as_deref()),
+                crate::vocab::postgres_image(p.image.as_deref(), p.version),
             ));
         }
         if let Some(r) = &self.redis {
@@ -164,9 +215,15 @@ pub struct PostgresConfig {
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
     /// The image for the docker backend; default: `DRILL_POSTGRES_IMAGE`,
-    /// else the official timescale/timescaledb image (pinned).
+    /// else the official timescale/timescaledb image (pinned); with
+    /// `version`, `DRILL_POSTGRES<version>_IMAGE`, else the official image
+    /// for that version.
     #[serde(default)]
     pub image: Option<String>,
+    /// The PostgreSQL major version (e.g. 18); default: the one drill
+    /// finds (natively the newest installed, in Docker the image's).
+    #[serde(default)]
+    pub version: Option<u32>,
 }
 
 fn default_db() -> String {
@@ -624,6 +681,10 @@ pub enum FaultAction {
     /// keys) while the application writes. Survives: what the command
     /// left, and in the AOF every command before it.
     RedisCommand,
+    /// A planned change begins (an upgrade's maintenance window): the
+    /// application stops writing; the server is not touched. Survives:
+    /// everything; the recovery is the change, its downtime the RTO.
+    Cutover,
 }
 
 impl FaultAction {
@@ -639,15 +700,17 @@ impl FaultAction {
             FaultAction::CorruptAof => "corrupt-aof",
             FaultAction::Sql => "sql",
             FaultAction::RedisCommand => "redis-command",
+            FaultAction::Cutover => "cutover",
         }
     }
 
     /// Whether the fault can act on a service of `kind`.
     pub fn applies_to(self, kind: ServiceKind) -> bool {
         match self {
-            FaultAction::DropDatabase | FaultAction::RestartWith | FaultAction::Sql => {
-                kind == ServiceKind::Postgres
-            }
+            FaultAction::DropDatabase
+            | FaultAction::RestartWith
+            | FaultAction::Sql
+            | FaultAction::Cutover => kind == ServiceKind::Postgres,
             FaultAction::CorruptAof | FaultAction::RedisCommand => kind == ServiceKind::Redis,
             FaultAction::Wipe | FaultAction::Crash | FaultAction::Restart | FaultAction::Kill => {
                 true
@@ -833,6 +896,45 @@ pub enum Step {
         #[serde(default)]
         fence: bool,
     },
+    /// `pg_dump` of the application database now (the backup section's
+    /// format), with PostgreSQL `version`'s pg_dump (default: the
+    /// server's own): an upgrade's dump, taken with the new version's
+    /// tool. Later restore steps restore it.
+    PgDump {
+        #[serde(default)]
+        version: Option<u32>,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+    /// An empty server of PostgreSQL `version` (default: the one drill
+    /// finds) in the same flavour, with the same settings and an empty
+    /// application database, takes the service's place: the checks, `PG*`
+    /// and later steps use it. The old server stays as it was (stopped or
+    /// running) until the drill ends.
+    NewServer {
+        #[serde(default)]
+        version: Option<u32>,
+        /// The image for the docker backend (default as for the service).
+        #[serde(default)]
+        image: Option<String>,
+    },
+    /// `pg_upgrade` from the service's server (stopped first by a `stop`
+    /// step, as the manual says) into a new cluster of PostgreSQL
+    /// `version`, which is started and takes the service's place.
+    PgUpgrade {
+        version: u32,
+        /// `copy` (default) or `link` (hard links: fast, and the old
+        /// cluster must not start again).
+        #[serde(default)]
+        mode: UpgradeMode,
+        /// The new cluster's data checksums: `match` (default: as the old
+        /// cluster, the manual's advice) or `initdb-default` (initdb's own
+        /// default, which PostgreSQL 18 turned on).
+        #[serde(default)]
+        checksums: ChecksumsChoice,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
     /// A shell over the service's data (`$DATA`), the server stopped or not.
     DataShell {
         run: String,
@@ -860,6 +962,33 @@ fn yes() -> bool {
 
 fn before_fault() -> super::RecoveryTarget {
     super::RecoveryTarget::Fault { offset_ms: 0 }
+}
+
+/// How `pg_upgrade` moves the data files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    #[default]
+    Copy,
+    Link,
+}
+
+impl UpgradeMode {
+    pub fn flag(self) -> &'static str {
+        match self {
+            UpgradeMode::Copy => "--copy",
+            UpgradeMode::Link => "--link",
+        }
+    }
+}
+
+/// The new cluster's data checksums in a `pg-upgrade`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChecksumsChoice {
+    #[default]
+    Match,
+    InitdbDefault,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -907,6 +1036,8 @@ impl Step {
             | Step::Promote { timeout }
             | Step::RedisPitr { timeout, .. }
             | Step::Pgbackrest { timeout, .. }
+            | Step::PgDump { timeout, .. }
+            | Step::PgUpgrade { timeout, .. }
             | Step::Shell { timeout, .. } => *timeout,
             _ => None,
         }
@@ -920,6 +1051,8 @@ impl Step {
             Step::PsqlRestore { .. }
             | Step::PgRestore { .. }
             | Step::Pitr { .. }
+            | Step::PgDump { .. }
+            | Step::PgUpgrade { .. }
             | Step::Shell { .. } => 3_600,
             _ => 600,
         };
@@ -948,6 +1081,9 @@ impl Step {
             Step::Repoint => "repoint",
             Step::OldPrimary { .. } => "old-primary",
             Step::DataShell { .. } => "data-shell",
+            Step::PgDump { .. } => "pg-dump",
+            Step::NewServer { .. } => "new-server",
+            Step::PgUpgrade { .. } => "pg-upgrade",
             Step::Shell { .. } => "shell",
         }
     }
@@ -963,6 +1099,9 @@ impl Step {
             | Step::Promote { .. }
             | Step::Repoint
             | Step::OldPrimary { .. }
+            | Step::PgDump { .. }
+            | Step::NewServer { .. }
+            | Step::PgUpgrade { .. }
             | Step::CheckArchive => Some(ServiceKind::Postgres),
             Step::Stop { service } => Some(*service),
             Step::DataShell { service, .. } => Some(service.unwrap_or(ServiceKind::Postgres)),
@@ -1039,6 +1178,27 @@ impl Step {
             Step::Repoint => "repoint to the replica".into(),
             Step::OldPrimary { fence: true } => "old primary back, fenced".into(),
             Step::OldPrimary { fence: false } => "old primary back".into(),
+            Step::PgDump {
+                version: Some(v), ..
+            } => format!("pg_dump (PostgreSQL {v}'s)"),
+            Step::PgDump { .. } => "pg_dump".into(),
+            Step::NewServer {
+                version: Some(v), ..
+            } => format!("new server: PostgreSQL {v}"),
+            Step::NewServer { .. } => "new server".into(),
+            Step::PgUpgrade {
+                version,
+                mode,
+                checksums,
+                ..
+            } => format!(
+                "pg_upgrade {} to PostgreSQL {version}{}",
+                mode.flag(),
+                match checksums {
+                    ChecksumsChoice::Match => "",
+                    ChecksumsChoice::InitdbDefault => " (initdb's default checksums)",
+                }
+            ),
             Step::DataShell { run, .. } => {
                 let one: Vec<&str> = run.split_whitespace().collect();
                 format!(

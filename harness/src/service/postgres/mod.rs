@@ -19,9 +19,12 @@ pub mod server;
 mod service;
 pub mod snapshot;
 pub mod timescale;
+mod upgrade;
 pub mod workload;
 
-pub use binaries::{INSTALL_HINT, PgBinaries};
+pub use binaries::{
+    INSTALL_HINT, PgBinaries, WHEEL, install_hint, tools_bin_dir, tools_dir, tools_install_dir,
+};
 pub(crate) use coords::SCRUB_ENV;
 pub use coords::{PgCoordinates, drop_and_recreate, execute_script};
 pub use server::{ClientTool, PgSpec, Postgres};

@@ -47,6 +47,13 @@ pub struct PgSpec {
     pub client_options: Vec<(String, String)>,
     /// The private network it joins (a primary and its replica).
     pub network: Option<String>,
+    /// The major version it must run (`None`: whatever drill finds).
+    pub major: Option<u32>,
+    /// Create the application database once ready (not for a cluster
+    /// `pg_upgrade` fills).
+    pub create_database: bool,
+    /// initdb's data checksums: on, off, or (`None`) initdb's default.
+    pub data_checksums: Option<bool>,
 }
 
 impl PgSpec {
@@ -63,6 +70,19 @@ impl PgSpec {
             shared: Vec::new(),
             client_options: Vec::new(),
             network: None,
+            major: None,
+            create_database: true,
+            data_checksums: None,
+        }
+    }
+
+    /// initdb's flags for [`PgSpec::data_checksums`] (PostgreSQL 17
+    /// brought `--no-data-checksums`; before it off was the default).
+    fn checksum_flags(&self, major: u32) -> Vec<String> {
+        match self.data_checksums {
+            Some(true) => vec!["--data-checksums".into()],
+            Some(false) if major >= 17 => vec!["--no-data-checksums".into()],
+            _ => vec![],
         }
     }
 }
@@ -102,6 +122,8 @@ pub struct PgEngine {
     coords: PgCoordinates,
     /// The server's psql knows `\restrict` (asked once).
     psql_restricts: std::sync::OnceLock<bool>,
+    /// `data_checksums` as the server said at its last start.
+    checksums: bool,
 }
 
 /// A running disposable PostgreSQL server, whatever the backend: a
@@ -132,10 +154,26 @@ impl Engine for PgEngine {
             "postgres",
         )?;
         // A server still replaying WAL (point-in-time recovery) is read-only.
-        if exists == "0" && pg.psql("SELECT pg_is_in_recovery()", "postgres")? == "f" {
+        if exists == "0"
+            && pg.engine.spec.create_database
+            && pg.psql("SELECT pg_is_in_recovery()", "postgres")? == "f"
+        {
             pg.psql(&format!("CREATE DATABASE {}", quote_ident(&db)), "postgres")?;
         }
         pg.info.version = pg.psql("SHOW server_version", "postgres")?;
+        pg.engine.checksums = pg.psql("SHOW data_checksums", "postgres")? == "on";
+        if let Some(want) = pg.engine.spec.major
+            && pg.major() != want
+        {
+            return Err(Error::MissingTool {
+                tool: format!("a PostgreSQL {want} server"),
+                looked_in: format!("{} runs {}", pg.server.describe(), pg.info.version),
+                install: format!(
+                    "point {} (docker) or DRILL_PG{want}_BINDIR (native) at PostgreSQL {want}",
+                    crate::vocab::postgres_image_env(Some(want))
+                ),
+            });
+        }
         let ts = pg.psql(
             "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
             "postgres",
@@ -218,6 +256,7 @@ impl Postgres {
                 options: spec.client_options.clone(),
             },
             psql_restricts: std::sync::OnceLock::new(),
+            checksums: false,
         };
         Disposable::launch_with(backend, ServiceKind::Postgres, engine, |e, password| {
             e.coords.password = password.to_string();
@@ -294,6 +333,36 @@ impl Postgres {
     /// keeps its own until then).
     pub(crate) fn set_settings(&mut self, settings: Vec<(String, String)>) {
         self.engine.spec.settings = settings;
+    }
+
+    /// The server's major version (from `server_version`; 0 before it
+    /// answered).
+    pub fn major(&self) -> u32 {
+        self.info
+            .version
+            .split(['.', ' '])
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Whether the cluster has data checksums (as of its last start).
+    pub fn data_checksums(&self) -> bool {
+        self.engine.checksums
+    }
+
+    /// A client tool of PostgreSQL `major` (its binaries on this machine,
+    /// reaching the server at its published address), or the server's own
+    /// when `major` is `None` or the server's version.
+    pub fn client_of(&self, tool: ClientTool, major: Option<u32>) -> Result<Command> {
+        let Some(m) = major.filter(|m| *m != self.major()) else {
+            return Ok(self.client(tool));
+        };
+        let bins = PgBinaries::locate_version(Some(m))?;
+        let mut cmd = Command::new(bins.tool(tool.program()));
+        crate::backend::scrub_env(&mut cmd, SCRUB_ENV);
+        cmd.envs(self.engine.coords.env());
+        Ok(cmd)
     }
 
     /// Takes `from`'s password as its own (a copy of `from`'s cluster
@@ -403,7 +472,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
     let native = match backend {
         BackendKind::Docker => NativeSpec::default(),
         BackendKind::Native => {
-            let bins = PgBinaries::locate()?;
+            let bins = PgBinaries::locate_version(spec.major)?;
             if spec.timescaledb && !bins.has_timescaledb() {
                 return Err(Error::MissingTool {
                     tool: "the timescaledb extension".into(),
@@ -450,7 +519,9 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                         "--pwfile={dir}/pwfile",
                     ]
                     .map(String::from)
-                    .to_vec(),
+                    .into_iter()
+                    .chain(spec.checksum_flags(bins.major))
+                    .collect(),
                 )),
                 files: vec![("pwfile".into(), password.into())],
                 run_as: vec!["postgres", "nobody"],
@@ -472,11 +543,30 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
         container: ContainerSpec {
             image: spec.image.clone(),
             data: DATA.into(),
-            env: vec![
+            env: [
                 ("POSTGRES_USER".into(), spec.user.clone()),
                 ("POSTGRES_PASSWORD".into(), password.into()),
-                ("POSTGRES_DB".into(), spec.database.clone()),
-            ],
+            ]
+            .into_iter()
+            // The official image makes POSTGRES_DB (default: the user's
+            // name); a cluster pg_upgrade fills must stay empty.
+            .chain([(
+                "POSTGRES_DB".into(),
+                if spec.create_database {
+                    spec.database.clone()
+                } else {
+                    "postgres".into()
+                },
+            )])
+            .chain(
+                spec.data_checksums
+                    .map(|_| {
+                        let flags = spec.checksum_flags(spec.major.unwrap_or(0));
+                        ("POSTGRES_INITDB_ARGS".into(), flags.join(" "))
+                    })
+                    .filter(|(_, v)| !v.is_empty()),
+            )
+            .collect(),
             cmd,
             files: vec![],
             network: spec.network.clone(),

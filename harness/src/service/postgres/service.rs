@@ -16,6 +16,8 @@ use super::restore::{
     PgRestoreOptions, PsqlRestoreOptions, pg_restore, psql_restore, run_sql_within,
 };
 use super::snapshot::{self, Snapshot};
+use super::timescale::TsState;
+use super::upgrade::{self, Upgrades};
 use super::{PgBinaries, PgSpec, Postgres, checks, workload};
 use crate::Result;
 use crate::backend::{BackendKind, sh_quote};
@@ -41,9 +43,10 @@ pub(crate) fn resolve_flavour(
     engine: PgEngine,
     backend: BackendKind,
     image: &str,
+    major: Option<u32>,
 ) -> Result<(Flavour, String)> {
     let installed = match backend {
-        BackendKind::Native => PgBinaries::locate()?.has_timescaledb(),
+        BackendKind::Native => PgBinaries::locate_version(major)?.has_timescaledb(),
         BackendKind::Docker => super::server::image_has_timescaledb(image),
     };
     Ok(match (engine, installed) {
@@ -60,7 +63,7 @@ pub(crate) fn resolve_flavour(
         (PgEngine::Timescaledb, false) => {
             let looked_in = match backend {
                 BackendKind::Native => {
-                    let bins = PgBinaries::locate()?;
+                    let bins = PgBinaries::locate_version(major)?;
                     format!(
                         "{} and {}",
                         bins.share_dir().display(),
@@ -103,8 +106,17 @@ pub(crate) struct PostgresService {
     /// Which dataset the scenario loads.
     fixture: FixtureName,
     baseline: Option<Snapshot>,
+    /// The major version the baseline was taken on.
+    baseline_major: u32,
     /// The newest backup.
     dump: Option<Artifact>,
+    /// The dump a `pg-dump` step took in this recovery (restored before
+    /// `dump`).
+    step_dump: Option<Artifact>,
+    /// The run's work dir, where a `pg-dump` step writes.
+    work: std::path::PathBuf,
+    /// The servers an upgrade step moved the service away from.
+    upgrades: Upgrades,
     /// The backup section, for the physical methods' options.
     backup_cfg: Backup,
     /// The WAL archive and base backups, when the method is physical (or
@@ -133,13 +145,13 @@ impl PostgresService {
             .postgres
             .as_ref()
             .expect("the engine starts declared services only");
-        let image = ServiceKind::Postgres.image(cfg.image.as_deref());
+        let image = crate::vocab::postgres_image(cfg.image.as_deref(), cfg.version);
         let engine = match (sc.fixture.name, cfg.engine) {
             // Seed 004's database is TimescaleDB's: auto must find it.
             (FixtureName::QuantTrading, PgEngine::Auto) => PgEngine::Timescaledb,
             (_, e) => e,
         };
-        let (flavour, flavour_note) = resolve_flavour(engine, at.backend, &image)?;
+        let (flavour, flavour_note) = resolve_flavour(engine, at.backend, &image, cfg.version)?;
         let archives = sc.backup.method.is_some_and(Method::archives_wal)
             || sc.backup.wal_archive == Some(true);
         let physical = archives
@@ -172,6 +184,7 @@ impl PostgresService {
             image,
             shared,
             network: network.as_ref().and_then(|n| n.name()),
+            major: cfg.version,
             ..PgSpec::new(&cfg.database, &cfg.user, at.run_id)
         };
         let backup_method: Option<Box<dyn BackupMethod<Postgres>>> = match sc.backup.method {
@@ -205,7 +218,15 @@ impl PostgresService {
             backup_method,
             fixture: sc.fixture.name,
             baseline: None,
+            baseline_major: 0,
             dump: None,
+            step_dump: None,
+            work: at
+                .shared
+                .first()
+                .cloned()
+                .unwrap_or_else(std::env::temp_dir),
+            upgrades: Upgrades::default(),
             backup_cfg: sc.backup.clone(),
             physical,
             fault_at: None,
@@ -364,7 +385,7 @@ impl PostgresService {
 
     /// `psql-restore` and `pg-restore`: the newest backup into the server.
     fn restore(&self, step: &Step) -> Result<StepDone> {
-        let Some(artifact) = &self.dump else {
+        let Some(artifact) = self.step_dump.as_ref().or(self.dump.as_ref()) else {
             return Ok(StepDone::refused("no postgres backup was taken"));
         };
         match step {
@@ -499,6 +520,7 @@ impl Service for PostgresService {
             said.push_str(&format!("; {}", ts.summary()));
         }
         self.baseline = Some(s);
+        self.baseline_major = self.server.major();
         Ok(said)
     }
 
@@ -538,6 +560,11 @@ impl Service for PostgresService {
     async fn inject(&mut self, fault: &Fault, _seed: u64) -> Result<String> {
         let mut said = Vec::new();
         self.recovered_to = None;
+        self.step_dump = None;
+        if let Some(back) = tokio::task::block_in_place(|| self.upgrades.restore(&mut self.server))?
+        {
+            said.push(back);
+        }
         if let Some(r) = &mut self.replication {
             let primary = &mut self.server;
             tokio::task::block_in_place(|| -> Result<()> {
@@ -659,6 +686,45 @@ impl Service for PostgresService {
                 None => Ok(StepDone::refused("no WAL archive is kept")),
             },
             Step::Stop { .. } => crate::service::stop_step(&mut self.server),
+            Step::PgDump { version, .. } => {
+                match super::backup::pg_dump_with(
+                    &self.server,
+                    &self.backup_cfg,
+                    &self.work,
+                    *version,
+                ) {
+                    Ok(a) => {
+                        let said = format!(
+                            "{} → {} ({} bytes) in {}",
+                            a.command,
+                            a.path.display(),
+                            a.bytes,
+                            crate::fmt_duration(a.took)
+                        );
+                        self.step_dump = Some(a);
+                        Ok(StepDone::done(said))
+                    }
+                    Err(e) => Ok(StepDone::failed(e.to_string())),
+                }
+            }
+            Step::NewServer { version, image } => upgrade::new_server(
+                &mut self.upgrades,
+                &mut self.server,
+                *version,
+                image.as_deref(),
+            ),
+            Step::PgUpgrade {
+                version,
+                mode,
+                checksums,
+                ..
+            } => upgrade::pg_upgrade(
+                &mut self.upgrades,
+                &mut self.server,
+                *version,
+                *mode,
+                *checksums,
+            ),
             Step::Promote { .. } | Step::Repoint | Step::OldPrimary { .. } => {
                 let Some(r) = &mut self.replication else {
                     return Ok(StepDone::refused("no replica is declared"));
@@ -705,9 +771,33 @@ impl Service for PostgresService {
             }
         }
         if expect.schema == SchemaExpect::SameAsBefore {
-            out.push(checks::schema(&baseline.schema, &now.schema));
-            if let Some(ts) = &baseline.timescale {
-                out.extend(checks::timescaledb(ts, now.timescale.as_ref()));
+            let now_major = self.server.major();
+            if now_major == self.baseline_major {
+                out.push(checks::schema(&baseline.schema, &now.schema));
+                if let Some(ts) = &baseline.timescale {
+                    out.extend(checks::timescaledb(ts, now.timescale.as_ref()));
+                }
+            } else {
+                // Another major version deparses the same definitions
+                // differently: compare what it cannot change.
+                let mut schema = checks::schema(
+                    &baseline.schema.across_versions(),
+                    &now.schema.across_versions(),
+                );
+                schema.name = format!(
+                    "schema (PostgreSQL {} → {now_major}; qualifiers in view definitions normalised)",
+                    self.baseline_major
+                );
+                out.push(schema);
+                if let Some(ts) = &baseline.timescale {
+                    out.extend(checks::timescaledb(
+                        &ts.across_versions(),
+                        now.timescale
+                            .as_ref()
+                            .map(TsState::across_versions)
+                            .as_ref(),
+                    ));
+                }
             }
         }
         Ok(out)

@@ -74,6 +74,26 @@ impl Fingerprint {
         format!("{h:016x}")
     }
 
+    /// The fingerprint as compared across major versions: view
+    /// definitions without the qualifiers newer versions stop printing
+    /// (PostgreSQL 16+ deparses `SELECT t.a FROM t` as `SELECT a FROM t`).
+    pub fn across_versions(&self) -> Fingerprint {
+        Fingerprint {
+            objects: self
+                .objects
+                .iter()
+                .map(|(k, v)| {
+                    let v = if k.starts_with("view ") {
+                        unqualified(v)
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        }
+    }
+
     /// What `now` lacks, adds or changes compared with `self`.
     pub fn diff(&self, now: &Fingerprint) -> SchemaDiff {
         let mut d = SchemaDiff::default();
@@ -168,6 +188,9 @@ UNION ALL
 SELECT 'constraint ' || nspname || '.' || relname || '.' || con.conname,
        pg_get_constraintdef(con.oid)
   FROM rel JOIN pg_constraint con ON con.conrelid = rel.oid
+  -- PostgreSQL 18 lists NOT NULL as constraints too; the column's own
+  -- `not null` above carries it on every version.
+  WHERE con.contype <> 'n'
 UNION ALL
 SELECT 'index ' || nspname || '.' || ic.relname, pg_get_indexdef(i.indexrelid)
   FROM rel JOIN pg_index i ON i.indrelid = rel.oid JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -387,6 +410,62 @@ pub fn normalize_definition(def: &str) -> String {
         }
         s = next;
     }
+}
+
+/// `def` with every qualifier (`alias.`, `schema.`, `"quoted".`) before
+/// a name dropped, outside string literals: how two major versions'
+/// deparsed definitions of one query are compared.
+pub fn unqualified(def: &str) -> String {
+    let chars: Vec<char> = def.chars().collect();
+    let mut out = String::with_capacity(def.len());
+    let mut i = 0;
+    let mut in_literal = false;
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            in_literal = !in_literal;
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if in_literal {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        // A name (plain or quoted) followed by `.` and another name.
+        let start_of_name = (c == '"' || word(c)) && (i == 0 || !word(chars[i - 1]));
+        if start_of_name {
+            let mut j = i;
+            if c == '"' {
+                j += 1;
+                while j < chars.len() && chars[j] != '"' {
+                    j += 1;
+                }
+                j += 1;
+            } else {
+                while j < chars.len() && word(chars[j]) {
+                    j += 1;
+                }
+            }
+            let numeric = chars[i].is_ascii_digit();
+            if !numeric
+                && j < chars.len()
+                && chars[j] == '.'
+                && chars.get(j + 1).is_some_and(|&n| n == '"' || word(n))
+            {
+                i = j + 1;
+                continue;
+            }
+            out.extend(&chars[i..j.min(chars.len())]);
+            i = j;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 const MULTIWORD_TYPES: &[&str] = &[

@@ -47,6 +47,19 @@ pub struct TsState {
     pub restoring: bool,
 }
 
+impl TsState {
+    /// As compared across major versions: continuous aggregate
+    /// definitions without qualifiers (see
+    /// [`super::snapshot::Fingerprint::across_versions`]).
+    pub fn across_versions(&self) -> TsState {
+        let mut s = self.clone();
+        for c in s.caggs.values_mut() {
+            c.definition = super::snapshot::unqualified(&c.definition);
+        }
+        s
+    }
+}
+
 /// One hypertable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Hypertable {

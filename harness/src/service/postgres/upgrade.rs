@@ -1,0 +1,280 @@
+//! Moving a PostgreSQL service to another major version, as a release
+//! does: an empty server of the new version to restore a dump into
+//! (`new-server`), or `pg_upgrade` of the stopped server's data into a new
+//! cluster (`pg-upgrade`). Either way the new server takes the service's
+//! place, and the server the drill started with is kept, so the next
+//! recovery starts again from it (unless a `--link` upgrade consumed it).
+
+use std::time::Instant;
+
+use super::{PgBinaries, PgSpec, Postgres};
+use crate::backend::{BackendKind, sh_quote};
+use crate::scenario::{ChecksumsChoice, UpgradeMode};
+use crate::service::{Lifecycle, StepDone};
+use crate::{Error, Result};
+
+/// The servers a recovery moved away from.
+#[derive(Debug, Default)]
+pub(crate) struct Upgrades {
+    /// The server the drill started with, while another one serves.
+    original: Option<Postgres>,
+    /// Servers a later step replaced; removed when the drill ends.
+    retired: Vec<Postgres>,
+    /// A `--link` upgrade moved the original's files: it cannot start again.
+    linked: bool,
+    /// An upgrade step ran since the fault was last dealt.
+    touched: bool,
+}
+
+impl Upgrades {
+    /// `fresh` takes `current`'s place.
+    fn replace(&mut self, current: &mut Postgres, fresh: Postgres) {
+        let old = std::mem::replace(current, fresh);
+        if self.original.is_none() {
+            self.original = Some(old);
+        } else {
+            self.retired.push(old);
+        }
+    }
+
+    /// Before a fault is dealt again: the drill's first server serves again
+    /// (started when a step stopped it); the newer ones are removed.
+    pub(crate) fn restore(&mut self, current: &mut Postgres) -> Result<Option<String>> {
+        if !std::mem::take(&mut self.touched) {
+            return Ok(None);
+        }
+        let Some(original) = self.original.take() else {
+            // A failed upgrade left the first server where it was (stopped,
+            // if a step stopped it).
+            if current.server_mut().alive().is_err() {
+                current.start_again()?;
+                return Ok(Some(
+                    "the drill's first server started again on its data".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if self.linked {
+            return Err(Error::BadInput {
+                what: "a recovery after `pg-upgrade` in link mode".into(),
+                why: "the drill's first server cannot serve it: link mode moved its files \
+                      (pg_upgrade: \"the old cluster cannot be safely started\"); put the \
+                      link-mode recovery last"
+                    .into(),
+            });
+        }
+        let newer = std::mem::replace(current, original);
+        drop(newer);
+        self.retired.clear();
+        let mut said = format!(
+            "back on the drill's first server (PostgreSQL {})",
+            current.major()
+        );
+        if current.server_mut().alive().is_err() {
+            current.start_again()?;
+            said.push_str(", started on its data");
+        }
+        Ok(Some(said))
+    }
+}
+
+/// A server like `old` (flavour, settings, run) of PostgreSQL `version`
+/// (`None`: the version drill finds), started and ready.
+fn fresh_server(
+    old: &Postgres,
+    version: Option<u32>,
+    image: Option<&str>,
+    create_database: bool,
+    data_checksums: Option<bool>,
+) -> Result<Postgres> {
+    let spec = PgSpec {
+        major: version,
+        image: crate::vocab::postgres_image(image, version),
+        network: None,
+        create_database,
+        data_checksums,
+        ..old.spec().clone()
+    };
+    Postgres::start(old.info.backend, &spec)
+}
+
+/// The `new-server` step.
+pub(crate) fn new_server(
+    up: &mut Upgrades,
+    server: &mut Postgres,
+    version: Option<u32>,
+    image: Option<&str>,
+) -> Result<StepDone> {
+    let started = Instant::now();
+    up.touched = true;
+    let fresh = match fresh_server(server, version, image, true, None) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(StepDone::failed(format!(
+                "the new server did not start: {e}"
+            )));
+        }
+    };
+    let said = format!(
+        "{} ({}) in {}, empty database {}; the application now uses it (the old server, {}, stays as it was)",
+        fresh.info.flavour,
+        fresh.server().describe(),
+        crate::fmt_duration(started.elapsed()),
+        fresh.coordinates().database,
+        server.info.flavour
+    );
+    up.replace(server, fresh);
+    Ok(StepDone::done(said))
+}
+
+/// The `pg-upgrade` step: a new cluster of `version` (initdb with the old
+/// cluster's checksum setting unless told otherwise), stopped, filled by
+/// `pg_upgrade` from the service's stopped server, started, serving.
+pub(crate) fn pg_upgrade(
+    up: &mut Upgrades,
+    server: &mut Postgres,
+    version: u32,
+    mode: UpgradeMode,
+    checksums: ChecksumsChoice,
+) -> Result<StepDone> {
+    let started = Instant::now();
+    up.touched = true;
+    let old_major = server.major();
+    let sums = match checksums {
+        ChecksumsChoice::Match => Some(server.data_checksums()),
+        ChecksumsChoice::InitdbDefault => None,
+    };
+    let mut fresh = match fresh_server(server, Some(version), None, false, sums) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(StepDone::failed(format!(
+                "the new cluster did not start: {e}"
+            )));
+        }
+    };
+    fresh.server_mut().stop(crate::backend::Stop::Graceful)?;
+    let (old_bin, new_bin, ports) = match server.info.backend {
+        BackendKind::Native => (
+            PgBinaries::locate_version(Some(old_major))?
+                .bin_dir
+                .display()
+                .to_string(),
+            PgBinaries::locate_version(Some(version))?
+                .bin_dir
+                .display()
+                .to_string(),
+            (free_port()?, free_port()?),
+        ),
+        // The new image must carry the old binaries too, as an upgrade
+        // image does (tianon/postgres-upgrade; drill's stand-in).
+        BackendKind::Docker => (
+            format!("/usr/lib/postgresql/{old_major}/bin"),
+            "$(pg_config --bindir)".into(),
+            (50432, 50433),
+        ),
+    };
+    let spec = server.spec();
+    // pg_upgrade starts each cluster itself: they need the libraries the
+    // drill's command line preloads (TimescaleDB), and TimescaleDB wants
+    // `timescaledb.restoring` while the schema is restored.
+    let preload: Vec<String> = spec
+        .settings
+        .iter()
+        .filter(|(k, _)| k == "shared_preload_libraries")
+        .map(|(k, v)| format!("-c {k}={v}"))
+        .chain(
+            spec.timescaledb
+                .then(|| "-c shared_preload_libraries=timescaledb".to_string()),
+        )
+        .collect();
+    let (old_opts, new_opts) = if spec.timescaledb {
+        (
+            preload.join(" "),
+            format!("{} -c timescaledb.restoring=on", preload.join(" ")),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let q = |s: &str| sh_quote(s);
+    let args = format!(
+        "-b {} -B \"{new_bin}\" -d \"$OLD_DATA\" -D \"$DATA\" {} -U {} -p {} -P {}",
+        q(&old_bin),
+        mode.flag(),
+        q(&spec.user),
+        ports.0,
+        ports.1
+    );
+    let script = format!(
+        r#"set -u
+owner=$(stat -c %u "$DATA"); group=$(stat -c %g "$DATA")
+work=$(dirname "$DATA")/drill-pg-upgrade
+rm -rf "$work"; mkdir -p "$work"; chown "$owner:$group" "$work"; chmod 700 "$work"; cd "$work"
+as_owner() {{
+  if [ "$(id -u)" = "$owner" ]; then "$@"
+  elif command -v setpriv >/dev/null; then setpriv --reuid="$owner" --regid="$group" --clear-groups "$@"
+  elif command -v su-exec >/dev/null; then su-exec "$owner:$group" "$@"
+  else gosu "$owner:$group" "$@"; fi
+}}
+rc=0
+as_owner env HOME="$work" "{new_bin}/pg_upgrade" {args} --socketdir="$work" -o {o} -O {n} || rc=$?
+if [ "$rc" -ne 0 ]; then
+  for f in "$DATA"/pg_upgrade_output.d/*/*.txt "$DATA"/pg_upgrade_output.d/*/log/pg_upgrade_dump_*.log; do
+    [ -f "$f" ] && {{ echo "== $(basename "$f"):"; grep -v '^command:' "$f" | grep -E 'ERROR|error:|FATAL|could not' | tail -n 4; }}
+  done
+fi
+cd /; rm -rf "$work"
+exit "$rc""#,
+        o = q(&old_opts),
+        n = q(&new_opts),
+    );
+    let shown = format!("pg_upgrade {} ({old_major} → {version})", mode.flag());
+    let others = [("OLD_DATA".to_string(), server.server().data_location())];
+    let out = fresh.server().data_shell_with(&script, &others)?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() {
+        // pg_upgrade says why on stdout, before "Failure, exiting".
+        let why: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.ends_with("ok") && !l.starts_with("Checking"))
+            .collect();
+        let tail = why[why.len().saturating_sub(8)..].join(" | ");
+        return Ok(StepDone::failed(format!(
+            "`{shown}` failed ({}): {tail}",
+            out.status
+        )));
+    }
+    if mode == UpgradeMode::Link {
+        up.linked = true;
+    }
+    // The new cluster holds the old one's roles, passwords included.
+    fresh.adopt_credentials(server);
+    if let Err(e) = fresh.start_again() {
+        return Ok(StepDone::failed(format!(
+            "pg_upgrade finished, but the new server did not start: {e}"
+        )));
+    }
+    let said = format!(
+        "{old_major} → {} with `{shown}` in {} ({}); the application now uses it",
+        fresh.info.flavour,
+        crate::fmt_duration(started.elapsed()),
+        text.lines()
+            .map(str::trim)
+            .rfind(|l| l.starts_with("Upgrade Complete"))
+            .unwrap_or("pg_upgrade exited 0"),
+    );
+    up.replace(server, fresh);
+    Ok(StepDone::done(said))
+}
+
+/// A loopback port nothing listens on now (pg_upgrade's own servers).
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(Error::io("find a free port on", "127.0.0.1"))
+}
