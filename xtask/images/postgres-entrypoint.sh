@@ -2,7 +2,8 @@
 # drill's stand-in for the official postgres image's docker-entrypoint.sh,
 # for the image `cargo xtask images` builds from Debian's postgresql-15.
 # It honours what drill relies on in the official image: POSTGRES_USER,
-# POSTGRES_PASSWORD and POSTGRES_DB on first start of an empty PGDATA, a
+# POSTGRES_PASSWORD, POSTGRES_DB and POSTGRES_INITDB_ARGS on first start of
+# an empty PGDATA, a
 # server listening on all interfaces with password auth, and extra
 # arguments (`postgres -c key=value ...`) passed to the server.
 set -e
@@ -24,7 +25,8 @@ if [ "$1" = postgres ]; then
     printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
     chown postgres "$pwfile"
     as_postgres initdb -D "$PGDATA" -U "$POSTGRES_USER" --pwfile="$pwfile" \
-      -E UTF8 --locale=C --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+      -E UTF8 --locale=C --auth-local=trust --auth-host=scram-sha-256 \
+      ${POSTGRES_INITDB_ARGS:-} >/dev/null
     rm -f "$pwfile"
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"

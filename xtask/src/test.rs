@@ -47,21 +47,38 @@ fn docker_images(cmd: &mut Command) -> anyhow::Result<()> {
 /// `DRILL_*_IMAGE` for every service the environment does not name: the
 /// official default when present, else the local stand-in (built when
 /// missing). Empty when no Docker engine answers.
-pub(crate) fn image_env() -> anyhow::Result<Vec<(&'static str, String)>> {
+pub(crate) fn image_env() -> anyhow::Result<Vec<(String, String)>> {
     if !images::docker_answers() {
         return Ok(Vec::new());
     }
     let mut env = Vec::new();
     let mut need_local = false;
-    for kind in ServiceKind::ALL {
-        if std::env::var_os(kind.image_env()).is_some() {
+    let pg18 = drill::service::postgres::WHEEL.0;
+    let wanted = ServiceKind::ALL
+        .map(|kind| {
+            Ok((
+                kind.image_env().to_string(),
+                kind.default_image().to_string(),
+                crate::images::local_tag(kind)?,
+            ))
+        })
+        .into_iter()
+        // The second PostgreSQL major version the upgrade drills use.
+        .chain([Ok((
+            drill::postgres_image_env(Some(pg18)),
+            drill::postgres_image(None, Some(pg18)),
+            crate::images::local_pg18_tag()?,
+        ))])
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (var, official, local) in wanted {
+        if std::env::var_os(&var).is_some() {
             continue;
         }
-        if images::image_present(kind.default_image()) {
-            env.push((kind.image_env(), kind.default_image().to_string()));
+        if images::image_present(&official) {
+            env.push((var, official));
         } else {
             need_local = true;
-            env.push((kind.image_env(), crate::images::local_tag(kind)?));
+            env.push((var, local));
         }
     }
     if need_local {
