@@ -321,6 +321,17 @@ impl super::Server for ContainerServer {
             cmd.arg("-v").arg(format!("{volume}:{at}"));
             cmd.arg("-e").arg(format!("{var}={at}"));
         }
+        // A server still running on one of the volumes must be visible:
+        // in its PID namespace, the PID in its lock file is alive, so a
+        // program that checks (PostgreSQL's postmaster.pid) refuses to
+        // start a second server on the same data instead of taking a
+        // stranger's PID 1 for a stale lock.
+        if let Some(id) = std::iter::once(&self.volume)
+            .chain(others.iter().map(|(_, v)| v))
+            .find_map(|v| running_on(v))
+        {
+            cmd.arg("--pid").arg(format!("container:{id}"));
+        }
         for dir in &self.spec.shared {
             let d = dir.display();
             cmd.arg("-v").arg(format!("{d}:{d}"));
@@ -812,6 +823,17 @@ fn unique_suffix() -> String {
     use rand::RngExt;
     let n: u32 = rand::rng().random();
     format!("{:06x}", n & 0xff_ffff)
+}
+
+/// A running container with `volume` mounted, if any.
+fn running_on(volume: &str) -> Option<String> {
+    let docker = client().ok()?;
+    let filter: HashMap<&str, Vec<&str>> = HashMap::from([("volume", vec![volume])]);
+    let opts = ListContainersOptionsBuilder::new().filters(&filter).build();
+    block_on(docker.list_containers(Some(opts)))
+        .ok()?
+        .into_iter()
+        .find_map(|c| c.id)
 }
 
 fn short(id: &str) -> &str {
