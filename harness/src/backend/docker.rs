@@ -117,7 +117,10 @@ impl ContainerServer {
     /// waiting for the server to answer).
     pub(crate) fn launch(spec: &ServerSpec) -> Result<ContainerServer> {
         let docker = client()?;
-        let volume = format!("drill-{}-{}-{}", spec.run_id, spec.kind, unique_suffix());
+        let borrowed = spec.container.borrow_volume.clone();
+        let volume = borrowed
+            .clone()
+            .unwrap_or_else(|| format!("drill-{}-{}-{}", spec.run_id, spec.kind, unique_suffix()));
         let mut server = ContainerServer {
             spec: spec.clone(),
             docker,
@@ -128,7 +131,9 @@ impl ContainerServer {
             name: String::new(),
             keep: false,
         };
-        server.create_volume()?;
+        if borrowed.is_none() {
+            server.create_volume()?;
+        }
         super::Server::start(&mut server, spec)?;
         Ok(server)
     }
@@ -155,6 +160,9 @@ impl ContainerServer {
     }
 
     fn remove_volume(&self) -> Result<()> {
+        if self.spec.container.borrow_volume.is_some() {
+            return Ok(()); // its owner removes it
+        }
         tracing::debug!(volume = %self.volume, "docker volume rm");
         let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
         block_on(self.docker.remove_volume(&self.volume, Some(opts)))
@@ -534,6 +542,15 @@ impl super::Server for ContainerServer {
     }
 
     fn wipe(&mut self) -> Result<()> {
+        if self.spec.container.borrow_volume.is_some() {
+            return Err(Error::BadInput {
+                what: format!("a wipe of {}", self.spec.kind),
+                why: format!(
+                    "its data is on another server's volume ({}); wipe that server",
+                    self.volume
+                ),
+            });
+        }
         tracing::debug!(service = %self.spec.kind, volume = %self.volume, "wipe: remove the container and the volume, create the volume again");
         self.stop(Stop::Kill)?;
         self.remove_container()?;

@@ -142,6 +142,11 @@ pub struct ContainerSpec {
     /// A private network ([`Network`]) to join instead of the default
     /// bridge, so two servers of one drill reach each other by name.
     pub network: Option<String>,
+    /// Another server's volume ([`Server::data_location`]) to mount instead
+    /// of a volume of its own (which it would remove): two clusters on one
+    /// file system, as `pg_upgrade --link` needs. Its data lives in a
+    /// subfolder the image is told about (`PGDATA`); a wipe is refused.
+    pub borrow_volume: Option<String>,
 }
 
 /// A network only a drill's own servers share (a primary and its

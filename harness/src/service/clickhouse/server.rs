@@ -345,6 +345,7 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
             env,
             cmd: vec![],
             files,
+            borrow_volume: None,
             network: None,
         },
         native,

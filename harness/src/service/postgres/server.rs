@@ -54,6 +54,10 @@ pub struct PgSpec {
     pub create_database: bool,
     /// initdb's data checksums: on, off, or (`None`) initdb's default.
     pub data_checksums: Option<bool>,
+    /// Docker: live in this subfolder of another server's volume (volume,
+    /// subfolder), for `pg_upgrade --link` (see
+    /// [`ContainerSpec::borrow_volume`]). Natively unused.
+    pub borrow_volume: Option<(String, String)>,
 }
 
 impl PgSpec {
@@ -73,6 +77,7 @@ impl PgSpec {
             major: None,
             create_database: true,
             data_checksums: None,
+            borrow_volume: None,
         }
     }
 
@@ -566,10 +571,16 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                     })
                     .filter(|(_, v)| !v.is_empty()),
             )
+            .chain(
+                spec.borrow_volume
+                    .as_ref()
+                    .map(|(_, sub)| ("PGDATA".into(), format!("{DATA}/{sub}"))),
+            )
             .collect(),
             cmd,
             files: vec![],
             network: spec.network.clone(),
+            borrow_volume: spec.borrow_volume.as_ref().map(|(v, _)| v.clone()),
         },
         native,
     })

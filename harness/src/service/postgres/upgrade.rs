@@ -86,6 +86,7 @@ fn fresh_server(
     image: Option<&str>,
     create_database: bool,
     data_checksums: Option<bool>,
+    borrow_volume: Option<(String, String)>,
 ) -> Result<Postgres> {
     let spec = PgSpec {
         major: version,
@@ -93,6 +94,7 @@ fn fresh_server(
         network: None,
         create_database,
         data_checksums,
+        borrow_volume,
         ..old.spec().clone()
     };
     Postgres::start(old.info.backend, &spec)
@@ -107,7 +109,7 @@ pub(crate) fn new_server(
 ) -> Result<StepDone> {
     let started = Instant::now();
     up.touched = true;
-    let fresh = match fresh_server(server, version, image, true, None) {
+    let fresh = match fresh_server(server, version, image, true, None, None) {
         Ok(f) => f,
         Err(e) => {
             return Ok(StepDone::failed(format!(
@@ -144,7 +146,20 @@ pub(crate) fn pg_upgrade(
         ChecksumsChoice::Match => Some(server.data_checksums()),
         ChecksumsChoice::InitdbDefault => None,
     };
-    let mut fresh = match fresh_server(server, Some(version), None, false, sums) {
+    // In Docker the new cluster goes into a folder of the old one's
+    // volume: `--link` needs one file system, and a hard link between two
+    // volumes fails ("Invalid cross-device link"), as tianon's
+    // postgres-upgrade image documents.
+    let beside = (server.info.backend == BackendKind::Docker).then(|| {
+        (
+            server.server().data_location(),
+            format!(
+                "pg{version}-{}",
+                crate::backend::new_password()[..8].to_lowercase()
+            ),
+        )
+    });
+    let mut fresh = match fresh_server(server, Some(version), None, false, sums, beside.clone()) {
         Ok(f) => f,
         Err(e) => {
             return Ok(StepDone::failed(format!(
@@ -196,8 +211,18 @@ pub(crate) fn pg_upgrade(
         (String::new(), String::new())
     };
     let q = |s: &str| sh_quote(s);
+    // Where each cluster is in the data shell: natively two data dirs;
+    // in Docker the old volume, the new cluster in a folder of it.
+    let (old_dir, new_dir, others) = match &beside {
+        Some((_, sub)) => ("$DATA".to_string(), format!("$DATA/{sub}"), vec![]),
+        None => (
+            "$OLD_DATA".to_string(),
+            "$DATA".to_string(),
+            vec![("OLD_DATA".to_string(), server.server().data_location())],
+        ),
+    };
     let args = format!(
-        "-b {} -B \"{new_bin}\" -d \"$OLD_DATA\" -D \"$DATA\" {} -U {} -p {} -P {}",
+        "-b {} -B \"{new_bin}\" -d \"{old_dir}\" -D \"{new_dir}\" {} -U {} -p {} -P {}",
         q(&old_bin),
         mode.flag(),
         q(&spec.user),
@@ -206,7 +231,7 @@ pub(crate) fn pg_upgrade(
     );
     let script = format!(
         r#"set -u
-owner=$(stat -c %u "$DATA"); group=$(stat -c %g "$DATA")
+owner=$(stat -c %u "{new_dir}"); group=$(stat -c %g "{new_dir}")
 work=$(dirname "$DATA")/drill-pg-upgrade
 rm -rf "$work"; mkdir -p "$work"; chown "$owner:$group" "$work"; chmod 700 "$work"; cd "$work"
 as_owner() {{
@@ -218,7 +243,7 @@ as_owner() {{
 rc=0
 as_owner env HOME="$work" "{new_bin}/pg_upgrade" {args} --socketdir="$work" -o {o} -O {n} || rc=$?
 if [ "$rc" -ne 0 ]; then
-  for f in "$DATA"/pg_upgrade_output.d/*/*.txt "$DATA"/pg_upgrade_output.d/*/log/pg_upgrade_dump_*.log; do
+  for f in "{new_dir}"/pg_upgrade_output.d/*/*.txt "{new_dir}"/pg_upgrade_output.d/*/log/pg_upgrade_dump_*.log; do
     [ -f "$f" ] && {{ echo "== $(basename "$f"):"; grep -v '^command:' "$f" | grep -E 'ERROR|error:|FATAL|could not' | tail -n 4; }}
   done
 fi
@@ -228,7 +253,6 @@ exit "$rc""#,
         n = q(&new_opts),
     );
     let shown = format!("pg_upgrade {} ({old_major} → {version})", mode.flag());
-    let others = [("OLD_DATA".to_string(), server.server().data_location())];
     let out = fresh.server().data_shell_with(&script, &others)?;
     let text = format!(
         "{}{}",

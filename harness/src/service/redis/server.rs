@@ -492,6 +492,7 @@ fn server_spec(
             env: vec![],
             cmd,
             files: vec![],
+            borrow_volume: None,
             network: None,
         },
         native,
