@@ -540,7 +540,7 @@ fn looks_like_dump(p: &Path) -> bool {
 
 /// Candidates in a folder, newest first (by modification time, then name):
 /// dumps and dump folders, not sidecars or logs.
-pub(crate) fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn candidates(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .map_err(Error::io("list", dir))?
         .flatten()

@@ -26,7 +26,7 @@ mod shell;
 mod vocab;
 mod workload;
 
-pub use artifact::sha256_file;
+pub use artifact::{candidates as backups_newest_first, sha256_file};
 pub use check::{CheckKind, CheckResult};
 pub use errors::{Error, ErrorKind, Result, ScenarioError};
 pub use sanitize::{FilterOptions, Guard, SanitizeReport, filter, sanitize};
@@ -41,5 +41,5 @@ pub use workload::{Boundary, Ledger, PitrLedger, RpoMeasurement, Writer};
 pub mod testing {
     pub use crate::backend::docker::objects_of_run;
     pub use crate::backend::{Resource, available_for_tests};
-    pub use crate::service::postgres::timescaledb_for_tests;
+    pub use crate::service::postgres::{pg_version_for_tests, timescaledb_for_tests};
 }

@@ -137,7 +137,7 @@ impl std::fmt::Display for BackendKind {
 }
 
 /// Facts about a started server, for reports.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServerInfo {
     /// Which service it is.
     pub service: ServiceKind,

@@ -42,6 +42,17 @@ fn drill(path: &Path, backend: BackendKind) -> datatest_stable::Result<()> {
     if needs_timescaledb && !drill::testing::timescaledb_for_tests(backend, &scenario.name) {
         return Ok(());
     }
+    // Another major version: its image (Docker) and its binaries (natively,
+    // and on either backend for a `pg-dump` step's client).
+    let servers = scenario.pg_server_versions();
+    for major in scenario.pg_versions() {
+        let here = servers.contains(&major)
+            && !drill::testing::pg_version_for_tests(backend, major, &scenario.name);
+        if here || !drill::testing::pg_version_for_tests(BackendKind::Native, major, &scenario.name)
+        {
+            return Ok(());
+        }
+    }
     let progress: drill::engine::ProgressFn = Arc::new(|p: &Progress| {
         if let Progress::Finished { entry, .. } = p {
             eprintln!(

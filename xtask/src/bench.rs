@@ -522,6 +522,7 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             pgbackrest_repo: None,
             stanza: None,
             target: Default::default(),
+            version: None,
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
         let rto = report
@@ -673,6 +674,7 @@ async fn pitr(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             pgbackrest_repo: None,
             stanza: None,
             target: Default::default(),
+            version: None,
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
         let m = report

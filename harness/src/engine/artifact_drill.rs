@@ -63,6 +63,10 @@ pub struct ArtifactDrill {
     pub stanza: Option<String>,
     /// Where a physical backup's recovery stops (default: latest).
     pub target: RecoveryTarget,
+    /// The PostgreSQL major version to restore into (the forward-compat
+    /// gate: last night's backups into the next version); None: the one
+    /// drill finds. The fingerprint is then compared across versions.
+    pub version: Option<u32>,
 }
 
 const NAME: &str = "restore-artifact";
@@ -169,8 +173,9 @@ impl Restore<'_> {
     fn server_with(&mut self, extra: Vec<PathBuf>, physical: bool) -> Result<&Postgres> {
         if self.server.is_none() {
             let d = self.d;
-            let image = crate::service::postgres::image(d.image.as_deref());
-            let (flavour, flavour_note) = resolve_flavour(d.engine, self.backend, &image, None)?;
+            let image = crate::vocab::postgres_image(d.image.as_deref(), d.version);
+            let (flavour, flavour_note) =
+                resolve_flavour(d.engine, self.backend, &image, d.version)?;
             // The server's own pg_restore reads the backup where it lies.
             let backup =
                 std::path::absolute(&d.backup).map_err(crate::Error::io("resolve", &d.backup))?;
@@ -206,6 +211,7 @@ impl Restore<'_> {
                 client_options,
                 image,
                 shared,
+                major: d.version,
                 ..PgSpec::new(&d.database, &d.user, &self.run_id)
             };
             let backend = self.backend;
@@ -600,7 +606,19 @@ fn expectations(d: &ArtifactDrill, now: &Snapshot) -> Vec<CheckResult> {
         ));
     }
     if let Some(fp) = &d.fingerprint {
-        out.push(schema(fp, &now.schema));
+        out.push(match d.version {
+            // Saved from another major version, perhaps: compare what a
+            // version cannot change (see `Fingerprint::across_versions`).
+            Some(v) => {
+                let mut c = schema(&fp.across_versions(), &now.schema.across_versions());
+                c.name = format!(
+                    "{} (into PostgreSQL {v}; qualifiers in view definitions normalised)",
+                    c.name
+                );
+                c
+            }
+            None => schema(fp, &now.schema),
+        });
     }
     if let Some(ts) = &now.timescale {
         out.extend(crate::service::postgres::checks::timescaledb_restored(ts));

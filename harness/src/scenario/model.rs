@@ -76,21 +76,28 @@ impl Scenario {
     /// The PostgreSQL major versions the drill names (service and steps),
     /// for installing them first.
     pub fn pg_versions(&self) -> Vec<u32> {
+        self.versions(true)
+    }
+
+    /// The PostgreSQL major versions the drill starts servers of (in
+    /// Docker: the images it needs); a `pg-dump` step's client is not one.
+    pub fn pg_server_versions(&self) -> Vec<u32> {
+        self.versions(false)
+    }
+
+    fn versions(&self, clients: bool) -> Vec<u32> {
+        let steps = self.recoveries.iter().flat_map(|r| &r.steps);
         let mut v: Vec<u32> = self
             .services
             .postgres
             .iter()
             .filter_map(|p| p.version)
-            .chain(
-                self.recoveries
-                    .iter()
-                    .flat_map(|r| &r.steps)
-                    .filter_map(|s| match s {
-                        Step::NewServer { version, .. } | Step::PgDump { version, .. } => *version,
-                        Step::PgUpgrade { version, .. } => Some(*version),
-                        _ => None,
-                    }),
-            )
+            .chain(steps.filter_map(|s| match s {
+                Step::NewServer { version, .. } => *version,
+                Step::PgDump { version, .. } if clients => *version,
+                Step::PgUpgrade { version, .. } => Some(*version),
+                _ => None,
+            }))
             .collect();
         v.sort();
         v.dedup();

@@ -51,6 +51,11 @@ pub(crate) trait Service: Send + Sync + std::fmt::Debug {
     fn info(&self) -> &ServerInfo {
         self.server().info()
     }
+    /// Servers its steps started besides its first (an upgrade's new
+    /// version), for the report.
+    fn servers_started(&self) -> Vec<ServerInfo> {
+        Vec::new()
+    }
     /// One line for the timeline once it runs (version, settings).
     fn started(&self) -> String;
     /// The flavour it runs as, when the engine has several (PostgreSQL:

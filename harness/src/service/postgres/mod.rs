@@ -54,14 +54,67 @@ pub fn timescaledb_for_tests(backend: crate::BackendKind, test: &str) -> bool {
             format!("image {image} has no timescaledb extension"),
         ),
     };
-    if found {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
     let fix = "set DRILL_TIMESCALEDB_SRC to TimescaleDB's source release and run `cargo xtask deps` \
                (native) or `cargo xtask images` (docker; or pull timescale/timescaledb)";
-    if ci || std::env::var_os("DRILL_REQUIRE_TIMESCALEDB").is_some() {
-        panic!("{test} on {backend}: TimescaleDB is required here (CI) but {what}; {fix}");
+    found
+        || skip_or_panic(
+            test,
+            backend,
+            "TimescaleDB",
+            &what,
+            fix,
+            "DRILL_REQUIRE_TIMESCALEDB",
+        )
+}
+
+#[cfg(feature = "test-support")]
+/// Whether a test that needs PostgreSQL `major` can run on `backend`: its
+/// binaries natively, its image in Docker. Without them the test skips,
+/// unless `CI` is true: then this panics, naming what to do.
+pub fn pg_version_for_tests(backend: crate::BackendKind, major: u32, test: &str) -> bool {
+    let (found, what) = match backend {
+        crate::BackendKind::Native => (
+            PgBinaries::locate_version(Some(major)).is_ok(),
+            format!("PostgreSQL {major} is not installed"),
+        ),
+        crate::BackendKind::Docker => {
+            let image = crate::vocab::postgres_image(None, Some(major));
+            (
+                crate::backend::images::image_present(&image),
+                format!("image {image} is not here"),
+            )
+        }
+    };
+    let fix = format!(
+        "{}; or `cargo xtask images` and {}",
+        install_hint(major),
+        crate::vocab::postgres_image_env(Some(major))
+    );
+    found
+        || skip_or_panic(
+            test,
+            backend,
+            &format!("PostgreSQL {major}"),
+            &what,
+            &fix,
+            "CI",
+        )
+}
+
+#[cfg(feature = "test-support")]
+/// false after saying SKIPPED, unless `CI` is true or `require` is set:
+/// then a panic naming what is missing and what to do.
+fn skip_or_panic(
+    test: &str,
+    backend: crate::BackendKind,
+    needed: &str,
+    what: &str,
+    fix: &str,
+    require: &str,
+) -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if ci || std::env::var_os(require).is_some() {
+        panic!("{test} on {backend}: {needed} is required here (CI) but {what}; {fix}");
     }
     eprintln!("SKIPPED {test} on {backend}: {what}; {fix}");
     false

@@ -646,6 +646,10 @@ impl Service for PostgresService {
         Ok(Some(said.join("; ")))
     }
 
+    fn servers_started(&self) -> Vec<ServerInfo> {
+        self.upgrades.started.clone()
+    }
+
     async fn run_step(&mut self, step: &Step) -> Result<StepDone> {
         tokio::task::block_in_place(|| match step {
             Step::PsqlRestore { .. } | Step::PgRestore { .. } => self.restore(step),

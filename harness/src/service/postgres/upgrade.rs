@@ -24,11 +24,16 @@ pub(crate) struct Upgrades {
     linked: bool,
     /// An upgrade step ran since the fault was last dealt.
     touched: bool,
+    /// Every server an upgrade step started, for the report.
+    pub(crate) started: Vec<crate::vocab::ServerInfo>,
 }
 
 impl Upgrades {
     /// `fresh` takes `current`'s place.
     fn replace(&mut self, current: &mut Postgres, fresh: Postgres) {
+        if !self.started.contains(&fresh.info) {
+            self.started.push(fresh.info.clone());
+        }
         let old = std::mem::replace(current, fresh);
         if self.original.is_none() {
             self.original = Some(old);
