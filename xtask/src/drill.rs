@@ -28,8 +28,9 @@ pub(crate) struct Args {
     /// Folder holding the scenario files.
     #[arg(long, default_value = "scenarios")]
     scenarios_dir: PathBuf,
-    /// Validate the scenarios and flags, then stop without starting anything.
-    #[arg(long)]
+    /// Validate the scenarios (or restore-artifact's flags), then stop
+    /// without starting anything.
+    #[arg(long, global = true)]
     validate_only: bool,
     #[command(flatten)]
     run: RunArgs,
@@ -452,21 +453,27 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
                     Vec::new()
                 };
                 if found.is_empty() {
-                    return Err(Failure::bad_input(anyhow::anyhow!(
-                        "--newest {n}: {} is not a folder holding backups; name a folder of dumps, or drop --newest",
-                        d.backup.display()
-                    )));
+                    // No backups to pick from: one drill, which is red and
+                    // says so (a missing backup is the nightly's answer).
+                    vec![d]
+                } else {
+                    found
+                        .into_iter()
+                        .take(n as usize)
+                        .map(|backup| ArtifactDrill {
+                            backup,
+                            ..d.clone()
+                        })
+                        .collect()
                 }
-                found
-                    .into_iter()
-                    .take(n as usize)
-                    .map(|backup| ArtifactDrill {
-                        backup,
-                        ..d.clone()
-                    })
-                    .collect()
             }
         };
+        if args.validate_only {
+            for d in &drills {
+                println!("ok  restore-artifact  ({})", d.backup.display());
+            }
+            return Ok(None);
+        }
         return Ok(Some((Work::Artifacts(drills), a.run)));
     }
     let scenarios = select(&args)?;

@@ -207,7 +207,22 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
                     };
                     let args: Vec<&str> = rest.split_whitespace().collect();
                     let mut cmd = xtask();
-                    if args[0] == "drill" {
+                    if args.get(1) == Some(&"restore-artifact") {
+                        // Its inputs arrive in the job: a stand-in
+                        // fingerprint where the command reads one.
+                        let work = tempfile::tempdir().unwrap();
+                        std::fs::create_dir_all(work.path().join("backups")).unwrap();
+                        std::fs::write(
+                            work.path().join("backups/prod.fingerprint.json"),
+                            r#"{"objects":{}}"#,
+                        )
+                        .unwrap();
+                        cmd.current_dir(work.path())
+                            .args(&args)
+                            .arg("--validate-only")
+                            .assert()
+                            .success();
+                    } else if args[0] == "drill" {
                         cmd.args(&args).arg("--validate-only").assert().success();
                     } else {
                         cmd.args([args[0], "--help"]).assert().success();
@@ -228,6 +243,24 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
         release.contains("--gate"),
         "the release gate runs with --gate"
     );
+    // The forward-compat gate blocks the release: the release job needs the
+    // job that restores production's backups into the next version.
+    let doc = &YamlLoader::load_from_str(&release).unwrap()[0];
+    let needs: Vec<&str> = doc["jobs"]["release"]["needs"]
+        .as_vec()
+        .map(|v| v.iter().filter_map(|n| n.as_str()).collect())
+        .unwrap_or_default();
+    assert!(needs.contains(&"next-version"), "release needs: {needs:?}");
+    let gate = doc["jobs"]["next-version"]["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .find(|r| r.contains("restore-artifact"))
+        .expect("the next-version job restores backups");
+    for flag in ["--into-version 18", "--newest", "--fingerprint"] {
+        assert!(gate.contains(flag), "{flag} missing from `{gate}`");
+    }
 }
 
 /// The annotated example in scenarios/README.md is a valid scenario.

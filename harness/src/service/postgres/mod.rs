@@ -30,19 +30,13 @@ pub use coords::{PgCoordinates, drop_and_recreate, execute_script};
 pub use server::{ClientTool, PgSpec, Postgres};
 pub(crate) use service::{PostgresService, describe, refused_evidence, resolve_flavour};
 
-/// The image a PostgreSQL server runs: `chosen`, else `DRILL_POSTGRES_IMAGE`,
-/// else the official default.
-pub(crate) fn image(chosen: Option<&str>) -> String {
-    crate::vocab::ServiceKind::Postgres.image(chosen)
-}
-
 #[cfg(feature = "test-support")]
 /// Whether a TimescaleDB test can run on `backend`: the extension is
 /// installed for the native PostgreSQL, or the PostgreSQL image carries it.
 /// Without it the test prints why and skips, unless `CI` is true or
 /// `DRILL_REQUIRE_TIMESCALEDB` is set: then this panics, naming what to do.
 pub fn timescaledb_for_tests(backend: crate::BackendKind, test: &str) -> bool {
-    let image = image(None);
+    let image = crate::vocab::postgres_image(None, None);
     let (found, what) = match backend {
         crate::BackendKind::Native => (
             PgBinaries::locate().is_ok_and(|b| b.has_timescaledb()),
