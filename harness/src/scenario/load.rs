@@ -381,7 +381,7 @@ fn validate_fault(sc: &Scenario, d: &Declared) -> Result<(), Broken> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "drop-database, restart-with and sql act on postgres; corrupt-aof and redis-command on redis; wipe, crash, kill and restart on any",
+            "drop-database, restart-with, sql and cutover act on postgres; corrupt-aof and redis-command on redis; wipe, crash, kill and restart on any",
         );
     }
     match sc.fault.action {

@@ -601,6 +601,57 @@ mod tests {
         }
     }
 
+    /// What PostgreSQL 15 and 18 printed for the same continuous aggregate
+    /// and view (major-upgrade-dump): equal once qualifiers are dropped.
+    #[test]
+    fn fifteen_and_eighteen_deparse_the_same_view_alike_once_unqualified() {
+        let v15 = r#" SELECT _materialized_hypertable_3."time", _materialized_hypertable_3.symbol, _materialized_hypertable_3.open FROM _timescaledb_internal._materialized_hypertable_3;"#;
+        let v18 = r#" SELECT "time", symbol, open FROM _timescaledb_internal._materialized_hypertable_3;"#;
+        assert_eq!(unqualified(v15), unqualified(v18));
+        let c15 = r#"SELECT time_bucket('00:15:00', ticks."time") AS "time", ticks.symbol, first(ticks.price, ticks."time") AS open FROM ticks GROUP BY (time_bucket('00:15:00', ticks."time")), ticks.symbol;"#;
+        let c18 = r#"SELECT time_bucket('00:15:00', "time") AS "time", symbol, first(price, "time") AS open FROM ticks GROUP BY (time_bucket('00:15:00', "time")), symbol;"#;
+        assert_eq!(unqualified(c15), unqualified(c18));
+        // A different column is still a difference; literals and numbers
+        // keep their dots.
+        assert_ne!(
+            unqualified("SELECT t.a FROM t"),
+            unqualified("SELECT t.b FROM t")
+        );
+        assert_eq!(
+            unqualified("SELECT 'a.b', 0.5, x.\"y.z\" FROM s.t"),
+            "SELECT 'a.b', 0.5, \"y.z\" FROM t"
+        );
+        let both = fp(&[
+            ("view public.v", v15),
+            ("constraint public.t.c", "CHECK ((a.b > 0))"),
+        ]);
+        let across = both.across_versions();
+        assert_eq!(across.objects["view public.v"], unqualified(v15));
+        // Only view definitions are touched.
+        assert_eq!(across.objects["constraint public.t.c"], "CHECK ((a.b > 0))");
+    }
+
+    proptest::proptest! {
+        /// Dropping qualifiers is idempotent, never touches a literal, and
+        /// makes `q.name` and `name` alike for any qualifier.
+        #[test]
+        fn unqualified_is_idempotent_and_spares_literals(
+            q in "[a-z_][a-z0-9_]{0,8}",
+            name in "[a-z_][a-z0-9_]{0,8}",
+            lit in "[a-z. ]{0,12}",
+            rest in "[ -~]{0,40}",
+        ) {
+            let rest = rest.replace('\'', "");
+            let with = format!("SELECT {q}.{name}, '{lit}' {rest}");
+            let without = format!("SELECT {name}, '{lit}' {rest}");
+            proptest::prop_assert_eq!(unqualified(&with), unqualified(&without));
+            let once = unqualified(&with);
+            proptest::prop_assert_eq!(unqualified(&once), once.clone());
+            let quoted = format!("'{lit}'");
+            proptest::prop_assert!(once.contains(&quoted), "{} lost {}", once, quoted);
+        }
+    }
+
     #[test]
     fn round_trip_deparse_differences_normalise_away() {
         let before = "CHECK (((side)::text = ANY ((ARRAY['buy'::character varying, 'sell'::character varying])::text[])))";
