@@ -388,9 +388,11 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
     };
     report.recoveries = drill.recoveries(&mut services, writers, &mut tl).await?;
     // Every server a step started too (an upgrade's new version).
-    report
-        .servers
-        .extend(services.0.iter().flat_map(|s| s.servers_started()));
+    for info in services.0.iter().flat_map(|s| s.servers_started()) {
+        if !report.servers.contains(&info) {
+            report.servers.push(info);
+        }
+    }
     report.verdict = if report.recoveries.iter().all(|r| r.met_expectation) {
         Verdict::Pass
     } else {

@@ -58,7 +58,7 @@ impl Scenario {
                 .flat_map(|r| &r.steps)
                 .filter_map(|s| {
                     let (image, version) = match s {
-                        Step::NewServer { version, image } => (image.as_deref(), *version),
+                        Step::NewServer { version, image, .. } => (image.as_deref(), *version),
                         Step::PgUpgrade { version, .. } => (None, Some(*version)),
                         _ => return None,
                     };
@@ -924,6 +924,10 @@ pub enum Step {
         /// The image for the docker backend (default as for the service).
         #[serde(default)]
         image: Option<String>,
+        /// `postgres`: a server without TimescaleDB (the plain image a DR
+        /// host was set up from); default: the service's flavour.
+        #[serde(default)]
+        engine: Option<PgEngine>,
     },
     /// `pg_upgrade` from the service's server (stopped first by a `stop`
     /// step, as the manual says) into a new cluster of PostgreSQL
@@ -1190,9 +1194,15 @@ impl Step {
             } => format!("pg_dump (PostgreSQL {v}'s)"),
             Step::PgDump { .. } => "pg_dump".into(),
             Step::NewServer {
-                version: Some(v), ..
-            } => format!("new server: PostgreSQL {v}"),
-            Step::NewServer { .. } => "new server".into(),
+                version, engine, ..
+            } => format!(
+                "new server{}{}",
+                version.map_or(String::new(), |v| format!(": PostgreSQL {v}")),
+                match engine {
+                    Some(PgEngine::Postgres) => " without TimescaleDB",
+                    _ => "",
+                }
+            ),
             Step::PgUpgrade {
                 version,
                 mode,

@@ -379,8 +379,10 @@ impl PostgresService {
         Ok(done.step)
     }
 
+    /// Whether the server the application uses now loads TimescaleDB (a
+    /// `new-server` may differ from the first).
     fn timescaledb(&self) -> bool {
-        self.flavour == Flavour::TimescaleDb
+        self.server.spec().timescaledb
     }
 
     /// `psql-restore` and `pg-restore`: the newest backup into the server.
@@ -388,6 +390,22 @@ impl PostgresService {
         let Some(artifact) = self.step_dump.as_ref().or(self.dump.as_ref()) else {
             return Ok(StepDone::refused("no postgres backup was taken"));
         };
+        // As restore-artifact does: a TimescaleDB dump only into a server
+        // with TimescaleDB at the dump's version.
+        // (A dump that cannot be inspected is the restore's to report.)
+        let server_ts = self
+            .timescaledb()
+            .then(|| self.server.info.timescaledb.clone())
+            .flatten();
+        if let Ok(i) = crate::artifact::inspect(&artifact.path, &self.server)
+            && let Err(why) = upgrade::timescaledb_fits(
+                i.timescaledb,
+                i.timescaledb_version.as_deref(),
+                server_ts.as_deref(),
+            )
+        {
+            return Ok(StepDone::refused(why));
+        }
         match step {
             Step::PsqlRestore {
                 sanitize,
@@ -711,11 +729,16 @@ impl Service for PostgresService {
                     Err(e) => Ok(StepDone::failed(e.to_string())),
                 }
             }
-            Step::NewServer { version, image } => upgrade::new_server(
+            Step::NewServer {
+                version,
+                image,
+                engine,
+            } => upgrade::new_server(
                 &mut self.upgrades,
                 &mut self.server,
                 *version,
                 image.as_deref(),
+                *engine,
             ),
             Step::PgUpgrade {
                 version,

@@ -9,9 +9,36 @@ use std::time::Instant;
 
 use super::{PgBinaries, PgSpec, Postgres};
 use crate::backend::{BackendKind, sh_quote};
-use crate::scenario::{ChecksumsChoice, UpgradeMode};
+use crate::scenario::{ChecksumsChoice, PgEngine, UpgradeMode};
 use crate::service::{Lifecycle, StepDone};
 use crate::{Error, Result};
+
+#[cfg(test)]
+mod tests {
+    use super::timescaledb_fits;
+
+    #[test]
+    fn a_timescaledb_dump_fits_only_its_own_version() {
+        assert_eq!(timescaledb_fits(false, None, None), Ok(()));
+        assert_eq!(
+            timescaledb_fits(true, Some("2.28.3"), Some("2.28.3")),
+            Ok(())
+        );
+        // Not recorded: nothing to compare, the restore says the rest.
+        assert_eq!(timescaledb_fits(true, None, Some("2.28.3")), Ok(()));
+        let none = timescaledb_fits(true, Some("2.28.3"), None).unwrap_err();
+        assert!(
+            none.contains("no TimescaleDB loaded") && none.contains("install TimescaleDB 2.28.3"),
+            "{none}"
+        );
+        let other = timescaledb_fits(true, Some("2.17.2"), Some("2.28.3")).unwrap_err();
+        assert!(
+            other.contains("taken with TimescaleDB 2.17.2, this server has 2.28.3")
+                && other.contains("ALTER EXTENSION timescaledb UPDATE"),
+            "{other}"
+        );
+    }
+}
 
 /// The servers a recovery moved away from.
 #[derive(Debug, Default)]
@@ -92,8 +119,10 @@ fn fresh_server(
     create_database: bool,
     data_checksums: Option<bool>,
     borrow_volume: Option<(String, String)>,
+    timescaledb: bool,
 ) -> Result<Postgres> {
     let spec = PgSpec {
+        timescaledb,
         major: version,
         image: crate::vocab::postgres_image(image, version),
         network: None,
@@ -111,10 +140,23 @@ pub(crate) fn new_server(
     server: &mut Postgres,
     version: Option<u32>,
     image: Option<&str>,
+    engine: Option<PgEngine>,
 ) -> Result<StepDone> {
     let started = Instant::now();
     up.touched = true;
-    let fresh = match fresh_server(server, version, image, true, None, None) {
+    let image = crate::vocab::postgres_image(image, version);
+    let timescaledb = match engine {
+        None => server.spec().timescaledb,
+        Some(e) => match super::resolve_flavour(e, server.info.backend, &image, version) {
+            Ok((flavour, _)) => flavour == drill_fixtures::Flavour::TimescaleDb,
+            Err(e) => {
+                return Ok(StepDone::failed(format!(
+                    "the new server cannot start: {e}"
+                )));
+            }
+        },
+    };
+    let fresh = match fresh_server(server, version, Some(&image), true, None, None, timescaledb) {
         Ok(f) => f,
         Err(e) => {
             return Ok(StepDone::failed(format!(
@@ -164,7 +206,15 @@ pub(crate) fn pg_upgrade(
             ),
         )
     });
-    let mut fresh = match fresh_server(server, Some(version), None, false, sums, beside.clone()) {
+    let mut fresh = match fresh_server(
+        server,
+        Some(version),
+        None,
+        false,
+        sums,
+        beside.clone(),
+        server.spec().timescaledb,
+    ) {
         Ok(f) => f,
         Err(e) => {
             return Ok(StepDone::failed(format!(
@@ -298,6 +348,33 @@ exit "$rc""#,
     );
     up.replace(server, fresh);
     Ok(StepDone::done(said))
+}
+
+/// Whether a dump (`needs`: it creates the timescaledb extension; taken
+/// with `version`, when it says) fits a server with `server` TimescaleDB
+/// (None: not loaded). Err says what is wrong and the documented fix:
+/// TimescaleDB restores only into its own version, so install the dump's
+/// version, restore, then `ALTER EXTENSION timescaledb UPDATE`.
+pub(crate) fn timescaledb_fits(
+    needs: bool,
+    version: Option<&str>,
+    server: Option<&str>,
+) -> std::result::Result<(), String> {
+    let dumped = version.unwrap_or("its version (not recorded in the dump)");
+    match (needs, version, server) {
+        (false, _, _) => Ok(()),
+        (true, _, None) => Err(format!(
+            "the dump is TimescaleDB {dumped}'s, and this server has no TimescaleDB loaded: \
+             install TimescaleDB {dumped} and preload it (shared_preload_libraries = 'timescaledb'), \
+             restore, then ALTER EXTENSION timescaledb UPDATE"
+        )),
+        (true, Some(v), Some(s)) if v != s => Err(format!(
+            "the dump was taken with TimescaleDB {v}, this server has {s}: a dump restores only \
+             into its own TimescaleDB version; install {v} on this server (or restore into an image \
+             of it), restore, then ALTER EXTENSION timescaledb UPDATE to move to {s}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A loopback port nothing listens on now (pg_upgrade's own servers).
