@@ -182,6 +182,42 @@ pub(crate) fn output_within(cmd: &mut Command, input: &[u8], limit: Duration) ->
     })
 }
 
+/// Kills a process that runs past its time limit, for a caller that
+/// streams its output itself (a dump piped into gzip).
+pub(crate) struct Watchdog {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watchdog {
+    /// SIGKILL to `pid` once `limit` has passed, unless [`Watchdog::disarm`]
+    /// comes first.
+    pub(crate) fn arm(pid: u32, limit: Duration) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = fired.clone();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        });
+        Watchdog {
+            done: Some(tx),
+            fired,
+        }
+    }
+
+    /// Stops watching; whether it had killed the process.
+    pub(crate) fn disarm(mut self) -> bool {
+        drop(self.done.take());
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Calls `f` with every line of `r` (lossily decoded, without the line
 /// end), reading to the end even past bytes that are not UTF-8.
 pub(crate) fn each_line(r: impl std::io::Read, mut f: impl FnMut(&str)) {

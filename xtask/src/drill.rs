@@ -221,8 +221,8 @@ impl Work {
     }
 
     /// The PostgreSQL major versions the drills name whose binaries must be
-    /// here: every one natively; in Docker those whose client tools run
-    /// here (a `pg-dump` step's).
+    /// here: every one natively; in Docker those whose client runs here (a
+    /// `pg-dump` step's).
     fn pg_versions(&self, backend: BackendKind) -> Vec<u32> {
         let s = match self {
             Work::Scenarios(s) => s,
@@ -237,13 +237,16 @@ impl Work {
             .iter()
             .flat_map(|s| match backend {
                 BackendKind::Native => s.pg_versions(),
-                BackendKind::Docker => {
-                    let servers = s.pg_server_versions();
-                    s.pg_versions()
-                        .into_iter()
-                        .filter(|v| !servers.contains(v))
-                        .collect()
-                }
+                // A `pg-dump` step's client runs here, whatever the servers.
+                BackendKind::Docker => s
+                    .recoveries
+                    .iter()
+                    .flat_map(|r| &r.steps)
+                    .filter_map(|st| match st {
+                        drill::scenario::Step::PgDump { version, .. } => *version,
+                        _ => None,
+                    })
+                    .collect(),
             })
             .collect();
         v.sort();

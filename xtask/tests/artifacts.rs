@@ -61,6 +61,17 @@ fn dump(pg: &Postgres, shell: &str, path: &Path) {
     assert!(status.success(), "{shell}");
 }
 
+/// `cargo xtask fingerprint` of `pg` into `dir/prod.fingerprint.json`.
+fn save_fingerprint(pg: &Postgres, dir: &Path) -> PathBuf {
+    let fingerprint = dir.join("prod.fingerprint.json");
+    cargo_bin_cmd!("xtask")
+        .args(["fingerprint", "--url", &pg.coordinates().url(), "--out"])
+        .arg(&fingerprint)
+        .assert()
+        .success();
+    fingerprint
+}
+
 fn sidecar(path: &Path) {
     let digest = drill::sha256_file(path).unwrap();
     std::fs::write(
@@ -152,12 +163,7 @@ fn every_kind_of_backup_gets_the_right_verdict(#[case] backend: BackendKind) {
         format!("{}  tampered.sql.gz\n", "0".repeat(64)),
     )
     .unwrap();
-    let fingerprint = d.join("prod.fingerprint.json");
-    cargo_bin_cmd!("xtask")
-        .args(["fingerprint", "--url", &pg.coordinates().url(), "--out"])
-        .arg(&fingerprint)
-        .assert()
-        .success();
+    let fingerprint = save_fingerprint(&pg, d);
     drop(pg);
 
     // A clean plain dump, its checksum and the production fingerprint.
@@ -661,12 +667,7 @@ fn backups_restore_into_the_next_version_or_say_why_not(#[case] backend: Backend
         dump(&pg, shell, &folder.join(name));
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let fingerprint = d.join("prod.fingerprint.json");
-    cargo_bin_cmd!("xtask")
-        .args(["fingerprint", "--url", &pg.coordinates().url(), "--out"])
-        .arg(&fingerprint)
-        .assert()
-        .success();
+    let fingerprint = save_fingerprint(&pg, d);
     let pinned = d.join("pinned.sql.gz");
     let sql = "CREATE FUNCTION public.tick_count() RETURNS bigint LANGUAGE sql \
                SET force_parallel_mode = off AS 'SELECT count(*) FROM public.ticks'";

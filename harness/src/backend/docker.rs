@@ -119,7 +119,8 @@ impl ContainerServer {
         let docker = client()?;
         let borrowed = spec.container.borrow_volume.clone();
         let volume = borrowed
-            .clone()
+            .as_ref()
+            .map(|(v, _)| v.clone())
             .unwrap_or_else(|| format!("drill-{}-{}-{}", spec.run_id, spec.kind, unique_suffix()));
         let mut server = ContainerServer {
             spec: spec.clone(),
@@ -161,7 +162,18 @@ impl ContainerServer {
 
     fn remove_volume(&self) -> Result<()> {
         if self.spec.container.borrow_volume.is_some() {
-            return Ok(()); // its owner removes it
+            // The volume is its owner's: only this server's folder goes.
+            let out = super::Server::data_shell(self, "rm -rf \"$DATA\"")?;
+            if !out.status.success() {
+                return Err(Error::command(
+                    format!(
+                        "remove {}'s folder of volume {}",
+                        self.spec.kind, self.volume
+                    ),
+                    &out,
+                ));
+            }
+            return Ok(());
         }
         tracing::debug!(volume = %self.volume, "docker volume rm");
         let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
@@ -320,6 +332,11 @@ impl super::Server for ContainerServer {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }
         cmd.arg("-v").arg(format!("{}:{data}", self.volume));
+        // A borrower's data is its folder of the volume.
+        let own = match &self.spec.container.borrow_volume {
+            Some((_, sub)) => format!("{data}/{sub}"),
+            None => data.clone(),
+        };
         // Beside it, never inside it: `/var/lib/postgresql/<var>`.
         let parent = std::path::Path::new(data)
             .parent()
@@ -361,7 +378,7 @@ impl super::Server for ContainerServer {
             None => String::new(),
         };
         super::die_with_harness(&mut cmd);
-        cmd.args(["-e", &format!("DATA={data}"), "--entrypoint", "sh"])
+        cmd.args(["-e", &format!("DATA={own}"), "--entrypoint", "sh"])
             .arg(&self.spec.container.image)
             .arg("-c")
             .arg(format!("{script}\nrc=$?{handback}; exit $rc"))

@@ -143,10 +143,12 @@ pub struct ContainerSpec {
     /// bridge, so two servers of one drill reach each other by name.
     pub network: Option<String>,
     /// Another server's volume ([`Server::data_location`]) to mount instead
-    /// of a volume of its own (which it would remove): two clusters on one
-    /// file system, as `pg_upgrade --link` needs. Its data lives in a
-    /// subfolder the image is told about (`PGDATA`); a wipe is refused.
-    pub borrow_volume: Option<String>,
+    /// of a volume of its own, and the folder of it this server's data
+    /// lives in (the image is told, e.g. `PGDATA`): two clusters on one file
+    /// system, as `pg_upgrade --link` needs. `$DATA` in its data shells is
+    /// that folder; the folder is removed with the server (the volume stays
+    /// its owner's), and a wipe is refused.
+    pub borrow_volume: Option<(String, String)>,
 }
 
 /// A network only a drill's own servers share (a primary and its

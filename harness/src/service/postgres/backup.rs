@@ -37,21 +37,22 @@ pub struct Artifact {
 
 /// Runs pg_dump against the server's application database into `dir`.
 pub fn pg_dump(server: &Postgres, cfg: &Backup, dir: &Path) -> Result<Artifact> {
-    pg_dump_with(server, cfg, dir, None)
+    pg_dump_with(server, cfg, dir, None, None)
 }
 
 /// As [`pg_dump`], with PostgreSQL `major`'s pg_dump (this machine's, see
 /// [`Postgres::client_of`]) unless `None`: an upgrade's dump is taken with
-/// the new version's tool.
+/// the new version's tool; killed after `limit`, when given.
 pub fn pg_dump_with(
     server: &Postgres,
     cfg: &Backup,
     dir: &Path,
     major: Option<u32>,
+    limit: Option<Duration>,
 ) -> Result<Artifact> {
     let other = major.filter(|m| *m != server.major());
     if cfg.format != DumpFormat::Plain {
-        return pg_dump_archive(server, cfg, dir, other);
+        return pg_dump_archive(server, cfg, dir, other, limit);
     }
     let started = Instant::now();
     let db = &server.coordinates().database;
@@ -119,6 +120,7 @@ pub fn pg_dump_with(
         source,
     })?;
     drop(cmd); // closes our copies of the write end
+    let dog = limit.map(|l| crate::shell::Watchdog::arm(child.id(), l));
     if let Some(mut err) = child.stderr.take() {
         stderr_thread = Some(std::thread::spawn(move || {
             let mut s = String::new();
@@ -141,6 +143,9 @@ pub fn pg_dump_with(
         command: shown.clone(),
         source,
     })?;
+    if dog.is_some_and(crate::shell::Watchdog::disarm) {
+        return Err(timed_out(&shown, limit));
+    }
     let stderr_text = match stderr_thread {
         Some(t) => t.join().unwrap_or_default(),
         None => String::from_utf8_lossy(&reader.tail)
@@ -202,6 +207,17 @@ impl<R: Read> Read for TailReader<R> {
     }
 }
 
+fn timed_out(shown: &str, limit: Option<Duration>) -> Error {
+    Error::Command {
+        what: format!("backup command `{shown}`"),
+        status: format!(
+            "killed after {} (the step's timeout)",
+            crate::fmt_duration(limit.unwrap_or_default())
+        ),
+        output: String::new(),
+    }
+}
+
 /// `pg_dump`, or `pg_dump (18)` for another version's, as the timeline shows it.
 fn tool_name(other: Option<u32>) -> String {
     match other {
@@ -216,6 +232,7 @@ fn pg_dump_archive(
     cfg: &Backup,
     dir: &Path,
     other: Option<u32>,
+    limit: Option<Duration>,
 ) -> Result<Artifact> {
     let started = Instant::now();
     let db = server.coordinates().database.clone();
@@ -240,11 +257,18 @@ fn pg_dump_archive(
     }
     let shown = format!("{} {}", tool_name(other), args.join(" "));
     tracing::debug!(command = %shown, "backup");
-    let out = server
-        .client_of(ClientTool::PgDump, other)?
-        .args(&args)
-        .output()
-        .map_err(Error::spawn(&shown))?;
+    let mut cmd = server.client_of(ClientTool::PgDump, other)?;
+    cmd.args(&args);
+    let out = match limit {
+        Some(l) => {
+            let done = crate::shell::output_within(&mut cmd, b"", l)?;
+            if done.timed_out {
+                return Err(timed_out(&shown, limit));
+            }
+            done.output
+        }
+        None => cmd.output().map_err(Error::spawn(&shown))?,
+    };
     let stderr_text = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         return Err(Error::command(format!("backup command `{shown}`"), &out));

@@ -82,6 +82,13 @@ impl PgBinaries {
         let Some(major) = major else {
             return Self::locate();
         };
+        // The default binaries, when they are that version (found through
+        // DRILL_PG_BINDIR, Debian's layout or pg_config).
+        if let Ok(found) = Self::locate()
+            && found.major == major
+        {
+            return Ok(found);
+        }
         let var = format!("DRILL_PG{major}_BINDIR");
         let mut looked = Vec::new();
         let mut candidates: Vec<PathBuf> = Vec::new();

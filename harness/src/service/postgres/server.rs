@@ -22,7 +22,8 @@ use crate::{Error, Result};
 
 /// The port PostgreSQL listens on inside its image.
 pub const PORT: u16 = 5432;
-const DATA: &str = "/var/lib/postgresql/data";
+/// Where the image keeps the data (the volume's mount point).
+pub(super) const DATA: &str = "/var/lib/postgresql/data";
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What to start.
@@ -129,6 +130,8 @@ pub struct PgEngine {
     psql_restricts: std::sync::OnceLock<bool>,
     /// `data_checksums` as the server said at its last start.
     checksums: bool,
+    /// `shared_preload_libraries` names timescaledb (at its last start).
+    preloads_timescaledb: bool,
 }
 
 /// A running disposable PostgreSQL server, whatever the backend: a
@@ -167,6 +170,10 @@ impl Engine for PgEngine {
         }
         pg.info.version = pg.psql("SHOW server_version", "postgres")?;
         pg.engine.checksums = pg.psql("SHOW data_checksums", "postgres")? == "on";
+        pg.engine.preloads_timescaledb = pg
+            .psql("SHOW shared_preload_libraries", "postgres")?
+            .split(',')
+            .any(|l| l.trim() == "timescaledb");
         if let Some(want) = pg.engine.spec.major
             && pg.major() != want
         {
@@ -262,6 +269,7 @@ impl Postgres {
             },
             psql_restricts: std::sync::OnceLock::new(),
             checksums: false,
+            preloads_timescaledb: false,
         };
         Disposable::launch_with(backend, ServiceKind::Postgres, engine, |e, password| {
             e.coords.password = password.to_string();
@@ -349,6 +357,12 @@ impl Postgres {
             .next()
             .and_then(|m| m.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Whether the server loads TimescaleDB, as it says (an image's
+    /// configuration may preload it whatever drill asked).
+    pub fn preloads_timescaledb(&self) -> bool {
+        self.engine.preloads_timescaledb
     }
 
     /// Whether the cluster has data checksums (as of its last start).
@@ -571,16 +585,20 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                     })
                     .filter(|(_, v)| !v.is_empty()),
             )
-            .chain(
-                spec.borrow_volume
-                    .as_ref()
-                    .map(|(_, sub)| ("PGDATA".into(), format!("{DATA}/{sub}"))),
-            )
+            // Where the volume is, always: the official PostgreSQL 18 image
+            // moved its default (`/var/lib/postgresql/18/docker`).
+            .chain([(
+                "PGDATA".into(),
+                match &spec.borrow_volume {
+                    Some((_, sub)) => format!("{DATA}/{sub}"),
+                    None => DATA.into(),
+                },
+            )])
             .collect(),
             cmd,
             files: vec![],
             network: spec.network.clone(),
-            borrow_volume: spec.borrow_volume.as_ref().map(|(v, _)| v.clone()),
+            borrow_volume: spec.borrow_volume.clone(),
         },
         native,
     })

@@ -394,7 +394,8 @@ impl PostgresService {
         // with TimescaleDB at the dump's version.
         // (A dump that cannot be inspected is the restore's to report.)
         let server_ts = self
-            .timescaledb()
+            .server
+            .preloads_timescaledb()
             .then(|| self.server.info.timescaledb.clone())
             .flatten();
         if let Ok(i) = crate::artifact::inspect(&artifact.path, &self.server)
@@ -714,6 +715,7 @@ impl Service for PostgresService {
                     &self.backup_cfg,
                     &self.work,
                     *version,
+                    Some(step.time_limit()),
                 ) {
                     Ok(a) => {
                         let said = format!(
@@ -751,6 +753,7 @@ impl Service for PostgresService {
                 *version,
                 *mode,
                 *checksums,
+                step.time_limit(),
             ),
             Step::Promote { .. } | Step::Repoint | Step::OldPrimary { .. } => {
                 let Some(r) = &mut self.replication else {

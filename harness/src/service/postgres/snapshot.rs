@@ -412,14 +412,21 @@ pub fn normalize_definition(def: &str) -> String {
     }
 }
 
-/// `def` with every qualifier (`alias.`, `schema.`, `"quoted".`) before
-/// a name dropped, outside string literals: how two major versions'
-/// deparsed definitions of one query are compared.
+/// `def` with the qualifiers of column references dropped, outside string
+/// literals: how two major versions' deparsed definitions of one
+/// single-relation query are compared (PostgreSQL 16+ prints `SELECT a FROM
+/// s.t` where 15 printed `SELECT t.a FROM s.t`). The relation after `FROM`
+/// keeps its schema, and a query that joins is left as it is: every version
+/// qualifies its columns, and which relation a column comes from matters.
 pub fn unqualified(def: &str) -> String {
+    if def.to_ascii_uppercase().contains(" JOIN ") {
+        return def.to_string();
+    }
     let chars: Vec<char> = def.chars().collect();
     let mut out = String::with_capacity(def.len());
     let mut i = 0;
     let mut in_literal = false;
+    let mut prev_word = String::new();
     let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
     while i < chars.len() {
         let c = chars[i];
@@ -449,16 +456,16 @@ pub fn unqualified(def: &str) -> String {
                     j += 1;
                 }
             }
-            let numeric = chars[i].is_ascii_digit();
-            if !numeric
-                && j < chars.len()
-                && chars[j] == '.'
-                && chars.get(j + 1).is_some_and(|&n| n == '"' || word(n))
-            {
+            let j = j.min(chars.len());
+            let qualifies = !chars[i].is_ascii_digit()
+                && chars.get(j) == Some(&'.')
+                && chars.get(j + 1).is_some_and(|&n| n == '"' || word(n));
+            if qualifies && !prev_word.eq_ignore_ascii_case("FROM") {
                 i = j + 1;
                 continue;
             }
-            out.extend(&chars[i..j.min(chars.len())]);
+            prev_word = chars[i..j].iter().collect();
+            out.extend(&chars[i..j]);
             i = j;
             continue;
         }
@@ -611,16 +618,23 @@ mod tests {
         let c15 = r#"SELECT time_bucket('00:15:00', ticks."time") AS "time", ticks.symbol, first(ticks.price, ticks."time") AS open FROM ticks GROUP BY (time_bucket('00:15:00', ticks."time")), ticks.symbol;"#;
         let c18 = r#"SELECT time_bucket('00:15:00', "time") AS "time", symbol, first(price, "time") AS open FROM ticks GROUP BY (time_bucket('00:15:00', "time")), symbol;"#;
         assert_eq!(unqualified(c15), unqualified(c18));
-        // A different column is still a difference; literals and numbers
-        // keep their dots.
+        // A different column, or the same relation in another schema, is
+        // still a difference; literals and numbers keep their dots; a join
+        // is left as it is (which side a column comes from matters).
         assert_ne!(
             unqualified("SELECT t.a FROM t"),
             unqualified("SELECT t.b FROM t")
         );
+        assert_ne!(
+            unqualified("SELECT t.a FROM archive.t"),
+            unqualified("SELECT a FROM public.t")
+        );
         assert_eq!(
             unqualified("SELECT 'a.b', 0.5, x.\"y.z\" FROM s.t"),
-            "SELECT 'a.b', 0.5, \"y.z\" FROM t"
+            "SELECT 'a.b', 0.5, \"y.z\" FROM s.t"
         );
+        let join = "SELECT a.id, b.id FROM a JOIN b ON a.id = b.id";
+        assert_eq!(unqualified(join), join);
         let both = fp(&[
             ("view public.v", v15),
             ("constraint public.t.c", "CHECK ((a.b > 0))"),
@@ -639,7 +653,7 @@ mod tests {
             q in "[a-z_][a-z0-9_]{0,8}",
             name in "[a-z_][a-z0-9_]{0,8}",
             lit in "[a-z. ]{0,12}",
-            rest in "[ -~]{0,40}",
+            rest in "[0-9 ,()+*<>=]{0,40}",
         ) {
             let rest = rest.replace('\'', "");
             let with = format!("SELECT {q}.{name}, '{lit}' {rest}");

@@ -43,10 +43,12 @@ mod tests {
 /// The servers a recovery moved away from.
 #[derive(Debug, Default)]
 pub(crate) struct Upgrades {
+    /// Servers a later step replaced; removed when the drill ends, before
+    /// `original` (fields drop in order: a server that borrows a volume
+    /// goes before the volume's owner).
+    retired: Vec<Postgres>,
     /// The server the drill started with, while another one serves.
     original: Option<Postgres>,
-    /// Servers a later step replaced; removed when the drill ends.
-    retired: Vec<Postgres>,
     /// A `--link` upgrade moved the original's files: it cannot start again.
     linked: bool,
     /// An upgrade step ran since the fault was last dealt.
@@ -75,7 +77,7 @@ impl Upgrades {
         if !std::mem::take(&mut self.touched) {
             return Ok(None);
         }
-        let Some(original) = self.original.take() else {
+        if self.original.is_none() {
             // A failed upgrade left the first server where it was (stopped,
             // if a step stopped it).
             if current.server_mut().alive().is_err() {
@@ -85,7 +87,7 @@ impl Upgrades {
                 ));
             }
             return Ok(None);
-        };
+        }
         if self.linked {
             return Err(Error::BadInput {
                 what: "a recovery after `pg-upgrade` in link mode".into(),
@@ -95,6 +97,8 @@ impl Upgrades {
                     .into(),
             });
         }
+        let original = self.original.take().expect("checked above");
+        // Borrowers before owners: the newest server, then the retired.
         let newer = std::mem::replace(current, original);
         drop(newer);
         self.retired.clear();
@@ -121,10 +125,25 @@ fn fresh_server(
     borrow_volume: Option<(String, String)>,
     timescaledb: bool,
 ) -> Result<Postgres> {
+    // The service's own image for its own version (as the scenario says
+    // it: both unnamed, or the same); another version's otherwise.
+    let image = match (image, version) {
+        (Some(i), _) => i.to_string(),
+        (None, v) if v == old.spec().major => old.spec().image.clone(),
+        (None, v) => crate::vocab::postgres_image(None, v),
+    };
+    let mut settings = old.spec().settings.clone();
+    if !timescaledb {
+        // Really without it: an image's configuration template may
+        // preload it (the official one does).
+        settings.retain(|(k, _)| k != "shared_preload_libraries");
+        settings.push(("shared_preload_libraries".into(), String::new()));
+    }
     let spec = PgSpec {
         timescaledb,
+        settings,
         major: version,
-        image: crate::vocab::postgres_image(image, version),
+        image,
         network: None,
         create_database,
         data_checksums,
@@ -144,10 +163,14 @@ pub(crate) fn new_server(
 ) -> Result<StepDone> {
     let started = Instant::now();
     up.touched = true;
-    let image = crate::vocab::postgres_image(image, version);
     let timescaledb = match engine {
         None => server.spec().timescaledb,
-        Some(e) => match super::resolve_flavour(e, server.info.backend, &image, version) {
+        Some(e) => match super::resolve_flavour(
+            e,
+            server.info.backend,
+            &crate::vocab::postgres_image(image, version),
+            version,
+        ) {
             Ok((flavour, _)) => flavour == drill_fixtures::Flavour::TimescaleDb,
             Err(e) => {
                 return Ok(StepDone::failed(format!(
@@ -156,7 +179,7 @@ pub(crate) fn new_server(
             }
         },
     };
-    let fresh = match fresh_server(server, version, Some(&image), true, None, None, timescaledb) {
+    let fresh = match fresh_server(server, version, image, true, None, None, timescaledb) {
         Ok(f) => f,
         Err(e) => {
             return Ok(StepDone::failed(format!(
@@ -185,6 +208,7 @@ pub(crate) fn pg_upgrade(
     version: u32,
     mode: UpgradeMode,
     checksums: ChecksumsChoice,
+    limit: std::time::Duration,
 ) -> Result<StepDone> {
     let started = Instant::now();
     up.touched = true;
@@ -193,11 +217,18 @@ pub(crate) fn pg_upgrade(
         ChecksumsChoice::Match => Some(server.data_checksums()),
         ChecksumsChoice::InitdbDefault => None,
     };
+    let docker = server.info.backend == BackendKind::Docker;
+    if docker && server.spec().borrow_volume.is_some() {
+        return Ok(StepDone::failed(
+            "this server was made by a pg-upgrade already (its data is a folder of another's volume); \
+             in Docker drill upgrades only a server with a volume of its own",
+        ));
+    }
     // In Docker the new cluster goes into a folder of the old one's
     // volume: `--link` needs one file system, and a hard link between two
     // volumes fails ("Invalid cross-device link"), as tianon's
     // postgres-upgrade image documents.
-    let beside = (server.info.backend == BackendKind::Docker).then(|| {
+    let beside = docker.then(|| {
         (
             server.server().data_location(),
             format!(
@@ -222,72 +253,77 @@ pub(crate) fn pg_upgrade(
             )));
         }
     };
-    fresh.server_mut().stop(crate::backend::Stop::Graceful)?;
-    let (old_bin, new_bin, ports) = match server.info.backend {
-        BackendKind::Native => (
-            PgBinaries::locate_version(Some(old_major))?
-                .bin_dir
-                .display()
-                .to_string(),
-            PgBinaries::locate_version(Some(version))?
-                .bin_dir
-                .display()
-                .to_string(),
-            (free_port()?, free_port()?),
-        ),
-        // The new image must carry the old binaries too, as an upgrade
-        // image does (tianon/postgres-upgrade; drill's stand-in).
-        BackendKind::Docker => (
-            format!("/usr/lib/postgresql/{old_major}/bin"),
-            "$(pg_config --bindir)".into(),
+    if let Err(e) = fresh.server_mut().stop(crate::backend::Stop::Graceful) {
+        return Ok(StepDone::failed(format!(
+            "the new cluster did not stop: {e}"
+        )));
+    }
+    let q = |s: &str| sh_quote(s);
+    // Where each program and cluster is in the data shell: natively this
+    // machine's binaries and two data dirs; in Docker the new image's
+    // binaries (it must carry the old version's too, as an upgrade image
+    // does: tianon/postgres-upgrade, drill's stand-in), the old cluster at
+    // the volume's mount point and the new one in a folder of it ($DATA).
+    let (old_bin, new_bin, old_dir, others, work, ports) = if docker {
+        (
+            q(&format!("/usr/lib/postgresql/{old_major}/bin")),
+            "\"$(pg_config --bindir)\"".to_string(),
+            q(super::server::DATA),
+            vec![],
+            "/tmp/drill-pg-upgrade".to_string(),
             (50432, 50433),
-        ),
+        )
+    } else {
+        let bins = |m| PgBinaries::locate_version(Some(m)).map(|b| b.bin_dir.display().to_string());
+        let (old_bin, new_bin) = match (bins(old_major), bins(version)) {
+            (Ok(o), Ok(n)) => (o, n),
+            (Err(e), _) | (_, Err(e)) => return Ok(StepDone::failed(e.to_string())),
+        };
+        (
+            q(&old_bin),
+            q(&new_bin),
+            "\"$OLD_DATA\"".to_string(),
+            vec![("OLD_DATA".to_string(), server.server().data_location())],
+            "$(dirname \"$DATA\")/drill-pg-upgrade".to_string(),
+            (free_port()?, free_port()?),
+        )
     };
     let spec = server.spec();
     // pg_upgrade starts each cluster itself: they need the libraries the
-    // drill's command line preloads (TimescaleDB), and TimescaleDB wants
-    // `timescaledb.restoring` while the schema is restored.
-    let preload: Vec<String> = spec
+    // drill's command line preloads (TimescaleDB, merged into the
+    // scenario's own list), and TimescaleDB wants `timescaledb.restoring`
+    // while the schema is restored.
+    let mut preload: Vec<String> = spec
         .settings
         .iter()
         .filter(|(k, _)| k == "shared_preload_libraries")
-        .map(|(k, v)| format!("-c {k}={v}"))
-        .chain(
-            spec.timescaledb
-                .then(|| "-c shared_preload_libraries=timescaledb".to_string()),
-        )
+        .flat_map(|(_, v)| v.split(',').map(|l| l.trim().to_string()))
+        .filter(|l| !l.is_empty())
         .collect();
+    if spec.timescaledb && !preload.iter().any(|l| l == "timescaledb") {
+        preload.insert(0, "timescaledb".into());
+    }
+    let preload = if preload.is_empty() {
+        String::new()
+    } else {
+        // Read twice by a shell (pg_upgrade's, then pg_ctl's): no spaces.
+        format!("-c shared_preload_libraries={}", preload.join(","))
+    };
     let (old_opts, new_opts) = if spec.timescaledb {
         (
-            preload.join(" "),
-            format!("{} -c timescaledb.restoring=on", preload.join(" ")),
+            preload.clone(),
+            format!("{preload} -c timescaledb.restoring=on"),
         )
     } else {
-        (String::new(), String::new())
+        (preload.clone(), preload)
     };
-    let q = |s: &str| sh_quote(s);
-    // Where each cluster is in the data shell: natively two data dirs;
-    // in Docker the old volume, the new cluster in a folder of it.
-    let (old_dir, new_dir, others) = match &beside {
-        Some((_, sub)) => ("$DATA".to_string(), format!("$DATA/{sub}"), vec![]),
-        None => (
-            "$OLD_DATA".to_string(),
-            "$DATA".to_string(),
-            vec![("OLD_DATA".to_string(), server.server().data_location())],
-        ),
-    };
-    let args = format!(
-        "-b {} -B \"{new_bin}\" -d \"{old_dir}\" -D \"{new_dir}\" {} -U {} -p {} -P {}",
-        q(&old_bin),
-        mode.flag(),
-        q(&spec.user),
-        ports.0,
-        ports.1
-    );
+    let limit = limit.as_secs().max(1);
     let script = format!(
         r#"set -u
-owner=$(stat -c %u "{new_dir}"); group=$(stat -c %g "{new_dir}")
-work=$(dirname "$DATA")/drill-pg-upgrade
+old_bin={old_bin}; new_bin={new_bin}; old_dir={old_dir}
+[ -x "$old_bin/postgres" ] || {{ echo "PostgreSQL {old_major}'s binaries are not at $old_bin: pg_upgrade needs both versions (an upgrade image such as tianon/postgres-upgrade, or drill's stand-in)"; exit 2; }}
+owner=$(stat -c %u "$DATA"); group=$(stat -c %g "$DATA")
+work={work}
 rm -rf "$work"; mkdir -p "$work"; chown "$owner:$group" "$work"; chmod 700 "$work"; cd "$work"
 as_owner() {{
   if [ "$(id -u)" = "$owner" ]; then "$@"
@@ -296,19 +332,28 @@ as_owner() {{
   else gosu "$owner:$group" "$@"; fi
 }}
 rc=0
-as_owner env HOME="$work" "{new_bin}/pg_upgrade" {args} --socketdir="$work" -o {o} -O {n} || rc=$?
+as_owner env HOME="$work" timeout {limit} "$new_bin/pg_upgrade" -b "$old_bin" -B "$new_bin" \
+  -d "$old_dir" -D "$DATA" {mode} -U {user} -p {p0} -P {p1} --socketdir="$work" -o {o} -O {n} || rc=$?
+[ "$rc" -eq 124 ] && echo "pg_upgrade did not finish within {limit} s (the step's timeout)"
 if [ "$rc" -ne 0 ]; then
-  for f in "{new_dir}"/pg_upgrade_output.d/*/*.txt "{new_dir}"/pg_upgrade_output.d/*/log/pg_upgrade_dump_*.log; do
+  for f in "$DATA"/pg_upgrade_output.d/*/*.txt "$DATA"/pg_upgrade_output.d/*/log/pg_upgrade_dump_*.log; do
     [ -f "$f" ] && {{ echo "== $(basename "$f"):"; grep -v '^command:' "$f" | grep -E 'ERROR|error:|FATAL|could not' | tail -n 4; }}
   done
 fi
 cd /; rm -rf "$work"
 exit "$rc""#,
+        mode = mode.flag(),
+        user = q(&spec.user),
+        p0 = ports.0,
+        p1 = ports.1,
         o = q(&old_opts),
         n = q(&new_opts),
     );
     let shown = format!("pg_upgrade {} ({old_major} → {version})", mode.flag());
-    let out = fresh.server().data_shell_with(&script, &others)?;
+    let out = match fresh.server().data_shell_with(&script, &others) {
+        Ok(out) => out,
+        Err(e) => return Ok(StepDone::failed(format!("`{shown}` did not run: {e}"))),
+    };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
