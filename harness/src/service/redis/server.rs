@@ -295,16 +295,21 @@ impl Redis {
         self.data_shell(&damage.script(&format!("$DATA/{file}")))?;
         let outcome = match self.start_with(&[]) {
             Ok(()) => "redis started on the damaged AOF".to_string(),
-            Err(_) => format!(
-                "redis refused to start: {}",
-                self.server
-                    .log_tail(30)
-                    .lines()
-                    .rev()
-                    .find(|l| l.contains("Bad file format") || l.contains("AOF"))
-                    .unwrap_or("(see its log)")
-                    .trim()
-            ),
+            // Redis's own words: from its log, or from the error that
+            // carries the log's tail (a container gone before its log was
+            // read leaves only the latter).
+            Err(e) => {
+                let said = format!("{}\n{e}", self.server.log_tail(30));
+                format!(
+                    "redis refused to start: {}",
+                    said.lines()
+                        .rev()
+                        .find(|l| l.contains("Bad file format"))
+                        .or_else(|| said.lines().rev().find(|l| l.contains("AOF")))
+                        .unwrap_or("(see its log)")
+                        .trim()
+                )
+            }
         };
         Ok((damage, outcome))
     }
