@@ -521,7 +521,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Whether a path looks like a pg_dump backup at all: a gzip stream, a
 /// custom-format archive, a directory dump, or plain SQL with pg_dump's
 /// header. Sidecars, logs and notes are not candidates.
-fn looks_like_dump(p: &Path) -> bool {
+pub(crate) fn looks_like_dump(p: &Path) -> bool {
     if p.is_dir() {
         return p.join("toc.dat").is_file();
     }

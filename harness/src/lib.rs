@@ -17,6 +17,7 @@ pub mod backend;
 mod check;
 pub mod engine;
 mod errors;
+pub mod lint;
 pub mod logging;
 pub mod report;
 mod sanitize;

@@ -8,6 +8,7 @@ mod drill;
 mod failure;
 mod fingerprint;
 mod images;
+mod lint;
 mod list;
 mod sanitize;
 mod test;
@@ -49,6 +50,9 @@ enum Command {
     Bench(bench::Args),
     /// Install what drills and tests need (Debian's postgresql-15), if missing.
     Deps,
+    /// Read backup scripts, crontabs, runbooks and backup files for the
+    /// hazards behind the seeds' incidents (exit 1 when any is found).
+    LintBackup(lint::Args),
     /// Build local stand-ins for the official images from Debian's packages
     /// (for a Docker engine that cannot pull); prints the variables that select them.
     Images(images::Args),
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Sanitize => sanitize::run(),
         Command::Bench(args) => bench::run(args),
         Command::Deps => deps::run(),
+        Command::LintBackup(args) => lint::run(args),
         Command::Images(args) => images::run(args),
         Command::Test { args } => test::run(&args),
     };
