@@ -144,3 +144,39 @@ fn the_sarif_validates_against_the_sarif_2_1_0_schema() {
         serde_json::json!(0);
     assert!(!validator.is_valid(&broken));
 }
+
+/// `step = "lint-backup"` in a drill: the hazards in the timeline and the
+/// report next to the restore; strict, a hazard fails its recovery.
+#[test]
+fn a_drill_reports_the_lint_next_to_the_restore() {
+    if !drill::testing::available_for_tests(
+        drill::BackendKind::Native,
+        &[drill::ServiceKind::Postgres],
+        "lint-step",
+    ) {
+        return;
+    }
+    let reports = tempfile::tempdir().unwrap();
+    let out = cargo_bin_cmd!("xtask")
+        .current_dir(root())
+        .args([
+            "drill",
+            "xtask/tests/data/lint-step.toml",
+            "--backend",
+            "native",
+            "--report-dir",
+        ])
+        .arg(reports.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.path().join("report.json")).unwrap())
+            .unwrap();
+    let timeline = json["scenarios"][0]["timeline"].to_string();
+    for rule in ["DRL001", "DRL006", "DRL009", "DRL010"] {
+        assert!(timeline.contains(rule), "{rule} not in {timeline}");
+    }
+    assert!(stdout.contains("lint-backup"), "{stdout}");
+}

@@ -35,10 +35,48 @@ pub(crate) async fn run_step(
         })?;
         return Ok(shell_done(out, &dir));
     }
+    if let Step::LintBackup { paths, strict } = step {
+        let paths: Vec<_> = paths.iter().map(|p| scenario_dir.join(p)).collect();
+        return Ok(lint_done(crate::lint::lint_paths(&paths), *strict));
+    }
     let kind = step
         .service()
-        .expect("every step but shell names its service");
+        .expect("every step but shell and lint-backup names its service");
     services.get_mut(kind).run_step(step).await
+}
+
+/// The lint's findings as a step: each `file:line rule` in the detail, the
+/// whole text as evidence; failed when strict and any is found.
+fn lint_done(
+    report: std::result::Result<crate::lint::Report, crate::lint::Unreadable>,
+    strict: bool,
+) -> StepDone {
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return StepDone::failed(format!("lint-backup cannot read {e}")),
+    };
+    if report.clean() {
+        return StepDone::done(format!("no hazards in {} files read", report.files.len()));
+    }
+    let names: Vec<String> = report
+        .findings
+        .iter()
+        .map(|f| format!("{} {} at {}:{}", f.rule, f.name, f.file, f.line))
+        .collect();
+    let detail = format!(
+        "{} hazards in {} files: {}",
+        report.findings.len(),
+        report.files.len(),
+        names.join("; ")
+    );
+    StepDone {
+        ok: !strict,
+        clean: false,
+        detail,
+        errors: if strict { names } else { vec![] },
+        status: format!("{} hazards", report.findings.len()),
+        evidence: report.text(),
+    }
 }
 
 fn shell_done(out: crate::shell::ShellOutcome, dir: &Path) -> StepDone {

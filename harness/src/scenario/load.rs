@@ -896,6 +896,26 @@ fn validate_step(
                 "write the statements (or the redis-cli command) to run",
             );
         }
+        Step::LintBackup { paths, .. } => {
+            if paths.is_empty() {
+                return bad(
+                    &format!("{key}.paths"),
+                    "no path to lint".into(),
+                    "name the backup scripts, crontabs or backup folders, e.g. `paths = [\"../fixtures/scripts\"]`",
+                );
+            }
+            let dir = sc.path.parent().unwrap_or(Path::new("."));
+            if let Some(p) = paths.iter().find(|p| !dir.join(p).exists()) {
+                return bad(
+                    &format!("{key}.paths"),
+                    format!(
+                        "{} does not exist (relative to the scenario file)",
+                        p.display()
+                    ),
+                    "paths are relative to the scenario file's folder",
+                );
+            }
+        }
         Step::Shell { run, workdir, .. } => {
             if run.trim().is_empty() {
                 return bad(

@@ -952,6 +952,15 @@ pub enum Step {
         #[serde(default)]
         service: Option<ServiceKind>,
     },
+    /// `cargo xtask lint-backup` over the team's backup scripts, crontabs,
+    /// runbooks or backup files (paths relative to the scenario file): the
+    /// hazards behind the seeds' incidents, reported in the timeline next to
+    /// the restore's result. `strict = true`: a hazard fails the step.
+    LintBackup {
+        paths: Vec<PathBuf>,
+        #[serde(default)]
+        strict: bool,
+    },
     /// The user's own command, e.g. `./restore-postgres.sh "$DRILL_BACKUP_FILE"`.
     Shell {
         run: String,
@@ -1095,6 +1104,7 @@ impl Step {
             Step::PgDump { .. } => "pg-dump",
             Step::NewServer { .. } => "new-server",
             Step::PgUpgrade { .. } => "pg-upgrade",
+            Step::LintBackup { .. } => "lint-backup",
             Step::Shell { .. } => "shell",
         }
     }
@@ -1124,6 +1134,7 @@ impl Step {
             Step::ClickhouseRestore => Some(ServiceKind::ClickHouse),
             Step::Start { service } => Some(*service),
             Step::Shell { service, .. } => *service,
+            Step::LintBackup { .. } => None,
         }
     }
 
@@ -1223,6 +1234,14 @@ impl Step {
                     one.join(" ").chars().take(48).collect::<String>()
                 )
             }
+            Step::LintBackup { paths, .. } => format!(
+                "lint-backup {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
             Step::Shell { run, .. } => {
                 let first = run.lines().next().unwrap_or("").trim();
                 let short: String = first.chars().take(48).collect();
