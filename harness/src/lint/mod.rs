@@ -29,6 +29,10 @@ pub struct Finding {
     pub why: &'static str,
     pub seed: &'static str,
     pub fix: &'static str,
+    /// `evidence` is the file's own text (a script line), not drill's
+    /// description of a backup file.
+    #[serde(skip)]
+    pub(crate) snippet: bool,
 }
 
 impl Finding {
@@ -43,6 +47,15 @@ impl Finding {
             why: rule.why,
             seed: rule.seed,
             fix: rule.fix,
+            snippet: true,
+        }
+    }
+
+    /// A finding about a backup file (its evidence is drill's words).
+    fn about_file(rule: Rule, file: &str, evidence: &str) -> Finding {
+        Finding {
+            snippet: false,
+            ..Finding::at(rule, file, 1, evidence)
         }
     }
 }
@@ -67,6 +80,16 @@ pub(crate) struct Script {
     /// The file mentions TimescaleDB anywhere (a runbook about a
     /// TimescaleDB database, a script that checks for the extension).
     pub(crate) timescale: bool,
+    /// The file calls `timescaledb_pre_restore` somewhere (a heredoc, a
+    /// runbook's SQL block).
+    pub(crate) file_has_pre_restore: bool,
+    /// The file talks of Redis's AOF, and whether it turns it off.
+    pub(crate) mentions_aof: bool,
+    pub(crate) mentions_appendonly_no: bool,
+    /// The shebang sets pipefail (`#!/usr/bin/env -S bash -euo pipefail`).
+    pub(crate) pipefail_shebang: bool,
+    /// Heredoc bodies: not commands, but text a rule may look for.
+    pub(crate) heredocs: Vec<Line>,
 }
 
 /// What the lint found in every input.
@@ -124,6 +147,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Unreadable> {
             continue;
         }
         match e.file_type() {
+            // Symlinks followed, as the shell would.
+            Ok(t) if t.is_symlink() => match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => out.push(p),
+                Ok(m) if m.is_dir() && !p.join("toc.dat").is_file() => walk(&p, out)?,
+                _ => {}
+            },
             Ok(t) if t.is_dir() && !p.join("toc.dat").is_file() => walk(&p, out)?,
             Ok(t) if t.is_file() || t.is_dir() => out.push(p),
             _ => {}
@@ -134,6 +163,17 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Unreadable> {
 
 fn lint_file(path: &Path, report: &mut Report) -> Result<(), Unreadable> {
     let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| Unreadable {
+        path: path.to_owned(),
+        why: e.to_string(),
+    })?;
+    if !(meta.is_file() || meta.is_dir() && path.join("toc.dat").is_file()) {
+        // A FIFO or a device would block or never end: not a file to read.
+        return Err(Unreadable {
+            path: path.to_owned(),
+            why: "not a regular file (a FIFO, socket or device); name the file itself".into(),
+        });
+    }
     report.files.push(name.clone());
     if crate::artifact::looks_like_dump(path) {
         lint_artifact(path, &name, &mut report.findings);
@@ -147,6 +187,13 @@ fn lint_file(path: &Path, report: &mut Report) -> Result<(), Unreadable> {
         return Ok(()); // binary, and no backup drill knows
     }
     let text = String::from_utf8_lossy(&bytes);
+    // A plain dump whose header comes after pg_dump's own messages.
+    if text.contains("-- PostgreSQL database dump")
+        || text.contains("-- PostgreSQL database cluster dump")
+    {
+        lint_artifact(path, &name, &mut report.findings);
+        return Ok(());
+    }
     for script in scripts_in(&name, &text) {
         rules::check(&script, &mut report.findings);
     }
@@ -157,10 +204,9 @@ fn lint_file(path: &Path, report: &mut Report) -> Result<(), Unreadable> {
 fn lint_artifact(path: &Path, name: &str, out: &mut Vec<Finding>) {
     let i = crate::artifact::inspect_file(path, "lint");
     if i.stderr_lines > 0 {
-        out.push(Finding::at(
+        out.push(Finding::about_file(
             rules::STDERR_IN_DUMP,
             name,
-            1,
             &format!(
                 "{} lines of pg_dump's stderr inside the backup",
                 i.stderr_lines
@@ -168,10 +214,9 @@ fn lint_artifact(path: &Path, name: &str, out: &mut Vec<Finding>) {
         ));
     }
     if i.sha256_matches.is_none() {
-        out.push(Finding::at(
+        out.push(Finding::about_file(
             rules::NO_CHECKSUM,
             name,
-            1,
             "no .sha256 sidecar beside the backup",
         ));
     }
@@ -180,87 +225,132 @@ fn lint_artifact(path: &Path, name: &str, out: &mut Vec<Finding>) {
 /// The scripts a file holds: itself (a shell script or a crontab), or a
 /// runbook's fenced code blocks (bash, sh, shell, cron, or unlabelled).
 pub(crate) fn scripts_in(name: &str, text: &str) -> Vec<Script> {
-    let raw: Vec<&str> = text.lines().collect();
-    let timescale = text.to_ascii_lowercase().contains("timescale");
+    let raw: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let lower = text.to_ascii_lowercase();
     let base = Path::new(name)
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
-    let markdown = base.ends_with(".md")
-        || base.ends_with(".txt")
-        || raw.iter().any(|l| l.trim_start().starts_with("```"));
-    if !markdown {
-        let cron = (base.contains("cron") && !base.ends_with(".sh"))
-            || raw.iter().all(|l| {
-                let t = l.trim();
-                t.is_empty() || t.starts_with('#') || is_cron_line(t) || t.contains('=')
-            }) && raw.iter().any(|l| is_cron_line(l.trim()));
-        let numbered: Vec<(u64, &str)> = raw
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i as u64 + 1, *l))
-            .collect();
-        return vec![Script {
+    let shebang = raw.first().is_some_and(|l| l.starts_with("#!"));
+    let script = |lines: &[(u64, &str)], cron: bool, whole_job: bool| {
+        let (lines, heredocs) = logical_lines(lines);
+        Script {
             file: name.to_string(),
-            lines: logical_lines(&numbered),
+            lines,
             cron,
-            whole_job: !cron,
-            timescale,
-        }];
+            whole_job,
+            timescale: lower.contains("timescale"),
+            file_has_pre_restore: lower.contains("timescaledb_pre_restore"),
+            mentions_aof: lower.contains("appendonly") || lower.contains("aof"),
+            mentions_appendonly_no: lower.contains("appendonly no"),
+            pipefail_shebang: whole_job
+                && raw
+                    .first()
+                    .is_some_and(|l| l.starts_with("#!") && l.contains("pipefail")),
+            heredocs,
+        }
+    };
+    let numbered: Vec<(u64, &str)> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, *l))
+        .collect();
+    let cron = !shebang
+        && !base.ends_with(".sh")
+        && (base.contains("cron")
+            || raw.iter().any(|l| is_cron_line(l.trim()))
+                && raw.iter().all(|l| {
+                    let t = l.trim();
+                    t.is_empty() || t.starts_with('#') || is_cron_line(t) || t.contains('=')
+                }));
+    let markdown = !shebang
+        && !cron
+        && (base.ends_with(".md") || base.ends_with(".markdown") || base.ends_with(".txt"));
+    if !markdown {
+        return vec![script(&numbered, cron, !cron)];
     }
     let mut out = Vec::new();
-    let mut block: Option<(String, Vec<(u64, &str)>)> = None;
-    for (i, l) in raw.iter().enumerate() {
+    let mut block: Option<Block<'_>> = None;
+    for &(n, l) in &numbered {
         let t = l.trim_start();
-        if let Some(lang) = t.strip_prefix("```") {
+        let fence = ["```", "~~~"].into_iter().find(|f| t.starts_with(f));
+        if let Some(f) = fence {
             match block.take() {
-                Some((lang, lines)) => {
-                    if matches!(
-                        lang.as_str(),
-                        "" | "bash" | "sh" | "shell" | "console" | "cron" | "crontab"
-                    ) {
-                        out.push(Script {
-                            file: name.to_string(),
-                            lines: logical_lines(&lines),
-                            cron: lang.starts_with("cron"),
-                            whole_job: false,
-                            timescale,
-                        });
+                Some((open, lang, lines)) if open == f => {
+                    if shell_block(&lang) {
+                        out.push(script(&lines, lang.starts_with("cron"), false));
                     }
                 }
-                None => block = Some((lang.trim().to_lowercase(), Vec::new())),
+                Some(other) => block = Some(other),
+                None => {
+                    // The info string's first word: ```bash title="x"
+                    let lang = t[3..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_lowercase();
+                    block = Some((f, lang, Vec::new()));
+                }
             }
             continue;
         }
-        if let Some((_, lines)) = block.as_mut() {
+        if let Some((_, _, lines)) = block.as_mut() {
             let l = l.trim_start().strip_prefix("$ ").unwrap_or(l);
-            lines.push((i as u64 + 1, l));
+            lines.push((n, l));
         }
+    }
+    // A block the document never closes still holds commands.
+    if let Some((_, lang, lines)) = block
+        && shell_block(&lang)
+    {
+        out.push(script(&lines, lang.starts_with("cron"), false));
     }
     out
 }
 
-/// `m h dom mon dow command`, or `@daily command`.
+/// An open code block: its fence, language and lines so far.
+type Block<'a> = (&'static str, String, Vec<(u64, &'a str)>);
+
+fn shell_block(lang: &str) -> bool {
+    matches!(
+        lang.trim_start_matches('{').trim_end_matches('}'),
+        "" | "bash" | "sh" | "shell" | "console" | "zsh" | "cron" | "crontab"
+    )
+}
+
+/// `m h dom mon dow command` (month and day names allowed), or
+/// `@daily command`.
 fn is_cron_line(t: &str) -> bool {
     let w: Vec<&str> = t.split_whitespace().collect();
     if w.first().is_some_and(|f| f.starts_with('@')) {
         return w.len() >= 2;
     }
+    let field = |f: &str, names: bool| {
+        f.chars()
+            .all(|c| c.is_ascii_digit() || "*/,-".contains(c) || (names && c.is_ascii_alphabetic()))
+            && f.chars().any(|c| c.is_ascii_digit() || c == '*' || names)
+    };
     w.len() >= 6
-        && w[..5]
-            .iter()
-            .all(|f| f.chars().all(|c| c.is_ascii_digit() || "*/,-".contains(c)))
+        && w[..3].iter().all(|f| field(f, false))
+        && w[3..5].iter().all(|f| field(f, true) && f.len() <= 7)
 }
 
-/// Joins continuation lines, drops comments and heredoc bodies.
-fn logical_lines(raw: &[(u64, &str)]) -> Vec<Line> {
+/// Joins continuation lines and drops comments; heredoc bodies are kept
+/// apart (second list), not as commands.
+fn logical_lines(raw: &[(u64, &str)]) -> (Vec<Line>, Vec<Line>) {
     let mut out: Vec<Line> = Vec::new();
+    let mut bodies: Vec<Line> = Vec::new();
     let mut pending: Option<Line> = None;
     let mut heredoc: Option<String> = None;
     for (n, l) in raw {
         if let Some(end) = &heredoc {
             if l.trim() == end {
                 heredoc = None;
+            } else {
+                bodies.push(Line {
+                    number: *n,
+                    text: l.to_string(),
+                });
             }
             continue;
         }
@@ -291,22 +381,30 @@ fn logical_lines(raw: &[(u64, &str)]) -> Vec<Line> {
         out.push(line);
     }
     out.extend(pending);
-    out
+    (out, bodies)
 }
 
-/// The delimiter of a heredoc this line opens (`<<EOF`, `<< 'EOF'`, `<<-SQL`).
+/// The delimiter of a heredoc this line opens (`<<EOF`, `<< 'EOF'`,
+/// `<<-SQL`); not a here-string (`<<<`), not a shift (`$((1<<20))`).
 fn heredoc_end(line: &str) -> Option<String> {
     let at = line.find("<<")?;
+    let before = line[..at].chars().last();
+    if before.is_some_and(|c| !c.is_whitespace()) {
+        return None;
+    }
     let rest = line[at + 2..].trim_start_matches('-').trim_start();
     if rest.starts_with('<') {
-        return None; // a here-string
+        return None;
+    }
+    let rest = rest.trim_start_matches(['\'', '"']);
+    if !rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
     }
     let word: String = rest
         .chars()
-        .skip_while(|c| *c == '\'' || *c == '"')
         .take_while(|c| c.is_alphanumeric() || *c == '_')
         .collect();
-    (!word.is_empty()).then_some(word)
+    Some(word)
 }
 
 /// The line without a `#` comment (one outside quotes, at a word start).
@@ -371,8 +469,12 @@ impl Report {
                     "message": { "text": format!("{}: {} ({}). Fix: {}", f.summary, f.why, f.seed, f.fix) },
                     "locations": [{
                         "physicalLocation": {
-                            "artifactLocation": { "uri": sarif_uri(&f.file) },
-                            "region": { "startLine": f.line, "snippet": { "text": f.evidence } }
+                            "artifactLocation": artifact_location(&f.file),
+                            "region": if f.snippet {
+                                serde_json::json!({ "startLine": f.line, "snippet": { "text": f.evidence } })
+                            } else {
+                                serde_json::json!({ "startLine": f.line })
+                            }
                         }
                     }]
                 })
@@ -382,6 +484,9 @@ impl Report {
             "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
             "version": "2.1.0",
             "runs": [{
+                "originalUriBaseIds": {
+                    "SRCROOT": { "uri": format!("{}/", file_uri(&std::env::current_dir().unwrap_or_default())) }
+                },
                 "tool": { "driver": {
                     "name": "drill lint-backup",
                     "informationUri": "https://github.com/drill/drill",
@@ -410,8 +515,55 @@ fn rule_json(r: &Rule) -> serde_json::Value {
 }
 
 /// A relative path as a URI reference (forward slashes, no `./`).
-fn sarif_uri(file: &str) -> String {
-    file.trim_start_matches("./").replace(' ', "%20")
+/// Where a finding is: relative to the folder lint ran in (`SRCROOT`, the
+/// repository root in CI), else an absolute `file://` URI.
+fn artifact_location(file: &str) -> serde_json::Value {
+    let path = Path::new(file);
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let absolute = normalize(&absolute);
+    match absolute.strip_prefix(&cwd) {
+        Ok(rel) if !rel.as_os_str().is_empty() => serde_json::json!({
+            "uri": encode(&rel.to_string_lossy().replace('\\', "/")),
+            "uriBaseId": "SRCROOT"
+        }),
+        _ => serde_json::json!({ "uri": file_uri(&absolute) }),
+    }
+}
+
+/// `a/b/../c` as `a/c` (no file system access).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn file_uri(p: &Path) -> String {
+    format!("file://{}", encode(&p.to_string_lossy().replace('\\', "/")))
+}
+
+/// Percent-encodes what a URI path may not hold as is.
+fn encode(path: &str) -> String {
+    path.chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '.' | '_' | '~' | '/' => c.to_string(),
+            c => {
+                let mut buf = [0u8; 4];
+                c.encode_utf8(&mut buf)
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

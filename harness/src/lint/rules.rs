@@ -176,71 +176,156 @@ fn has_flag(line: &str, flags: &[&str]) -> bool {
     })
 }
 
-/// The part of a pipeline line that runs `program` (between `|`s).
-fn stage_of<'a>(line: &'a str, program: &str) -> Option<&'a str> {
-    line.split('|').find(|s| runs(s, program))
+/// A pipeline's stages: split at `|` and `|&`, not at `||`; each with
+/// whether it hands its stderr on too (`|&`).
+fn stages(line: &str) -> Vec<(&str, bool)> {
+    let b = line.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < b.len() {
+        if b[i] == b'|' {
+            if b.get(i + 1) == Some(&b'|') {
+                i += 2;
+                continue;
+            }
+            let merged = b.get(i + 1) == Some(&b'&');
+            out.push((&line[start..i], merged));
+            i += if merged { 2 } else { 1 };
+            start = i;
+            continue;
+        }
+        i += 1;
+    }
+    out.push((&line[start..], false));
+    out
 }
 
-/// pg_dump writes into a file or a pipe here.
-fn dump_goes_to_file(line: &str) -> bool {
-    let Some(stage) = stage_of(line, "pg_dump") else {
+/// The stage running one of `programs`: its index, text, and `|&` after it.
+fn stage_running<'a>(line: &'a str, programs: &[&str]) -> Option<(usize, &'a str, bool)> {
+    stages(line)
+        .into_iter()
+        .enumerate()
+        .find(|(_, (s, _))| programs.iter().any(|p| runs(s, p)))
+        .map(|(i, (s, m))| (i, s, m))
+}
+
+/// The stage sends stdout to a file (`>`, `>>`, `1>`, `&>`, `>& file`).
+fn stdout_to_file(stage: &str) -> bool {
+    words(stage).iter().any(|w| {
+        let w = w.strip_prefix('1').unwrap_or(w);
+        (w.starts_with('>') && !w.starts_with(">&2") && !w.starts_with(">&1"))
+            || w.starts_with("&>")
+    })
+}
+
+/// The stage sends stderr where stdout goes.
+fn stderr_with_stdout(stage: &str) -> bool {
+    stage.contains("2>&1")
+        || words(stage)
+            .iter()
+            .any(|w| w.starts_with("&>") || (w.starts_with(">&") && !w.starts_with(">&2")))
+}
+
+/// `pg_dump`/`pg_dumpall` writes into a file or a pipe that ends in one
+/// (not `-f`, which it writes itself, and not a copy into psql).
+fn dump_stage(line: &str) -> Option<(usize, &str, bool)> {
+    stage_running(line, &["pg_dump", "pg_dumpall"])
+}
+
+/// Where the dump of this line goes: a file or a pipe into a file.
+fn dump_to_file(line: &str) -> bool {
+    let Some((i, stage, _)) = dump_stage(line) else {
         return false;
     };
-    line.contains('|')
-        || stage.contains("> ")
-        || stage.contains(">\"")
-        || stage.contains(">$")
-        || has_flag(stage, &["-f", "--file"])
+    if has_flag(stage, &["-f", "--file"]) || words(stage).iter().any(|w| w.starts_with("--file=")) {
+        return true;
+    }
+    let all = stages(line);
+    match all.get(i + 1) {
+        // A copy into another server is no backup file.
+        Some((next, _)) => !(runs(next, "psql") || runs(next, "pg_restore")),
+        None => stdout_to_file(stage),
+    }
 }
 
-/// psql here reads a dump: from a pipe, `< file`, or `-f file`.
+/// A terminal between pg_dump and its output merges stderr into stdout:
+/// `docker exec -t`, `docker compose exec` (a terminal unless `-T`),
+/// `kubectl exec -t`, `docker run -t`.
+fn through_a_terminal(stage: &str) -> bool {
+    let w = words(stage);
+    let tty_flag = |w: &&str| {
+        *w == "--tty"
+            || (w.starts_with('-')
+                && !w.starts_with("--")
+                && w[1..].contains('t')
+                && w[1..].chars().all(|c| c.is_ascii_alphabetic()))
+    };
+    let compose = (w.contains(&"compose") && w.contains(&"exec"))
+        || w.iter().any(|x| x.ends_with("docker-compose"));
+    if compose && w.contains(&"exec") {
+        return !w.contains(&"-T") && !w.contains(&"--no-TTY");
+    }
+    (runs(stage, "docker") && (w.contains(&"exec") || w.contains(&"run"))
+        || runs(stage, "kubectl") && w.contains(&"exec"))
+        && w.iter()
+            .take_while(|x| !x.contains("pg_dump"))
+            .any(tty_flag)
+}
+
+/// psql here reads statements from a pipe, a file or a redirect.
 fn psql_reads_dump(line: &str) -> bool {
-    let Some(stage) = stage_of(line, "psql") else {
+    let Some((i, stage, _)) = stage_running(line, &["psql"]) else {
         return false;
     };
     if has_flag(stage, &["-c", "--command", "-l", "--list"]) || stage.contains("<<") {
         return false;
     }
-    let piped_in = line.find('|').is_some_and(|p| {
-        line[p..].contains("psql") && {
-            let before = &line[..p];
-            [
-                "gunzip",
-                "zcat",
-                "cat ",
-                "gzip -dc",
-                "pg_restore",
-                "aws s3 cp",
-                "xzcat",
-                "bzcat",
-            ]
-            .iter()
-            .any(|w| before.contains(w))
-        }
-    });
-    piped_in || stage.contains(" < ") || has_flag(stage, &["-f", "--file"])
+    let w = words(stage);
+    i > 0
+        || w.iter().any(|x| x.starts_with('<') && !x.starts_with("<<"))
+        || w.iter()
+            .any(|x| *x == "-f" || x.starts_with("--file") || (x.starts_with("-f") && x.len() > 2))
 }
 
-/// pg_restore restores here (not `--list`, not into a file).
+/// ON_ERROR_STOP set on (`-v ON_ERROR_STOP=1`, `--set ON_ERROR_STOP=on`).
+fn stops_on_error(stage: &str) -> bool {
+    stage
+        .split(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+        .any(|w| {
+            w.strip_prefix("ON_ERROR_STOP=")
+                .or_else(|| w.strip_prefix("--set=ON_ERROR_STOP="))
+                .is_some_and(|v| {
+                    !matches!(
+                        v.to_ascii_lowercase().as_str(),
+                        "0" | "off" | "false" | "no"
+                    )
+                })
+                || w == "ON_ERROR_STOP"
+        })
+}
+
+/// pg_restore restores into a database here (`-d`), not into SQL.
 fn pg_restore_restores(line: &str) -> bool {
-    stage_of(line, "pg_restore")
-        .is_some_and(|s| !has_flag(s, &["-l", "--list", "-f", "--file"]) && !s.contains("| psql"))
+    stage_running(line, &["pg_restore"]).is_some_and(|(_, s, _)| {
+        words(s).iter().any(|w| {
+            *w == "-d"
+                || w.starts_with("--dbname")
+                || (w.starts_with("-d") && w.len() > 2 && !w.starts_with("--"))
+        }) && !has_flag(s, &["-l", "--list"])
+    })
 }
 
 /// Runs every rule over `script`.
 pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
     let lines = &script.lines;
-    let text_has = |needle: &str| lines.iter().any(|l| l.text.contains(needle));
-    let lower_has = |needle: &str| {
+    let pipefail_at = if script.pipefail_shebang {
+        0
+    } else {
         lines
             .iter()
-            .any(|l| l.text.to_ascii_lowercase().contains(needle))
+            .position(|l| l.text.contains("pipefail") && !l.text.contains("+o pipefail"))
+            .unwrap_or(usize::MAX)
     };
-    let pipefail_at = lines
-        .iter()
-        .position(|l| l.text.contains("pipefail"))
-        .unwrap_or(usize::MAX);
-    let timescale = script.timescale;
     let mut dumps_to_file = None;
     let mut stopped = false;
     let mut wiped = false;
@@ -249,40 +334,40 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         let mut hit = |rule: Rule, evidence: &str| {
             out.push(Finding::at(rule, &script.file, l.number, evidence));
         };
-        let dumps = runs(t, "pg_dump") || runs(t, "pg_dumpall");
-        if dumps {
-            let stage = stage_of(t, "pg_dump")
-                .or_else(|| stage_of(t, "pg_dumpall"))
-                .unwrap_or(t);
-            let tty = runs(t, "docker")
-                && words(t)
-                    .iter()
-                    .any(|w| matches!(*w, "-t" | "-it" | "-ti" | "--tty") && t.contains("exec"));
-            if (stage.contains("2>&1") && dump_goes_to_file(t)) || (tty && dump_goes_to_file(t)) {
+        if let Some((di, stage, piped_with_stderr)) = dump_stage(t) {
+            let writes_itself = has_flag(stage, &["-f", "--file"])
+                || words(stage).iter().any(|w| w.starts_with("--file="));
+            let into_file = dump_to_file(t) && !writes_itself;
+            if into_file
+                && (stderr_with_stdout(stage) || piped_with_stderr || through_a_terminal(stage))
+            {
                 hit(STDERR_IN_DUMP, t);
             }
-            if t.contains('|') && i < pipefail_at {
+            if stages(t).len() > di + 1 && i < pipefail_at {
                 hit(PIPE_HIDES_FAILURE, t);
             }
-            if dump_goes_to_file(t) && dumps_to_file.is_none() {
+            if dump_to_file(t) && dumps_to_file.is_none() {
                 dumps_to_file = Some(i);
             }
         }
         if (runs(t, "sha256sum") || runs(t, "sha512sum") || runs(t, "shasum"))
             && !has_flag(t, &["-c", "--check"])
             && dumps_to_file.is_none()
-            && lines[i + 1..]
-                .iter()
-                .any(|n| runs(&n.text, "pg_dump") && dump_goes_to_file(&n.text))
+            && lines[i + 1..].iter().any(|n| dump_to_file(&n.text))
         {
             hit(NO_CHECKSUM, t);
         }
-        let restores = psql_reads_dump(t) || pg_restore_restores(t);
-        if restores && timescale && !text_has("timescaledb_pre_restore") {
+        // A dump restored (not a schema file or generated statements).
+        let lower_t = t.to_ascii_lowercase();
+        let from_a_backup = ["gunzip", "zcat", "gzip -d", "backup", ".dump", ".sql.gz"]
+            .iter()
+            .any(|w| lower_t.contains(w));
+        let restores = (psql_reads_dump(t) && from_a_backup) || pg_restore_restores(t);
+        if restores && script.timescale && !script.file_has_pre_restore {
             hit(TIMESCALEDB_NO_PRE_POST, t);
         }
-        if timescale
-            && stage_of(t, "pg_restore").is_some_and(|s| {
+        if script.timescale
+            && stage_running(t, &["pg_restore"]).is_some_and(|(_, s, _)| {
                 words(s).iter().any(|w| {
                     *w == "-j"
                         || w.starts_with("--jobs")
@@ -294,18 +379,19 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         {
             hit(TIMESCALEDB_PARALLEL, t);
         }
-        if psql_reads_dump(t) && !t.contains("ON_ERROR_STOP") {
+        if psql_reads_dump(t)
+            && !stage_running(t, &["psql"]).is_some_and(|(_, s, _)| stops_on_error(s))
+        {
             hit(CONTINUES_PAST_ERRORS, t);
         }
         if pg_restore_restores(t)
-            && !stage_of(t, "pg_restore").is_some_and(|s| has_flag(s, &["-e", "--exit-on-error"]))
+            && !stage_running(t, &["pg_restore"]).is_some_and(|(_, s, _)| {
+                has_flag(s, &["-e", "--exit-on-error", "-1", "--single-transaction"])
+            })
         {
             hit(CONTINUES_PAST_ERRORS, t);
         }
-        if (runs(t, "pg_restore") && has_flag(t, &["--disable-triggers"]))
-            || t.to_ascii_lowercase().contains("session_replication_role")
-                && t.to_ascii_lowercase().contains("replica")
-        {
+        if runs(t, "pg_restore") && has_flag(t, &["--disable-triggers"]) {
             hit(FK_UNCHECKED, t);
         }
         if runs(t, "redis-check-aof")
@@ -316,16 +402,18 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         {
             hit(AOF_FIX_PROMPTS, t);
         }
+        // dump.rdb copied into a Redis data folder, where the file talks
+        // of the AOF (with it off, the copy is the documented restore).
         if t.contains("dump.rdb")
-            && (runs(t, "cp") || (runs(t, "docker") && t.contains(" cp ")))
-            && !lower_has("appendonly no")
+            && (runs(t, "cp") || runs(t, "docker") && t.contains(" cp "))
+            && script.mentions_aof
+            && !script.mentions_appendonly_no
+            && words(t).last().is_some_and(|w| {
+                let w = w.trim_matches(['"', '\'']);
+                w.starts_with("/data") || w.contains(":/data") || w.contains("/var/lib/redis")
+            })
         {
-            let into_data = words(t).last().is_some_and(|w| {
-                w.contains("dump.rdb") || w.ends_with("/data") || w.contains(":/data")
-            });
-            if into_data {
-                hit(RDB_WITH_AOF, t);
-            }
+            hit(RDB_WITH_AOF, t);
         }
         let lower = t.to_ascii_lowercase();
         if lower.contains("stop")
@@ -340,15 +428,57 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         {
             wiped = true;
         }
-        if runs(t, "pg_basebackup") && stopped && wiped {
+        // From this stopped, emptied server (no other host named).
+        let local = !words(t).iter().any(|w| {
+            (w.starts_with("-h")
+                || w.starts_with("--host")
+                || w.starts_with("-d")
+                || w.starts_with("--dbname"))
+                && !w.contains("localhost")
+                && !w.contains("127.0.0.1")
+                && *w != "-h"
+                && *w != "-d"
+        }) && !words(t)
+            .windows(2)
+            .any(|p| matches!(p[0], "-h" | "--host") && !matches!(p[1], "localhost" | "127.0.0.1"));
+        if runs(t, "pg_basebackup") && stopped && wiped && local {
             hit(BASEBACKUP_AFTER_WIPE, t);
         }
-        if script.cron
-            && (t.contains(">/dev/null") || t.contains("> /dev/null") || t.contains("&>/dev/null"))
-            && (t.contains("2>&1") || t.contains("&>"))
-        {
-            hit(CRON_OUTPUT_DISCARDED, t);
+        if script.cron {
+            // The job itself: up to its first `&&`, `||` or `;`.
+            let job = t.split("&&").next().unwrap_or(t);
+            let job = job.split("||").next().unwrap_or(job);
+            let job = job.split(';').next().unwrap_or(job);
+            let w = words(job);
+            let out_null = w
+                .windows(2)
+                .any(|p| matches!(p[0], ">" | "1>") && p[1] == "/dev/null")
+                || w.iter().any(|x| matches!(*x, ">/dev/null" | "1>/dev/null"));
+            let err_null = job.contains("2>&1")
+                || w.windows(2).any(|p| p[0] == "2>" && p[1] == "/dev/null")
+                || w.contains(&"2>/dev/null");
+            let both = w.contains(&"&>/dev/null")
+                || w.windows(2).any(|p| p[0] == "&>" && p[1] == "/dev/null");
+            if (out_null && err_null) || both {
+                hit(CRON_OUTPUT_DISCARDED, t);
+            }
         }
+    }
+    if lines.iter().chain(&script.heredocs).any(|l| {
+        let t = l.text.to_ascii_lowercase();
+        t.contains("session_replication_role") && t.contains("replica")
+    }) {
+        let at = script
+            .heredocs
+            .iter()
+            .chain(lines)
+            .find(|l| {
+                l.text
+                    .to_ascii_lowercase()
+                    .contains("session_replication_role")
+            })
+            .expect("found above");
+        out.push(Finding::at(FK_UNCHECKED, &script.file, at.number, &at.text));
     }
     // Whole-job rules: only for a file that is a job, not a runbook's
     // snippet.
@@ -356,8 +486,7 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         && let Some(i) = dumps_to_file
     {
         let l = &lines[i];
-        let after = &lines[i..];
-        let checks = after.iter().any(|n| {
+        let checks = lines[i..].iter().any(|n| {
             (runs(&n.text, "sha256sum") || runs(&n.text, "sha512sum") || runs(&n.text, "shasum"))
                 && !has_flag(&n.text, &["-c", "--check"])
         });
@@ -370,11 +499,19 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         }
         let prunes = lines.iter().any(|n| {
             let t = n.text.as_str();
-            (runs(t, "rm") && !t.contains(".tmp"))
+            let rm_backups = runs(t, "rm")
+                && !t.contains("lock")
+                && words(t)
+                    .iter()
+                    .skip_while(|w| !w.ends_with("rm"))
+                    .skip(1)
+                    .any(|w| w.contains('*') || w.contains('$'));
+            rm_backups
+                || (t.contains("xargs") && runs(t, "rm"))
                 || (runs(t, "find")
                     && (t.contains("-delete") || t.contains("-mtime") || t.contains("-exec rm")))
                 || t.contains("--cleanup")
-                || t.to_ascii_lowercase().contains("retention")
+                || t.contains("retention")
         });
         if !prunes {
             out.push(Finding::at(NO_RETENTION, &script.file, l.number, &l.text));

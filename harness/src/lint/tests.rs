@@ -80,7 +80,7 @@ fn cases() -> Vec<(Rule, &'static str, &'static str)> {
         ),
         (
             rules::RDB_WITH_AOF,
-            "docker run --rm -v redis_data:/data -v /backups:/backup alpine cp /backup/dump.rdb /data/dump.rdb\n",
+            "# redis runs with appendonly yes\ndocker run --rm -v redis_data:/data -v /backups:/backup alpine cp /backup/dump.rdb /data/dump.rdb\n",
             "docker run --rm -v redis_data:/data -v /backups:/backup alpine cp /backup/dump.rdb /data/dump.rdb\nredis-server --appendonly no\n",
         ),
         (
@@ -150,4 +150,171 @@ fn heredoc_bodies_and_comments_are_not_commands() {
         "{:?}",
         ids("job.sh", script)
     );
+}
+
+/// What a review found the first reading missed or wrongly flagged.
+#[test]
+fn the_ways_scripts_really_say_it() {
+    let trips = |rule: &str, script: &str| {
+        let found = ids("job.sh", script);
+        assert!(
+            found.contains(&rule),
+            "{rule} not in {found:?} for\n{script}"
+        );
+    };
+    let quiet = |rule: &str, script: &str| {
+        let found = ids("job.sh", script);
+        assert!(
+            !found.contains(&rule),
+            "{rule} wrongly in {found:?} for\n{script}"
+        );
+    };
+    let ok = "sha256sum b > b.sha256\nfind . -mtime +7 -delete\n";
+    // stderr merged: |&, &>, >&; a terminal from compose or kubectl.
+    for s in [
+        "set -o pipefail\npg_dump -v db |& gzip > b.gz\n",
+        "pg_dump -v db &> b.sql\n",
+        "pg_dump -v db >& b.sql\n",
+        "pg_dumpall > all.sql 2>&1\n",
+        "pg_dump -Fc db >/backups/db.dump 2>&1\n",
+        "set -o pipefail\ndocker compose exec db pg_dump -U u | gzip > b.gz\n",
+        "set -o pipefail\nkubectl exec -it pg-0 -- pg_dump db | gzip > b.gz\n",
+    ] {
+        trips("DRL001", &format!("{s}{ok}"));
+    }
+    for s in [
+        "set -o pipefail\ndocker compose exec -T db pg_dump -U u | gzip > b.gz\n",
+        "docker exec -t pg pg_dump -Fc -f /backups/b.dump db\n",
+        "pg_dump -Fc db >/backups/db.dump 2>/backups/db.log\n",
+    ] {
+        quiet("DRL001", &format!("{s}{ok}"));
+    }
+    // `||` is no pipe; pipefail from the shebang counts, `+o` does not.
+    quiet(
+        "DRL002",
+        &format!("pg_dump -Fc -f b.dump db || exit 1\n{ok}"),
+    );
+    quiet(
+        "DRL002",
+        &format!("#!/usr/bin/env -S bash -euo pipefail\npg_dump db | gzip > b.gz\n{ok}"),
+    );
+    trips(
+        "DRL002",
+        &format!("set +o pipefail\npg_dump db | gzip > b.gz\n{ok}"),
+    );
+    // Restores that go on past errors, however psql is fed.
+    for s in [
+        "gzip -cd x.gz | psql -d db\n",
+        "curl -s https://b/x.gz | gunzip | psql -d db\n",
+        "psql -d db <dump.sql\n",
+        "psql -d db -fdump.sql\n",
+        "psql -v ON_ERROR_STOP=0 -d db -f dump.sql\n",
+    ] {
+        trips("DRL006", s);
+    }
+    for s in [
+        "pg_restore --single-transaction -d db x.dump\n",
+        "pg_restore -e -d db x.dump\n",
+        "pg_restore x.dump > x.sql\n",
+        "pg_restore x.dump | psql --set ON_ERROR_STOP=on -d db\n",
+        "psql -d db -c 'SELECT 1'\n",
+    ] {
+        quiet("DRL006", s);
+    }
+    // A copy between servers is no backup file.
+    let copy = ids(
+        "job.sh",
+        "set -o pipefail\npg_dump -h old db | psql -v ON_ERROR_STOP=1 -h new db\n",
+    );
+    assert!(
+        !copy.contains(&"DRL003") && !copy.contains(&"DRL011"),
+        "{copy:?}"
+    );
+    // A lock file removed is no retention.
+    trips(
+        "DRL011",
+        "set -o pipefail\npg_dump db | gzip > b.gz\nsha256sum b.gz > b.sha256\nrm -f /tmp/backup.lock\n",
+    );
+    // Heredocs: their SQL counts, a shift is none.
+    trips(
+        "DRL007",
+        "psql -v ON_ERROR_STOP=1 <<'SQL'\nSET session_replication_role = replica;\nSQL\n",
+    );
+    quiet(
+        "DRL004",
+        "# timescaledb\npsql -v ON_ERROR_STOP=1 <<'SQL'\nSELECT timescaledb_pre_restore();\nSQL\npg_restore -e -d db x.dump\n",
+    );
+    trips("DRL006", "MAX=$((1<<20))\ngunzip -c b.gz | psql -d db\n");
+    // An RDB copied out is a backup, not a restore; with no AOF in sight,
+    // copying it in is the documented restore.
+    quiet(
+        "DRL009",
+        "# appendonly yes\ncp /var/lib/redis/dump.rdb \"$BACKUP_DIR/dump.rdb\"\n",
+    );
+    trips(
+        "DRL009",
+        "# appendonly yes\ncp /backups/dump.rdb /var/lib/redis/\n",
+    );
+    quiet("DRL009", "cp /backups/dump.rdb /var/lib/redis/\n");
+    // Re-seeding a replica from its primary after emptying it is right.
+    quiet(
+        "DRL010",
+        "systemctl stop postgresql\nrm -rf /var/lib/postgresql/16/main/*\npg_basebackup -h primary.internal -D /var/lib/postgresql/16/main -R\n",
+    );
+    // Crontabs by name, with day names; output to a log then a ping is fine.
+    assert_eq!(
+        ids(
+            "crontab.txt",
+            "0 3 * * sun /opt/backup.sh > /dev/null 2>&1\n"
+        ),
+        ["DRL012", "DRL013"]
+    );
+    assert_eq!(
+        ids(
+            "backup.cron",
+            "0 3 * * * /opt/backup.sh >/dev/null 2>/dev/null\n"
+        ),
+        ["DRL012", "DRL013"]
+    );
+    assert!(!ids(
+        "backup.cron",
+        "0 3 * * * /opt/backup.sh >> /var/log/b.log 2>&1 && curl -s https://hc/ping > /dev/null\n0 4 * * 0 /opt/restore-test.sh\n"
+    )
+    .contains(&"DRL013"));
+    // Runbooks: ~~~ fences, info strings, an unclosed last block; a script
+    // that prints ``` stays a script.
+    assert_eq!(
+        ids("r.md", "~~~bash\ngunzip -c b.gz | psql -d db\n~~~\n"),
+        ["DRL006"]
+    );
+    assert_eq!(
+        ids(
+            "r.md",
+            "```bash title=\"restore\"\ngunzip -c b.gz | psql -d db\n```\n"
+        ),
+        ["DRL006"]
+    );
+    assert_eq!(
+        ids("r.md", "```sh\ngunzip -c b.gz | psql -d db\n"),
+        ["DRL006"]
+    );
+    assert_eq!(
+        ids(
+            "job.sh",
+            "#!/bin/sh\ncat <<EOF\n```\nEOF\ngunzip -c b.gz | psql -d db\n"
+        ),
+        ["DRL006"]
+    );
+}
+
+#[test]
+fn sarif_locations_are_uris_relative_to_the_root_or_absolute() {
+    let here = std::env::current_dir().unwrap();
+    let rel = artifact_location("scripts/a b#1%.sh");
+    assert_eq!(rel["uri"], "scripts/a%20b%231%25.sh");
+    assert_eq!(rel["uriBaseId"], "SRCROOT");
+    let abs = artifact_location("/elsewhere/x.sh");
+    assert_eq!(abs["uri"], "file:///elsewhere/x.sh");
+    let up = artifact_location(&format!("{}/../y.sh", here.display()));
+    assert!(up["uri"].as_str().unwrap().starts_with("file:///"), "{up}");
 }
