@@ -4,6 +4,9 @@
 //! cluster (`pg-upgrade`). Either way the new server takes the service's
 //! place, and the server the drill started with is kept, so the next
 //! recovery starts again from it (unless a `--link` upgrade consumed it).
+//! Also here: whether a TimescaleDB dump fits a server ([`timescaledb_fits`]),
+//! which restore steps ask before restoring, since a new server may run
+//! another TimescaleDB than the one the dump was taken with.
 
 use std::time::Instant;
 
@@ -12,33 +15,6 @@ use crate::backend::{BackendKind, sh_quote};
 use crate::scenario::{ChecksumsChoice, PgEngine, UpgradeMode};
 use crate::service::{Lifecycle, StepDone};
 use crate::{Error, Result};
-
-#[cfg(test)]
-mod tests {
-    use super::timescaledb_fits;
-
-    #[test]
-    fn a_timescaledb_dump_fits_only_its_own_version() {
-        assert_eq!(timescaledb_fits(false, None, None), Ok(()));
-        assert_eq!(
-            timescaledb_fits(true, Some("2.28.3"), Some("2.28.3")),
-            Ok(())
-        );
-        // Not recorded: nothing to compare, the restore says the rest.
-        assert_eq!(timescaledb_fits(true, None, Some("2.28.3")), Ok(()));
-        let none = timescaledb_fits(true, Some("2.28.3"), None).unwrap_err();
-        assert!(
-            none.contains("no TimescaleDB loaded") && none.contains("install TimescaleDB 2.28.3"),
-            "{none}"
-        );
-        let other = timescaledb_fits(true, Some("2.17.2"), Some("2.28.3")).unwrap_err();
-        assert!(
-            other.contains("taken with TimescaleDB 2.17.2, this server has 2.28.3")
-                && other.contains("ALTER EXTENSION timescaledb UPDATE"),
-            "{other}"
-        );
-    }
-}
 
 /// The servers a recovery moved away from.
 #[derive(Debug, Default)]
@@ -428,4 +404,31 @@ fn free_port() -> Result<u16> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(Error::io("find a free port on", "127.0.0.1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timescaledb_fits;
+
+    #[test]
+    fn a_timescaledb_dump_fits_only_its_own_version() {
+        assert_eq!(timescaledb_fits(false, None, None), Ok(()));
+        assert_eq!(
+            timescaledb_fits(true, Some("2.28.3"), Some("2.28.3")),
+            Ok(())
+        );
+        // Not recorded: nothing to compare, the restore says the rest.
+        assert_eq!(timescaledb_fits(true, None, Some("2.28.3")), Ok(()));
+        let none = timescaledb_fits(true, Some("2.28.3"), None).unwrap_err();
+        assert!(
+            none.contains("no TimescaleDB loaded") && none.contains("install TimescaleDB 2.28.3"),
+            "{none}"
+        );
+        let other = timescaledb_fits(true, Some("2.17.2"), Some("2.28.3")).unwrap_err();
+        assert!(
+            other.contains("taken with TimescaleDB 2.17.2, this server has 2.28.3")
+                && other.contains("ALTER EXTENSION timescaledb UPDATE"),
+            "{other}"
+        );
+    }
 }
