@@ -407,22 +407,10 @@ impl super::Server for ContainerServer {
     }
 
     fn log_tail(&self, lines: usize) -> String {
-        let Some(id) = self.id() else {
-            return String::new();
-        };
-        let opts = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .tail(&lines.to_string())
-            .build();
-        let chunks: Vec<String> = block_on(async {
-            self.docker
-                .logs(id, Some(opts))
-                .filter_map(|c| async move { c.ok().map(|c| c.to_string()) })
-                .collect()
-                .await
-        });
-        chunks.concat().trim_end().to_string()
+        match self.id() {
+            Some(id) => logs_of(&self.docker, id, lines),
+            None => String::new(),
+        }
     }
 
     fn stop(&mut self, how: Stop) -> Result<super::Stopped> {
@@ -529,6 +517,9 @@ impl super::Server for ContainerServer {
         let container = match block_on(req.start()) {
             Ok(c) => c,
             Err(e) => {
+                // What the server said before it stopped (a damaged AOF:
+                // "Bad file format"), read before the container goes.
+                let said = logs_of(&self.docker, &name, 30);
                 // testcontainers leaves a container it created but could
                 // not start (a copy or the start failed): remove it here.
                 let opts = RemoveContainerOptionsBuilder::new()
@@ -537,7 +528,14 @@ impl super::Server for ContainerServer {
                     .build();
                 let _ = block_on(self.docker.remove_container(&name, Some(opts)));
                 return Err(Error::Container {
-                    context: format!("start a container from {}", spec.container.image),
+                    context: if said.is_empty() {
+                        format!("start a container from {}", spec.container.image)
+                    } else {
+                        format!(
+                            "start a container from {}; its log:\n{said}",
+                            spec.container.image
+                        )
+                    },
                     source: e,
                 });
             }
@@ -857,6 +855,23 @@ fn unique_suffix() -> String {
     use rand::RngExt;
     let n: u32 = rand::rng().random();
     format!("{:06x}", n & 0xff_ffff)
+}
+
+/// The last `lines` a container (by id or name) logged.
+fn logs_of(docker: &Docker, container: &str, lines: usize) -> String {
+    let opts = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .tail(&lines.to_string())
+        .build();
+    let chunks: Vec<String> = block_on(async {
+        docker
+            .logs(container, Some(opts))
+            .filter_map(|c| async move { c.ok().map(|c| c.to_string()) })
+            .collect()
+            .await
+    });
+    chunks.concat().trim_end().to_string()
 }
 
 /// A running container with `volume` mounted, if any.

@@ -405,7 +405,7 @@ impl PostgresService {
                 server_ts.as_deref(),
             )
         {
-            return Ok(StepDone::refused(why));
+            return Ok(StepDone::refused(why.0));
         }
         match step {
             Step::PsqlRestore {

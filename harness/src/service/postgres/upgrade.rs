@@ -380,20 +380,20 @@ pub(crate) fn timescaledb_fits(
     needs: bool,
     version: Option<&str>,
     server: Option<&str>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), crate::errors::Refusal> {
     let dumped = version.unwrap_or("its version (not recorded in the dump)");
     match (needs, version, server) {
         (false, _, _) => Ok(()),
-        (true, _, None) => Err(format!(
+        (true, _, None) => Err(crate::errors::Refusal(format!(
             "the dump is TimescaleDB {dumped}'s, and this server has no TimescaleDB loaded: \
              install TimescaleDB {dumped} and preload it (shared_preload_libraries = 'timescaledb'), \
              restore, then ALTER EXTENSION timescaledb UPDATE"
-        )),
-        (true, Some(v), Some(s)) if v != s => Err(format!(
+        ))),
+        (true, Some(v), Some(s)) if v != s => Err(crate::errors::Refusal(format!(
             "the dump was taken with TimescaleDB {v}, this server has {s}: a dump restores only \
              into its own TimescaleDB version; install {v} on this server (or restore into an image \
              of it), restore, then ALTER EXTENSION timescaledb UPDATE to move to {s}"
-        )),
+        ))),
         _ => Ok(()),
     }
 }
@@ -419,12 +419,14 @@ mod tests {
         );
         // Not recorded: nothing to compare, the restore says the rest.
         assert_eq!(timescaledb_fits(true, None, Some("2.28.3")), Ok(()));
-        let none = timescaledb_fits(true, Some("2.28.3"), None).unwrap_err();
+        let none = timescaledb_fits(true, Some("2.28.3"), None).unwrap_err().0;
         assert!(
             none.contains("no TimescaleDB loaded") && none.contains("install TimescaleDB 2.28.3"),
             "{none}"
         );
-        let other = timescaledb_fits(true, Some("2.17.2"), Some("2.28.3")).unwrap_err();
+        let other = timescaledb_fits(true, Some("2.17.2"), Some("2.28.3"))
+            .unwrap_err()
+            .0;
         assert!(
             other.contains("taken with TimescaleDB 2.17.2, this server has 2.28.3")
                 && other.contains("ALTER EXTENSION timescaledb UPDATE"),
