@@ -36,28 +36,41 @@ fn rel(p: &Path) -> String {
     p.strip_prefix(root()).unwrap().display().to_string()
 }
 
-/// The lines of `p` before its unit-test module (`#[cfg(test)]` followed
-/// by `mod ...`), numbered. Any other `#[cfg(test)]` item is code too: it
-/// cannot hide the rest of the file from a rule.
+/// The lines of `p` outside its unit-test modules (`#[cfg(test)]`
+/// followed by `mod ... {`, up to the brace that closes it; `mod tests;`
+/// is one line), numbered. Any other `#[cfg(test)]` item is code too, and
+/// code after a test module is still code: a test module at the top of a
+/// file hides nothing below it.
 fn code_lines(p: &Path) -> Vec<(usize, String)> {
     let text = std::fs::read_to_string(p).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let end = lines
-        .iter()
-        .enumerate()
-        .position(|(i, l)| {
-            l.trim_start().starts_with("#[cfg(test)]")
-                && lines[i + 1..]
-                    .iter()
-                    .find(|n| !n.trim().is_empty())
-                    .is_some_and(|n| n.trim_start().starts_with("mod "))
-        })
-        .unwrap_or(lines.len());
-    lines[..end]
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.to_string()))
-        .collect()
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let opens_tests = lines[i].trim_start().starts_with("#[cfg(test)]")
+            && lines[i + 1..]
+                .iter()
+                .find(|n| !n.trim().is_empty())
+                .is_some_and(|n| n.trim_start().starts_with("mod "));
+        if !opens_tests {
+            out.push((i + 1, lines[i].to_string()));
+            i += 1;
+            continue;
+        }
+        // Skip to the end of the module: `mod x;` or its closing brace.
+        let mut depth = 0i32;
+        let mut opened = false;
+        while i < lines.len() {
+            let l = lines[i];
+            depth += l.matches('{').count() as i32 - l.matches('}').count() as i32;
+            opened |= l.contains('{');
+            i += 1;
+            if (opened && depth <= 0) || (!opened && l.trim_end().ends_with(';')) {
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// `file:line: text` for every code line of the files under `dir` for
@@ -250,14 +263,23 @@ fn every_rule_catches_what_it_is_for() {
     let file = dir.path().join("x.rs");
     std::fs::write(
         &file,
-        "//! x\n#[cfg(test)]\nuse a::b;\nfn late() {}\n\n#[cfg(test)]\n\nmod tests {\n}\n",
+        "//! x\n#[cfg(test)]\nuse a::b;\nfn late() {}\n\n#[cfg(test)]\n\nmod tests {\n    fn t() { x() }\n}\n\nfn after() {}\n#[cfg(test)]\nmod more;\nfn last() {}\n",
     )
     .unwrap();
     let lines: Vec<String> = code_lines(&file).into_iter().map(|(_, l)| l).collect();
     assert!(
         lines.contains(&"fn late() {}".to_string())
-            && !lines.iter().any(|l| l.starts_with("mod tests")),
-        "a #[cfg(test)] item hides nothing, the test module is left out: {lines:?}"
+            && !lines
+                .iter()
+                .any(|l| l.contains("mod tests") || l.contains("fn t()"))
+            && !lines.iter().any(|l| l.contains("mod more")),
+        "a #[cfg(test)] item hides nothing, the test modules are left out: {lines:?}"
+    );
+    // Code after a test module is still read (upgrade.rs once had its
+    // tests first, and its `Result<_, String>` went unseen).
+    assert!(
+        lines.contains(&"fn after() {}".to_string()) && lines.contains(&"fn last() {}".to_string()),
+        "code after a test module is read: {lines:?}"
     );
     let empty = std::panic::catch_unwind(|| find("xtask/images", |_| true));
     assert!(empty.is_err(), "a path without Rust code fails the rule");
