@@ -121,7 +121,8 @@ pub fn lint_paths(paths: &[PathBuf]) -> Result<Report, Unreadable> {
             path: p.clone(),
             why: format!("{e}; name a backup script, a crontab, a runbook or a backup file"),
         })?;
-        let mut files = if meta.is_dir() {
+        // A directory-format dump (toc.dat) is one backup, not a folder.
+        let mut files = if meta.is_dir() && !p.join("toc.dat").is_file() {
             let mut found = Vec::new();
             walk(p, &mut found)?;
             found

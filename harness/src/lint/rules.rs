@@ -237,7 +237,7 @@ fn dump_to_file(line: &str) -> bool {
     let Some((i, stage, _)) = dump_stage(line) else {
         return false;
     };
-    if has_flag(stage, &["-f", "--file"]) || words(stage).iter().any(|w| w.starts_with("--file=")) {
+    if writes_its_own_file(stage) {
         return true;
     }
     let all = stages(line);
@@ -246,6 +246,34 @@ fn dump_to_file(line: &str) -> bool {
         Some((next, _)) => !(runs(next, "psql") || runs(next, "pg_restore")),
         None => stdout_to_file(stage),
     }
+}
+
+/// pg_dump writes the file itself (`-f`, `--file`): its stderr cannot
+/// reach it.
+fn writes_its_own_file(stage: &str) -> bool {
+    has_flag(stage, &["-f", "--file"])
+}
+
+/// A checksum is written here (not `-c`, which checks one).
+fn writes_checksum(line: &str) -> bool {
+    (runs(line, "sha256sum") || runs(line, "sha512sum") || runs(line, "shasum"))
+        && !has_flag(line, &["-c", "--check"])
+}
+
+/// `-h`/`--host`/`-d`/`--dbname` name a server other than this machine.
+fn names_another_host(line: &str) -> bool {
+    let w = words(line);
+    let remote = |v: &str| !v.is_empty() && !v.contains("localhost") && !v.contains("127.0.0.1");
+    w.iter().enumerate().any(|(i, x)| {
+        let value = match *x {
+            "-h" | "--host" | "-d" | "--dbname" => w.get(i + 1).copied().unwrap_or(""),
+            _ => ["--host=", "--dbname=", "-h", "-d"]
+                .iter()
+                .find_map(|f| x.strip_prefix(f))
+                .unwrap_or(""),
+        };
+        remote(value)
+    })
 }
 
 /// A terminal between pg_dump and its output merges stderr into stdout:
@@ -335,10 +363,9 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
             out.push(Finding::at(rule, &script.file, l.number, evidence));
         };
         if let Some((di, stage, piped_with_stderr)) = dump_stage(t) {
-            let writes_itself = has_flag(stage, &["-f", "--file"])
-                || words(stage).iter().any(|w| w.starts_with("--file="));
-            let into_file = dump_to_file(t) && !writes_itself;
-            if into_file
+            let to_file = dump_to_file(t);
+            if to_file
+                && !writes_its_own_file(stage)
                 && (stderr_with_stdout(stage) || piped_with_stderr || through_a_terminal(stage))
             {
                 hit(STDERR_IN_DUMP, t);
@@ -346,12 +373,11 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
             if stages(t).len() > di + 1 && i < pipefail_at {
                 hit(PIPE_HIDES_FAILURE, t);
             }
-            if dump_to_file(t) && dumps_to_file.is_none() {
+            if to_file && dumps_to_file.is_none() {
                 dumps_to_file = Some(i);
             }
         }
-        if (runs(t, "sha256sum") || runs(t, "sha512sum") || runs(t, "shasum"))
-            && !has_flag(t, &["-c", "--check"])
+        if writes_checksum(t)
             && dumps_to_file.is_none()
             && lines[i + 1..].iter().any(|n| dump_to_file(&n.text))
         {
@@ -362,7 +388,8 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         let from_a_backup = ["gunzip", "zcat", "gzip -d", "backup", ".dump", ".sql.gz"]
             .iter()
             .any(|w| lower_t.contains(w));
-        let restores = (psql_reads_dump(t) && from_a_backup) || pg_restore_restores(t);
+        let (psql_in, pg_restore_in) = (psql_reads_dump(t), pg_restore_restores(t));
+        let restores = (psql_in && from_a_backup) || pg_restore_in;
         if restores && script.timescale && !script.file_has_pre_restore {
             hit(TIMESCALEDB_NO_PRE_POST, t);
         }
@@ -379,12 +406,10 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         {
             hit(TIMESCALEDB_PARALLEL, t);
         }
-        if psql_reads_dump(t)
-            && !stage_running(t, &["psql"]).is_some_and(|(_, s, _)| stops_on_error(s))
-        {
+        if psql_in && !stage_running(t, &["psql"]).is_some_and(|(_, s, _)| stops_on_error(s)) {
             hit(CONTINUES_PAST_ERRORS, t);
         }
-        if pg_restore_restores(t)
+        if pg_restore_in
             && !stage_running(t, &["pg_restore"]).is_some_and(|(_, s, _)| {
                 has_flag(s, &["-e", "--exit-on-error", "-1", "--single-transaction"])
             })
@@ -429,19 +454,7 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
             wiped = true;
         }
         // From this stopped, emptied server (no other host named).
-        let local = !words(t).iter().any(|w| {
-            (w.starts_with("-h")
-                || w.starts_with("--host")
-                || w.starts_with("-d")
-                || w.starts_with("--dbname"))
-                && !w.contains("localhost")
-                && !w.contains("127.0.0.1")
-                && *w != "-h"
-                && *w != "-d"
-        }) && !words(t)
-            .windows(2)
-            .any(|p| matches!(p[0], "-h" | "--host") && !matches!(p[1], "localhost" | "127.0.0.1"));
-        if runs(t, "pg_basebackup") && stopped && wiped && local {
+        if runs(t, "pg_basebackup") && stopped && wiped && !names_another_host(t) {
             hit(BASEBACKUP_AFTER_WIPE, t);
         }
         if script.cron {
@@ -464,20 +477,10 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
             }
         }
     }
-    if lines.iter().chain(&script.heredocs).any(|l| {
+    if let Some(at) = lines.iter().chain(&script.heredocs).find(|l| {
         let t = l.text.to_ascii_lowercase();
         t.contains("session_replication_role") && t.contains("replica")
     }) {
-        let at = script
-            .heredocs
-            .iter()
-            .chain(lines)
-            .find(|l| {
-                l.text
-                    .to_ascii_lowercase()
-                    .contains("session_replication_role")
-            })
-            .expect("found above");
         out.push(Finding::at(FK_UNCHECKED, &script.file, at.number, &at.text));
     }
     // Whole-job rules: only for a file that is a job, not a runbook's
@@ -486,10 +489,7 @@ pub(crate) fn check(script: &Script, out: &mut Vec<Finding>) {
         && let Some(i) = dumps_to_file
     {
         let l = &lines[i];
-        let checks = lines[i..].iter().any(|n| {
-            (runs(&n.text, "sha256sum") || runs(&n.text, "sha512sum") || runs(&n.text, "shasum"))
-                && !has_flag(&n.text, &["-c", "--check"])
-        });
+        let checks = lines[i..].iter().any(|n| writes_checksum(&n.text));
         if !checks
             && !out
                 .iter()

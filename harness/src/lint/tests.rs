@@ -318,3 +318,16 @@ fn sarif_locations_are_uris_relative_to_the_root_or_absolute() {
     let up = artifact_location(&format!("{}/../y.sh", here.display()));
     assert!(up["uri"].as_str().unwrap().starts_with("file:///"), "{up}");
 }
+
+#[test]
+fn a_directory_dump_is_one_backup_not_a_folder_to_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("nexwave.dir");
+    std::fs::create_dir(&dump).unwrap();
+    std::fs::write(dump.join("toc.dat"), b"PGDMP\x01\x0e\x00").unwrap();
+    std::fs::write(dump.join("3.dat.gz"), b"").unwrap();
+    let report = lint_paths(std::slice::from_ref(&dump)).unwrap();
+    assert_eq!(report.files.len(), 1, "{:?}", report.files);
+    let rules: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
+    assert_eq!(rules, ["DRL003"], "{:?}", report.findings);
+}
