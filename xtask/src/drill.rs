@@ -238,15 +238,7 @@ impl Work {
             .flat_map(|s| match backend {
                 BackendKind::Native => s.pg_versions(),
                 // A `pg-dump` step's client runs here, whatever the servers.
-                BackendKind::Docker => s
-                    .recoveries
-                    .iter()
-                    .flat_map(|r| &r.steps)
-                    .filter_map(|st| match st {
-                        drill::scenario::Step::PgDump { version, .. } => *version,
-                        _ => None,
-                    })
-                    .collect(),
+                BackendKind::Docker => s.pg_client_versions(),
             })
             .collect();
         v.sort();

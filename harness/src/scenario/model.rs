@@ -76,33 +76,46 @@ impl Scenario {
     /// The PostgreSQL major versions the drill names (service and steps),
     /// for installing them first.
     pub fn pg_versions(&self) -> Vec<u32> {
-        self.versions(true)
+        sorted(
+            self.pg_server_versions()
+                .into_iter()
+                .chain(self.pg_client_versions()),
+        )
     }
 
     /// The PostgreSQL major versions the drill starts servers of (in
-    /// Docker: the images it needs); a `pg-dump` step's client is not one.
+    /// Docker: the images it needs).
     pub fn pg_server_versions(&self) -> Vec<u32> {
-        self.versions(false)
+        let steps = self.recoveries.iter().flat_map(|r| &r.steps);
+        sorted(
+            self.services
+                .postgres
+                .iter()
+                .filter_map(|p| p.version)
+                .chain(steps.filter_map(|s| match s {
+                    Step::NewServer { version, .. } => *version,
+                    Step::PgUpgrade { version, .. } => Some(*version),
+                    _ => None,
+                })),
+        )
     }
 
-    fn versions(&self, clients: bool) -> Vec<u32> {
+    /// The versions whose client runs on this machine on either backend:
+    /// a `pg-dump` step's.
+    pub fn pg_client_versions(&self) -> Vec<u32> {
         let steps = self.recoveries.iter().flat_map(|r| &r.steps);
-        let mut v: Vec<u32> = self
-            .services
-            .postgres
-            .iter()
-            .filter_map(|p| p.version)
-            .chain(steps.filter_map(|s| match s {
-                Step::NewServer { version, .. } => *version,
-                Step::PgDump { version, .. } if clients => *version,
-                Step::PgUpgrade { version, .. } => Some(*version),
-                _ => None,
-            }))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
+        sorted(steps.filter_map(|s| match s {
+            Step::PgDump { version, .. } => *version,
+            _ => None,
+        }))
     }
+}
+
+fn sorted(versions: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut v: Vec<u32> = versions.collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The disposable servers a drill needs.

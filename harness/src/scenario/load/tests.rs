@@ -433,3 +433,33 @@ proptest! {
         }
     }
 }
+
+/// Which PostgreSQL versions a drill needs: servers (images in Docker)
+/// and the clients that run here (a `pg-dump` step's), for installing
+/// them first and for the tests' skip decisions.
+#[test]
+fn a_drill_names_its_server_and_client_versions() {
+    let src = r#"
+description = "rollback"
+[services.postgres]
+version = 18
+[fault]
+action = "cutover"
+[[recovery]]
+name = "old-dump"
+expect = "fails"
+steps = [{ step = "pg-dump", version = 15 }]
+[[recovery]]
+name = "into-17"
+steps = [{ step = "pg-dump" }, { step = "new-server", version = 17 }, { step = "psql-restore" }]
+[[recovery]]
+name = "upgrade"
+steps = [{ step = "stop", service = "postgres" }, { step = "pg-upgrade", version = 19, mode = "link" }]
+[expect]
+rto = "1 min"
+"#;
+    let sc = parse_str(src, Path::new("scenarios/x.toml")).unwrap();
+    assert_eq!(sc.pg_server_versions(), [17, 18, 19]);
+    assert_eq!(sc.pg_client_versions(), [15]);
+    assert_eq!(sc.pg_versions(), [15, 17, 18, 19]);
+}
