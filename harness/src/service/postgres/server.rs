@@ -168,12 +168,22 @@ impl Engine for PgEngine {
         {
             pg.psql(&format!("CREATE DATABASE {}", quote_ident(&db)), "postgres")?;
         }
-        pg.info.version = pg.psql("SHOW server_version", "postgres")?;
-        pg.engine.checksums = pg.psql("SHOW data_checksums", "postgres")? == "on";
-        pg.engine.preloads_timescaledb = pg
-            .psql("SHOW shared_preload_libraries", "postgres")?
-            .split(',')
-            .any(|l| l.trim() == "timescaledb");
+        // The facts the report and the upgrade steps need, in one round
+        // trip (each psql is a `docker exec` in a container, and a restart
+        // fault's RTO includes this).
+        let facts = pg.psql(
+            "SELECT concat_ws(E'\\x1f', current_setting('server_version'), \
+             current_setting('data_checksums'), current_setting('shared_preload_libraries'), \
+             (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'))",
+            "postgres",
+        )?;
+        let mut f = facts.split('\u{1f}');
+        let mut next = || f.next().unwrap_or("").to_string();
+        pg.info.version = next();
+        pg.engine.checksums = next() == "on";
+        pg.engine.preloads_timescaledb = next().split(',').any(|l| l.trim() == "timescaledb");
+        let ts = next();
+        pg.info.timescaledb = (!ts.is_empty()).then_some(ts);
         if let Some(want) = pg.engine.spec.major
             && pg.major() != want
         {
@@ -186,11 +196,6 @@ impl Engine for PgEngine {
                 ),
             });
         }
-        let ts = pg.psql(
-            "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
-            "postgres",
-        )?;
-        pg.info.timescaledb = (!ts.is_empty()).then_some(ts);
         let pg_version = pg
             .info
             .version
