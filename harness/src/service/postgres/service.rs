@@ -81,6 +81,16 @@ pub(crate) fn resolve_flavour(
     })
 }
 
+/// The TimescaleDB version a dump of `server`'s application database
+/// carries: the server's, when the database is TimescaleDB's.
+fn timescaledb_of(server: &Postgres) -> Option<String> {
+    server
+        .spec()
+        .timescaledb
+        .then(|| server.info.timescaledb.clone())
+        .flatten()
+}
+
 /// One line for the timeline once the server runs.
 pub(crate) fn describe(info: &ServerInfo) -> String {
     format!(
@@ -113,6 +123,9 @@ pub(crate) struct PostgresService {
     /// The dump a `pg-dump` step took in this recovery (restored before
     /// `dump`).
     step_dump: Option<Artifact>,
+    /// The TimescaleDB version of the server each of those dumps was taken
+    /// from (None: a plain PostgreSQL database): (`dump`'s, `step_dump`'s).
+    dumped_timescaledb: (Option<String>, Option<String>),
     /// The run's work dir, where a `pg-dump` step writes.
     work: std::path::PathBuf,
     /// The servers an upgrade step moved the service away from.
@@ -221,6 +234,7 @@ impl PostgresService {
             baseline_major: 0,
             dump: None,
             step_dump: None,
+            dumped_timescaledb: (None, None),
             work: at
                 .shared
                 .first()
@@ -387,24 +401,24 @@ impl PostgresService {
 
     /// `psql-restore` and `pg-restore`: the newest backup into the server.
     fn restore(&self, step: &Step) -> Result<StepDone> {
-        let Some(artifact) = self.step_dump.as_ref().or(self.dump.as_ref()) else {
-            return Ok(StepDone::refused("no postgres backup was taken"));
+        let (artifact, dumped_ts) = match (&self.step_dump, &self.dump) {
+            (Some(a), _) => (a, &self.dumped_timescaledb.1),
+            (None, Some(a)) => (a, &self.dumped_timescaledb.0),
+            (None, None) => return Ok(StepDone::refused("no postgres backup was taken")),
         };
         // As restore-artifact does: a TimescaleDB dump only into a server
-        // with TimescaleDB at the dump's version.
-        // (A dump that cannot be inspected is the restore's to report.)
+        // with TimescaleDB at the dump's version. The dump's version is its
+        // server's when it was taken (no second read of the whole dump).
         let server_ts = self
             .server
             .preloads_timescaledb()
             .then(|| self.server.info.timescaledb.clone())
             .flatten();
-        if let Ok(i) = crate::artifact::inspect(&artifact.path, &self.server)
-            && let Err(why) = upgrade::timescaledb_fits(
-                i.timescaledb,
-                i.timescaledb_version.as_deref(),
-                server_ts.as_deref(),
-            )
-        {
+        if let Err(why) = upgrade::timescaledb_fits(
+            dumped_ts.is_some(),
+            dumped_ts.as_deref(),
+            server_ts.as_deref(),
+        ) {
             return Ok(StepDone::refused(why.0));
         }
         match step {
@@ -573,6 +587,7 @@ impl Service for PostgresService {
             .expect("the engine asks only services with a backup");
         let taken = method.take(&self.server, cx).await?;
         self.dump = taken.artifact.clone();
+        self.dumped_timescaledb.0 = timescaledb_of(&self.server);
         Ok(taken)
     }
 
@@ -726,6 +741,7 @@ impl Service for PostgresService {
                             crate::fmt_duration(a.took)
                         );
                         self.step_dump = Some(a);
+                        self.dumped_timescaledb.1 = timescaledb_of(&self.server);
                         Ok(StepDone::done(said))
                     }
                     Err(e) => Ok(StepDone::failed(e.to_string())),
