@@ -244,6 +244,23 @@ mod tests {
 
     const SCRUB: &[&str] = &["PG*", "DATABASE_URL"];
 
+    /// The watchdog behind the `pg-dump` step's timeout: a process past
+    /// its limit is killed and the caller told; one that ends in time is
+    /// left alone.
+    #[test]
+    fn the_watchdog_kills_only_what_overruns() {
+        let mut slow = Command::new("sleep").arg("10").spawn().unwrap();
+        let dog = Watchdog::arm(slow.id(), Duration::from_millis(100));
+        let started = Instant::now();
+        let status = slow.wait().unwrap();
+        assert!(dog.disarm(), "it fired");
+        assert!(!status.success() && started.elapsed() < Duration::from_secs(5));
+        let mut quick = Command::new("true").spawn().unwrap();
+        let dog = Watchdog::arm(quick.id(), Duration::from_secs(5));
+        assert!(quick.wait().unwrap().success());
+        assert!(!dog.disarm(), "it did not fire");
+    }
+
     #[test]
     fn captures_exit_env_and_output_and_kills_at_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
