@@ -15,6 +15,7 @@
 mod artifact;
 pub mod backend;
 mod check;
+pub mod compose;
 pub mod engine;
 mod errors;
 pub mod lint;

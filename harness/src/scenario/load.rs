@@ -104,6 +104,12 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         )
     })?;
     sc.path = path.to_owned();
+    if let Some(compose) = sc.services.from_compose.clone() {
+        let file = path.parent().unwrap_or(Path::new(".")).join(compose);
+        let shell: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        let imported = crate::compose::import(&file, &sc.services.compose_services, &shell)?;
+        crate::compose::apply(&mut sc, imported);
+    }
     if sc.name.is_empty() {
         sc.name = path
             .file_stem()

@@ -122,6 +122,18 @@ fn sorted(versions: impl Iterator<Item = u32>) -> Vec<u32> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Services {
+    /// A docker-compose file (relative to the scenario) whose database
+    /// services become this drill's: image, environment, settings and
+    /// config files ([`crate::compose`]).
+    #[serde(default)]
+    pub from_compose: Option<PathBuf>,
+    /// Which compose service is which drill service (`postgres = "db"`),
+    /// when the names or images do not say.
+    #[serde(default)]
+    pub compose_services: BTreeMap<String, String>,
+    /// What the compose file gave (filled by `load_file`).
+    #[serde(skip)]
+    pub imported: Option<crate::compose::Imported>,
     pub postgres: Option<PostgresConfig>,
     /// A streaming replica of the PostgreSQL server, to fail over to.
     #[serde(default, rename = "postgres-replica")]
@@ -195,6 +207,12 @@ pub struct RedisConfig {
     /// annotations, so `redis-pitr` can cut it back to a moment.
     #[serde(default)]
     pub aof_timestamps: bool,
+    /// Other directives, passed as `--key value` (e.g. `maxmemory =
+    /// "256mb"`); drill keeps its own port, bind, dir and password.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub extras: Extras,
 }
 
 fn everysec() -> String {
@@ -212,6 +230,8 @@ pub struct ClickHouseConfig {
     /// The analytics database (default `analytics`).
     #[serde(default = "analytics")]
     pub database: String,
+    #[serde(skip)]
+    pub extras: Extras,
 }
 
 fn analytics() -> String {
@@ -244,6 +264,26 @@ pub struct PostgresConfig {
     /// finds (natively the newest installed, in Docker the image's).
     #[serde(default)]
     pub version: Option<u32>,
+    #[serde(skip)]
+    pub extras: Extras,
+}
+
+/// What a compose file adds to a server beyond the scenario's keys: the
+/// container's environment and config files.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Set in the container (not natively).
+    pub env: Vec<(String, String)>,
+    pub files: Vec<ConfigFile>,
+}
+
+/// A config file the server reads from one of its `*.d` folders.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// `config.d` or `users.d`.
+    pub folder: String,
+    pub name: String,
+    pub content: String,
 }
 
 fn default_db() -> String {

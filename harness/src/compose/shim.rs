@@ -1,0 +1,1 @@
+//! The `docker` shim (filled in below).
