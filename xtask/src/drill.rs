@@ -553,6 +553,9 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> O
     if !reports.is_empty() {
         println!("{}", drill::report::summary::table(reports));
         for r in reports {
+            if let Some(c) = drill::report::compose_text(r) {
+                println!("{c}");
+            }
             for w in &r.warnings {
                 println!("⚠ {}: {}", r.name, w.message);
             }

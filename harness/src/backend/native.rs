@@ -175,6 +175,10 @@ impl NativeServer {
     fn write_files(&self) -> Result<()> {
         for (name, text) in &self.spec.native.files {
             let path = self.root().join(name);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+                self.chown(parent)?;
+            }
             fs::write(&path, self.expand(text)).map_err(Error::io("write", &path))?;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
                 .map_err(Error::io("chmod", &path))?;

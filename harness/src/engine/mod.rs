@@ -197,6 +197,10 @@ pub struct DrillReport {
     pub warnings: Vec<Warning>,
     /// How to reach what `--keep` left running.
     pub kept: Vec<String>,
+    /// What the services were imported from a compose file with: taken,
+    /// overridden, and (natively) not applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compose: Option<crate::compose::Imported>,
 }
 
 impl DrillReport {
@@ -227,6 +231,7 @@ impl DrillReport {
             timeline: Vec::new(),
             warnings: Vec::new(),
             kept: Vec::new(),
+            compose: None,
         }
     }
 
@@ -358,6 +363,7 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
             sc.expect.rto.0,
         )
     };
+    report.compose = sc.services.imported.clone();
     let work = work_dir(&run_id)?;
     let placement = Placement {
         backend: opts.backend,

@@ -101,6 +101,40 @@ pub(crate) fn rows_column(checks: &[crate::CheckResult], equal: &str) -> String 
 
 /// The timeline as text: each step, its start, its duration, whether it
 /// succeeded, and its output or detail.
+/// What a compose file gave the drill, for a person: per service, what was
+/// taken and what drill overrode (and, natively, what it could not apply).
+pub fn compose_text(r: &DrillReport) -> Option<String> {
+    use std::fmt::Write;
+    let c = r.compose.as_ref()?;
+    let mut out = format!("services of {} from {}", r.name, c.file.display());
+    let native = r.backend.starts_with("native");
+    for s in &c.services {
+        let _ = write!(out, "\n  {} ← `{}` (container {})", s.kind, s.service, s.container);
+        for t in &s.taken {
+            let _ = write!(out, "\n    taken: {t}");
+        }
+        for o in &s.overridden {
+            let _ = write!(out, "\n    overridden: {o}");
+        }
+        if native {
+            for n in &s.not_native {
+                let _ = write!(out, "\n    not applied natively: {n}");
+            }
+        }
+    }
+    if !c.not_drilled.is_empty() {
+        let _ = write!(out, "\n  not drilled: {}", c.not_drilled.join(", "));
+    }
+    if !c.unset_variables.is_empty() {
+        let _ = write!(
+            out,
+            "\n  variables not set (empty, as Compose does): {}",
+            c.unset_variables.join(", ")
+        );
+    }
+    Some(out)
+}
+
 pub fn timeline_text(r: &DrillReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();

@@ -43,6 +43,8 @@ pub struct ClickHouseSpec {
     /// Host folders the server must see at the same path: the run's work
     /// dir, where native BACKUP writes (see [`ServerSpec::shared`]).
     pub shared: Vec<PathBuf>,
+    /// A compose file's environment and `config.d` / `users.d` files.
+    pub extras: crate::scenario::Extras,
 }
 
 impl ClickHouseSpec {
@@ -52,6 +54,7 @@ impl ClickHouseSpec {
             image: ServiceKind::ClickHouse.image(None),
             database: "analytics".into(),
             shared: Vec::new(),
+            extras: Default::default(),
         }
     }
 
@@ -311,7 +314,14 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
                 program,
                 args,
                 init: None,
-                files: vec![("config.xml".into(), config), ("users.xml".into(), users)],
+                files: [("config.xml".into(), config), ("users.xml".into(), users)]
+                    .into_iter()
+                    // ClickHouse merges the folders beside its config and
+                    // users files.
+                    .chain(spec.extras.files.iter().map(|f| {
+                        (format!("{}/{}", f.folder, f.name), f.content.clone())
+                    }))
+                    .collect(),
                 run_as: vec![],
                 env: vec![],
             }
@@ -322,8 +332,11 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
         ("CLICKHOUSE_PASSWORD".into(), password.into()),
         // Official image: let the user it creates manage nothing more.
         ("CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT".into(), "0".into()),
-    ];
-    let files = if backup_config.is_empty() {
+    ]
+    .into_iter()
+    .chain(spec.extras.env.iter().cloned())
+    .collect::<Vec<_>>();
+    let mut files = if backup_config.is_empty() {
         vec![]
     } else {
         vec![(
@@ -331,6 +344,12 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
             format!("<?xml version=\"1.0\"?>\n<yandex>{backup_config}</yandex>\n").into_bytes(),
         )]
     };
+    files.extend(spec.extras.files.iter().map(|f| {
+        (
+            format!("/etc/clickhouse-server/{}/{}", f.folder, f.name),
+            f.content.clone().into_bytes(),
+        )
+    }));
     Ok(ServerSpec {
         kind: ServiceKind::ClickHouse,
         run_id: spec.run_id.clone(),

@@ -43,6 +43,7 @@ impl ClickHouseService {
             image: ServiceKind::ClickHouse.image(cfg.image.as_deref()),
             database: cfg.database.clone(),
             shared: at.shared.clone(),
+            extras: cfg.extras.clone(),
             ..ClickHouseSpec::new(at.run_id)
         };
         let backup_method = sc.backup.clickhouse.as_ref().map(|b| {

@@ -59,6 +59,8 @@ pub struct PgSpec {
     /// subfolder), for `pg_upgrade --link` (see
     /// [`ContainerSpec::borrow_volume`]). Natively unused.
     pub borrow_volume: Option<(String, String)>,
+    /// A compose file's container environment (`TZ`).
+    pub extras: crate::scenario::Extras,
 }
 
 impl PgSpec {
@@ -79,6 +81,7 @@ impl PgSpec {
             create_database: true,
             data_checksums: None,
             borrow_volume: None,
+            extras: Default::default(),
         }
     }
 
@@ -599,6 +602,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
                     None => DATA.into(),
                 },
             )])
+            .chain(spec.extras.env.iter().cloned())
             .collect(),
             cmd,
             files: vec![],

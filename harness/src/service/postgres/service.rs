@@ -198,6 +198,7 @@ impl PostgresService {
             shared,
             network: network.as_ref().and_then(|n| n.name()),
             major: cfg.version,
+            extras: cfg.extras.clone(),
             ..PgSpec::new(&cfg.database, &cfg.user, at.run_id)
         };
         let backup_method: Option<Box<dyn BackupMethod<Postgres>>> = match sc.backup.method {

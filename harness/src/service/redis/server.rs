@@ -46,6 +46,10 @@ pub struct RedisSpec {
     pub shared: Vec<PathBuf>,
     /// `aof-timestamp-enabled yes`: `#TS:` annotations in the AOF.
     pub aof_timestamps: bool,
+    /// Other directives (`maxmemory`), before drill's own.
+    pub settings: Vec<(String, String)>,
+    /// A compose file's container environment.
+    pub extras: crate::scenario::Extras,
 }
 
 impl RedisSpec {
@@ -60,6 +64,8 @@ impl RedisSpec {
             save: "3600 1 300 100 60 10000".into(),
             shared: Vec::new(),
             aof_timestamps: false,
+            settings: Vec::new(),
+            extras: Default::default(),
         }
     }
 }
@@ -423,7 +429,8 @@ fn server_spec(
     password: &str,
     overrides: &[(String, String)],
 ) -> Result<ServerSpec> {
-    let mut flags: Vec<(String, String)> = vec![
+    let mut flags: Vec<(String, String)> = spec.settings.clone();
+    flags.extend([
         (
             "appendonly".into(),
             if spec.appendonly { "yes" } else { "no" }.into(),
@@ -432,7 +439,7 @@ fn server_spec(
         ("save".into(), spec.save.clone()),
         ("requirepass".into(), password.into()),
         ("protected-mode".into(), "no".into()),
-    ];
+    ]);
     if spec.aof_timestamps {
         flags.push(("aof-timestamp-enabled".into(), "yes".into()));
     }
@@ -494,7 +501,7 @@ fn server_spec(
         container: ContainerSpec {
             image: spec.image.clone(),
             data: DATA.into(),
-            env: vec![],
+            env: spec.extras.env.clone(),
             cmd,
             files: vec![],
             borrow_volume: None,

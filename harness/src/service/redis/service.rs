@@ -60,6 +60,12 @@ impl RedisService {
                 .unwrap_or_else(|| RedisSpec::new(at.run_id).save),
             shared: at.shared.clone(),
             aof_timestamps: cfg.aof_timestamps,
+            settings: cfg
+                .settings
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            extras: cfg.extras.clone(),
             ..RedisSpec::new(at.run_id)
         };
         let server = Redis::start(at.backend, &spec).map_err(|e| {
