@@ -297,7 +297,13 @@ impl super::Server for ContainerServer {
                 q(&d)
             ));
         }
-        script.push_str("exec docker exec -i -w \"$wd\"");
+        // The engine's own client by its path: a step's PATH may start with
+        // drill's compose `docker` shim.
+        let docker = super::which("docker").unwrap_or_else(|| "docker".into());
+        script.push_str(&format!(
+            "exec {} exec -i -w \"$wd\"",
+            q(&docker.display().to_string())
+        ));
         if let Some(user) = Self::host_user() {
             script.push_str(&format!(" --user {user}"));
         }
@@ -404,6 +410,10 @@ impl super::Server for ContainerServer {
                 log_tail: self.log_tail(15),
             }),
         }
+    }
+
+    fn container(&self) -> Option<String> {
+        self.id().map(str::to_string)
     }
 
     fn log_tail(&self, lines: usize) -> String {

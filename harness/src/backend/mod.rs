@@ -301,6 +301,11 @@ pub trait Server: Send + Sync + std::fmt::Debug {
     fn data_location(&self) -> String;
     /// Err (with the server's last log lines) when it is not running.
     fn alive(&mut self) -> Result<()>;
+    /// The container it runs in (Docker), for `docker exec` by a user's
+    /// command; None natively.
+    fn container(&self) -> Option<String> {
+        None
+    }
     /// The last lines the server logged.
     fn log_tail(&self, lines: usize) -> String;
     /// Stops the server (nothing when it is not running) and says how it

@@ -26,6 +26,7 @@ use crate::workload::RpoMeasurement;
 use crate::{Error, Result};
 
 mod artifact_drill;
+mod docker_shim;
 mod recover;
 mod services;
 mod steps;

@@ -55,6 +55,8 @@ struct Run<'a, 'b> {
     judged: BTreeMap<ServiceKind, Outcome>,
     errors: Vec<String>,
     failed_step: Option<CheckResult>,
+    /// The compose `docker` shim's state, when services came from one.
+    shim: Option<super::docker_shim::Shim>,
 }
 
 /// Runs the recovery's steps after its fault and judges it.
@@ -86,6 +88,12 @@ pub(crate) async fn recover(
         judged: BTreeMap::new(),
         errors: Vec::new(),
         failed_step: None,
+        shim: cx
+            .sc
+            .services
+            .imported
+            .as_ref()
+            .map(super::docker_shim::Shim::new),
     };
     run.judge_where(|_, last| last.is_none()).await?;
     run.steps().await?;
@@ -108,7 +116,15 @@ impl Run<'_, '_> {
             let label = step.label();
             let t = self.tl.start(&cx.phase, &label);
             let id = format!("{}-{i}", cx.rec.name);
-            let done = steps::run_step(self.services, step, cx.scenario_dir, cx.work, &id).await?;
+            let done = steps::run_step(
+                self.services,
+                step,
+                cx.scenario_dir,
+                cx.work,
+                &id,
+                self.shim.as_mut(),
+            )
+            .await?;
             self.errors.extend(done.errors.iter().cloned());
             self.tl
                 .finish(&cx.phase, &label, t, done.clean, done.detail.clone());

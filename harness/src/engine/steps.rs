@@ -5,24 +5,38 @@
 
 use std::path::Path;
 
+use super::docker_shim::Shim;
 use super::services::Services;
 use crate::Result;
 use crate::scenario::Step;
 use crate::service::{StepDone, exit_code};
 
 /// Runs `step`; `id` names its log.
+/// With `shim` (a drill that imported a compose file), the user's command
+/// finds drill's `docker` first on PATH.
 pub(crate) async fn run_step(
     services: &mut Services,
     step: &Step,
     scenario_dir: &Path,
     work: &Path,
     id: &str,
+    shim: Option<&mut Shim>,
 ) -> Result<StepDone> {
     if let Step::Shell { run, workdir, .. } = step {
         let dir = scenario_dir.join(workdir.as_deref().unwrap_or(Path::new(".")));
         let env = services.env(work);
         let log = work.join(format!("step-{id}.log"));
         tracing::debug!(command = %run, workdir = %dir.display(), "shell step");
+        if let Some(shim) = shim {
+            let ran = shim
+                .run_shell(services, run, &dir, env, step.time_limit(), log, work)
+                .await?;
+            let mut done = shell_done(ran.outcome, &dir);
+            if !ran.did.is_empty() {
+                done.detail.push_str(&format!("; docker shim: {}", ran.did.join("; ")));
+            }
+            return Ok(done);
+        }
         let out = tokio::task::block_in_place(|| {
             crate::shell::run(
                 run,

@@ -128,6 +128,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         ],
         warnings: vec![],
         kept: vec![],
+        compose: None,
     }
 }
 
@@ -371,5 +372,6 @@ pub(crate) fn report_multi() -> DrillReport {
             evidence: "1204 stderr lines".into(),
         }],
         kept: vec![],
+        compose: None,
     }
 }
