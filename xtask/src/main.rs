@@ -1,25 +1,17 @@
-//! `cargo xtask`: the friendly face over drill's engine. This file only
-//! parses flags and dispatches; each command lives in its own module.
+//! `cargo xtask`: drill's own checkout's commands. Everything a drill user
+//! runs is `drill_cli`'s (the `drill` binary's; `cargo xtask drill` is
+//! `drill run`); what builds and measures drill itself (images, bench,
+//! test) is here. This file only parses flags and dispatches.
 
 mod bench;
-mod clean;
-mod deps;
-mod drill;
-mod failure;
-mod fingerprint;
 mod images;
-mod lint;
-mod list;
-mod sanitize;
 mod test;
-mod timescaledb;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub(crate) use failure::{Failure, Outcome, exit};
+pub(crate) use drill_cli::{Failure, Outcome, deps, timescaledb};
 
 #[derive(Parser)]
 #[command(
@@ -33,26 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run drills (all scenarios by default) and print a summary table.
-    Drill(Box<drill::Args>),
-    /// List the scenarios with their one-line descriptions.
-    List {
-        #[arg(long, default_value = "scenarios")]
-        scenarios_dir: PathBuf,
-    },
-    /// Stop servers and remove temp dirs left by killed or --keep runs.
-    Clean,
-    /// Save a live database's schema fingerprint to a file.
-    Fingerprint(fingerprint::Args),
-    /// Filter stdin to stdout, removing pg_dump's stderr lines from a dump.
-    Sanitize,
+    #[command(flatten)]
+    Drill(drill_cli::Command),
     /// Benchmarks: drill's overhead next to the raw tools; writes BENCHMARKS.md.
     Bench(bench::Args),
-    /// Install what drills and tests need (Debian's postgresql-15), if missing.
-    Deps,
-    /// Read backup scripts, crontabs, runbooks and backup files for the
-    /// hazards behind the seeds' incidents (exit 1 when any is found).
-    LintBackup(lint::Args),
     /// Build local stand-ins for the official images from Debian's packages
     /// (for a Docker engine that cannot pull); prints the variables that select them.
     Images(images::Args),
@@ -65,38 +41,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // A flag clap refuses (`--backend foo`) is bad input: exit 3, not
-    // clap's own 2 (which the README gives the harness's failures).
-    let cli = match Cli::try_parse() {
+    let cli = match drill_cli::parse::<Cli>() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::BAD_INPUT
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return code,
     };
-    let outcome = match cli.command {
-        Command::Drill(args) => drill::run(*args),
-        Command::List { scenarios_dir } => list::run(&scenarios_dir),
-        Command::Clean => clean::run(),
-        Command::Fingerprint(args) => fingerprint::run(args),
-        Command::Sanitize => sanitize::run(),
-        Command::Bench(args) => bench::run(args),
-        Command::Deps => deps::run(),
-        Command::LintBackup(args) => lint::run(args),
-        Command::Images(args) => images::run(args),
-        Command::Test { args } => test::run(&args),
-    };
-    match outcome {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(f) => {
-            if let Some(m) = f.message() {
-                eprintln!("{m}");
-            }
-            ExitCode::from(f.exit_code())
-        }
+    match cli.command {
+        Command::Drill(c) => drill_cli::dispatch(c),
+        Command::Bench(args) => drill_cli::finish(bench::run(args)),
+        Command::Images(args) => drill_cli::finish(images::run(args)),
+        Command::Test { args } => drill_cli::finish(test::run(&args)),
     }
 }

