@@ -47,10 +47,15 @@ pub(crate) fn run(args: Args) -> Outcome {
             .with_context(|| format!("write {}", path.display()))
             .map_err(Failure::BadInput)?;
     }
-    for (path, _) in files.iter().filter(|(p, _)| p.extension().is_some_and(|e| e == "toml")) {
+    for (path, _) in files
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "toml"))
+    {
         // A starter that does not load is drill's bug, not the user's.
         drill::scenario::load_file(path).map_err(|e| {
-            Failure::Harness(anyhow::anyhow!("drill init wrote a scenario that does not load: {e}"))
+            Failure::Harness(anyhow::anyhow!(
+                "drill init wrote a scenario that does not load: {e}"
+            ))
         })?;
         println!("wrote {} (validated)", path.display());
     }
@@ -169,14 +174,23 @@ fn scenario(kind: ServiceKind, compose: Option<&(String, String)>) -> String {
             );
         }
     }
-    let _ = writeln!(s, "[fixture]\nticks = 10000            # rows of seeded market data\n");
+    let _ = writeln!(
+        s,
+        "[fixture]\nticks = 10000            # rows of seeded market data\n"
+    );
     let _ = writeln!(s, "{backup}");
-    let _ = writeln!(s, "[fault]\naction = \"wipe\"          # the volume is destroyed; the server comes back empty\nservice = \"{kind}\"\n");
+    let _ = writeln!(
+        s,
+        "[fault]\naction = \"wipe\"          # the volume is destroyed; the server comes back empty\nservice = \"{kind}\"\n"
+    );
     let _ = writeln!(
         s,
         "[[recovery]]\nname = \"restore-backup\"\nsteps = [\n  {step},\n]\n"
     );
-    let _ = write!(s, "[expect]\nrto = \"15 min\"           # your recovery time objective\n{expect}");
+    let _ = write!(
+        s,
+        "[expect]\nrto = \"15 min\"           # your recovery time objective\n{expect}"
+    );
     s
 }
 
@@ -190,7 +204,10 @@ fn readme(kinds: &[(ServiceKind, Option<(String, String)>)]) -> String {
             .as_ref()
             .map(|(f, svc)| format!(" (`{svc}` in `{f}`)"))
             .unwrap_or_default();
-        let _ = writeln!(s, "| `{k}-volume-wipe` | {k}{from}: volume lost, backup restored |");
+        let _ = writeln!(
+            s,
+            "| `{k}-volume-wipe` | {k}{from}: volume lost, backup restored |"
+        );
     }
     s.push_str(
         "\nRun them (Docker when an engine answers, else local servers):\n\n```sh\ndrill run --scenarios-dir scenarios            # all\ndrill run --scenarios-dir scenarios --keep     # leave the servers up to look at\ndrill clean                                    # remove what --keep or a killed run left\n```\n\nReports land in `target/drill` (report.json, junit.xml, summary.md).\n",
@@ -205,11 +222,19 @@ mod tests {
     #[test]
     fn relative_paths_go_up_from_the_scenario_folder() {
         assert_eq!(
-            relative(Path::new("/repo/deploy/docker-compose.yml"), Path::new("/repo/scenarios")).unwrap(),
+            relative(
+                Path::new("/repo/deploy/docker-compose.yml"),
+                Path::new("/repo/scenarios")
+            )
+            .unwrap(),
             PathBuf::from("../deploy/docker-compose.yml")
         );
         assert_eq!(
-            relative(Path::new("/repo/docker-compose.yml"), Path::new("/repo/ops/drills/")).unwrap(),
+            relative(
+                Path::new("/repo/docker-compose.yml"),
+                Path::new("/repo/ops/drills/")
+            )
+            .unwrap(),
             PathBuf::from("../../docker-compose.yml")
         );
     }

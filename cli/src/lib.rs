@@ -3,8 +3,8 @@
 //! same subcommands, flags and exit codes. Each command lives in its own
 //! module; this file only lists them.
 
-pub mod deps;
 mod clean;
+pub mod deps;
 mod drill;
 mod failure;
 mod fingerprint;

@@ -112,7 +112,16 @@ fn drill_runs_from_a_repository_of_its_own() {
     std::fs::copy(env!("CARGO_BIN_EXE_drill"), bin.join("drill")).unwrap();
     let repo = scratch_repo(tmp.path());
     let out = Command::new(bin.join("drill"))
-        .args(["run", "nightly-restore", "--scenarios-dir", "drills", "--backend", "native", "--report-dir", "out"])
+        .args([
+            "run",
+            "nightly-restore",
+            "--scenarios-dir",
+            "drills",
+            "--backend",
+            "native",
+            "--report-dir",
+            "out",
+        ])
         .current_dir(&repo)
         .output()
         .unwrap();
@@ -157,11 +166,17 @@ fn drill_runs_from_a_repository_of_its_own() {
         inputs.iter_mut().find(|(n, _)| n == k).unwrap().1 = v.to_string();
     }
     let expand = |text: &str| -> String {
-        let mut t = text.replace("${{ github.action_path }}", &action_path.display().to_string());
+        let mut t = text.replace(
+            "${{ github.action_path }}",
+            &action_path.display().to_string(),
+        );
         for (k, v) in &inputs {
             t = t.replace(&format!("${{{{ inputs.{k} }}}}"), v);
         }
-        assert!(!t.contains("${{"), "an expression the test does not know: {t}");
+        assert!(
+            !t.contains("${{"),
+            "an expression the test does not know: {t}"
+        );
         t
     };
     let runner = tmp.path().join("runner");
@@ -195,13 +210,21 @@ fn drill_runs_from_a_repository_of_its_own() {
             .collect::<Vec<_>>()
             .join(":");
         let mut cmd = Command::new("bash");
-        cmd.args(["--noprofile", "--norc", "-e", "-o", "pipefail", "-c", &expand(script)])
-            .current_dir(&repo)
-            .env("PATH", path)
-            .env("GITHUB_PATH", &github_path)
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .env("RUNNER_TEMP", &runner)
-            .env("CARGO_TARGET_DIR", target_dir());
+        cmd.args([
+            "--noprofile",
+            "--norc",
+            "-e",
+            "-o",
+            "pipefail",
+            "-c",
+            &expand(script),
+        ])
+        .current_dir(&repo)
+        .env("PATH", path)
+        .env("GITHUB_PATH", &github_path)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("RUNNER_TEMP", &runner)
+        .env("CARGO_TARGET_DIR", target_dir());
         if let Some(env) = step["env"].as_hash() {
             for (k, v) in env {
                 cmd.env(k.as_str().unwrap(), expand(v.as_str().unwrap_or("")));
@@ -218,8 +241,14 @@ fn drill_runs_from_a_repository_of_its_own() {
         ran += 1;
     }
     assert_eq!(ran, 3, "install, servers, drill");
-    assert!(runner.join("drill/bin/drill").is_file(), "cargo install put drill elsewhere");
+    assert!(
+        runner.join("drill/bin/drill").is_file(),
+        "cargo install put drill elsewhere"
+    );
     assert_passed_with_own_scripts(&report(&repo.join("action-report")));
     let summary = std::fs::read_to_string(&summary).unwrap();
-    assert!(summary.contains("nightly-restore"), "no summary table: {summary}");
+    assert!(
+        summary.contains("nightly-restore"),
+        "no summary table: {summary}"
+    );
 }

@@ -129,11 +129,7 @@ fn braced(body: &str, vars: &Vars, unset: &mut Vec<String>) -> Result<String, Ba
         Some(o) => (true, o),
         None => (false, op),
     };
-    let present = if colon {
-        set_nonempty
-    } else {
-        value.is_some()
-    };
+    let present = if colon { set_nonempty } else { value.is_some() };
     if op.is_empty() && !colon {
         return Ok(match value {
             Some(v) => v.to_string(),
@@ -323,7 +319,10 @@ mod tests {
             assert_eq!(run(text, &v).unwrap(), want, "{text}");
         }
         let e = run("${UNSET:?set the password}", &v).unwrap_err();
-        assert!(e.0.contains("UNSET") && e.0.contains("set the password"), "{e:?}");
+        assert!(
+            e.0.contains("UNSET") && e.0.contains("set the password"),
+            "{e:?}"
+        );
         assert!(run("${SET", &v).is_err());
         assert!(run("${1X}", &v).is_err());
         let mut unset = Vec::new();

@@ -113,15 +113,8 @@ pub fn import(
         shell: shell.clone(),
         dotenv,
     };
-    let doc = yaml::parse(&src).map_err(|e| {
-        err_at(
-            file,
-            e.at,
-            "",
-            e.message,
-            "fix the YAML at this position",
-        )
-    })?;
+    let doc = yaml::parse(&src)
+        .map_err(|e| err_at(file, e.at, "", e.message, "fix the YAML at this position"))?;
     let mut cx = Cx {
         file,
         dir,
@@ -218,9 +211,7 @@ pub fn import(
                     "both `{}` and `{name}` look like {kind} services",
                     first.service
                 ),
-                &format!(
-                    "say which one to drill: compose-services = {{ {kind} = \"{name}\" }}"
-                ),
+                &format!("say which one to drill: compose-services = {{ {kind} = \"{name}\" }}"),
             ));
         }
         out.services
@@ -259,16 +250,26 @@ pub(crate) fn apply(sc: &mut crate::scenario::Scenario, mut imported: Imported) 
         let image = (!s.image.is_empty()).then(|| s.image.clone());
         let mut pick_image = |own: &mut Option<String>, var: &str| {
             if own.is_some() {
-                s.overridden.push(format!("image {} (the scenario names {})", s.image, own.as_deref().unwrap_or("")));
+                s.overridden.push(format!(
+                    "image {} (the scenario names {})",
+                    s.image,
+                    own.as_deref().unwrap_or("")
+                ));
             } else if let Some(v) = env_image(var) {
-                s.overridden.push(format!("image {} ({var}={v}: this machine's stand-in)", s.image));
+                s.overridden.push(format!(
+                    "image {} ({var}={v}: this machine's stand-in)",
+                    s.image
+                ));
             } else {
                 *own = image.clone();
             }
         };
         match s.kind {
             ServiceKind::Postgres => {
-                let cfg = sc.services.postgres.get_or_insert_with(defaults::<PostgresConfig>);
+                let cfg = sc
+                    .services
+                    .postgres
+                    .get_or_insert_with(defaults::<PostgresConfig>);
                 let var = crate::vocab::postgres_image_env(cfg.version);
                 pick_image(&mut cfg.image, &var);
                 if cfg.engine == PgEngine::Auto {
@@ -290,7 +291,10 @@ pub(crate) fn apply(sc: &mut crate::scenario::Scenario, mut imported: Imported) 
                 cfg.extras = a.extras;
             }
             ServiceKind::Redis => {
-                let cfg = sc.services.redis.get_or_insert_with(defaults::<RedisConfig>);
+                let cfg = sc
+                    .services
+                    .redis
+                    .get_or_insert_with(defaults::<RedisConfig>);
                 pick_image(&mut cfg.image, ServiceKind::Redis.image_env());
                 if let Some(v) = a.appendonly {
                     cfg.appendonly = v;
@@ -307,7 +311,10 @@ pub(crate) fn apply(sc: &mut crate::scenario::Scenario, mut imported: Imported) 
                 cfg.extras = a.extras;
             }
             ServiceKind::ClickHouse => {
-                let cfg = sc.services.clickhouse.get_or_insert_with(defaults::<ClickHouseConfig>);
+                let cfg = sc
+                    .services
+                    .clickhouse
+                    .get_or_insert_with(defaults::<ClickHouseConfig>);
                 pick_image(&mut cfg.image, ServiceKind::ClickHouse.image_env());
                 if let Some(d) = a.database {
                     cfg.database = d;
@@ -325,7 +332,15 @@ pub fn recognise(image: &str) -> Option<ServiceKind> {
     let repo = repo.split([':', '@']).next().unwrap_or(repo).to_lowercase();
     let path = image.to_lowercase();
     // Tools beside an engine, not the engine.
-    let tools = ["exporter", "insight", "commander", "admin", "bouncer", "tabix", "backup"];
+    let tools = [
+        "exporter",
+        "insight",
+        "commander",
+        "admin",
+        "bouncer",
+        "tabix",
+        "backup",
+    ];
     if tools.iter().any(|t| repo.contains(t)) {
         None
     } else if repo.contains("clickhouse") {
@@ -425,7 +440,11 @@ impl Cx<'_> {
     }
 
     /// `environment:` as a mapping or a `KEY=VALUE` list, after `env_file`.
-    fn environment(&mut self, svc: &Node, key: &str) -> Result<Vec<(String, String)>, ScenarioError> {
+    fn environment(
+        &mut self,
+        svc: &Node,
+        key: &str,
+    ) -> Result<Vec<(String, String)>, ScenarioError> {
         let mut env: Vec<(String, String)> = Vec::new();
         let put = |env: &mut Vec<(String, String)>, k: String, v: String| {
             env.retain(|(e, _)| *e != k);
@@ -515,11 +534,21 @@ impl Cx<'_> {
             Value::Text(_) => {
                 let line = self.text(c, &ckey)?;
                 split_words(&line).ok_or_else(|| {
-                    self.err(c.at, &ckey, format!("unbalanced quotes in `{line}`"), "close the quote")
+                    self.err(
+                        c.at,
+                        &ckey,
+                        format!("unbalanced quotes in `{line}`"),
+                        "close the quote",
+                    )
                 })
             }
             Value::Null => Ok(Vec::new()),
-            Value::Map(_) => Err(self.err(c.at, &ckey, "`command` is a mapping".into(), "write a string or a list")),
+            Value::Map(_) => Err(self.err(
+                c.at,
+                &ckey,
+                "`command` is a mapping".into(),
+                "write a string or a list",
+            )),
         }
     }
 
@@ -536,14 +565,25 @@ impl Cx<'_> {
         };
         let vkey = format!("{key}.volumes");
         let Value::List(items) = &v.value else {
-            return Err(self.err(v.at, &vkey, format!("`volumes` is {}", v.kind()), "write a list"));
+            return Err(self.err(
+                v.at,
+                &vkey,
+                format!("`volumes` is {}", v.kind()),
+                "write a list",
+            ));
         };
         let mut out = Vec::new();
         for item in items {
             let (source, target) = match &item.value {
                 Value::Map(_) => {
-                    let s = item.get("source").map(|s| self.text(s, &vkey)).transpose()?;
-                    let t = item.get("target").map(|t| self.text(t, &vkey)).transpose()?;
+                    let s = item
+                        .get("source")
+                        .map(|s| self.text(s, &vkey))
+                        .transpose()?;
+                    let t = item
+                        .get("target")
+                        .map(|t| self.text(t, &vkey))
+                        .transpose()?;
                     (s.unwrap_or_default(), t.unwrap_or_default())
                 }
                 _ => {
@@ -558,7 +598,8 @@ impl Cx<'_> {
             };
             let mount = if source.is_empty() {
                 Mount::Anonymous { target }
-            } else if source.starts_with('.') || source.starts_with('/') || source.starts_with('~') {
+            } else if source.starts_with('.') || source.starts_with('/') || source.starts_with('~')
+            {
                 Mount::Bind {
                     host: self.dir.join(&source),
                     source,
@@ -641,9 +682,17 @@ impl Cx<'_> {
             ServiceKind::Redis => self.redis(&mut s, &env, &command, &mounts, key)?,
             ServiceKind::ClickHouse => self.clickhouse(&mut s, &env, &mounts, key)?,
         }
-        for k in ["healthcheck", "restart", "depends_on", "networks", "deploy", "ulimits"] {
+        for k in [
+            "healthcheck",
+            "restart",
+            "depends_on",
+            "networks",
+            "deploy",
+            "ulimits",
+        ] {
             if svc.get(k).is_some() {
-                s.overridden.push(format!("{k} (drill supervises the server itself)"));
+                s.overridden
+                    .push(format!("{k} (drill supervises the server itself)"));
             }
         }
         Ok(s)
@@ -681,7 +730,8 @@ impl Cx<'_> {
                     .push(format!("{k} (drill's servers always ask for the password)")),
                 _ => {
                     s.taken.push(format!("environment {k}={v}"));
-                    s.not_native.push(format!("environment {k} (a container's)"));
+                    s.not_native
+                        .push(format!("environment {k} (a container's)"));
                     s.apply.extras.env.push((k.clone(), v.clone()));
                 }
             }
@@ -708,22 +758,30 @@ impl Cx<'_> {
         if let Some((_, path, _)) = pairs.iter().find(|(k, _, _)| k == "config_file") {
             let path = path.clone();
             match mounts.iter().find(|m| m.target() == path) {
-                Some(Mount::Bind { host, source, at, .. }) => {
+                Some(Mount::Bind {
+                    host, source, at, ..
+                }) => {
                     let text = self.read(host, *at, key)?;
                     let conf = parse_pg_conf(&text);
-                    s.taken.push(format!("{} settings from {source}", conf.len()));
-                    let from_file: Vec<_> =
-                        conf.into_iter().map(|(k, v)| (k, v, "config file")).collect();
+                    s.taken
+                        .push(format!("{} settings from {source}", conf.len()));
+                    let from_file: Vec<_> = conf
+                        .into_iter()
+                        .map(|(k, v)| (k, v, "config file"))
+                        .collect();
                     // The command line wins over the file, as in postgres.
                     pairs.splice(0..0, from_file);
                 }
-                _ => s.overridden.push(format!("config_file={path} (not a bind-mounted file drill can read)")),
+                _ => s.overridden.push(format!(
+                    "config_file={path} (not a bind-mounted file drill can read)"
+                )),
             }
         }
         for (k, v, from) in pairs {
             if PG_OWNED.contains(&k.as_str()) {
                 if k != "config_file" {
-                    s.overridden.push(format!("{k}={v} from the {from} (drill's)"));
+                    s.overridden
+                        .push(format!("{k}={v} from the {from} (drill's)"));
                 }
                 continue;
             }
@@ -747,7 +805,9 @@ impl Cx<'_> {
                         "{source} → {target} (init scripts: drill loads its own fixture)"
                     ));
                 } else if !command.iter().any(|a| a.ends_with(target.as_str())) {
-                    s.overridden.push(format!("bind mount {source} → {target} (not a config file drill reads)"));
+                    s.overridden.push(format!(
+                        "bind mount {source} → {target} (not a config file drill reads)"
+                    ));
                 }
             }
         }
@@ -763,12 +823,19 @@ impl Cx<'_> {
         key: &str,
     ) -> Result<(), ScenarioError> {
         for (k, v) in env {
-            s.taken.push(format!("environment {k}={}", if k.contains("PASS") { "…" } else { v }));
-            s.not_native.push(format!("environment {k} (a container's)"));
+            s.taken.push(format!(
+                "environment {k}={}",
+                if k.contains("PASS") { "…" } else { v }
+            ));
+            s.not_native
+                .push(format!("environment {k} (a container's)"));
             s.apply.extras.env.push((k.clone(), v.clone()));
         }
         let mut args = command.iter().peekable();
-        if args.peek().is_some_and(|a| a.starts_with("redis-server") || a.ends_with("redis-server")) {
+        if args
+            .peek()
+            .is_some_and(|a| a.starts_with("redis-server") || a.ends_with("redis-server"))
+        {
             args.next();
         }
         let mut directives: Vec<(String, String, String)> = Vec::new();
@@ -784,13 +851,18 @@ impl Cx<'_> {
             } else {
                 // A config file, mounted from the host.
                 match mounts.iter().find(|m| m.target() == *a) {
-                    Some(Mount::Bind { host, source, at, .. }) => {
+                    Some(Mount::Bind {
+                        host, source, at, ..
+                    }) => {
                         let text = self.read(host, *at, key)?;
                         let conf = parse_redis_conf(&text);
-                        s.taken.push(format!("{} directives from {source}", conf.len()));
+                        s.taken
+                            .push(format!("{} directives from {source}", conf.len()));
                         directives.extend(conf.into_iter().map(|(k, v)| (k, v, source.clone())));
                     }
-                    _ => s.overridden.push(format!("command argument `{a}` (not a bind-mounted config file drill can read)")),
+                    _ => s.overridden.push(format!(
+                        "command argument `{a}` (not a bind-mounted config file drill can read)"
+                    )),
                 }
             }
         }
@@ -801,7 +873,9 @@ impl Cx<'_> {
             let k = k.to_lowercase();
             if REDIS_OWNED.contains(&k.as_str()) {
                 let shown = if k.contains("pass") { "…".into() } else { v };
-                s.overridden.push(format!("{k} {shown} from {from} (drill's; the drill's password is in $REDIS_PASSWORD)"));
+                s.overridden.push(format!(
+                    "{k} {shown} from {from} (drill's; the drill's password is in $REDIS_PASSWORD)"
+                ));
                 continue;
             }
             s.taken.push(format!("{k} {v} from {from}"));
@@ -818,7 +892,9 @@ impl Cx<'_> {
             if let Mount::Bind { source, target, .. } = m
                 && !command.iter().any(|a| a == target)
             {
-                s.overridden.push(format!("bind mount {source} → {target} (not a config file drill reads)"));
+                s.overridden.push(format!(
+                    "bind mount {source} → {target} (not a config file drill reads)"
+                ));
             }
         }
         Ok(())
@@ -837,25 +913,34 @@ impl Cx<'_> {
                     s.taken.push(format!("CLICKHOUSE_DB={v}"));
                     s.apply.database = Some(v.clone());
                 }
-                "CLICKHOUSE_USER" | "CLICKHOUSE_PASSWORD" => s
-                    .overridden
-                    .push(format!("{k} (drill's server has its own user and password)")),
+                "CLICKHOUSE_USER" | "CLICKHOUSE_PASSWORD" => s.overridden.push(format!(
+                    "{k} (drill's server has its own user and password)"
+                )),
                 _ => {
                     s.taken.push(format!("environment {k}={v}"));
-                    s.not_native.push(format!("environment {k} (a container's)"));
+                    s.not_native
+                        .push(format!("environment {k} (a container's)"));
                     s.apply.extras.env.push((k.clone(), v.clone()));
                 }
             }
         }
         for m in mounts {
-            let Mount::Bind { host, source, target, at } = m else {
+            let Mount::Bind {
+                host,
+                source,
+                target,
+                at,
+            } = m
+            else {
                 continue;
             };
             let folder = ["config.d", "users.d"]
                 .into_iter()
                 .find(|f| target.starts_with(&format!("/etc/clickhouse-server/{f}/")));
             let Some(folder) = folder else {
-                s.overridden.push(format!("bind mount {source} → {target} (not a config.d or users.d file)"));
+                s.overridden.push(format!(
+                    "bind mount {source} → {target} (not a config.d or users.d file)"
+                ));
                 continue;
             };
             let text = self.read(host, *at, key)?;
@@ -913,9 +998,9 @@ enum Mount {
 impl Mount {
     fn target(&self) -> &str {
         match self {
-            Mount::Bind { target, .. } | Mount::Named { target, .. } | Mount::Anonymous { target } => {
-                target
-            }
+            Mount::Bind { target, .. }
+            | Mount::Named { target, .. }
+            | Mount::Anonymous { target } => target,
         }
     }
 }

@@ -43,7 +43,14 @@ impl Names {
             services: imported
                 .services
                 .iter()
-                .map(|s| (s.container.clone(), s.service.clone(), s.volumes.clone(), s.kind))
+                .map(|s| {
+                    (
+                        s.container.clone(),
+                        s.service.clone(),
+                        s.volumes.clone(),
+                        s.kind,
+                    )
+                })
                 .collect(),
             not_drilled: imported.not_drilled.clone(),
         }
@@ -76,7 +83,11 @@ impl Names {
                 format!(
                     "`{name}` is not a service of {} ({})",
                     self.file,
-                    self.services.iter().map(|s| s.1.as_str()).collect::<Vec<_>>().join(", ")
+                    self.services
+                        .iter()
+                        .map(|s| s.1.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })
     }
@@ -115,15 +126,22 @@ pub(crate) enum Action {
     Restart(Vec<ServiceKind>),
     Kill(Vec<ServiceKind>),
     /// `docker rm [-f]`: the container goes (its volume stays).
-    Rm { kinds: Vec<ServiceKind>, force: bool },
+    Rm {
+        kinds: Vec<ServiceKind>,
+        force: bool,
+    },
     VolumeRm(Vec<ServiceKind>),
     VolumeCreate(Vec<String>),
     /// `compose up`: create what is missing, start what is stopped.
     Up(Vec<ServiceKind>),
     /// `compose down [-v]`.
-    Down { volumes: bool },
+    Down {
+        volumes: bool,
+    },
     /// `docker ps [-a]` and `compose ps`.
-    Ps { all: bool },
+    Ps {
+        all: bool,
+    },
     Logs(ServiceKind),
     /// Nothing to do but say so (a service the drill does not run).
     Note(String),
@@ -154,7 +172,8 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
     match cmd {
         "exec" => exec(&rest, names),
         "stop" | "start" | "restart" | "kill" | "rm" | "logs" | "inspect" => {
-            let (flags, targets) = split_flags(&rest, &["-t", "--time", "-s", "--signal", "-n", "--tail"]);
+            let (flags, targets) =
+                split_flags(&rest, &["-t", "--time", "-s", "--signal", "-n", "--tail"]);
             if targets.is_empty() {
                 return Err(format!("`docker {cmd}` needs a container name"));
             }
@@ -181,28 +200,41 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
             let Some((sub, vols)) = rest.split_first() else {
                 return Err("`docker volume` needs a command".into());
             };
-            let (_, vols) = split_flags(vols, &["--driver", "-d", "--label", "--name", "-o", "--opt"]);
+            let (_, vols) = split_flags(
+                vols,
+                &["--driver", "-d", "--label", "--name", "-o", "--opt"],
+            );
             match *sub {
                 "rm" | "remove" => Ok(Action::VolumeRm(
-                    vols.iter().map(|v| names.volume(v)).collect::<Result<_, _>>()?,
+                    vols.iter()
+                        .map(|v| names.volume(v))
+                        .collect::<Result<_, _>>()?,
                 )),
                 "create" => {
                     for v in &vols {
                         names.volume(v)?;
                     }
-                    Ok(Action::VolumeCreate(vols.iter().map(|v| v.to_string()).collect()))
+                    Ok(Action::VolumeCreate(
+                        vols.iter().map(|v| v.to_string()).collect(),
+                    ))
                 }
                 "ls" | "inspect" => Ok(Action::Ps { all: true }),
-                other => Err(format!("`docker volume {other}` is not something a drill's runbook can do")),
+                other => Err(format!(
+                    "`docker volume {other}` is not something a drill's runbook can do"
+                )),
             }
         }
         "compose" => compose(&rest, names),
         "run" | "create" | "cp" | "build" | "pull" | "push" | "network" | "system" | "image"
-        | "images" | "rmi" | "commit" | "export" | "import" | "load" | "save" | "login" => Err(format!(
-            "`docker {cmd}` is not run in a drill: it would start or change something the drill does not own; \
+        | "images" | "rmi" | "commit" | "export" | "import" | "load" | "save" | "login" => {
+            Err(format!(
+                "`docker {cmd}` is not run in a drill: it would start or change something the drill does not own; \
              use a drill step instead (redis-restore-rdb, clickhouse-restore, data-shell)"
+            ))
+        }
+        other => Err(format!(
+            "`docker {other}` is not supported by drill's docker shim"
         )),
-        other => Err(format!("`docker {other}` is not supported by drill's docker shim")),
     }
 }
 
@@ -235,10 +267,15 @@ fn exec(args: &[&str], names: &Names) -> Result<Action, String> {
     while i < args.len() && args[i].starts_with('-') {
         let a = args[i];
         opts.push(a.to_string());
-        let takes_value = matches!(a, "-e" | "--env" | "-u" | "--user" | "-w" | "--workdir" | "--env-file" | "--detach-keys");
+        let takes_value = matches!(
+            a,
+            "-e" | "--env" | "-u" | "--user" | "-w" | "--workdir" | "--env-file" | "--detach-keys"
+        );
         if takes_value {
             i += 1;
-            let v = args.get(i).ok_or_else(|| format!("`docker exec {a}` needs a value"))?;
+            let v = args
+                .get(i)
+                .ok_or_else(|| format!("`docker exec {a}` needs a value"))?;
             opts.push(v.to_string());
             if matches!(a, "-e" | "--env") {
                 let (k, val) = match v.split_once('=') {
@@ -247,10 +284,12 @@ fn exec(args: &[&str], names: &Names) -> Result<Action, String> {
                 };
                 env.push((k, val));
             }
-        } else if let Some(kv) = a.strip_prefix("--env=").or_else(|| a.strip_prefix("-e=")) {
-            if let Some((k, val)) = kv.split_once('=') {
-                env.push((k.to_string(), val.to_string()));
-            }
+        } else if let Some((k, val)) = a
+            .strip_prefix("--env=")
+            .or_else(|| a.strip_prefix("-e="))
+            .and_then(|kv| kv.split_once('='))
+        {
+            env.push((k.to_string(), val.to_string()));
         }
         i += 1;
     }
@@ -309,17 +348,28 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
         // `compose exec SERVICE CMD`: the first word after the flags is
         // the service, the rest its command.
         let args = &args[i + 1..];
-        let at = args.iter().position(|a| !a.starts_with('-')).ok_or("`compose exec` needs a service")?;
+        let at = args
+            .iter()
+            .position(|a| !a.starts_with('-'))
+            .ok_or("`compose exec` needs a service")?;
         let kind = names
             .service(args[at])?
             .ok_or_else(|| format!("`{}` is not drilled", args[at]))?;
-        let container = names.services.iter().find(|s| s.3 == kind).map(|s| s.0.clone()).unwrap_or_default();
+        let container = names
+            .services
+            .iter()
+            .find(|s| s.3 == kind)
+            .map(|s| s.0.clone())
+            .unwrap_or_default();
         let mut exec_args: Vec<&str> = args[..at].iter().copied().filter(|a| *a != "-T").collect();
         exec_args.push(&container);
         exec_args.extend(&args[at + 1..]);
         return exec(&exec_args, names);
     }
-    let (flags, targets) = split_flags(&args[i + 1..], &["-t", "--timeout", "--scale", "-n", "--tail"]);
+    let (flags, targets) = split_flags(
+        &args[i + 1..],
+        &["-t", "--timeout", "--scale", "-n", "--tail"],
+    );
     let mut kinds = Vec::new();
     let mut skipped = Vec::new();
     for t in &targets {
@@ -335,7 +385,12 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
         Action::Note(format!(
             "{} not drilled: the drill runs {}",
             skipped.join(", "),
-            names.services.iter().map(|s| s.1.as_str()).collect::<Vec<_>>().join(", ")
+            names
+                .services
+                .iter()
+                .map(|s| s.1.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     };
     if kinds.is_empty() && !skipped.is_empty() {
@@ -355,9 +410,13 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
         "down" => Ok(Action::Down {
             volumes: has("-v") || has("--volumes"),
         }),
-        "ps" => Ok(Action::Ps { all: has("-a") || has("--all") }),
+        "ps" => Ok(Action::Ps {
+            all: has("-a") || has("--all"),
+        }),
         "logs" => Ok(Action::Logs(kinds[0])),
-        other => Err(format!("`docker compose {other}` is not supported by drill's docker shim")),
+        other => Err(format!(
+            "`docker compose {other}` is not supported by drill's docker shim"
+        )),
     }
 }
 
@@ -390,7 +449,14 @@ exit "${{kind#DONE:}}"
 
 /// Whether an action changes a server (the tool shims are written again).
 pub(crate) fn changes_servers(a: &Action) -> bool {
-    !matches!(a, Action::Exec { .. } | Action::Ps { .. } | Action::Logs(_) | Action::Note(_) | Action::VolumeCreate(_))
+    !matches!(
+        a,
+        Action::Exec { .. }
+            | Action::Ps { .. }
+            | Action::Logs(_)
+            | Action::Note(_)
+            | Action::VolumeCreate(_)
+    )
 }
 
 #[cfg(test)]
@@ -403,8 +469,18 @@ mod tests {
             file: "docker-compose.db.yml".into(),
             project: "wallstreetsim".into(),
             services: vec![
-                ("wss_postgres".into(), "postgres".into(), vec!["wallstreetsim_postgres_data".into()], ServiceKind::Postgres),
-                ("wss_redis".into(), "redis".into(), vec!["wallstreetsim_redis_data".into()], ServiceKind::Redis),
+                (
+                    "wss_postgres".into(),
+                    "postgres".into(),
+                    vec!["wallstreetsim_postgres_data".into()],
+                    ServiceKind::Postgres,
+                ),
+                (
+                    "wss_redis".into(),
+                    "redis".into(),
+                    vec!["wallstreetsim_redis_data".into()],
+                    ServiceKind::Redis,
+                ),
             ],
             not_drilled: vec!["api".into()],
         }
@@ -418,12 +494,33 @@ mod tests {
     #[test]
     fn seed_003s_lines_mean_the_drills_servers() {
         use ServiceKind::*;
-        assert_eq!(p("compose -f docker-compose.db.yml stop redis"), Ok(Action::Stop(vec![Redis])));
-        assert_eq!(p("rm wss_redis"), Ok(Action::Rm { kinds: vec![Redis], force: false }));
-        assert_eq!(p("volume rm wallstreetsim_redis_data"), Ok(Action::VolumeRm(vec![Redis])));
-        assert_eq!(p("compose -f docker-compose.db.yml up -d redis"), Ok(Action::Up(vec![Redis])));
-        assert_eq!(p("compose -f docker-compose.db.yml restart redis"), Ok(Action::Restart(vec![Redis])));
-        assert_eq!(p("compose -f docker-compose.db.yml up -d"), Ok(Action::Up(vec![Postgres, Redis])));
+        assert_eq!(
+            p("compose -f docker-compose.db.yml stop redis"),
+            Ok(Action::Stop(vec![Redis]))
+        );
+        assert_eq!(
+            p("rm wss_redis"),
+            Ok(Action::Rm {
+                kinds: vec![Redis],
+                force: false
+            })
+        );
+        assert_eq!(
+            p("volume rm wallstreetsim_redis_data"),
+            Ok(Action::VolumeRm(vec![Redis]))
+        );
+        assert_eq!(
+            p("compose -f docker-compose.db.yml up -d redis"),
+            Ok(Action::Up(vec![Redis]))
+        );
+        assert_eq!(
+            p("compose -f docker-compose.db.yml restart redis"),
+            Ok(Action::Restart(vec![Redis]))
+        );
+        assert_eq!(
+            p("compose -f docker-compose.db.yml up -d"),
+            Ok(Action::Up(vec![Postgres, Redis]))
+        );
         assert_eq!(p("ps"), Ok(Action::Ps { all: false }));
         assert_eq!(p("logs wss_postgres"), Ok(Action::Logs(Postgres)));
         assert_eq!(
@@ -432,26 +529,48 @@ mod tests {
                 kind: Postgres,
                 opts: vec!["-i".into()],
                 env: vec![],
-                cmd: ["psql", "-U", "wss_user", "-d", "wallstreetsim"].map(String::from).to_vec(),
+                cmd: ["psql", "-U", "wss_user", "-d", "wallstreetsim"]
+                    .map(String::from)
+                    .to_vec(),
             })
         );
         assert_eq!(
             p("compose -f docker-compose.db.yml exec -T redis redis-cli PING"),
-            Ok(Action::Exec { kind: Redis, opts: vec![], env: vec![], cmd: vec!["redis-cli".into(), "PING".into()] })
+            Ok(Action::Exec {
+                kind: Redis,
+                opts: vec![],
+                env: vec![],
+                cmd: vec!["redis-cli".into(), "PING".into()]
+            })
         );
-        assert!(matches!(p("compose -f docker-compose.db.yml up -d api"), Ok(Action::Note(_))));
+        assert!(matches!(
+            p("compose -f docker-compose.db.yml up -d api"),
+            Ok(Action::Note(_))
+        ));
     }
 
     #[test]
     fn anything_not_the_drills_is_refused_with_the_drills_names() {
         for (line, needle) in [
             ("exec prod_postgres psql", "wss_postgres, wss_redis"),
-            ("volume rm wallstreetsim_clickhouse_data", "wallstreetsim_postgres_data"),
+            (
+                "volume rm wallstreetsim_clickhouse_data",
+                "wallstreetsim_postgres_data",
+            ),
             ("rm -f other", "not one of this drill's containers"),
-            ("compose -f docker-compose.prod.yml stop redis", "imported docker-compose.db.yml"),
+            (
+                "compose -f docker-compose.prod.yml stop redis",
+                "imported docker-compose.db.yml",
+            ),
             ("compose -p prod stop redis", "project is wallstreetsim"),
-            ("compose -f docker-compose.db.yml stop cache", "not a service"),
-            ("run --rm -v wallstreetsim_redis_data:/data alpine cp /backup/dump.rdb /data/", "drill step"),
+            (
+                "compose -f docker-compose.db.yml stop cache",
+                "not a service",
+            ),
+            (
+                "run --rm -v wallstreetsim_redis_data:/data alpine cp /backup/dump.rdb /data/",
+                "drill step",
+            ),
             ("-H tcp://prod:2375 ps", "another engine"),
             ("network rm bridge", "not run in a drill"),
         ] {

@@ -46,22 +46,38 @@ fn seed_003s_stack_is_taken_and_what_drill_owns_is_overridden() {
     assert_eq!(pg.apply.settings["log_min_duration_statement"], "1000");
     assert!(!pg.apply.settings.contains_key("listen_addresses"));
     let over = pg.overridden.join("\n");
-    for owned in ["POSTGRES_PASSWORD", "listen_addresses", "ports", "volume wallstreetsim_postgres_data", "restart", "healthcheck"] {
+    for owned in [
+        "POSTGRES_PASSWORD",
+        "listen_addresses",
+        "ports",
+        "volume wallstreetsim_postgres_data",
+        "restart",
+        "healthcheck",
+    ] {
         assert!(over.contains(owned), "{owned} not overridden in:\n{over}");
     }
     assert_eq!(pg.apply.extras.env, [("TZ".to_string(), "UTC".to_string())]);
     assert!(pg.not_native.iter().any(|n| n.contains("TZ")));
 
     let redis = &got.services[1];
-    assert_eq!((redis.kind, redis.container.as_str()), (ServiceKind::Redis, "wss_redis"));
+    assert_eq!(
+        (redis.kind, redis.container.as_str()),
+        (ServiceKind::Redis, "wss_redis")
+    );
     assert_eq!(redis.volumes, ["wallstreetsim_redis_data"]);
     assert_eq!(redis.apply.appendonly, Some(true));
     assert_eq!(redis.apply.save.as_deref(), Some("900 1 300 10 60 10000"));
     assert_eq!(redis.apply.settings["maxmemory"], "256mb");
     assert_eq!(redis.apply.settings["maxmemory-policy"], "noeviction");
     let over = redis.overridden.join("\n");
-    assert!(over.contains("requirepass") && over.contains("bind"), "{over}");
-    assert!(!over.contains("change-me-too"), "a password in the report: {over}");
+    assert!(
+        over.contains("requirepass") && over.contains("bind"),
+        "{over}"
+    );
+    assert!(
+        !over.contains("change-me-too"),
+        "a password in the report: {over}"
+    );
 
     let ch = &got.services[2];
     assert_eq!(ch.kind, ServiceKind::ClickHouse);
@@ -80,7 +96,10 @@ fn the_shell_overrides_dot_env_and_required_variables_are_required() {
         &shell(&[("POSTGRES_DB", "from_shell")]),
     )
     .unwrap();
-    assert_eq!(got.services[0].apply.database.as_deref(), Some("from_shell"));
+    assert_eq!(
+        got.services[0].apply.database.as_deref(),
+        Some("from_shell")
+    );
 
     let (_d, file) = write(
         "services:\n  db:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: ${PW:?put PW in .env}\n",
@@ -89,7 +108,10 @@ fn the_shell_overrides_dot_env_and_required_variables_are_required() {
     let e = import(&file, &BTreeMap::new(), &shell(&[])).unwrap_err();
     assert_eq!((e.line, e.column), (5, 26), "{e}");
     assert_eq!(e.key, "services.db.environment.POSTGRES_PASSWORD");
-    assert!(e.message.contains("PW") && e.message.contains("put PW in .env"), "{e}");
+    assert!(
+        e.message.contains("PW") && e.message.contains("put PW in .env"),
+        "{e}"
+    );
     assert_eq!(e.file, file);
 }
 
@@ -98,14 +120,24 @@ fn errors_name_the_file_line_and_key() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("services:\n  db:\n    image: [postgres\n", 4, "", "YAML"),
         ("version: '3'\n", 1, "services", "no `services:`"),
-        ("services:\n  web:\n    image: nginx\n", 2, "services", "no PostgreSQL"),
+        (
+            "services:\n  web:\n    image: nginx\n",
+            2,
+            "services",
+            "no PostgreSQL",
+        ),
         (
             "services:\n  a:\n    image: postgres:15\n  b:\n    image: timescale/timescaledb:latest-pg16\n",
             4,
             "services.b",
             "compose-services",
         ),
-        ("services:\n  db:\n    ports: [5432]\n", 2, "services.db", "image"),
+        (
+            "services:\n  db:\n    ports: [5432]\n",
+            2,
+            "services.db",
+            "image",
+        ),
         (
             "services:\n  db:\n    image: postgres\n    command: postgres -c \"shared_buffers=1GB\n",
             4,
@@ -117,7 +149,11 @@ fn errors_name_the_file_line_and_key() {
         let (_d, file) = write(text, &[]);
         let e = import(&file, &BTreeMap::new(), &shell(&[])).unwrap_err();
         let all = format!("{e}");
-        assert!(e.line == *line || (*line == 4 && e.line >= 3), "line {} for {text:?}: {all}", e.line);
+        assert!(
+            e.line == *line || (*line == 4 && e.line >= 3),
+            "line {} for {text:?}: {all}",
+            e.line
+        );
         assert_eq!(e.key, *key, "{all}");
         assert!(
             all.contains(needle) || e.help.contains(needle),
@@ -149,7 +185,10 @@ fn a_mapping_picks_services_by_name() {
     assert_eq!(got.services[0].volumes, ["shop-cache"]);
     let bad: Mapping = [("postgres".to_string(), "nope".to_string())].into();
     let e = import(&file, &bad, &shell(&[])).unwrap_err();
-    assert!(e.message.contains("nope") && e.message.contains("db, cache"), "{e}");
+    assert!(
+        e.message.contains("nope") && e.message.contains("db, cache"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -162,7 +201,12 @@ fn env_files_and_list_environment_are_read_as_compose_does() {
     let pg = &got.services[0];
     assert_eq!(pg.apply.user.as_deref(), Some("shopper"));
     assert_eq!(pg.apply.database.as_deref(), Some("shop"));
-    assert!(pg.apply.extras.env.contains(&("FROM_SHELL".into(), "yes".into())));
+    assert!(
+        pg.apply
+            .extras
+            .env
+            .contains(&("FROM_SHELL".into(), "yes".into()))
+    );
     let (_d, file) = write(
         "services:\n  pg:\n    image: postgres:15\n    env_file: missing.env\n",
         &[],
@@ -179,8 +223,14 @@ fn recognise_reads_the_image_name() {
         ("timescale/timescaledb-ha:pg16", Some(ServiceKind::Postgres)),
         ("postgis/postgis:16-3.4", Some(ServiceKind::Postgres)),
         ("bitnami/redis:7.2", Some(ServiceKind::Redis)),
-        ("clickhouse/clickhouse-server:24.8", Some(ServiceKind::ClickHouse)),
-        ("yandex/clickhouse-server:20.3", Some(ServiceKind::ClickHouse)),
+        (
+            "clickhouse/clickhouse-server:24.8",
+            Some(ServiceKind::ClickHouse),
+        ),
+        (
+            "yandex/clickhouse-server:20.3",
+            Some(ServiceKind::ClickHouse),
+        ),
         ("nginx:1.27", None),
         ("redis/redisinsight", None),
         ("prometheuscommunity/postgres-exporter", None),

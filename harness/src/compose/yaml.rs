@@ -93,10 +93,14 @@ pub(crate) fn parse(src: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
+/// A container under construction: the node, its anchor id, and a map's
+/// key waiting for its value.
+type Open = (Node, usize, Option<(String, At)>);
+
 /// Collects events into nodes; containers under construction on a stack.
 #[derive(Default)]
 struct Builder {
-    stack: Vec<(Node, usize, Option<(String, At)>)>,
+    stack: Vec<Open>,
     anchors: HashMap<usize, Node>,
     done: Option<Node>,
     error: Option<SyntaxError>,

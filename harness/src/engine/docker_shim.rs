@@ -117,11 +117,12 @@ impl Shim {
         services: &mut Services,
         work: &Path,
     ) -> std::io::Result<()> {
-        let Some(args) = tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream, token))
-            .await
-            .ok()
-            .transpose()?
-            .flatten()
+        let Some(args) =
+            tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream, token))
+                .await
+                .ok()
+                .transpose()?
+                .flatten()
         else {
             return Ok(());
         };
@@ -140,7 +141,11 @@ impl Shim {
         let reply = match shim::parse(&args, &self.names) {
             Err(why) => {
                 self.did.push(format!("refused `docker {line}`"));
-                Reply::Done(1, String::new(), format!("drill's docker shim refused `docker {line}`: {why}"))
+                Reply::Done(
+                    1,
+                    String::new(),
+                    format!("drill's docker shim refused `docker {line}`: {why}"),
+                )
             }
             Ok(action) => {
                 let changes = shim::changes_servers(&action);
@@ -192,18 +197,30 @@ impl Shim {
         }
     }
 
-    fn try_act(&mut self, action: Action, services: &mut Services, work: &Path) -> std::result::Result<Reply, String> {
+    fn try_act(
+        &mut self,
+        action: Action,
+        services: &mut Services,
+        work: &Path,
+    ) -> std::result::Result<Reply, String> {
         let ok = |out: String| Ok(Reply::Done(0, out, String::new()));
         let no_such = |name: &str| format!("Error response from daemon: No such container: {name}");
         match action {
-            Action::Exec { kind, opts, env, cmd } => {
+            Action::Exec {
+                kind,
+                opts,
+                env,
+                cmd,
+            } => {
                 let name = self.container(kind).to_string();
                 if self.removed.contains(&kind) {
                     return Err(no_such(&name));
                 }
                 let l = services.get_mut(kind).server_mut();
                 if l.server_mut().alive().is_err() {
-                    return Err(format!("Error response from daemon: container {name} is not running"));
+                    return Err(format!(
+                        "Error response from daemon: container {name} is not running"
+                    ));
                 }
                 match l.info().backend {
                     BackendKind::Docker => {
@@ -240,10 +257,16 @@ impl Shim {
             }
             Action::Stop(kinds) | Action::Kill(kinds) if kinds.is_empty() => ok(String::new()),
             Action::Stop(kinds) => self.each(services, &kinds, |_, l| {
-                l.server_mut().stop(Stop::Graceful).map(|_| ()).map_err(|e| e.to_string())
+                l.server_mut()
+                    .stop(Stop::Graceful)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }),
             Action::Kill(kinds) => self.each(services, &kinds, |_, l| {
-                l.server_mut().stop(Stop::Kill).map(|_| ()).map_err(|e| e.to_string())
+                l.server_mut()
+                    .stop(Stop::Kill)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }),
             Action::Start(kinds) => self.each(services, &kinds, |_, l| {
                 if l.server_mut().alive().is_ok() {
@@ -311,7 +334,11 @@ impl Shim {
                     l.start_again().map_err(|e| format!("{name}: {e}"))?;
                     said.push(format!(
                         " Container {name}  {}",
-                        if was_removed { "Created, Started" } else { "Started" }
+                        if was_removed {
+                            "Created, Started"
+                        } else {
+                            "Started"
+                        }
                     ));
                 }
                 Ok(Reply::Done(0, String::new(), said.join("\n")))
@@ -323,7 +350,9 @@ impl Shim {
                         continue;
                     }
                     let l = services.get_mut(k).server_mut();
-                    l.server_mut().stop(Stop::Graceful).map_err(|e| e.to_string())?;
+                    l.server_mut()
+                        .stop(Stop::Graceful)
+                        .map_err(|e| e.to_string())?;
                     self.removed.insert(k);
                     if volumes {
                         l.server_mut().wipe().map_err(|e| e.to_string())?;
@@ -332,7 +361,10 @@ impl Shim {
                 ok(String::new())
             }
             Action::Ps { all } => {
-                let mut rows = vec![format!("{:<14}{:<44}{:<22}{}", "CONTAINER ID", "IMAGE", "STATUS", "NAMES")];
+                let mut rows = vec![format!(
+                    "{:<14}{:<44}{:<22}{}",
+                    "CONTAINER ID", "IMAGE", "STATUS", "NAMES"
+                )];
                 for (name, _, _, k) in self.names.services.clone() {
                     if self.removed.contains(&k) {
                         continue;
@@ -342,7 +374,13 @@ impl Shim {
                     if !up && !all {
                         continue;
                     }
-                    let id: String = l.server().container().unwrap_or_else(|| "native".into()).chars().take(12).collect();
+                    let id: String = l
+                        .server()
+                        .container()
+                        .unwrap_or_else(|| "native".into())
+                        .chars()
+                        .take(12)
+                        .collect();
                     rows.push(format!(
                         "{id:<14}{:<44}{:<22}{name}",
                         l.info().source,
@@ -372,7 +410,9 @@ impl Shim {
         for &k in kinds {
             let name = self.container(k).to_string();
             if self.removed.contains(&k) {
-                return Err(format!("Error response from daemon: No such container: {name}"));
+                return Err(format!(
+                    "Error response from daemon: No such container: {name}"
+                ));
             }
             f(k, services.get_mut(k).server_mut()).map_err(|e| format!("{name}: {e}"))?;
             names.push(name);
@@ -394,7 +434,10 @@ async fn read_request(stream: &mut TcpStream, token: &str) -> std::io::Result<Op
             if fields[0] != token.as_bytes() {
                 return Ok(None);
             }
-            let argc: usize = std::str::from_utf8(fields[1]).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let argc: usize = std::str::from_utf8(fields[1])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             if complete >= 2 + argc {
                 return Ok(Some(
                     fields[2..2 + argc]

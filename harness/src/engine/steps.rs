@@ -33,7 +33,8 @@ pub(crate) async fn run_step(
                 .await?;
             let mut done = shell_done(ran.outcome, &dir);
             if !ran.did.is_empty() {
-                done.detail.push_str(&format!("; docker shim: {}", ran.did.join("; ")));
+                done.detail
+                    .push_str(&format!("; docker shim: {}", ran.did.join("; ")));
             }
             return Ok(done);
         }

@@ -61,7 +61,18 @@ pub(super) fn render(reports: &[DrillReport], trends: &[Trend]) -> String {
     }
     for r in reports {
         if let Some(c) = super::compose_text(r) {
-            let _ = writeln!(md, "\n<details><summary>{}</summary>\n\n```\n{c}\n```\n</details>", cell(&format!("{}: services from {}", r.name, r.compose.as_ref().map(|c| c.file.display().to_string()).unwrap_or_default())));
+            let _ = writeln!(
+                md,
+                "\n<details><summary>{}</summary>\n\n```\n{c}\n```\n</details>",
+                cell(&format!(
+                    "{}: services from {}",
+                    r.name,
+                    r.compose
+                        .as_ref()
+                        .map(|c| c.file.display().to_string())
+                        .unwrap_or_default()
+                ))
+            );
         }
         for w in &r.warnings {
             let _ = writeln!(

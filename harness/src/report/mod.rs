@@ -109,7 +109,11 @@ pub fn compose_text(r: &DrillReport) -> Option<String> {
     let mut out = format!("services of {} from {}", r.name, c.file.display());
     let native = r.backend.starts_with("native");
     for s in &c.services {
-        let _ = write!(out, "\n  {} ← `{}` (container {})", s.kind, s.service, s.container);
+        let _ = write!(
+            out,
+            "\n  {} ← `{}` (container {})",
+            s.kind, s.service, s.container
+        );
         for t in &s.taken {
             let _ = write!(out, "\n    taken: {t}");
         }

@@ -239,7 +239,9 @@ pub async fn take(ch: &ClickHouse, method: Method, dir: &Path) -> Result<ChBacku
                 .backups_dir()
                 .map(|d| d.join(&name))
                 .ok_or_else(|| Error::unexpected("find the native backup", "no backups disk"))?;
-            if ch.info().backend == crate::backend::BackendKind::Docker && !crate::backend::is_root() {
+            if ch.info().backend == crate::backend::BackendKind::Docker
+                && !crate::backend::is_root()
+            {
                 // The server's user in the container wrote it (uid 101 in
                 // the official image): a harness that is not root could
                 // not remove it at teardown, nor the server read it back

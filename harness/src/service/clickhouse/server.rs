@@ -318,9 +318,12 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
                     .into_iter()
                     // ClickHouse merges the folders beside its config and
                     // users files.
-                    .chain(spec.extras.files.iter().map(|f| {
-                        (format!("{}/{}", f.folder, f.name), f.content.clone())
-                    }))
+                    .chain(
+                        spec.extras
+                            .files
+                            .iter()
+                            .map(|f| (format!("{}/{}", f.folder, f.name), f.content.clone())),
+                    )
                     .collect(),
                 run_as: vec![],
                 env: vec![],
