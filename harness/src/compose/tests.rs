@@ -1,3 +1,7 @@
+//! The compose import on seed 003's WallStreetSim file and on small files
+//! written for each rule: what is taken, what is overridden, and errors
+//! that name the file, line and key.
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
