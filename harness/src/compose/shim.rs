@@ -56,22 +56,22 @@ impl Names {
         }
     }
 
-    fn container(&self, name: &str) -> Result<ServiceKind, String> {
+    fn container(&self, name: &str) -> Result<ServiceKind, Refused> {
         // Docker also takes a container's id prefix; the drill's have none
         // the runbook could know, so names only.
         self.services
             .iter()
             .find(|(c, _, _, _)| c == name)
             .map(|s| s.3)
-            .ok_or_else(|| {
+            .ok_or_else(|| Refused({
                 format!(
                     "`{name}` is not one of this drill's containers ({}); the drill touches only the servers it started",
                     self.services.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
                 )
-            })
+            }))
     }
 
-    fn service(&self, name: &str) -> Result<Option<ServiceKind>, String> {
+    fn service(&self, name: &str) -> Result<Option<ServiceKind>, Refused> {
         if self.not_drilled.iter().any(|n| n == name) {
             return Ok(None);
         }
@@ -80,33 +80,45 @@ impl Names {
             .find(|(_, s, _, _)| s == name)
             .map(|s| Some(s.3))
             .ok_or_else(|| {
-                format!(
-                    "`{name}` is not a service of {} ({})",
-                    self.file,
-                    self.services
-                        .iter()
-                        .map(|s| s.1.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                Refused({
+                    format!(
+                        "`{name}` is not a service of {} ({})",
+                        self.file,
+                        self.services
+                            .iter()
+                            .map(|s| s.1.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
             })
     }
 
-    fn volume(&self, name: &str) -> Result<ServiceKind, String> {
+    fn volume(&self, name: &str) -> Result<ServiceKind, Refused> {
         self.services
             .iter()
             .find(|(_, _, v, _)| v.iter().any(|v| v == name))
             .map(|s| s.3)
-            .ok_or_else(|| {
+            .ok_or_else(|| Refused({
                 format!(
                     "`{name}` is not one of this drill's volumes ({}); the drill touches only the volumes it made",
                     self.services.iter().flat_map(|s| s.2.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
                 )
-            })
+            }))
     }
 
     fn all(&self) -> Vec<ServiceKind> {
         self.services.iter().map(|s| s.3).collect()
+    }
+}
+
+/// Why a line is refused, for the person who wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -149,15 +161,15 @@ pub(crate) enum Action {
 
 /// Reads a `docker` (or `docker-compose`, as `compose ...`) command line.
 /// Err: why it is refused.
-pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
+pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, Refused> {
     let mut it = args.iter().map(String::as_str).peekable();
     // Global flags that would aim docker elsewhere are refused.
     while let Some(a) = it.peek() {
         match *a {
             "-H" | "--host" | "--context" | "-c" | "--config" => {
-                return Err(format!(
+                return Err(Refused(format!(
                     "`docker {a}` aims at another engine; in a drill, docker is the drill's own"
-                ));
+                )));
             }
             "--debug" | "-D" => {
                 it.next();
@@ -166,7 +178,7 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
         }
     }
     let Some(cmd) = it.next() else {
-        return Err("docker with no command".into());
+        return Err(Refused("docker with no command".into()));
     };
     let rest: Vec<&str> = it.collect();
     match cmd {
@@ -175,7 +187,7 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
             let (flags, targets) =
                 split_flags(&rest, &["-t", "--time", "-s", "--signal", "-n", "--tail"]);
             if targets.is_empty() {
-                return Err(format!("`docker {cmd}` needs a container name"));
+                return Err(Refused(format!("`docker {cmd}` needs a container name")));
             }
             let kinds: Vec<ServiceKind> = targets
                 .iter()
@@ -198,7 +210,7 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
         }),
         "volume" => {
             let Some((sub, vols)) = rest.split_first() else {
-                return Err("`docker volume` needs a command".into());
+                return Err(Refused("`docker volume` needs a command".into()));
             };
             let (_, vols) = split_flags(
                 vols,
@@ -219,22 +231,22 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, String> {
                     ))
                 }
                 "ls" | "inspect" => Ok(Action::Ps { all: true }),
-                other => Err(format!(
+                other => Err(Refused(format!(
                     "`docker volume {other}` is not something a drill's runbook can do"
-                )),
+                ))),
             }
         }
         "compose" => compose(&rest, names),
         "run" | "create" | "cp" | "build" | "pull" | "push" | "network" | "system" | "image"
         | "images" | "rmi" | "commit" | "export" | "import" | "load" | "save" | "login" => {
-            Err(format!(
+            Err(Refused(format!(
                 "`docker {cmd}` is not run in a drill: it would start or change something the drill does not own; \
              use a drill step instead (redis-restore-rdb, clickhouse-restore, data-shell)"
-            ))
+            )))
         }
-        other => Err(format!(
+        other => Err(Refused(format!(
             "`docker {other}` is not supported by drill's docker shim"
-        )),
+        ))),
     }
 }
 
@@ -260,7 +272,7 @@ fn split_flags<'a>(args: &[&'a str], with_value: &[&str]) -> (Vec<&'a str>, Vec<
     (flags, rest)
 }
 
-fn exec(args: &[&str], names: &Names) -> Result<Action, String> {
+fn exec(args: &[&str], names: &Names) -> Result<Action, Refused> {
     let mut opts = Vec::new();
     let mut env = Vec::new();
     let mut i = 0;
@@ -275,7 +287,7 @@ fn exec(args: &[&str], names: &Names) -> Result<Action, String> {
             i += 1;
             let v = args
                 .get(i)
-                .ok_or_else(|| format!("`docker exec {a}` needs a value"))?;
+                .ok_or_else(|| Refused(format!("`docker exec {a}` needs a value")))?;
             opts.push(v.to_string());
             if matches!(a, "-e" | "--env") {
                 let (k, val) = match v.split_once('=') {
@@ -294,12 +306,16 @@ fn exec(args: &[&str], names: &Names) -> Result<Action, String> {
         i += 1;
     }
     let Some(container) = args.get(i) else {
-        return Err("`docker exec` needs a container and a command".into());
+        return Err(Refused(
+            "`docker exec` needs a container and a command".into(),
+        ));
     };
     let kind = names.container(container)?;
     let cmd: Vec<String> = args[i + 1..].iter().map(|s| s.to_string()).collect();
     if cmd.is_empty() {
-        return Err(format!("`docker exec {container}` needs a command"));
+        return Err(Refused(format!(
+            "`docker exec {container}` needs a command"
+        )));
     }
     Ok(Action::Exec {
         kind,
@@ -309,7 +325,7 @@ fn exec(args: &[&str], names: &Names) -> Result<Action, String> {
     })
 }
 
-fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
+fn compose(args: &[&str], names: &Names) -> Result<Action, Refused> {
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
         let a = args[i];
@@ -319,20 +335,20 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
                 let f = value();
                 let base = f.rsplit('/').next().unwrap_or(f);
                 if base != names.file {
-                    return Err(format!(
+                    return Err(Refused(format!(
                         "`docker compose -f {f}`: the drill imported {}, not {base}",
                         names.file
-                    ));
+                    )));
                 }
                 i += 1;
             }
             "-p" | "--project-name" => {
                 if value() != names.project {
-                    return Err(format!(
+                    return Err(Refused(format!(
                         "`docker compose -p {}`: the drill's project is {}",
                         value(),
                         names.project
-                    ));
+                    )));
                 }
                 i += 1;
             }
@@ -342,7 +358,7 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
         i += 1;
     }
     let Some(sub) = args.get(i) else {
-        return Err("`docker compose` needs a command".into());
+        return Err(Refused("`docker compose` needs a command".into()));
     };
     if *sub == "exec" {
         // `compose exec SERVICE CMD`: the first word after the flags is
@@ -351,10 +367,10 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
         let at = args
             .iter()
             .position(|a| !a.starts_with('-'))
-            .ok_or("`compose exec` needs a service")?;
+            .ok_or_else(|| Refused("`compose exec` needs a service".into()))?;
         let kind = names
             .service(args[at])?
-            .ok_or_else(|| format!("`{}` is not drilled", args[at]))?;
+            .ok_or_else(|| Refused(format!("`{}` is not drilled", args[at])))?;
         let container = names
             .services
             .iter()
@@ -414,9 +430,9 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, String> {
             all: has("-a") || has("--all"),
         }),
         "logs" => Ok(Action::Logs(kinds[0])),
-        other => Err(format!(
+        other => Err(Refused(format!(
             "`docker compose {other}` is not supported by drill's docker shim"
-        )),
+        ))),
     }
 }
 
@@ -486,7 +502,7 @@ mod tests {
         }
     }
 
-    fn p(line: &str) -> Result<Action, String> {
+    fn p(line: &str) -> Result<Action, Refused> {
         let words: Vec<String> = line.split_whitespace().map(String::from).collect();
         parse(&words, &names())
     }
@@ -575,7 +591,7 @@ mod tests {
             ("network rm bridge", "not run in a drill"),
         ] {
             let e = p(line).unwrap_err();
-            assert!(e.contains(needle), "{line}: {e}");
+            assert!(e.0.contains(needle), "{line}: {e}");
         }
     }
 
