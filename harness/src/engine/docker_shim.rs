@@ -39,6 +39,9 @@ pub(crate) struct ShellRun {
     pub did: Vec<String>,
 }
 
+/// A line that failed, with what docker would have said.
+struct Failed(String);
+
 enum Reply {
     Exec(Vec<String>),
     Done(i32, String, String),
@@ -193,7 +196,7 @@ impl Shim {
     fn act(&mut self, action: Action, services: &mut Services, work: &Path) -> Reply {
         match self.try_act(action, services, work) {
             Ok(r) => r,
-            Err(message) => Reply::Done(1, String::new(), message),
+            Err(Failed(message)) => Reply::Done(1, String::new(), message),
         }
     }
 
@@ -202,7 +205,7 @@ impl Shim {
         action: Action,
         services: &mut Services,
         work: &Path,
-    ) -> std::result::Result<Reply, String> {
+    ) -> std::result::Result<Reply, Failed> {
         let ok = |out: String| Ok(Reply::Done(0, out, String::new()));
         let no_such = |name: &str| format!("Error response from daemon: No such container: {name}");
         match action {
@@ -214,17 +217,20 @@ impl Shim {
             } => {
                 let name = self.container(kind).to_string();
                 if self.removed.contains(&kind) {
-                    return Err(no_such(&name));
+                    return Err(Failed(no_such(&name)));
                 }
                 let l = services.get_mut(kind).server_mut();
                 if l.server_mut().alive().is_err() {
-                    return Err(format!(
+                    return Err(Failed(format!(
                         "Error response from daemon: container {name} is not running"
-                    ));
+                    )));
                 }
                 match l.info().backend {
                     BackendKind::Docker => {
-                        let id = l.server().container().ok_or_else(|| no_such(&name))?;
+                        let id = l
+                            .server()
+                            .container()
+                            .ok_or_else(|| Failed(no_such(&name)))?;
                         let docker = crate::backend::which("docker")
                             .map(|p| p.display().to_string())
                             .unwrap_or_else(|| "docker".into());
@@ -237,11 +243,11 @@ impl Shim {
                     BackendKind::Native => {
                         let tool = work.join("bin").join(&cmd[0]);
                         if cmd[0].contains('/') || !tool.is_file() {
-                            return Err(format!(
+                            return Err(Failed(format!(
                                 "natively there is no container to run `{}` in: only the server's own tools run through `docker exec` here ({})",
                                 cmd[0],
                                 tools_in(&work.join("bin")).join(", ")
-                            ));
+                            )));
                         }
                         // Where the server is now (a start after `rm` or
                         // `up` may have moved it to another port), then
@@ -260,38 +266,40 @@ impl Shim {
                 l.server_mut()
                     .stop(Stop::Graceful)
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| Failed(e.to_string()))
             }),
             Action::Kill(kinds) => self.each(services, &kinds, |_, l| {
                 l.server_mut()
                     .stop(Stop::Kill)
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| Failed(e.to_string()))
             }),
             Action::Start(kinds) => self.each(services, &kinds, |_, l| {
                 if l.server_mut().alive().is_ok() {
                     return Ok(());
                 }
-                l.start_again().map_err(|e| e.to_string())
+                l.start_again().map_err(|e| Failed(e.to_string()))
             }),
             Action::Restart(kinds) => self.each(services, &kinds, |_, l| {
-                l.restart().map(|_| ()).map_err(|e| e.to_string())
+                l.restart().map(|_| ()).map_err(|e| Failed(e.to_string()))
             }),
             Action::Rm { kinds, force } => {
                 let mut names = Vec::new();
                 for k in kinds {
                     let name = self.container(k).to_string();
                     if self.removed.contains(&k) {
-                        return Err(no_such(&name));
+                        return Err(Failed(no_such(&name)));
                     }
                     let l = services.get_mut(k).server_mut();
                     if l.server_mut().alive().is_ok() {
                         if !force {
-                            return Err(format!(
+                            return Err(Failed(format!(
                                 "Error response from daemon: cannot remove container \"/{name}\": container is running: stop the container before removing or force remove"
-                            ));
+                            )));
                         }
-                        l.server_mut().stop(Stop::Kill).map_err(|e| e.to_string())?;
+                        l.server_mut()
+                            .stop(Stop::Kill)
+                            .map_err(|e| Failed(e.to_string()))?;
                     }
                     self.removed.insert(k);
                     names.push(name);
@@ -309,13 +317,13 @@ impl Shim {
                         .and_then(|s| s.2.first().cloned())
                         .unwrap_or_default();
                     if !self.removed.contains(&k) {
-                        return Err(format!(
+                        return Err(Failed(format!(
                             "Error response from daemon: remove {volume}: volume is in use - [{}]",
                             self.container(k)
-                        ));
+                        )));
                     }
                     let l = services.get_mut(k).server_mut();
-                    l.server_mut().wipe().map_err(|e| e.to_string())?;
+                    l.server_mut().wipe().map_err(|e| Failed(e.to_string()))?;
                     names.push(volume);
                 }
                 ok(names.join("\n"))
@@ -331,7 +339,8 @@ impl Shim {
                         said.push(format!(" Container {name}  Running"));
                         continue;
                     }
-                    l.start_again().map_err(|e| format!("{name}: {e}"))?;
+                    l.start_again()
+                        .map_err(|e| Failed(format!("{name}: {e}")))?;
                     said.push(format!(
                         " Container {name}  {}",
                         if was_removed {
@@ -352,10 +361,10 @@ impl Shim {
                     let l = services.get_mut(k).server_mut();
                     l.server_mut()
                         .stop(Stop::Graceful)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Failed(e.to_string()))?;
                     self.removed.insert(k);
                     if volumes {
-                        l.server_mut().wipe().map_err(|e| e.to_string())?;
+                        l.server_mut().wipe().map_err(|e| Failed(e.to_string()))?;
                     }
                 }
                 ok(String::new())
@@ -391,7 +400,7 @@ impl Shim {
             }
             Action::Logs(k) => {
                 if self.removed.contains(&k) {
-                    return Err(no_such(self.container(k)));
+                    return Err(Failed(no_such(self.container(k))));
                 }
                 ok(services.get_mut(k).server_mut().server().log_tail(200))
             }
@@ -404,17 +413,18 @@ impl Shim {
         &mut self,
         services: &mut Services,
         kinds: &[ServiceKind],
-        f: impl Fn(ServiceKind, &mut dyn crate::service::Lifecycle) -> std::result::Result<(), String>,
-    ) -> std::result::Result<Reply, String> {
+        f: impl Fn(ServiceKind, &mut dyn crate::service::Lifecycle) -> std::result::Result<(), Failed>,
+    ) -> std::result::Result<Reply, Failed> {
         let mut names = Vec::new();
         for &k in kinds {
             let name = self.container(k).to_string();
             if self.removed.contains(&k) {
-                return Err(format!(
+                return Err(Failed(format!(
                     "Error response from daemon: No such container: {name}"
-                ));
+                )));
             }
-            f(k, services.get_mut(k).server_mut()).map_err(|e| format!("{name}: {e}"))?;
+            f(k, services.get_mut(k).server_mut())
+                .map_err(|e| Failed(format!("{name}: {}", e.0)))?;
             names.push(name);
         }
         Ok(Reply::Done(0, names.join("\n"), String::new()))
