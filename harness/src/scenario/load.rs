@@ -107,7 +107,15 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
     if let Some(compose) = sc.services.from_compose.clone() {
         let file = path.parent().unwrap_or(Path::new(".")).join(compose);
         let shell: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-        let imported = crate::compose::import(&file, &sc.services.compose_services, &shell)?;
+        let imported = crate::compose::import(&file, &sc.services.compose_services, &shell)
+            .map_err(|mut e| {
+                e.help = format!(
+                    "{} (the compose file `from-compose` names in {})",
+                    e.help,
+                    path.display()
+                );
+                e
+            })?;
         crate::compose::apply(&mut sc, imported);
     }
     if sc.name.is_empty() {
