@@ -42,6 +42,8 @@ enum Sub {
     /// backups: the newest whole one is used) into a disposable server and
     /// check it: "does last night's backup restore, and how long does it take?"
     RestoreArtifact(ArtifactArgs),
+    /// Write starter scenarios (the same as `drill init`).
+    Init(crate::init::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -271,6 +273,9 @@ impl Work {
 }
 
 pub(crate) fn run(args: Args) -> Outcome {
+    if let Some(Sub::Init(a)) = args.sub {
+        return crate::init::run(a);
+    }
     execute(prepare(args)?)
 }
 
@@ -416,8 +421,10 @@ fn execute(prepared: Option<(Work, RunArgs)>) -> Outcome {
 
 /// Parses and validates everything; None when --validate-only is done.
 fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
-    if let Some(Sub::RestoreArtifact(a)) = args.sub {
-        return prepare_artifacts(a, args.validate_only);
+    match args.sub {
+        Some(Sub::RestoreArtifact(a)) => return prepare_artifacts(a, args.validate_only),
+        Some(Sub::Init(_)) => unreachable!("run() handles init"),
+        None => {}
     }
     let scenarios = select(&args)?;
     check_run_args(&args.run, &scenarios)?;

@@ -139,7 +139,60 @@ fn drill_runs_from_a_repository_of_its_own() {
         .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("nightly-restore"));
 
-    // 2. The GitHub Action's steps, as a runner runs a composite action.
+    // 2. `drill init` in a repository with only a compose file: a starter
+    //    per service, which validate; a second init overwrites nothing.
+    let fresh = tmp.path().join("fresh");
+    let compose = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/compose/wallstreetsim");
+    std::fs::create_dir_all(fresh.join("deploy/config")).unwrap();
+    for f in [
+        "docker-compose.db.yml",
+        ".env",
+        "config/postgresql.conf",
+        "config/redis.conf",
+        "config/clickhouse-limits.xml",
+    ] {
+        std::fs::copy(compose.join(f), fresh.join("deploy").join(f)).unwrap();
+    }
+    let init = |extra: &[&str]| {
+        Command::new(bin.join("drill"))
+            .args(["init", "--from-compose", "deploy/docker-compose.db.yml"])
+            .args(extra)
+            .current_dir(&fresh)
+            .output()
+            .unwrap()
+    };
+    let out = init(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["postgres", "redis", "clickhouse"] {
+        assert!(
+            fresh
+                .join(format!("scenarios/{kind}-volume-wipe.toml"))
+                .is_file()
+        );
+    }
+    let validate = Command::new(bin.join("drill"))
+        .args(["run", "--validate-only"])
+        .current_dir(&fresh)
+        .output()
+        .unwrap();
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let again = init(&[]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "a second init must not overwrite"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    // 3. The GitHub Action's steps, as a runner runs a composite action.
     let action_path = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let action = std::fs::read_to_string(action_path.join("action.yml")).unwrap();
     let doc = &yaml_rust2::YamlLoader::load_from_str(&action).unwrap()[0];
