@@ -41,7 +41,7 @@ enum Sub {
     /// Restore an existing backup (a file, a dump folder, or a folder of
     /// backups: the newest whole one is used) into a disposable server and
     /// check it: "does last night's backup restore, and how long does it take?"
-    RestoreArtifact(ArtifactArgs),
+    RestoreArtifact(Box<ArtifactArgs>),
     /// Write starter scenarios (the same as `drill init`).
     Init(crate::init::Args),
 }
@@ -422,7 +422,7 @@ fn execute(prepared: Option<(Work, RunArgs)>) -> Outcome {
 /// Parses and validates everything; None when --validate-only is done.
 fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
     match args.sub {
-        Some(Sub::RestoreArtifact(a)) => return prepare_artifacts(a, args.validate_only),
+        Some(Sub::RestoreArtifact(a)) => return prepare_artifacts(*a, args.validate_only),
         Some(Sub::Init(_)) => unreachable!("run() handles init"),
         None => {}
     }
