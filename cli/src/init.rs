@@ -90,7 +90,7 @@ fn plan(args: &Args) -> Result<Vec<(PathBuf, String)>, Failure> {
         let name = format!("{kind}-volume-wipe.toml");
         files.push((args.dir.join(name), scenario(*kind, compose.as_ref())));
     }
-    files.push((args.dir.join("README.md"), readme(&kinds)));
+    files.push((args.dir.join("README.md"), readme(&kinds, &args.dir)));
     Ok(files)
 }
 
@@ -194,7 +194,7 @@ fn scenario(kind: ServiceKind, compose: Option<&(String, String)>) -> String {
     s
 }
 
-fn readme(kinds: &[(ServiceKind, Option<(String, String)>)]) -> String {
+fn readme(kinds: &[(ServiceKind, Option<(String, String)>)], dir: &Path) -> String {
     let mut s = String::from(
         "# Restore drills\n\nEach `.toml` here is a drill: disposable servers, a fixture, your backup, an\nincident, your recovery, and the checks (rows, schema, keys, RTO). Written by\n`drill init`; edit them to match how you back up and restore.\n\n",
     );
@@ -209,8 +209,10 @@ fn readme(kinds: &[(ServiceKind, Option<(String, String)>)]) -> String {
             "| `{k}-volume-wipe` | {k}{from}: volume lost, backup restored |"
         );
     }
-    s.push_str(
-        "\nRun them (Docker when an engine answers, else local servers):\n\n```sh\ndrill run --scenarios-dir scenarios            # all\ndrill run --scenarios-dir scenarios --keep     # leave the servers up to look at\ndrill clean                                    # remove what --keep or a killed run left\n```\n\nReports land in `target/drill` (report.json, junit.xml, summary.md).\n",
+    let d = dir.display();
+    let _ = write!(
+        s,
+        "\nRun them (Docker when an engine answers, else local servers):\n\n```sh\ndrill run --scenarios-dir {d}            # all\ndrill run --scenarios-dir {d} --keep     # leave the servers up to look at\ndrill clean                              # remove what --keep or a killed run left\n```\n\nReports land in `target/drill` (report.json, junit.xml, summary.md).\n"
     );
     s
 }

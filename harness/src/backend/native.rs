@@ -457,14 +457,22 @@ impl super::Server for NativeServer {
         self.write_files()?;
         self.init_if_empty()?;
         let mut last = None;
-        // A port is picked free but could be taken before the server binds
-        // it: try again with others.
-        for _ in 0..3 {
-            self.ports = spec
-                .ports
-                .iter()
-                .map(|p| free_port().map(|l| (*p, l)))
-                .collect::<Result<_>>()?;
+        // The ports it had, first: a server started again keeps its address
+        // (as a published port does), so clients and a script's PGPORT
+        // still reach it. A port is picked free but could be taken before
+        // the server binds it: try again with others.
+        let before = std::mem::take(&mut self.ports);
+        for attempt in 0..4 {
+            let same = before.len() == spec.ports.len()
+                && spec.ports.iter().all(|p| before.contains_key(p));
+            self.ports = if attempt == 0 && same {
+                before.clone()
+            } else {
+                spec.ports
+                    .iter()
+                    .map(|p| free_port().map(|l| (*p, l)))
+                    .collect::<Result<_>>()?
+            };
             self.spawn()?;
             // Give a bind failure a moment to show.
             std::thread::sleep(Duration::from_millis(30));

@@ -229,7 +229,8 @@ pub(crate) fn parse_dotenv(
                     None => return Err(bad(format!("{key}: the double quote is not closed"))),
                 }
             };
-            let unescaped = unescape(&text[..end]);
+            // `\$` is a literal `$`: kept as `$$` through interpolation.
+            let unescaped = unescape(&text[..end].replace("\\$", "\u{0}")).replace('\u{0}', "$$");
             let mut unset = Vec::new();
             interpolate(&unescaped, &vars, &mut unset).map_err(|e| bad(e.0))?
         } else {
@@ -334,7 +335,7 @@ mod tests {
     fn the_shell_overrides_the_env_file() {
         let shell: BTreeMap<String, String> = [("USER_X".to_string(), "shell".to_string())].into();
         let dotenv = parse_dotenv(
-            "# comment\nUSER_X=file\nexport DB=wss   # trailing\nQ='lit $DB'\nD=\"a\\n${DB}\"\nM=\"one\ntwo\"\n",
+            "# comment\nUSER_X=file\nexport DB=wss   # trailing\nQ='lit $DB'\nD=\"a\\n${DB}\"\nM=\"one\ntwo\"\nE=\"cost \\$DB\"\n",
             &shell,
         )
         .unwrap();
@@ -344,6 +345,7 @@ mod tests {
         assert_eq!(v.get("Q"), Some("lit $DB"));
         assert_eq!(v.get("D"), Some("a\nwss"));
         assert_eq!(v.get("M"), Some("one\ntwo"));
+        assert_eq!(v.get("E"), Some("cost $DB"));
         let e = parse_dotenv("OK=1\nnot a pair\n", &BTreeMap::new()).unwrap_err();
         assert_eq!(e.line, 2);
     }

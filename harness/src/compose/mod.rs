@@ -50,6 +50,9 @@ pub struct ImportedService {
     pub container: String,
     /// The named volumes it mounts, by their Docker names.
     pub volumes: Vec<String>,
+    /// The one of them that holds the server's data (mounted at the data
+    /// directory or above it): the volume the drill's own stands for.
+    pub data_volume: Option<String>,
     /// The image as the compose file names it.
     pub image: String,
     /// What drill took from the compose file, one line each.
@@ -380,7 +383,9 @@ struct Cx<'a> {
     unset: Vec<String>,
 }
 
-/// Settings drill owns for each engine: where it listens and keeps data.
+/// PostgreSQL settings drill owns: where it listens and keeps data, and
+/// what would run a command on the host or reach another server (an
+/// archive_command pushing WAL to production's bucket, a primary_conninfo).
 const PG_OWNED: &[&str] = &[
     "port",
     "listen_addresses",
@@ -390,13 +395,36 @@ const PG_OWNED: &[&str] = &[
     "unix_socket_directories",
     "external_pid_file",
     "config_file",
+    "include",
+    "include_dir",
+    "include_if_exists",
+    "shared_preload_libraries",
+    "archive_command",
+    "archive_library",
+    "restore_command",
+    "archive_cleanup_command",
+    "recovery_end_command",
+    "primary_conninfo",
+    "primary_slot_name",
+    "ssl_cert_file",
+    "ssl_key_file",
+    "ssl_ca_file",
+    "log_directory",
+    "local_preload_libraries",
+    "session_preload_libraries",
+    "dynamic_library_path",
 ];
-const REDIS_OWNED: &[&str] = &[
+/// Redis directives drill owns, for the same reasons (`loadmodule` loads
+/// a host library natively; `replicaof` reaches another server).
+pub(crate) const REDIS_OWNED: &[&str] = &[
     "port",
     "bind",
     "dir",
     "requirepass",
     "masterauth",
+    "masteruser",
+    "replicaof",
+    "slaveof",
     "protected-mode",
     "daemonize",
     "logfile",
@@ -404,20 +432,60 @@ const REDIS_OWNED: &[&str] = &[
     "unixsocket",
     "aclfile",
     "include",
+    "loadmodule",
     "dbfilename",
     "appenddirname",
     "appendfilename",
+    "tls-port",
+    "cluster-enabled",
 ];
-/// ClickHouse config elements drill owns.
+/// ClickHouse config elements drill owns: ports, paths, and what reaches
+/// other servers or stores (clusters, keeper, S3 disks).
 const CLICKHOUSE_OWNED: &[&str] = &[
     "tcp_port",
     "http_port",
+    "https_port",
+    "tcp_port_secure",
+    "mysql_port",
+    "postgresql_port",
+    "grpc_port",
+    "interserver_http_port",
     "listen_host",
-    "<path>",
+    "path",
     "tmp_path",
     "user_files_path",
-    "interserver_http_port",
+    "remote_servers",
+    "zookeeper",
+    "keeper_server",
+    "storage_configuration",
+    "named_collections",
+    "dictionaries_config",
+    "user_directories",
 ];
+
+/// Whether a variable or directive holds a secret: its value is never
+/// shown (the report, the step's detail, the job summary).
+pub(crate) fn is_secret(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["PASS", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+/// `value`, or `…` when `name` holds a secret.
+fn shown<'a>(name: &str, value: &'a str) -> &'a str {
+    if is_secret(name) { "…" } else { value }
+}
+
+/// Whether XML text sets element `tag` (`<tag>`, `<tag attr=...>`, `<tag/>`).
+fn sets_element(xml: &str, tag: &str) -> bool {
+    xml.match_indices(&format!("<{tag}")).any(|(i, m)| {
+        matches!(
+            xml[i + m.len()..].chars().next(),
+            Some('>' | ' ' | '/' | '\t' | '\n' | '\r')
+        )
+    })
+}
 
 impl Cx<'_> {
     fn err(&self, at: At, key: &str, message: String, help: &str) -> ScenarioError {
@@ -459,6 +527,11 @@ impl Cx<'_> {
                 let path_node = f.get("path").unwrap_or(&f).clone();
                 let rel = self.text(&path_node, &format!("{key}.env_file"))?;
                 let path = self.dir.join(&rel);
+                // `{ path: x, required: false }`: a missing file is skipped.
+                let optional = f.get("required").and_then(Node::as_text) == Some("false");
+                if optional && !path.exists() {
+                    continue;
+                }
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     self.err(
                         f.at,
@@ -600,8 +673,15 @@ impl Cx<'_> {
                 Mount::Anonymous { target }
             } else if source.starts_with('.') || source.starts_with('/') || source.starts_with('~')
             {
+                let host = match source.strip_prefix("~/") {
+                    Some(rest) => std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_default()
+                        .join(rest),
+                    None => self.dir.join(&source),
+                };
                 Mount::Bind {
-                    host: self.dir.join(&source),
+                    host,
                     source,
                     target,
                     at: item.at,
@@ -643,9 +723,28 @@ impl Cx<'_> {
         let env = self.environment(svc, key)?;
         let command = self.command(svc, key)?;
         let mounts = self.mounts(svc, key, project, declared_volumes)?;
+        // Where the engine's image keeps its data.
+        let data_dir = match kind {
+            ServiceKind::Postgres => env
+                .iter()
+                .find(|(k, _)| k == "PGDATA")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "/var/lib/postgresql/data".into()),
+            ServiceKind::Redis => "/data".into(),
+            ServiceKind::ClickHouse => "/var/lib/clickhouse".into(),
+        };
+        let data_volume = mounts.iter().find_map(|m| match m {
+            Mount::Named { name, target }
+                if std::path::Path::new(&data_dir).starts_with(target.trim_end_matches('/')) =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        });
         let mut s = ImportedService {
             kind,
             service: name.to_string(),
+            data_volume,
             container,
             volumes: mounts
                 .iter()
@@ -823,10 +922,7 @@ impl Cx<'_> {
         key: &str,
     ) -> Result<(), ScenarioError> {
         for (k, v) in env {
-            s.taken.push(format!(
-                "environment {k}={}",
-                if k.contains("PASS") { "…" } else { v }
-            ));
+            s.taken.push(format!("environment {k}={}", shown(k, v)));
             s.not_native
                 .push(format!("environment {k} (a container's)"));
             s.apply.extras.env.push((k.clone(), v.clone()));
@@ -872,13 +968,13 @@ impl Cx<'_> {
         for (k, v, from) in directives {
             let k = k.to_lowercase();
             if REDIS_OWNED.contains(&k.as_str()) {
-                let shown = if k.contains("pass") { "…".into() } else { v };
                 s.overridden.push(format!(
-                    "{k} {shown} from {from} (drill's; the drill's password is in $REDIS_PASSWORD)"
+                    "{k} {} from {from} (drill's; the drill's password is in $REDIS_PASSWORD)",
+                    shown(&k, &v)
                 ));
                 continue;
             }
-            s.taken.push(format!("{k} {v} from {from}"));
+            s.taken.push(format!("{k} {} from {from}", shown(&k, &v)));
             match k.as_str() {
                 "appendonly" => s.apply.appendonly = Some(v.eq_ignore_ascii_case("yes")),
                 "appendfsync" => s.apply.appendfsync = Some(v),
@@ -944,13 +1040,9 @@ impl Cx<'_> {
                 continue;
             };
             let text = self.read(host, *at, key)?;
-            if let Some(owned) = CLICKHOUSE_OWNED.iter().find(|o| {
-                let tag = o.trim_matches(['<', '>']);
-                text.contains(&format!("<{tag}>"))
-            }) {
+            if let Some(owned) = CLICKHOUSE_OWNED.iter().find(|tag| sets_element(&text, tag)) {
                 s.overridden.push(format!(
-                    "{source} (sets {}: drill's ports and paths)",
-                    owned.trim_matches(['<', '>'])
+                    "{source} (sets {owned}: drill owns ports, paths and what reaches other servers; not applied)"
                 ));
                 continue;
             }

@@ -17,16 +17,30 @@
 //! the drill's is refused with a message that lists the drill's own, so a
 //! runbook line can never reach a server the drill did not start.
 
+use std::path::{Path, PathBuf};
+
 use super::Imported;
 use crate::vocab::ServiceKind;
+
+/// One of the drill's services under its compose names.
+#[derive(Debug, Clone)]
+pub(crate) struct Named {
+    pub kind: ServiceKind,
+    pub container: String,
+    pub service: String,
+    /// The volume holding its data: the one the drill's volume stands for.
+    pub data_volume: Option<String>,
+    /// Its other named volumes, which the drill does not have.
+    pub other_volumes: Vec<String>,
+}
 
 /// The compose names that stand for the drill's services.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Names {
-    pub file: String,
+    /// The compose file, as imported (made absolute when it can be).
+    pub file: PathBuf,
     pub project: String,
-    /// (container name, compose service, volumes, kind)
-    pub services: Vec<(String, String, Vec<String>, ServiceKind)>,
+    pub services: Vec<Named>,
     /// Compose services the drill does not run (the application).
     pub not_drilled: Vec<String>,
 }
@@ -36,24 +50,43 @@ impl Names {
         Names {
             file: imported
                 .file
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+                .canonicalize()
+                .unwrap_or_else(|_| imported.file.clone()),
             project: imported.project.clone(),
             services: imported
                 .services
                 .iter()
-                .map(|s| {
-                    (
-                        s.container.clone(),
-                        s.service.clone(),
-                        s.volumes.clone(),
-                        s.kind,
-                    )
+                .map(|s| Named {
+                    kind: s.kind,
+                    container: s.container.clone(),
+                    service: s.service.clone(),
+                    data_volume: s.data_volume.clone(),
+                    other_volumes: s
+                        .volumes
+                        .iter()
+                        .filter(|v| Some(*v) != s.data_volume.as_ref())
+                        .cloned()
+                        .collect(),
                 })
                 .collect(),
             not_drilled: imported.not_drilled.clone(),
         }
+    }
+
+    /// The service of `kind`.
+    pub(crate) fn get(&self, kind: ServiceKind) -> &Named {
+        self.services
+            .iter()
+            .find(|s| s.kind == kind)
+            .expect("actions name the drill's services only")
+    }
+
+    fn list(&self, f: impl Fn(&Named) -> Option<&str>) -> String {
+        self.services
+            .iter()
+            .filter_map(f)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn container(&self, name: &str) -> Result<ServiceKind, Refused> {
@@ -61,14 +94,14 @@ impl Names {
         // the runbook could know, so names only.
         self.services
             .iter()
-            .find(|(c, _, _, _)| c == name)
-            .map(|s| s.3)
-            .ok_or_else(|| Refused({
-                format!(
+            .find(|s| s.container == name)
+            .map(|s| s.kind)
+            .ok_or_else(|| {
+                Refused(format!(
                     "`{name}` is not one of this drill's containers ({}); the drill touches only the servers it started",
-                    self.services.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
-                )
-            }))
+                    self.list(|s| Some(&s.container))
+                ))
+            })
     }
 
     fn service(&self, name: &str) -> Result<Option<ServiceKind>, Refused> {
@@ -77,38 +110,43 @@ impl Names {
         }
         self.services
             .iter()
-            .find(|(_, s, _, _)| s == name)
-            .map(|s| Some(s.3))
+            .find(|s| s.service == name)
+            .map(|s| Some(s.kind))
             .ok_or_else(|| {
-                Refused({
-                    format!(
-                        "`{name}` is not a service of {} ({})",
-                        self.file,
-                        self.services
-                            .iter()
-                            .map(|s| s.1.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })
+                Refused(format!(
+                    "`{name}` is not a service of {} ({})",
+                    self.file.display(),
+                    self.list(|s| Some(&s.service))
+                ))
             })
     }
 
     fn volume(&self, name: &str) -> Result<ServiceKind, Refused> {
+        if let Some(s) = self
+            .services
+            .iter()
+            .find(|s| s.other_volumes.iter().any(|v| v == name))
+        {
+            return Err(Refused(format!(
+                "`{name}` is a volume of {} that the drill does not have: only its data volume ({}) stands for the drill's",
+                s.container,
+                s.data_volume.as_deref().unwrap_or("none")
+            )));
+        }
         self.services
             .iter()
-            .find(|(_, _, v, _)| v.iter().any(|v| v == name))
-            .map(|s| s.3)
-            .ok_or_else(|| Refused({
-                format!(
+            .find(|s| s.data_volume.as_deref() == Some(name))
+            .map(|s| s.kind)
+            .ok_or_else(|| {
+                Refused(format!(
                     "`{name}` is not one of this drill's volumes ({}); the drill touches only the volumes it made",
-                    self.services.iter().flat_map(|s| s.2.iter().map(String::as_str)).collect::<Vec<_>>().join(", ")
-                )
-            }))
+                    self.list(|s| s.data_volume.as_deref())
+                ))
+            })
     }
 
     fn all(&self) -> Vec<ServiceKind> {
-        self.services.iter().map(|s| s.3).collect()
+        self.services.iter().map(|s| s.kind).collect()
     }
 }
 
@@ -125,11 +163,13 @@ impl std::fmt::Display for Refused {
 /// What a `docker` command line asks of the drill.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// `docker exec [opts] CONTAINER CMD...`: `opts` as given.
+    /// `docker exec [opts] CONTAINER CMD...`: `opts` rewritten in long form
+    /// (`--env=K=V`), so docker reads them as the shim did.
     Exec {
         kind: ServiceKind,
         opts: Vec<String>,
-        /// `-e K=V` from `opts`, for the native backend.
+        /// `-e K=V` from `opts`, for the native backend (a bare `-e K`
+        /// adds nothing: the command inherits the script's variables).
         env: Vec<(String, String)>,
         cmd: Vec<String>,
     },
@@ -142,106 +182,265 @@ pub(crate) enum Action {
         kinds: Vec<ServiceKind>,
         force: bool,
     },
+    /// The data volume of each goes.
     VolumeRm(Vec<ServiceKind>),
+    /// Nothing to create (the drill makes the volume when the server
+    /// starts); the names are echoed as docker does.
     VolumeCreate(Vec<String>),
+    VolumeLs {
+        quiet: bool,
+    },
     /// `compose up`: create what is missing, start what is stopped.
     Up(Vec<ServiceKind>),
     /// `compose down [-v]`.
     Down {
         volumes: bool,
     },
-    /// `docker ps [-a]` and `compose ps`.
+    /// `docker ps` and `compose ps`.
     Ps {
         all: bool,
+        quiet: bool,
     },
     Logs(ServiceKind),
     /// Nothing to do but say so (a service the drill does not run).
     Note(String),
 }
 
-/// Reads a `docker` (or `docker-compose`, as `compose ...`) command line.
-/// Err: why it is refused.
-pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, Refused> {
-    let mut it = args.iter().map(String::as_str).peekable();
-    // Global flags that would aim docker elsewhere are refused.
-    while let Some(a) = it.peek() {
-        match *a {
-            "-H" | "--host" | "--context" | "-c" | "--config" => {
-                return Err(Refused(format!(
-                    "`docker {a}` aims at another engine; in a drill, docker is the drill's own"
-                )));
+/// The options one command takes: those with a value, and switches.
+struct Spec {
+    values: &'static [&'static str],
+    switches: &'static [&'static str],
+}
+
+const EXEC: Spec = Spec {
+    values: &[
+        "-e",
+        "--env",
+        "-u",
+        "--user",
+        "-w",
+        "--workdir",
+        "--env-file",
+        "--detach-keys",
+    ],
+    switches: &[
+        "-i",
+        "--interactive",
+        "-t",
+        "--tty",
+        "-d",
+        "--detach",
+        "--privileged",
+    ],
+};
+const COMPOSE_EXEC: Spec = Spec {
+    values: &["-e", "--env", "-u", "--user", "-w", "--workdir", "--index"],
+    switches: &[
+        "-i",
+        "--interactive",
+        "-t",
+        "--tty",
+        "-T",
+        "--no-TTY",
+        "-d",
+        "--detach",
+        "--privileged",
+    ],
+};
+
+/// An option as read: its name as written (`-e`, `--env`) and its value.
+type Opt = (String, Option<String>);
+
+/// Options as pflag reads them (`--name=v`, `--name v`, `-xv`, `-x v`,
+/// clusters of switches `-fv`); stops at the first operand when `first`
+/// (exec: what follows is the command). (options as (name, value),
+/// operands, index after the options).
+fn options<'a>(
+    args: &[&'a str],
+    spec: &Spec,
+    first: bool,
+    what: &str,
+) -> Result<(Vec<Opt>, Vec<&'a str>), Refused> {
+    let unknown = |o: &str| {
+        Refused(format!(
+            "`{what} {o}`: an option drill's docker shim does not know (it takes {})",
+            spec.values
+                .iter()
+                .chain(spec.switches)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))
+    };
+    let (mut opts, mut operands) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        i += 1;
+        if a == "--" {
+            operands.extend(&args[i..]);
+            break;
+        }
+        if !a.starts_with('-') || a == "-" {
+            operands.push(a);
+            if first {
+                operands.extend(&args[i..]);
+                break;
             }
-            "--debug" | "-D" => {
-                it.next();
+            continue;
+        }
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (format!("--{n}"), Some(v.to_string())),
+                None => (a.to_string(), None),
+            };
+            if spec.values.contains(&name.as_str()) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => {
+                        let v = args
+                            .get(i)
+                            .ok_or_else(|| Refused(format!("`{what} {name}` needs a value")))?;
+                        i += 1;
+                        v.to_string()
+                    }
+                };
+                opts.push((name, Some(v)));
+            } else if spec.switches.contains(&name.as_str()) && inline.is_none() {
+                opts.push((name, None));
+            } else {
+                return Err(unknown(a));
             }
-            _ => break,
+            continue;
+        }
+        // `-abc`: switches, until one takes a value (the rest of the
+        // token, or the next argument).
+        let chars: Vec<char> = a[1..].chars().collect();
+        let mut k = 0;
+        while k < chars.len() {
+            let name = format!("-{}", chars[k]);
+            k += 1;
+            if spec.values.contains(&name.as_str()) {
+                let rest: String = chars[k..].iter().collect();
+                let v = if !rest.is_empty() {
+                    rest.strip_prefix('=').unwrap_or(&rest).to_string()
+                } else {
+                    let v = args
+                        .get(i)
+                        .ok_or_else(|| Refused(format!("`{what} {name}` needs a value")))?;
+                    i += 1;
+                    v.to_string()
+                };
+                opts.push((name, Some(v)));
+                break;
+            } else if spec.switches.contains(&name.as_str()) {
+                opts.push((name, None));
+            } else {
+                return Err(unknown(&name));
+            }
         }
     }
-    let Some(cmd) = it.next() else {
+    Ok((opts, operands))
+}
+
+fn has(opts: &[Opt], names: &[&str]) -> bool {
+    opts.iter().any(|(n, _)| names.contains(&n.as_str()))
+}
+
+/// Reads a `docker` (or `docker-compose`, as `compose ...`) command line
+/// run in `cwd`. Err: why it is refused.
+pub(crate) fn parse(args: &[String], cwd: &Path, names: &Names) -> Result<Action, Refused> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let Some(at) = args.iter().position(|a| !a.starts_with('-')) else {
         return Err(Refused("docker with no command".into()));
     };
-    let rest: Vec<&str> = it.collect();
+    // Global options: any that would aim docker elsewhere is refused.
+    for a in &args[..at] {
+        if !matches!(*a, "--debug" | "-D") {
+            return Err(Refused(format!(
+                "`docker {a}`: in a drill, docker is the drill's own (no -H, --context, --config)"
+            )));
+        }
+    }
+    let (cmd, rest) = (args[at], &args[at + 1..]);
+    let simple = |values: &'static [&'static str], switches: &'static [&'static str]| {
+        let (opts, targets) = options(
+            rest,
+            &Spec { values, switches },
+            false,
+            &format!("docker {cmd}"),
+        )?;
+        if targets.is_empty() {
+            return Err(Refused(format!("`docker {cmd}` needs a container name")));
+        }
+        let kinds = targets
+            .iter()
+            .map(|t| names.container(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((opts, kinds))
+    };
     match cmd {
-        "exec" => exec(&rest, names),
-        "stop" | "start" | "restart" | "kill" | "rm" | "logs" | "inspect" => {
-            let (flags, targets) =
-                split_flags(&rest, &["-t", "--time", "-s", "--signal", "-n", "--tail"]);
-            if targets.is_empty() {
-                return Err(Refused(format!("`docker {cmd}` needs a container name")));
-            }
-            let kinds: Vec<ServiceKind> = targets
-                .iter()
-                .map(|t| names.container(t))
-                .collect::<Result<_, _>>()?;
-            Ok(match cmd {
-                "stop" => Action::Stop(kinds),
-                "start" => Action::Start(kinds),
-                "restart" => Action::Restart(kinds),
-                "kill" => Action::Kill(kinds),
-                "logs" | "inspect" => Action::Logs(kinds[0]),
-                _ => Action::Rm {
-                    kinds,
-                    force: flags.iter().any(|f| matches!(*f, "-f" | "--force")),
-                },
+        "exec" => exec(rest, &EXEC, "docker exec", None, names),
+        "stop" | "restart" => {
+            let (_, k) = simple(&["-t", "--time", "--timeout", "-s", "--signal"], &[])?;
+            Ok(if cmd == "stop" {
+                Action::Stop(k)
+            } else {
+                Action::Restart(k)
             })
         }
-        "ps" | "container" if cmd == "ps" || rest.first() == Some(&"ls") => Ok(Action::Ps {
-            all: rest.iter().any(|a| matches!(*a, "-a" | "--all")),
-        }),
-        "volume" => {
-            let Some((sub, vols)) = rest.split_first() else {
-                return Err(Refused("`docker volume` needs a command".into()));
-            };
-            let (_, vols) = split_flags(
-                vols,
-                &["--driver", "-d", "--label", "--name", "-o", "--opt"],
-            );
-            match *sub {
-                "rm" | "remove" => Ok(Action::VolumeRm(
-                    vols.iter()
-                        .map(|v| names.volume(v))
-                        .collect::<Result<_, _>>()?,
-                )),
-                "create" => {
-                    for v in &vols {
-                        names.volume(v)?;
-                    }
-                    Ok(Action::VolumeCreate(
-                        vols.iter().map(|v| v.to_string()).collect(),
-                    ))
-                }
-                "ls" | "inspect" => Ok(Action::Ps { all: true }),
-                other => Err(Refused(format!(
-                    "`docker volume {other}` is not something a drill's runbook can do"
-                ))),
-            }
+        "start" => Ok(Action::Start(
+            simple(&[], &["-a", "--attach", "-i", "--interactive"])?.1,
+        )),
+        "kill" => Ok(Action::Kill(simple(&["-s", "--signal"], &[])?.1)),
+        "rm" => {
+            let (opts, kinds) = simple(&[], &["-f", "--force", "-v", "--volumes", "-l", "--link"])?;
+            Ok(Action::Rm {
+                kinds,
+                force: has(&opts, &["-f", "--force"]),
+            })
         }
-        "compose" => compose(&rest, names),
+        "logs" => {
+            let (_, kinds) = simple(
+                &["-n", "--tail", "--since", "--until"],
+                &["-f", "--follow", "-t", "--timestamps", "--details"],
+            )?;
+            Ok(Action::Logs(kinds[0]))
+        }
+        "ps" => {
+            let (opts, _) = options(
+                rest,
+                &Spec {
+                    values: &[],
+                    switches: &[
+                        "-a",
+                        "--all",
+                        "-q",
+                        "--quiet",
+                        "--no-trunc",
+                        "-s",
+                        "--size",
+                        "-l",
+                        "--latest",
+                    ],
+                },
+                false,
+                "docker ps",
+            )?;
+            Ok(Action::Ps {
+                all: has(&opts, &["-a", "--all"]),
+                quiet: has(&opts, &["-q", "--quiet"]),
+            })
+        }
+        "volume" => volume(rest, names),
+        "compose" => compose(rest, cwd, names),
         "run" | "create" | "cp" | "build" | "pull" | "push" | "network" | "system" | "image"
-        | "images" | "rmi" | "commit" | "export" | "import" | "load" | "save" | "login" => {
+        | "images" | "rmi" | "commit" | "export" | "import" | "load" | "save" | "login"
+        | "container" | "update" | "rename" | "pause" | "unpause" | "inspect" => {
             Err(Refused(format!(
-                "`docker {cmd}` is not run in a drill: it would start or change something the drill does not own; \
-             use a drill step instead (redis-restore-rdb, clickhouse-restore, data-shell)"
+                "`docker {cmd}` is not run in a drill: the shim does what a runbook does to the drill's own servers \
+             (exec, stop, start, restart, kill, rm, logs, ps, volume rm, compose up/down/...); \
+             for the rest use a drill step (redis-restore-rdb, clickhouse-restore, data-shell)"
             )))
         }
         other => Err(Refused(format!(
@@ -250,142 +449,260 @@ pub(crate) fn parse(args: &[String], names: &Names) -> Result<Action, Refused> {
     }
 }
 
-/// Flags (with the values of those in `with_value`) apart from the rest.
-fn split_flags<'a>(args: &[&'a str], with_value: &[&str]) -> (Vec<&'a str>, Vec<&'a str>) {
-    let (mut flags, mut rest) = (Vec::new(), Vec::new());
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i];
-        if a.starts_with('-') {
-            flags.push(a);
-            if with_value.contains(&a) {
-                i += 1;
-                if let Some(v) = args.get(i) {
-                    flags.push(v);
-                }
-            }
-        } else {
-            rest.push(a);
+fn volume(args: &[&str], names: &Names) -> Result<Action, Refused> {
+    let Some((sub, rest)) = args.split_first() else {
+        return Err(Refused("`docker volume` needs a command".into()));
+    };
+    let what = format!("docker volume {sub}");
+    match *sub {
+        "rm" | "remove" => {
+            let (_, vols) = options(
+                rest,
+                &Spec {
+                    values: &[],
+                    switches: &["-f", "--force"],
+                },
+                false,
+                &what,
+            )?;
+            Ok(Action::VolumeRm(
+                vols.iter()
+                    .map(|v| names.volume(v))
+                    .collect::<Result<_, _>>()?,
+            ))
         }
-        i += 1;
+        "create" => {
+            let (_, vols) = options(
+                rest,
+                &Spec {
+                    values: &["-d", "--driver", "--label", "--name", "-o", "--opt"],
+                    switches: &[],
+                },
+                false,
+                &what,
+            )?;
+            for v in &vols {
+                names.volume(v)?;
+            }
+            Ok(Action::VolumeCreate(
+                vols.iter().map(|v| v.to_string()).collect(),
+            ))
+        }
+        "ls" | "list" => {
+            let (opts, _) = options(
+                rest,
+                &Spec {
+                    values: &[],
+                    switches: &["-q", "--quiet"],
+                },
+                false,
+                &what,
+            )?;
+            Ok(Action::VolumeLs {
+                quiet: has(&opts, &["-q", "--quiet"]),
+            })
+        }
+        other => Err(Refused(format!(
+            "`docker volume {other}` is not something a drill's runbook can do"
+        ))),
     }
-    (flags, rest)
 }
 
-fn exec(args: &[&str], names: &Names) -> Result<Action, Refused> {
-    let mut opts = Vec::new();
-    let mut env = Vec::new();
-    let mut i = 0;
-    while i < args.len() && args[i].starts_with('-') {
-        let a = args[i];
-        opts.push(a.to_string());
-        let takes_value = matches!(
-            a,
-            "-e" | "--env" | "-u" | "--user" | "-w" | "--workdir" | "--env-file" | "--detach-keys"
-        );
-        if takes_value {
-            i += 1;
-            let v = args
-                .get(i)
-                .ok_or_else(|| Refused(format!("`docker exec {a}` needs a value")))?;
-            opts.push(v.to_string());
-            if matches!(a, "-e" | "--env") {
-                let (k, val) = match v.split_once('=') {
-                    Some((k, val)) => (k.to_string(), val.to_string()),
-                    None => (v.to_string(), std::env::var(v).unwrap_or_default()),
-                };
-                env.push((k, val));
-            }
-        } else if let Some((k, val)) = a
-            .strip_prefix("--env=")
-            .or_else(|| a.strip_prefix("-e="))
-            .and_then(|kv| kv.split_once('='))
-        {
-            env.push((k.to_string(), val.to_string()));
+/// `exec [opts] CONTAINER CMD...` (`container` given: compose's, whose
+/// first operand was the service).
+fn exec(
+    args: &[&str],
+    spec: &Spec,
+    what: &str,
+    service: Option<(&str, ServiceKind)>,
+    names: &Names,
+) -> Result<Action, Refused> {
+    let (opts, operands) = options(args, spec, true, what)?;
+    let (kind, cmd): (ServiceKind, &[&str]) = match service {
+        Some((_, k)) => (k, &operands[..]),
+        None => {
+            let Some((container, cmd)) = operands.split_first() else {
+                return Err(Refused(format!("`{what}` needs a container and a command")));
+            };
+            (names.container(container)?, cmd)
         }
-        i += 1;
-    }
-    let Some(container) = args.get(i) else {
-        return Err(Refused(
-            "`docker exec` needs a container and a command".into(),
-        ));
     };
-    let kind = names.container(container)?;
-    let cmd: Vec<String> = args[i + 1..].iter().map(|s| s.to_string()).collect();
     if cmd.is_empty() {
-        return Err(Refused(format!(
-            "`docker exec {container}` needs a command"
-        )));
+        return Err(Refused(format!("`{what}` needs a command")));
+    }
+    let mut long = Vec::new();
+    let mut env = Vec::new();
+    // compose exec attaches stdin unless -T.
+    let compose = service.is_some();
+    let mut interactive = compose && !has(&opts, &["-T", "--no-TTY"]);
+    for (name, value) in &opts {
+        match (name.as_str(), value) {
+            ("-e" | "--env", Some(v)) => {
+                long.push(format!("--env={v}"));
+                if let Some((k, val)) = v.split_once('=') {
+                    env.push((k.to_string(), val.to_string()));
+                }
+            }
+            ("-u" | "--user", Some(v)) => long.push(format!("--user={v}")),
+            ("-w" | "--workdir", Some(v)) => long.push(format!("--workdir={v}")),
+            ("--env-file", Some(v)) => long.push(format!("--env-file={v}")),
+            ("--detach-keys", Some(v)) => long.push(format!("--detach-keys={v}")),
+            ("--index", Some(v)) if v == "1" => {}
+            ("--index", Some(v)) => {
+                return Err(Refused(format!(
+                    "`{what} --index {v}`: the drill runs one of each service"
+                )));
+            }
+            ("-i" | "--interactive", None) => interactive = true,
+            ("-t" | "--tty", None) if !compose => long.push("--tty".into()),
+            ("-d" | "--detach", None) => long.push("--detach".into()),
+            ("--privileged", None) => long.push("--privileged".into()),
+            _ => {}
+        }
+    }
+    if interactive {
+        long.insert(0, "--interactive".into());
     }
     Ok(Action::Exec {
         kind,
-        opts,
+        opts: long,
         env,
-        cmd,
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
     })
 }
 
-fn compose(args: &[&str], names: &Names) -> Result<Action, Refused> {
-    let mut i = 0;
-    while i < args.len() && args[i].starts_with('-') {
-        let a = args[i];
-        let value = || args.get(i + 1).copied().unwrap_or("");
-        match a {
+const COMPOSE_GLOBAL: Spec = Spec {
+    values: &[
+        "-f",
+        "--file",
+        "-p",
+        "--project-name",
+        "--env-file",
+        "--profile",
+        "--project-directory",
+        "--ansi",
+        "--progress",
+        "--parallel",
+    ],
+    switches: &["--dry-run", "--compatibility", "--all-resources"],
+};
+
+fn compose(args: &[&str], cwd: &Path, names: &Names) -> Result<Action, Refused> {
+    let (global, operands) = options(args, &COMPOSE_GLOBAL, true, "docker compose")?;
+    for (name, value) in &global {
+        let v = value.as_deref().unwrap_or("");
+        match name.as_str() {
             "-f" | "--file" => {
-                let f = value();
-                let base = f.rsplit('/').next().unwrap_or(f);
-                if base != names.file {
+                let named = cwd.join(v);
+                let same = named
+                    .canonicalize()
+                    .map(|p| p == names.file)
+                    .unwrap_or(false);
+                if !same {
                     return Err(Refused(format!(
-                        "`docker compose -f {f}`: the drill imported {}, not {base}",
-                        names.file
+                        "`docker compose -f {v}`: the drill imported {}, not {}",
+                        names.file.display(),
+                        named.display()
                     )));
                 }
-                i += 1;
             }
-            "-p" | "--project-name" => {
-                if value() != names.project {
-                    return Err(Refused(format!(
-                        "`docker compose -p {}`: the drill's project is {}",
-                        value(),
-                        names.project
-                    )));
-                }
-                i += 1;
+            "-p" | "--project-name" if v != names.project => {
+                return Err(Refused(format!(
+                    "`docker compose -p {v}`: the drill's project is {}",
+                    names.project
+                )));
             }
-            "--env-file" | "--profile" | "--project-directory" | "--ansi" | "--progress" => i += 1,
+            "--project-directory" | "--env-file" => {
+                return Err(Refused(format!(
+                    "`docker compose {name}`: the drill read its compose file's own"
+                )));
+            }
             _ => {}
         }
-        i += 1;
     }
-    let Some(sub) = args.get(i) else {
+    let Some((sub, rest)) = operands.split_first() else {
         return Err(Refused("`docker compose` needs a command".into()));
     };
+    let what = format!("docker compose {sub}");
     if *sub == "exec" {
-        // `compose exec SERVICE CMD`: the first word after the flags is
-        // the service, the rest its command.
-        let args = &args[i + 1..];
-        let at = args
-            .iter()
-            .position(|a| !a.starts_with('-'))
-            .ok_or_else(|| Refused("`compose exec` needs a service".into()))?;
-        let kind = names
-            .service(args[at])?
-            .ok_or_else(|| Refused(format!("`{}` is not drilled", args[at])))?;
-        let container = names
-            .services
-            .iter()
-            .find(|s| s.3 == kind)
-            .map(|s| s.0.clone())
-            .unwrap_or_default();
-        let mut exec_args: Vec<&str> = args[..at].iter().copied().filter(|a| *a != "-T").collect();
-        exec_args.push(&container);
-        exec_args.extend(&args[at + 1..]);
-        return exec(&exec_args, names);
+        // `compose exec [opts] SERVICE CMD...`.
+        let (_, after) = options(rest, &COMPOSE_EXEC, true, &what)?;
+        let Some(service) = after.first() else {
+            return Err(Refused(format!("`{what}` needs a service")));
+        };
+        let kind = names.service(service)?.ok_or_else(|| {
+            Refused(format!(
+                "`{service}` is not drilled: the drill runs {}",
+                names.list(|s| Some(&s.service))
+            ))
+        })?;
+        let cut = rest.len() - after.len();
+        let mut again: Vec<&str> = rest[..cut].to_vec();
+        again.extend(&after[1..]);
+        return exec(&again, &COMPOSE_EXEC, &what, Some((service, kind)), names);
     }
-    let (flags, targets) = split_flags(
-        &args[i + 1..],
-        &["-t", "--timeout", "--scale", "-n", "--tail"],
-    );
+    let spec = match *sub {
+        "up" | "create" => Spec {
+            values: &["-t", "--timeout", "--scale", "--wait-timeout", "--pull"],
+            switches: &[
+                "-d",
+                "--detach",
+                "--build",
+                "--no-build",
+                "--force-recreate",
+                "--no-recreate",
+                "--remove-orphans",
+                "--wait",
+                "--no-deps",
+                "-V",
+                "--renew-anon-volumes",
+                "--quiet-pull",
+                "--no-start",
+                "--no-color",
+            ],
+        },
+        "stop" | "restart" => Spec {
+            values: &["-t", "--timeout"],
+            switches: &["--no-deps"],
+        },
+        "start" => Spec {
+            values: &[],
+            switches: &["--wait"],
+        },
+        "kill" => Spec {
+            values: &["-s", "--signal"],
+            switches: &["--remove-orphans"],
+        },
+        "rm" => Spec {
+            values: &[],
+            switches: &["-f", "--force", "-s", "--stop", "-v", "--volumes"],
+        },
+        "down" => Spec {
+            values: &["-t", "--timeout", "--rmi"],
+            switches: &["-v", "--volumes", "--remove-orphans"],
+        },
+        "ps" => Spec {
+            values: &["--status"],
+            switches: &["-a", "--all", "-q", "--quiet", "--services"],
+        },
+        "logs" => Spec {
+            values: &["-n", "--tail", "--since", "--until"],
+            switches: &[
+                "-f",
+                "--follow",
+                "-t",
+                "--timestamps",
+                "--no-color",
+                "--no-log-prefix",
+            ],
+        },
+        other => {
+            return Err(Refused(format!(
+                "`docker compose {other}` is not supported by drill's docker shim"
+            )));
+        }
+    };
+    let (opts, targets) = options(rest, &spec, false, &what)?;
     let mut kinds = Vec::new();
     let mut skipped = Vec::new();
     for t in &targets {
@@ -397,59 +714,50 @@ fn compose(args: &[&str], names: &Names) -> Result<Action, Refused> {
     if targets.is_empty() {
         kinds = names.all();
     }
-    let note = || {
-        Action::Note(format!(
+    if kinds.is_empty() {
+        return Ok(Action::Note(format!(
             "{} not drilled: the drill runs {}",
             skipped.join(", "),
-            names
-                .services
-                .iter()
-                .map(|s| s.1.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    };
-    if kinds.is_empty() && !skipped.is_empty() {
-        return Ok(note());
+            names.list(|s| Some(&s.service))
+        )));
     }
-    let has = |f: &str| flags.contains(&f);
-    match *sub {
-        "up" | "create" => Ok(Action::Up(kinds)),
-        "start" => Ok(Action::Start(kinds)),
-        "stop" => Ok(Action::Stop(kinds)),
-        "restart" => Ok(Action::Restart(kinds)),
-        "kill" => Ok(Action::Kill(kinds)),
-        "rm" => Ok(Action::Rm {
+    Ok(match *sub {
+        "up" | "create" => Action::Up(kinds),
+        "start" => Action::Start(kinds),
+        "stop" => Action::Stop(kinds),
+        "restart" => Action::Restart(kinds),
+        "kill" => Action::Kill(kinds),
+        "rm" => Action::Rm {
             kinds,
-            force: has("-f") || has("--force") || has("-s") || has("--stop"),
-        }),
-        "down" => Ok(Action::Down {
-            volumes: has("-v") || has("--volumes"),
-        }),
-        "ps" => Ok(Action::Ps {
-            all: has("-a") || has("--all"),
-        }),
-        "logs" => Ok(Action::Logs(kinds[0])),
-        other => Err(Refused(format!(
-            "`docker compose {other}` is not supported by drill's docker shim"
-        ))),
-    }
+            force: has(&opts, &["-f", "--force", "-s", "--stop"]),
+        },
+        "down" => Action::Down {
+            volumes: has(&opts, &["-v", "--volumes"]),
+        },
+        "ps" => Action::Ps {
+            all: has(&opts, &["-a", "--all"]),
+            quiet: has(&opts, &["-q", "--quiet"]),
+        },
+        _ => Action::Logs(kinds[0]),
+    })
 }
 
 /// The `docker` program for a step's PATH: asks the drill on 127.0.0.1:
 /// `port` with `token`, then runs what it is told or prints what the drill
-/// did. `docker-compose` is the same with `compose` first.
+/// did. `docker-compose` is the same with `compose` first. Plain bash
+/// (3.2 and later): `read -d ''` for the NUL-separated answer.
 pub(crate) fn script(port: u16, token: &str, compose_v1: bool) -> String {
-    let prefix = if compose_v1 { " compose" } else { "" };
+    let prefix = if compose_v1 { "compose " } else { "" };
     format!(
         r#"#!/usr/bin/env bash
 # drill's docker shim: the compose file's names mean the drill's own servers.
 exec 3<>/dev/tcp/127.0.0.1/{port} || {{ echo "drill's docker shim: the drill is not listening (a step that outlived its drill?)" >&2; exit 125; }}
-set -- {prefix} "$@"
-{{ printf '%s\0' {token} "$#"; printf '%s\0' "$@"; }} >&3
+set -- {prefix}"$@"
+{{ printf '%s\0' {token} "$PWD" "$#"; printf '%s\0' "$@"; }} >&3
 IFS= read -r -d '' kind <&3 || {{ echo "drill's docker shim: no answer" >&2; exit 125; }}
 if [ "$kind" = EXEC ]; then
-  mapfile -d '' -t argv <&3
+  argv=()
+  while IFS= read -r -d '' a <&3; do argv+=("$a"); done
   exec 3<&-
   exec "${{argv[@]}}"
 fi
@@ -472,6 +780,7 @@ pub(crate) fn changes_servers(a: &Action) -> bool {
             | Action::Logs(_)
             | Action::Note(_)
             | Action::VolumeCreate(_)
+            | Action::VolumeLs { .. }
     )
 }
 
@@ -480,22 +789,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Names as seed 003's stack gives them; the compose file is this
+    /// source file (it exists, so `-f` can be resolved).
     fn names() -> Names {
+        let named = |kind, c: &str, s: &str, v: &str| Named {
+            kind,
+            container: c.into(),
+            service: s.into(),
+            data_volume: Some(v.into()),
+            other_volumes: vec![],
+        };
         Names {
-            file: "docker-compose.db.yml".into(),
+            file: PathBuf::from(file!()).canonicalize().unwrap_or_else(|_| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("src/compose/shim.rs")
+            }),
             project: "wallstreetsim".into(),
             services: vec![
-                (
-                    "wss_postgres".into(),
-                    "postgres".into(),
-                    vec!["wallstreetsim_postgres_data".into()],
-                    ServiceKind::Postgres,
-                ),
-                (
-                    "wss_redis".into(),
-                    "redis".into(),
-                    vec!["wallstreetsim_redis_data".into()],
+                Named {
+                    other_volumes: vec!["wallstreetsim_pg_backups".into()],
+                    ..named(
+                        ServiceKind::Postgres,
+                        "wss_postgres",
+                        "postgres",
+                        "wallstreetsim_postgres_data",
+                    )
+                },
+                named(
                     ServiceKind::Redis,
+                    "wss_redis",
+                    "redis",
+                    "wallstreetsim_redis_data",
                 ),
             ],
             not_drilled: vec!["api".into()],
@@ -503,15 +826,32 @@ mod tests {
     }
 
     fn p(line: &str) -> Result<Action, Refused> {
-        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
-        parse(&words, &names())
+        let n = names();
+        let words: Vec<String> = line
+            .replace("FILE", &n.file.display().to_string())
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        parse(&words, Path::new("/"), &n)
+    }
+
+    fn exec(kind: ServiceKind, opts: &[&str], env: &[(&str, &str)], cmd: &[&str]) -> Action {
+        Action::Exec {
+            kind,
+            opts: opts.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     #[test]
     fn seed_003s_lines_mean_the_drills_servers() {
         use ServiceKind::*;
         assert_eq!(
-            p("compose -f docker-compose.db.yml stop redis"),
+            p("compose -f FILE stop redis"),
             Ok(Action::Stop(vec![Redis]))
         );
         assert_eq!(
@@ -522,45 +862,72 @@ mod tests {
             })
         );
         assert_eq!(
+            p("rm -fv wss_redis"),
+            Ok(Action::Rm {
+                kinds: vec![Redis],
+                force: true
+            })
+        );
+        assert_eq!(
             p("volume rm wallstreetsim_redis_data"),
             Ok(Action::VolumeRm(vec![Redis]))
         );
         assert_eq!(
-            p("compose -f docker-compose.db.yml up -d redis"),
+            p("compose -f FILE up -d redis"),
             Ok(Action::Up(vec![Redis]))
         );
         assert_eq!(
-            p("compose -f docker-compose.db.yml restart redis"),
+            p("compose --file=FILE restart redis"),
             Ok(Action::Restart(vec![Redis]))
         );
         assert_eq!(
-            p("compose -f docker-compose.db.yml up -d"),
+            p("compose -f FILE up -d"),
             Ok(Action::Up(vec![Postgres, Redis]))
         );
-        assert_eq!(p("ps"), Ok(Action::Ps { all: false }));
-        assert_eq!(p("logs wss_postgres"), Ok(Action::Logs(Postgres)));
+        assert_eq!(
+            p("ps"),
+            Ok(Action::Ps {
+                all: false,
+                quiet: false
+            })
+        );
+        assert_eq!(p("logs -t wss_postgres"), Ok(Action::Logs(Postgres)));
+        assert_eq!(p("logs --tail 50 wss_redis"), Ok(Action::Logs(Redis)));
         assert_eq!(
             p("exec -i wss_postgres psql -U wss_user -d wallstreetsim"),
-            Ok(Action::Exec {
-                kind: Postgres,
-                opts: vec!["-i".into()],
-                env: vec![],
-                cmd: ["psql", "-U", "wss_user", "-d", "wallstreetsim"]
-                    .map(String::from)
-                    .to_vec(),
-            })
+            Ok(exec(
+                Postgres,
+                &["--interactive"],
+                &[],
+                &["psql", "-U", "wss_user", "-d", "wallstreetsim"]
+            ))
         );
         assert_eq!(
-            p("compose -f docker-compose.db.yml exec -T redis redis-cli PING"),
-            Ok(Action::Exec {
-                kind: Redis,
-                opts: vec![],
-                env: vec![],
-                cmd: vec!["redis-cli".into(), "PING".into()]
-            })
+            p("exec -it -e A=1 -u postgres wss_postgres env"),
+            Ok(exec(
+                Postgres,
+                &["--interactive", "--tty", "--env=A=1", "--user=postgres"],
+                &[("A", "1")],
+                &["env"]
+            ))
+        );
+        // compose exec attaches stdin unless -T, and its options may come
+        // before the service.
+        assert_eq!(
+            p("compose -f FILE exec -T redis redis-cli PING"),
+            Ok(exec(Redis, &[], &[], &["redis-cli", "PING"]))
+        );
+        assert_eq!(
+            p("compose -f FILE exec -u postgres postgres psql -c SELECT"),
+            Ok(exec(
+                Postgres,
+                &["--interactive", "--user=postgres"],
+                &[],
+                &["psql", "-c", "SELECT"]
+            ))
         );
         assert!(matches!(
-            p("compose -f docker-compose.db.yml up -d api"),
+            p("compose -f FILE up -d api"),
             Ok(Action::Note(_))
         ));
     }
@@ -569,25 +936,40 @@ mod tests {
     fn anything_not_the_drills_is_refused_with_the_drills_names() {
         for (line, needle) in [
             ("exec prod_postgres psql", "wss_postgres, wss_redis"),
+            // A value option in a cluster takes the next word: `-ie X`
+            // is `-i -e X`, so the container is what comes after.
+            (
+                "exec -ie wss_postgres prod_db psql",
+                "`prod_db` is not one of this drill's containers",
+            ),
+            ("exec --bogus wss_postgres psql", "does not know"),
             (
                 "volume rm wallstreetsim_clickhouse_data",
                 "wallstreetsim_postgres_data",
             ),
+            ("volume rm wallstreetsim_pg_backups", "only its data volume"),
             ("rm -f other", "not one of this drill's containers"),
             (
                 "compose -f docker-compose.prod.yml stop redis",
-                "imported docker-compose.db.yml",
+                "the drill imported",
+            ),
+            (
+                "compose -fdocker-compose.prod.yml stop redis",
+                "the drill imported",
             ),
             ("compose -p prod stop redis", "project is wallstreetsim"),
             (
-                "compose -f docker-compose.db.yml stop cache",
-                "not a service",
+                "compose --project-name=prod stop redis",
+                "project is wallstreetsim",
             ),
+            ("compose -f FILE stop cache", "not a service"),
             (
                 "run --rm -v wallstreetsim_redis_data:/data alpine cp /backup/dump.rdb /data/",
                 "drill step",
             ),
-            ("-H tcp://prod:2375 ps", "another engine"),
+            ("-H tcp://prod:2375 ps", "drill's own"),
+            ("--context prod ps", "drill's own"),
+            ("inspect wss_postgres", "not run in a drill"),
             ("network rm bridge", "not run in a drill"),
         ] {
             let e = p(line).unwrap_err();
@@ -604,7 +986,19 @@ mod tests {
             let ours = ["wss_postgres", "wss_redis"].contains(&name.as_str());
             prop_assert_eq!(p(&line).is_ok(), ours, "{}", line);
             let vol = p(&format!("volume rm {name}"));
-            prop_assert_eq!(vol.is_ok(), name.ends_with("_data") && name.starts_with("wallstreetsim_") && ["wallstreetsim_postgres_data", "wallstreetsim_redis_data"].contains(&name.as_str()));
+            prop_assert_eq!(vol.is_ok(), ["wallstreetsim_postgres_data", "wallstreetsim_redis_data"].contains(&name.as_str()));
+        }
+
+        /// Whatever options come before it, an exec runs in a drill's
+        /// container only when the container docker will read is the
+        /// drill's: the options are given back in long form, so docker
+        /// reads them as the shim did.
+        #[test]
+        fn exec_options_cannot_smuggle_a_container(opts in prop::collection::vec(prop::sample::select(vec!["-i", "-t", "-d", "-it", "-e", "-ie", "-u", "-w", "--env", "--user=x", "-eA=1"]), 0..4), target in prop::sample::select(vec!["wss_postgres", "prod_db"])) {
+            let line = format!("exec {} {target} psql", opts.join(" "));
+            if let Ok(Action::Exec { opts, .. }) = p(&line) {
+                prop_assert!(opts.iter().all(|o| o.starts_with("--")), "{:?}", opts);
+            }
         }
     }
 }

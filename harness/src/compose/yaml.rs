@@ -93,9 +93,10 @@ pub(crate) fn parse(src: &str) -> Result<Node, SyntaxError> {
     }))
 }
 
-/// A container under construction: the node, its anchor id, and a map's
-/// key waiting for its value.
-type Open = (Node, usize, Option<(String, At)>);
+/// A container under construction: the node, its anchor id, a map's key
+/// waiting for its value, and the keys a `<<` merge put in (which the
+/// map's own keys replace, wherever they are written).
+type Open = (Node, usize, Option<(String, At)>, Vec<String>);
 
 /// Collects events into nodes; containers under construction on a stack.
 #[derive(Default)]
@@ -111,7 +112,7 @@ impl Builder {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
         }
-        let Some((parent, _, pending_key)) = self.stack.last_mut() else {
+        let Some((parent, _, pending_key, merged)) = self.stack.last_mut() else {
             self.done.get_or_insert(node);
             return;
         };
@@ -133,10 +134,19 @@ impl Builder {
                     };
                     *pending_key = Some((key, node.at));
                 }
-                Some((key, at)) if key == "<<" => merge(entries, node, at, &mut self.error),
+                Some((key, at)) if key == "<<" => merge(entries, merged, node, at, &mut self.error),
                 Some((key, at)) => {
-                    // A repeated key: the later one wins, as in compose.
-                    entries.retain(|(k, _, _)| *k != key);
+                    // Compose's YAML reader refuses a repeated key; a
+                    // merged one is replaced.
+                    if let Some(m) = merged.iter().position(|k| *k == key) {
+                        merged.remove(m);
+                        entries.retain(|(k, _, _)| *k != key);
+                    } else if entries.iter().any(|(k, _, _)| *k == key) {
+                        self.error.get_or_insert(SyntaxError {
+                            at,
+                            message: format!("`{key}` appears twice in this mapping"),
+                        });
+                    }
                     entries.push((key, at, node));
                 }
             },
@@ -149,6 +159,7 @@ impl Builder {
 /// already has them.
 fn merge(
     entries: &mut Vec<(String, At, Node)>,
+    merged: &mut Vec<String>,
     node: Node,
     at: At,
     error: &mut Option<SyntaxError>,
@@ -162,6 +173,7 @@ fn merge(
             Value::Map(m) => {
                 for (k, kat, v) in m {
                     if !entries.iter().any(|(e, _, _)| *e == k) {
+                        merged.push(k.clone());
                         entries.push((k, kat, v));
                     }
                 }
@@ -197,6 +209,7 @@ impl MarkedEventReceiver for Builder {
                 },
                 anchor,
                 None,
+                Vec::new(),
             )),
             Event::MappingStart(anchor, _) => self.stack.push((
                 Node {
@@ -205,9 +218,10 @@ impl MarkedEventReceiver for Builder {
                 },
                 anchor,
                 None,
+                Vec::new(),
             )),
             Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((node, anchor, _)) = self.stack.pop() {
+                if let Some((node, anchor, _, _)) = self.stack.pop() {
                     self.push_value(node, anchor);
                 }
             }
@@ -241,6 +255,13 @@ mod tests {
         assert_eq!(db.get("image").unwrap().as_text(), Some("postgres:15"));
         assert_eq!(db.get("restart").unwrap().as_text(), Some("always"));
         assert_eq!(db.get("image").unwrap().at.line, 7);
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_where_it_repeats() {
+        let e = parse("services:\n  db:\n    image: a\n    image: b\n").unwrap_err();
+        assert_eq!((e.at.line, e.at.column), (4, 5), "{e:?}");
+        assert!(e.message.contains("image"), "{e:?}");
     }
 
     #[test]

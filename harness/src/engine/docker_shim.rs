@@ -58,13 +58,16 @@ impl Shim {
 
     /// Runs `script` (as [`crate::shell::run`]) with `docker` and
     /// `docker-compose` shims first on PATH, answering them until it ends.
+    /// Connections are read in their own tasks (a stranger on the port
+    /// that sends nothing holds up no one); requests are answered here,
+    /// one at a time, in the order they arrive.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run_shell(
         &mut self,
         services: &mut Services,
         script: &str,
         dir: &Path,
-        mut env: Vec<(String, String)>,
+        env: Vec<(String, String)>,
         timeout: Duration,
         log: PathBuf,
         work: &Path,
@@ -76,14 +79,35 @@ impl Shim {
             .local_addr()
             .map_err(Error::io("listen on a loopback port for", work))?
             .port();
+        // A new token for each step: a shim left from an earlier step
+        // cannot talk to this one.
         let token = crate::backend::new_password();
         let bin = work.join("bin");
         for (name, v1) in [("docker", false), ("docker-compose", true)] {
             let path = bin.join(name);
-            write_private(&path, &shim::script(port, &token, v1))
+            crate::engine::services::write_private(&path, &shim::script(port, &token, v1))
                 .map_err(Error::io("write the docker shim", &path))?;
         }
-        env.push(("DRILL_DOCKER_SHIM".into(), "1".into()));
+        // A step other than a shell (start, redis-restore-rdb) may have
+        // brought a removed container's server back.
+        let alive: Vec<ServiceKind> = self
+            .removed
+            .iter()
+            .copied()
+            .filter(|k| {
+                tokio::task::block_in_place(|| {
+                    services
+                        .get_mut(*k)
+                        .server_mut()
+                        .server_mut()
+                        .alive()
+                        .is_ok()
+                })
+            })
+            .collect();
+        for k in alive {
+            self.removed.remove(&k);
+        }
         let (script, dir, scrub) = (
             script.to_string(),
             dir.to_path_buf(),
@@ -92,56 +116,66 @@ impl Shim {
         let mut child = tokio::task::spawn_blocking(move || {
             crate::shell::run(&script, &dir, &env, Some(timeout), &log, &scrub)
         });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Request, TcpStream)>(16);
+        let reader = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (tx, token) = (tx.clone(), token.clone());
+                tokio::spawn(async move {
+                    let read = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        read_request(&mut stream, &token),
+                    )
+                    .await;
+                    if let Ok(Ok(Some(req))) = read {
+                        let _ = tx.send((req, stream)).await;
+                    }
+                });
+            }
+        });
         let start = self.did.len();
         let outcome = loop {
             tokio::select! {
                 done = &mut child => break done.map_err(|e| Error::Unexpected {
                     what: "a user's command".into(),
                     found: format!("its runner panicked: {e}"),
-                })??,
-                conn = listener.accept() => {
-                    let Ok((stream, _)) = conn else { continue };
-                    if let Err(e) = self.answer(stream, &token, services, work).await {
-                        tracing::warn!(error = %e, "docker shim: a request went unanswered");
+                }),
+                Some((req, stream)) = rx.recv() => {
+                    if let Err(e) = self.answer(req, stream, services, work).await {
+                        tracing::warn!(error = %e, "docker shim: an answer was not delivered");
                     }
                 }
             }
         };
+        reader.abort();
         Ok(ShellRun {
-            outcome,
+            outcome: outcome??,
             did: self.did[start..].to_vec(),
         })
     }
 
     async fn answer(
         &mut self,
+        req: Request,
         mut stream: TcpStream,
-        token: &str,
         services: &mut Services,
         work: &Path,
     ) -> std::io::Result<()> {
-        let Some(args) =
-            tokio::time::timeout(Duration::from_secs(10), read_request(&mut stream, token))
-                .await
-                .ok()
-                .transpose()?
-                .flatten()
-        else {
-            return Ok(());
-        };
         // Passwords a line carries (`redis-cli -a "$REDIS_PASSWORD"`) stay
         // out of the step's detail.
         let secrets: Vec<String> = services
-            .env(work)
-            .into_iter()
-            .filter(|(k, _)| k.contains("PASSWORD") || k.ends_with("AUTH"))
+            .0
+            .iter()
+            .flat_map(|s| s.env())
+            .filter(|(k, v)| crate::compose::is_secret(k) && !v.is_empty())
             .map(|(_, v)| v)
-            .filter(|v| !v.is_empty())
             .collect();
         let line = secrets
             .iter()
-            .fold(args.join(" "), |l, s| l.replace(s.as_str(), "…"));
-        let reply = match shim::parse(&args, &self.names) {
+            .fold(req.args.join(" "), |l, s| l.replace(s.as_str(), "…"));
+        let reply = match shim::parse(&req.args, &req.cwd, &self.names) {
             Err(why) => {
                 self.did.push(format!("refused `docker {line}`"));
                 Reply::Done(
@@ -174,7 +208,12 @@ impl Shim {
                 }
             }
             Reply::Done(code, stdout, stderr) => {
-                for part in [format!("DONE:{code}"), stdout, stderr] {
+                // The shim ends each with a newline of its own.
+                for part in [
+                    format!("DONE:{code}"),
+                    stdout.trim_end_matches('\n').to_string(),
+                    stderr.trim_end_matches('\n').to_string(),
+                ] {
                     out.extend_from_slice(part.replace('\0', "").as_bytes());
                     out.push(0);
                 }
@@ -185,12 +224,7 @@ impl Shim {
     }
 
     fn container(&self, kind: ServiceKind) -> &str {
-        self.names
-            .services
-            .iter()
-            .find(|s| s.3 == kind)
-            .map(|s| s.0.as_str())
-            .unwrap_or("?")
+        &self.names.get(kind).container
     }
 
     fn act(&mut self, action: Action, services: &mut Services, work: &Path) -> Reply {
@@ -207,7 +241,6 @@ impl Shim {
         work: &Path,
     ) -> std::result::Result<Reply, Failed> {
         let ok = |out: String| Ok(Reply::Done(0, out, String::new()));
-        let no_such = |name: &str| format!("Error response from daemon: No such container: {name}");
         match action {
             Action::Exec {
                 kind,
@@ -261,26 +294,25 @@ impl Shim {
                     }
                 }
             }
-            Action::Stop(kinds) | Action::Kill(kinds) if kinds.is_empty() => ok(String::new()),
-            Action::Stop(kinds) => self.each(services, &kinds, |_, l| {
+            Action::Stop(kinds) => self.each(services, &kinds, |l| {
                 l.server_mut()
                     .stop(Stop::Graceful)
                     .map(|_| ())
                     .map_err(|e| Failed(e.to_string()))
             }),
-            Action::Kill(kinds) => self.each(services, &kinds, |_, l| {
+            Action::Kill(kinds) => self.each(services, &kinds, |l| {
                 l.server_mut()
                     .stop(Stop::Kill)
                     .map(|_| ())
                     .map_err(|e| Failed(e.to_string()))
             }),
-            Action::Start(kinds) => self.each(services, &kinds, |_, l| {
+            Action::Start(kinds) => self.each(services, &kinds, |l| {
                 if l.server_mut().alive().is_ok() {
                     return Ok(());
                 }
                 l.start_again().map_err(|e| Failed(e.to_string()))
             }),
-            Action::Restart(kinds) => self.each(services, &kinds, |_, l| {
+            Action::Restart(kinds) => self.each(services, &kinds, |l| {
                 l.restart().map(|_| ()).map_err(|e| Failed(e.to_string()))
             }),
             Action::Rm { kinds, force } => {
@@ -309,13 +341,7 @@ impl Shim {
             Action::VolumeRm(kinds) => {
                 let mut names = Vec::new();
                 for k in kinds {
-                    let volume = self
-                        .names
-                        .services
-                        .iter()
-                        .find(|s| s.3 == k)
-                        .and_then(|s| s.2.first().cloned())
-                        .unwrap_or_default();
+                    let volume = self.names.get(k).data_volume.clone().unwrap_or_default();
                     if !self.removed.contains(&k) {
                         return Err(Failed(format!(
                             "Error response from daemon: remove {volume}: volume is in use - [{}]",
@@ -329,6 +355,22 @@ impl Shim {
                 ok(names.join("\n"))
             }
             Action::VolumeCreate(names) => ok(names.join("\n")),
+            Action::VolumeLs { quiet } => {
+                let mut rows = if quiet {
+                    vec![]
+                } else {
+                    vec![format!("{:<10}{}", "DRIVER", "VOLUME NAME")]
+                };
+                for s in &self.names.services {
+                    let Some(v) = &s.data_volume else { continue };
+                    rows.push(if quiet {
+                        v.clone()
+                    } else {
+                        format!("{:<10}{v}", "local")
+                    });
+                }
+                ok(rows.join("\n"))
+            }
             Action::Up(kinds) => {
                 let mut said = Vec::new();
                 for k in kinds {
@@ -353,7 +395,7 @@ impl Shim {
                 Ok(Reply::Done(0, String::new(), said.join("\n")))
             }
             Action::Down { volumes } => {
-                let all: Vec<ServiceKind> = self.names.services.iter().map(|s| s.3).collect();
+                let all: Vec<ServiceKind> = self.names.services.iter().map(|s| s.kind).collect();
                 for k in all {
                     if self.removed.contains(&k) {
                         continue;
@@ -369,12 +411,22 @@ impl Shim {
                 }
                 ok(String::new())
             }
-            Action::Ps { all } => {
-                let mut rows = vec![format!(
-                    "{:<14}{:<44}{:<22}{}",
-                    "CONTAINER ID", "IMAGE", "STATUS", "NAMES"
-                )];
-                for (name, _, _, k) in self.names.services.clone() {
+            Action::Ps { all, quiet } => {
+                let mut rows = if quiet {
+                    vec![]
+                } else {
+                    vec![format!(
+                        "{:<14}{:<44}{:<22}{}",
+                        "CONTAINER ID", "IMAGE", "STATUS", "NAMES"
+                    )]
+                };
+                let listed: Vec<(String, ServiceKind)> = self
+                    .names
+                    .services
+                    .iter()
+                    .map(|s| (s.container.clone(), s.kind))
+                    .collect();
+                for (name, k) in listed {
                     if self.removed.contains(&k) {
                         continue;
                     }
@@ -390,11 +442,15 @@ impl Shim {
                         .chars()
                         .take(12)
                         .collect();
-                    rows.push(format!(
-                        "{id:<14}{:<44}{:<22}{name}",
-                        l.info().source,
-                        if up { "Up" } else { "Exited" }
-                    ));
+                    rows.push(if quiet {
+                        id
+                    } else {
+                        format!(
+                            "{id:<14}{:<44}{:<22}{name}",
+                            l.info().source,
+                            if up { "Up" } else { "Exited" }
+                        )
+                    });
                 }
                 ok(rows.join("\n"))
             }
@@ -413,52 +469,71 @@ impl Shim {
         &mut self,
         services: &mut Services,
         kinds: &[ServiceKind],
-        f: impl Fn(ServiceKind, &mut dyn crate::service::Lifecycle) -> std::result::Result<(), Failed>,
+        f: impl Fn(&mut dyn crate::service::Lifecycle) -> std::result::Result<(), Failed>,
     ) -> std::result::Result<Reply, Failed> {
         let mut names = Vec::new();
         for &k in kinds {
             let name = self.container(k).to_string();
             if self.removed.contains(&k) {
-                return Err(Failed(format!(
-                    "Error response from daemon: No such container: {name}"
-                )));
+                return Err(Failed(no_such(&name)));
             }
-            f(k, services.get_mut(k).server_mut())
-                .map_err(|e| Failed(format!("{name}: {}", e.0)))?;
+            f(services.get_mut(k).server_mut()).map_err(|e| Failed(format!("{name}: {}", e.0)))?;
             names.push(name);
         }
         Ok(Reply::Done(0, names.join("\n"), String::new()))
     }
 }
 
-/// token, argc, then argc arguments, each ending in NUL; None when the
-/// token is wrong.
-async fn read_request(stream: &mut TcpStream, token: &str) -> std::io::Result<Option<Vec<String>>> {
-    let mut buf = Vec::new();
+/// Docker's words for a container that is not there.
+fn no_such(name: &str) -> String {
+    format!("Error response from daemon: No such container: {name}")
+}
+
+/// A shim's question: where it ran and its arguments.
+struct Request {
+    cwd: PathBuf,
+    args: Vec<String>,
+}
+
+/// The most arguments and bytes a request may have.
+const MAX_ARGS: usize = 4096;
+const MAX_BYTES: usize = 1 << 20;
+
+/// token, cwd, argc, then argc arguments, each ending in NUL. None: a
+/// wrong token (checked as the bytes arrive), a malformed count, or too
+/// much.
+async fn read_request(stream: &mut TcpStream, token: &str) -> std::io::Result<Option<Request>> {
+    let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
+    let want = token.as_bytes();
     loop {
+        // The token first: a stranger is dropped at its first wrong byte.
+        let head = &buf[..buf.len().min(want.len() + 1)];
+        let expected = [want, b"\0"].concat();
+        if head != &expected[..head.len()] {
+            return Ok(None);
+        }
         let fields: Vec<&[u8]> = buf.split(|b| *b == 0).collect();
         // `split` yields the part after the last NUL too.
         let complete = fields.len().saturating_sub(1);
-        if complete >= 2 {
-            if fields[0] != token.as_bytes() {
-                return Ok(None);
-            }
-            let argc: usize = std::str::from_utf8(fields[1])
+        if complete >= 3 {
+            let Some(argc) = std::str::from_utf8(fields[2])
                 .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if complete >= 2 + argc {
-                return Ok(Some(
-                    fields[2..2 + argc]
-                        .iter()
-                        .map(|f| String::from_utf8_lossy(f).into_owned())
-                        .collect(),
-                ));
+                .and_then(|s| s.parse::<usize>().ok())
+                .filter(|n| *n <= MAX_ARGS)
+            else {
+                return Ok(None);
+            };
+            if complete >= 3 + argc {
+                let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+                return Ok(Some(Request {
+                    cwd: PathBuf::from(text(fields[1])),
+                    args: fields[3..3 + argc].iter().map(|f| text(f)).collect(),
+                }));
             }
         }
         let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() > 1 << 20 {
+        if n == 0 || buf.len() + n > MAX_BYTES {
             return Ok(None);
         }
         buf.extend_from_slice(&chunk[..n]);
@@ -476,13 +551,4 @@ fn tools_in(bin: &Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }

@@ -252,10 +252,25 @@ fn write_shims(bin: &Path, shims: &[(String, String)]) -> std::io::Result<()> {
     std::fs::create_dir_all(bin)?;
     std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o700))?;
     for (program, text) in shims {
-        let path = bin.join(program);
-        std::fs::write(&path, text)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+        write_private(&bin.join(program), text)?;
     }
+    Ok(())
+}
+
+/// Writes an executable only its owner reads, unless it already says
+/// `text`: into a temp file renamed over it, so a script running it (bash
+/// reads as it goes) never sees it half written.
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), text)?;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o700))?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

@@ -354,6 +354,20 @@ fn validate_services(sc: &Scenario) -> Result<(), Broken> {
             "use `everysec`, `always` or `no`",
         );
     }
+    if let Some(r) = &sc.services.redis
+        && let Some(k) = r
+            .settings
+            .keys()
+            .find(|k| crate::compose::REDIS_OWNED.contains(&k.to_ascii_lowercase().as_str()))
+    {
+        return bad(
+            &format!("services.redis.settings.{k}"),
+            format!(
+                "`{k}` is drill's to set: it is where the server listens, keeps its data or authenticates, or it reaches outside the drill"
+            ),
+            "remove it; drill passes the server's coordinates to your commands in REDIS_HOST, REDIS_PORT and REDIS_PASSWORD",
+        );
+    }
     if let Some(c) = &sc.services.clickhouse
         && (c.database.is_empty()
             || !c

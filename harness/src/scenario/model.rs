@@ -208,7 +208,8 @@ pub struct RedisConfig {
     #[serde(default)]
     pub aof_timestamps: bool,
     /// Other directives, passed as `--key value` (e.g. `maxmemory =
-    /// "256mb"`); drill keeps its own port, bind, dir and password.
+    /// "256mb"`); the ones drill owns (port, bind, dir, requirepass,
+    /// replicaof, loadmodule, ...) are refused at load time.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
     #[serde(skip)]
