@@ -39,6 +39,10 @@ use crate::{Error, Result};
 pub(crate) const LABEL_RUN: &str = "org.drill.run";
 pub(crate) const LABEL_PID: &str = "org.drill.owner-pid";
 pub(crate) const LABEL_HOST: &str = "org.drill.owner-host";
+/// The owner in full ([`super::owner::Owner`]): boot, PID namespace, pid,
+/// start time, host. The pid and host labels are for people (and for
+/// objects made before this label).
+pub(crate) const LABEL_OWNER: &str = "org.drill.owner";
 pub(crate) const LABEL_SERVICE: &str = "org.drill.service";
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -642,26 +646,20 @@ pub(crate) fn reap(whose: Whose) -> Vec<String> {
     let Ok(docker) = client() else {
         return Vec::new();
     };
-    let host = hostname();
-    let me = std::process::id().to_string();
+    use super::owner::{Owner, State, legacy_state};
     let take = |labels: &HashMap<String, String>| -> bool {
-        let (Some(pid), owner_host) = (labels.get(LABEL_PID), labels.get(LABEL_HOST)) else {
-            return false;
+        let state = match labels.get(LABEL_OWNER).and_then(|o| Owner::parse(o)) {
+            Some(owner) => owner.state(),
+            None => match labels.get(LABEL_PID).and_then(|p| p.parse::<i32>().ok()) {
+                Some(pid) => legacy_state(pid, labels.get(LABEL_HOST).map(String::as_str)),
+                None => return false,
+            },
         };
-        if owner_host.is_some_and(|h| *h != host) {
-            return false; // another machine's drill on a shared engine
-        }
+        // Another machine's or container's drill on a shared engine is
+        // `Unknowable`: never taken.
         match whose {
-            Whose::Mine => *pid == me,
-            Whose::Dead => {
-                *pid != me
-                    && pid.parse::<i32>().is_ok_and(|p| {
-                        !matches!(
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
-                            Ok(()) | Err(nix::errno::Errno::EPERM)
-                        )
-                    })
-            }
+            Whose::Mine => state == State::Mine,
+            Whose::Dead => state == State::Gone,
         }
     };
     let filter: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
@@ -847,6 +845,7 @@ fn labels(run_id: &str, service: &str) -> HashMap<String, String> {
         (LABEL_RUN.to_string(), run_id.to_string()),
         (LABEL_PID.to_string(), std::process::id().to_string()),
         (LABEL_HOST.to_string(), hostname()),
+        (LABEL_OWNER.to_string(), super::owner::Owner::me().label()),
         (LABEL_SERVICE.to_string(), service.to_string()),
     ])
 }

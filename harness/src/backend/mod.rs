@@ -16,6 +16,7 @@
 pub(crate) mod docker;
 pub mod images;
 pub(crate) mod native;
+mod owner;
 
 pub use crate::vocab::{BackendKind, ServerInfo, ServiceKind};
 

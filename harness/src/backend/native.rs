@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, User};
 
+use super::owner::{Owner, State, legacy_state, start_time};
 use super::{BackendKind, ServerSpec, ServiceKind, Stop};
 use crate::{Error, Result};
 
@@ -573,8 +574,11 @@ pub(crate) fn run_dir(run_id: &str, what: Option<&str>) -> Result<tempfile::Temp
 
 /// Writes the marker that ties a temp dir to this process, for reaping.
 pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
-    fs::write(dir.join(MARKER), format!("{}\n", std::process::id()))
-        .map_err(Error::io("write", dir.join(MARKER)))
+    fs::write(
+        dir.join(MARKER),
+        format!("{}\n", super::owner::Owner::me().label()),
+    )
+    .map_err(Error::io("write", dir.join(MARKER)))
 }
 
 /// Stops servers and removes temp dirs that earlier runs left behind (a
@@ -583,12 +587,9 @@ pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
 /// alone. Returns what was removed.
 pub(crate) fn reap_leftovers() -> Vec<String> {
     reap(|owner, age| match owner {
-        // This process's dirs are in use, not left over.
-        Some(pid) if pid as u32 == std::process::id() => false,
-        Some(pid) => !matches!(
-            kill(Pid::from_raw(pid), None),
-            Ok(()) | Err(nix::errno::Errno::EPERM)
-        ),
+        // Only an owner known to have ended: this process's dirs are in
+        // use, and another container's (a shared /tmp) cannot be checked.
+        Some(state) => state == State::Gone,
         // No marker: a run killed before it wrote one, or one writing it
         // right now; only the former is a minute old.
         None => age > Duration::from_secs(60),
@@ -598,11 +599,12 @@ pub(crate) fn reap_leftovers() -> Vec<String> {
 /// Emergency teardown for Ctrl-C: stops the servers and removes the dirs of
 /// this process only, even while a drill step is still blocked on them.
 pub(crate) fn reap_own() -> Vec<String> {
-    reap(|owner, _| owner == Some(std::process::id() as i32))
+    reap(|owner, _| owner == Some(State::Mine))
 }
 
-/// Removes every drill dir for which `take(owner pid, age)` says yes.
-fn reap(take: impl Fn(Option<i32>, Duration) -> bool) -> Vec<String> {
+/// Removes every drill dir for which `take(its owner's state, age)` says
+/// yes.
+fn reap(take: impl Fn(Option<State>, Duration) -> bool) -> Vec<String> {
     let mut removed = Vec::new();
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return removed;
@@ -613,9 +615,13 @@ fn reap(take: impl Fn(Option<i32>, Duration) -> bool) -> Vec<String> {
             continue;
         }
         let dir = entry.path();
-        let owner: Option<i32> = fs::read_to_string(dir.join(MARKER))
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        let owner: Option<State> = fs::read_to_string(dir.join(MARKER)).ok().and_then(|s| {
+            match Owner::parse(&s) {
+                Some(o) => Some(o.state()),
+                // Written before owners were recorded in full: a pid.
+                None => s.trim().parse().ok().map(|pid| legacy_state(pid, None)),
+            }
+        });
         let age = entry
             .metadata()
             .and_then(|m| m.modified())
@@ -667,18 +673,6 @@ fn server_pids_of(dir: &Path) -> Vec<i32> {
     } else {
         Vec::new()
     }
-}
-
-/// A process's start time in clock ticks since boot (`/proc/<pid>/stat`
-/// field 22): with the pid, it names one process for good.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 /// Alive and not a zombie.

@@ -326,3 +326,99 @@ fn client_tools_never_run_as_root() {
         "{text}"
     );
 }
+
+/// Several harnesses share one Docker engine and one /tmp (CI jobs in
+/// containers on one host, each maybe pid 7 in its own PID namespace):
+/// `clean` takes what a harness that has ended left, and never what
+/// belongs to one it cannot check (another boot, another PID namespace),
+/// however dead its pid looks from here.
+#[test]
+fn clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones() {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .unwrap()
+        .trim()
+        .to_string();
+    let pidns = std::fs::read_link("/proc/self/ns/pid")
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("pid:[")
+        .trim_end_matches(']')
+        .to_string();
+    // Pid 999999 does not run here: gone if it was ours to check.
+    let gone = format!("v1 {boot} {pidns} 999999 1 this-host");
+    let foreign = [
+        format!("v1 another-boot {pidns} 999999 1 ci-runner-b"),
+        format!("v1 {boot} 4026530001 999999 1 ci-job-b"),
+    ];
+    let tag = format!("clean-owner-{}", std::process::id());
+
+    // Temp dirs (native backend, a shared /tmp).
+    let dir = |who: &str| std::env::temp_dir().join(format!("drill-run-{tag}-{who}"));
+    let owners = [
+        ("gone", gone.clone()),
+        ("foreign-boot", foreign[0].clone()),
+        ("foreign-ns", foreign[1].clone()),
+    ];
+    for (who, owner) in &owners {
+        std::fs::create_dir_all(dir(who)).unwrap();
+        std::fs::write(dir(who).join("drill-owner"), format!("{owner}\n")).unwrap();
+    }
+
+    // Volumes (a shared engine), when one answers.
+    let docker = drill::testing::available_for_tests(
+        BackendKind::Docker,
+        &[],
+        "clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones",
+    );
+    let volume = |who: &str| format!("drill-test-{tag}-{who}");
+    if docker {
+        for (who, owner) in &owners {
+            let made = std::process::Command::new("docker")
+                .args([
+                    "volume",
+                    "create",
+                    "--label",
+                    &format!("org.drill.run={tag}"),
+                ])
+                .args(["--label", &format!("org.drill.owner={owner}")])
+                .args(["--label", "org.drill.owner-pid=999999"])
+                .arg(volume(who))
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "{made:?}");
+        }
+    }
+
+    let removed = reap_leftovers();
+    assert!(
+        !dir("gone").exists(),
+        "a gone owner's dir stays: {removed:?}"
+    );
+    for who in ["foreign-boot", "foreign-ns"] {
+        assert!(dir(who).exists(), "{who}: a foreign owner's dir was taken");
+        std::fs::remove_dir_all(dir(who)).unwrap();
+    }
+    if docker {
+        let exists = |v: &str| {
+            std::process::Command::new("docker")
+                .args(["volume", "inspect", v])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        assert!(
+            !exists(&volume("gone")),
+            "a gone owner's volume stays: {removed:?}"
+        );
+        for who in ["foreign-boot", "foreign-ns"] {
+            assert!(
+                exists(&volume(who)),
+                "{who}: a foreign owner's volume was taken"
+            );
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", &volume(who)])
+                .output();
+        }
+    }
+}
