@@ -28,6 +28,11 @@ pub struct Args {
     /// Folder holding the scenario files.
     #[arg(long, default_value = "scenarios")]
     scenarios_dir: PathBuf,
+    /// Run only this share of the scenarios, as nextest's `--partition`:
+    /// `hash:M/N` (by a hash of the name: stable as scenarios are added)
+    /// or `count:M/N` (round-robin by name). N runners, one M each.
+    #[arg(long, value_parser = clap::value_parser!(crate::partition::Partition))]
+    partition: Option<crate::partition::Partition>,
     /// Validate the scenarios (or restore-artifact's flags), then stop
     /// without starting anything.
     #[arg(long, global = true)]
@@ -426,7 +431,15 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
         Some(Sub::Init(_)) => unreachable!("run() handles init"),
         None => {}
     }
-    let scenarios = select(&args)?;
+    let mut scenarios = select(&args)?;
+    if let Some(p) = args.partition {
+        let all = scenarios.len();
+        scenarios = p.select(scenarios, |s| s.name.as_str());
+        eprintln!(
+            "drill: partition {p}: {} of {all} scenarios",
+            scenarios.len()
+        );
+    }
     check_run_args(&args.run, &scenarios)?;
     if args.validate_only {
         for sc in &scenarios {

@@ -11,6 +11,7 @@ mod fingerprint;
 mod init;
 mod lint;
 mod list;
+pub mod partition;
 mod sanitize;
 pub mod timescaledb;
 
