@@ -297,13 +297,7 @@ fn options<'a>(
             if spec.values.contains(&name.as_str()) {
                 let v = match inline {
                     Some(v) => v,
-                    None => {
-                        let v = args
-                            .get(i)
-                            .ok_or_else(|| Refused(format!("`{what} {name}` needs a value")))?;
-                        i += 1;
-                        v.to_string()
-                    }
+                    None => next_value(args, &mut i, what, &name)?,
                 };
                 opts.push((name, Some(v)));
             } else if spec.switches.contains(&name.as_str()) && inline.is_none() {
@@ -325,11 +319,7 @@ fn options<'a>(
                 let v = if !rest.is_empty() {
                     rest.strip_prefix('=').unwrap_or(&rest).to_string()
                 } else {
-                    let v = args
-                        .get(i)
-                        .ok_or_else(|| Refused(format!("`{what} {name}` needs a value")))?;
-                    i += 1;
-                    v.to_string()
+                    next_value(args, &mut i, what, &name)?
                 };
                 opts.push((name, Some(v)));
                 break;
@@ -341,6 +331,15 @@ fn options<'a>(
         }
     }
     Ok((opts, operands))
+}
+
+/// The argument after an option that takes one (`-e VALUE`).
+fn next_value(args: &[&str], i: &mut usize, what: &str, name: &str) -> Result<String, Refused> {
+    let v = args
+        .get(*i)
+        .ok_or_else(|| Refused(format!("`{what} {name}` needs a value")))?;
+    *i += 1;
+    Ok(v.to_string())
 }
 
 fn has(opts: &[Opt], names: &[&str]) -> bool {
