@@ -168,6 +168,17 @@ fn checks_reports_and_scenarios_import_nothing_from_backend() {
     assert!(hits.is_empty(), "{}", hits.join("\n"));
 }
 
+/// Architecture Invariant: `compose` decides, never acts: reading a compose
+/// file and parsing a shim's line touch no server, so it imports no
+/// backend, service or engine (what a line does is `engine/docker_shim.rs`'s).
+#[test]
+fn compose_imports_no_backend_service_or_engine() {
+    let hits = find("harness/src/compose", |l| {
+        imports(l, &["backend", "service", "engine"])
+    });
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
 /// Architecture Invariant: the shared vocabulary and the error type import
 /// no layer (errors may use the vocabulary).
 #[test]

@@ -117,7 +117,13 @@ async fn wipe_destroys_the_data_and_comes_back_empty(#[case] backend: BackendKin
         .unwrap();
     drop(conn);
     let before = pg.server().resources();
+    let addr = pg.server().addr(5432);
     tokio::task::block_in_place(|| pg.wipe()).unwrap();
+    if backend == BackendKind::Native {
+        // Started again, it gets its port back: a script's PGPORT (and the
+        // docker shim's `up` in the middle of one) still reaches it.
+        assert_eq!(pg.server().addr(5432), addr, "the native server moved");
+    }
     if backend == BackendKind::Docker {
         // The volume was removed and created again; a new container runs.
         let Resource::Container(old) = &before[0] else {
@@ -151,7 +157,11 @@ async fn crash_keeps_committed_data(#[case] backend: BackendKind) {
         .execute(&mut conn)
         .await
         .unwrap();
+    let addr = pg.server().addr(5432);
     tokio::task::block_in_place(|| pg.crash()).unwrap();
+    if backend == BackendKind::Native {
+        assert_eq!(pg.server().addr(5432), addr, "the native server moved");
+    }
     assert!(
         conn.ping().await.is_err(),
         "the old session died with the crash"
