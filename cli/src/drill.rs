@@ -5,12 +5,13 @@
 //! harness error.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use drill::backend::BackendChoice;
-use drill::engine::{ArtifactDrill, DrillOptions, DrillReport, Pause, Progress, Verdict};
+use drill::engine::{ArtifactDrill, DrillOptions, Pause, Progress, Verdict};
+use drill::report::run::{RunRecord, Unfinished};
 use drill::scenario::{PgEngine, Scenario};
 use drill::{BackendKind, ServiceKind};
 
@@ -150,9 +151,18 @@ struct RunArgs {
     #[arg(long = "pause-at")]
     pause_at: Vec<String>,
     /// Where the reports go: report.json, junit.xml, summary.md, one
-    /// timeline SVG and text file per scenario (and metrics.prom).
+    /// timeline SVG and text file per scenario, run.json (for `report
+    /// merge`) and optionally metrics.prom.
     #[arg(long, default_value = "target/drill")]
     report_dir: PathBuf,
+    #[command(flatten)]
+    gate: GateArgs,
+}
+
+/// What to do with a finished run's results beside writing them: metrics,
+/// the history and the gate (a run's and a merge's).
+#[derive(Debug, clap::Args)]
+pub(crate) struct GateArgs {
     /// Also write Prometheus text-format metrics (metrics.prom).
     #[arg(long)]
     prometheus: bool,
@@ -298,8 +308,8 @@ pub(crate) fn run_artifact(a: TopArtifactArgs) -> Outcome {
     execute(prepare_artifacts(a.artifact, a.validate_only)?)
 }
 
-fn execute(prepared: Option<(Work, RunArgs)>) -> Outcome {
-    let Some((work, run)) = prepared else {
+fn execute(prepared: Option<(Work, RunArgs, RunRecord)>) -> Outcome {
+    let Some((work, run, mut record)) = prepared else {
         return Ok(());
     };
     if !run.pause_at.is_empty() && !std::io::stdin().is_terminal() {
@@ -352,8 +362,6 @@ fn execute(prepared: Option<(Work, RunArgs)>) -> Outcome {
         backend,
         ..options(&run)
     };
-    let mut reports = Vec::new();
-    let mut harness_failed = false;
     let jobs: Vec<(String, String)> = match &work {
         Work::Scenarios(s) => s
             .iter()
@@ -410,28 +418,43 @@ fn execute(prepared: Option<(Work, RunArgs)>) -> Outcome {
                 // that no longer exists.
                 std::process::exit(i32::from(exit::INTERRUPTED));
             }
-            Some(Ok(Ok(r))) => reports.push(r),
+            Some(Ok(Ok(r))) => record.reports.push(r),
             Some(Ok(Err(e))) => {
                 eprintln!("error: {name}: {e}");
-                harness_failed = true;
+                record.unfinished.push(Unfinished {
+                    scenario: name.clone(),
+                    error: e.to_string(),
+                });
             }
             Some(Err(panic)) => {
                 eprintln!("error: {name}: the drill panicked: {panic}");
-                harness_failed = true;
+                record.unfinished.push(Unfinished {
+                    scenario: name.clone(),
+                    error: format!("the drill panicked: {panic}"),
+                });
             }
         }
     }
-    report(&run, &reports, harness_failed)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    record.history = drill::report::history::entries(&record.reports, now);
+    finish(&run.report_dir, &run.gate, record)
 }
 
 /// Parses and validates everything; None when --validate-only is done.
-fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
+fn prepare(args: Args) -> Result<Option<(Work, RunArgs, RunRecord)>, Failure> {
     match args.sub {
         Some(Sub::RestoreArtifact(a)) => return prepare_artifacts(*a, args.validate_only),
         Some(Sub::Init(_)) => unreachable!("run() handles init"),
         None => {}
     }
     let mut scenarios = select(&args)?;
+    let record = RunRecord::new(
+        args.partition.map(|p| p.share()),
+        scenarios.iter().map(|s| s.name.clone()).collect(),
+    );
     if let Some(p) = args.partition {
         let all = scenarios.len();
         scenarios = p.select(scenarios, |s| s.name.as_str());
@@ -447,13 +470,13 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs)>, Failure> {
         }
         return Ok(None);
     }
-    Ok(Some((Work::Scenarios(scenarios), args.run)))
+    Ok(Some((Work::Scenarios(scenarios), args.run, record)))
 }
 
 fn prepare_artifacts(
     a: ArtifactArgs,
     validate_only: bool,
-) -> Result<Option<(Work, RunArgs)>, Failure> {
+) -> Result<Option<(Work, RunArgs, RunRecord)>, Failure> {
     {
         if !a.run.pause_at.is_empty() {
             return Err(Failure::bad_input(anyhow::anyhow!(
@@ -525,7 +548,11 @@ fn prepare_artifacts(
             }
             return Ok(None);
         }
-        Ok(Some((Work::Artifacts(drills), a.run)))
+        Ok(Some((
+            Work::Artifacts(drills),
+            a.run,
+            RunRecord::new(None, Vec::new()),
+        )))
     }
 }
 
@@ -538,7 +565,7 @@ fn check_run_args(run: &RunArgs, scenarios: &[Scenario]) -> Result<(), Failure> 
             run.report_dir.display()
         ));
     }
-    if let Some(h) = &run.history {
+    if let Some(h) = &run.gate.history {
         drill::report::history::read(h).map_err(Failure::from)?;
     }
     let mut known: Vec<String> = ["fault", "backup", "checks"].map(String::from).to_vec();
@@ -596,7 +623,12 @@ fn options(run: &RunArgs) -> DrillOptions {
     }
 }
 
-fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> Outcome {
+/// Prints, judges against the history and writes a finished run or merge:
+/// the table, what failed and why, the timelines, the trend; the report
+/// files and run.json; then the exit code.
+pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> Outcome {
+    let reports = &record.reports[..];
+    let mut harness_failed = !record.unfinished.is_empty();
     if !reports.is_empty() {
         println!("{}", drill::report::summary::table(reports));
         for r in reports {
@@ -639,7 +671,7 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> O
             }
         }
     }
-    let trends = match trend(run, reports) {
+    let trends = match trend(gate, &record) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
@@ -651,23 +683,33 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> O
         let mark = if t.tripped { "✗ REGRESSION" } else { "trend" };
         println!("{mark}: {} [{}]: {}", t.scenario, t.backend, t.note);
     }
-    if !reports.is_empty() {
+    for u in &record.unfinished {
+        println!("✗ {} did not finish: {}", u.scenario, u.error);
+    }
+    let written = if reports.is_empty() {
+        Ok(Vec::new())
+    } else {
         let opts = drill::report::WriteOptions {
-            prometheus: run.prometheus,
+            prometheus: gate.prometheus,
         };
-        match drill::report::write_all(&run.report_dir, reports, &trends, opts) {
-            Ok(paths) => eprintln!(
-                "reports: {}",
-                paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Err(e) => {
-                eprintln!("error: {e}");
-                harness_failed = true;
-            }
+        drill::report::write_all(report_dir, reports, &trends, opts)
+    };
+    // run.json always: a partition that drew no scenario is still merged.
+    match written.and_then(|mut paths| {
+        paths.push(record.write(report_dir)?);
+        Ok(paths)
+    }) {
+        Ok(paths) => eprintln!(
+            "reports: {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => {
+            eprintln!("error: {e}");
+            harness_failed = true;
         }
     }
     if harness_failed {
@@ -676,7 +718,7 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> O
         )))
     } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
         Err(Failure::ExpectationMissed)
-    } else if run.gate && trends.iter().any(|t| t.tripped) {
+    } else if gate.gate && trends.iter().any(|t| t.tripped) {
         Err(Failure::Regression)
     } else {
         Ok(())
@@ -684,28 +726,21 @@ fn report(run: &RunArgs, reports: &[DrillReport], mut harness_failed: bool) -> O
 }
 
 /// Reads the history, judges this run against it, then appends this run.
-fn trend(
-    run: &RunArgs,
-    reports: &[DrillReport],
-) -> drill::Result<Vec<drill::report::history::Trend>> {
+fn trend(gate: &GateArgs, record: &RunRecord) -> drill::Result<Vec<drill::report::history::Trend>> {
     use drill::report::history;
-    let Some(path) = &run.history else {
+    let Some(path) = &gate.history else {
         return Ok(Vec::new());
     };
     let past = history::read(path)?;
     let policy = history::GatePolicy {
-        margin: run.gate_margin / 100.0,
-        slack: run.gate_slack,
-        window: run.gate_window,
-        min_runs: run.gate_min_runs,
-        confirm: run.gate_confirm,
+        margin: gate.gate_margin / 100.0,
+        slack: gate.gate_slack,
+        window: gate.gate_window,
+        min_runs: gate.gate_min_runs,
+        confirm: gate.gate_confirm,
     };
-    let trends = history::judge(reports, &past, &policy);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    history::append(path, &history::entries(reports, now))?;
+    let trends = history::judge(&record.reports, &past, &policy);
+    history::append(path, &record.history)?;
     Ok(trends)
 }
 

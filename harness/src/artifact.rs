@@ -17,7 +17,7 @@ use crate::{Error, Result};
 pub(crate) use crate::scenario::DumpFormat;
 
 /// What inspecting a backup found.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Inspection {
     pub path: PathBuf,
     pub format: DumpFormat,
@@ -372,7 +372,7 @@ struct PlainFacts {
 }
 
 /// The owners named in a dump's `bgw_job` COPY block, read line by line.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct JobOwners {
     /// Inside the block: the owner column's index.
     #[serde(skip)]

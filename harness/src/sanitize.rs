@@ -52,7 +52,7 @@
 use std::io::{self, BufRead, Write};
 
 /// What the sanitizer did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SanitizeReport {
     pub lines_in: u64,
     pub lines_out: u64,

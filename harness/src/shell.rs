@@ -16,7 +16,7 @@ use crate::{Error, Result};
 const TAIL_LINES: usize = 20;
 
 /// What a command did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ShellOutcome {
     pub command: String,
     pub exit_code: Option<i32>,

@@ -111,7 +111,9 @@ impl std::fmt::Display for ServiceKind {
 }
 
 /// Where servers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// Local processes from the machine's own binaries.
@@ -137,7 +139,7 @@ impl std::fmt::Display for BackendKind {
 }
 
 /// Facts about a started server, for reports.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServerInfo {
     /// Which service it is.
     pub service: ServiceKind,
@@ -191,6 +193,12 @@ pub(crate) mod millis {
         s.serialize_u64(d.as_millis() as u64)
     }
 
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
+    }
+
     /// For `Option<Duration>`.
     pub(crate) mod opt {
         use std::time::Duration;
@@ -203,6 +211,13 @@ pub(crate) mod millis {
                 Some(d) => s.serialize_some(&(d.as_millis() as u64)),
                 None => s.serialize_none(),
             }
+        }
+
+        pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            <Option<u64> as serde::Deserialize>::deserialize(d)
+                .map(|o| o.map(Duration::from_millis))
         }
     }
 }

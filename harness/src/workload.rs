@@ -184,7 +184,7 @@ impl Drop for Writer {
 }
 
 /// The data loss after a recovery.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RpoMeasurement {
     pub acknowledged: usize,
     pub lost: usize,
@@ -206,7 +206,7 @@ pub struct RpoMeasurement {
 }
 
 /// A replica's distance from its primary, read at one moment (the fault).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicationLag {
     /// WAL the primary had written that the replica had not replayed.
     pub bytes: u64,
@@ -225,7 +225,7 @@ pub struct ReplicationLag {
 }
 
 /// What the ledger says of a recovery to a target besides the lost writes.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PitrLedger {
     /// The target as the scenario wrote it, with its wall-clock time.
     pub target: String,

@@ -14,7 +14,10 @@ use crate::workload::RpoMeasurement;
 
 /// What a check compares. Reports group and count checks by their kind,
 /// never by parsing their names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum CheckKind {
     /// A table's row count (PostgreSQL, ClickHouse).
     Rows,
@@ -59,10 +62,9 @@ pub enum CheckKind {
 }
 
 /// One expectation, judged.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckResult {
-    /// What is compared (not written to reports: `name` says it to people).
-    #[serde(skip)]
+    /// What is compared (`name` says it to people).
     pub kind: CheckKind,
     /// e.g. `rows public.ticks`, `schema`, `rto`.
     pub name: String,

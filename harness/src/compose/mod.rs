@@ -27,7 +27,7 @@ use interpolate::Vars;
 use yaml::{At, Node, Value};
 
 /// What a compose file gave the drill.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Imported {
     pub file: PathBuf,
     /// Compose's project name (top-level `name`, else the folder's name):
@@ -41,7 +41,7 @@ pub struct Imported {
 }
 
 /// One compose service that became one of the drill's services.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ImportedService {
     pub kind: ServiceKind,
     /// Its name under `services:`.

@@ -121,7 +121,7 @@ impl DrillOptions {
 }
 
 /// Pass or fail, for the scenario as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Pass,
@@ -129,7 +129,7 @@ pub enum Verdict {
 }
 
 /// One recovery attempt, judged.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RecoveryReport {
     pub name: String,
     pub expect: RecoveryExpect,
@@ -155,7 +155,7 @@ pub struct RecoveryReport {
 }
 
 /// One service's recovery time.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServiceRto {
     pub service: ServiceKind,
     #[serde(rename = "rto_ms", with = "crate::vocab::millis::opt")]
@@ -163,14 +163,14 @@ pub struct ServiceRto {
 }
 
 /// One service's data loss.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServiceRpo {
     pub service: ServiceKind,
     pub measurement: RpoMeasurement,
 }
 
 /// Everything a drill found out.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct DrillReport {
     pub name: String,
     pub description: String,
@@ -264,7 +264,7 @@ impl DrillReport {
 
 /// Something a person (and a CI job reading report.json or junit.xml)
 /// should know that does not fail the drill.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Warning {
     pub code: WarningCode,
     pub message: String,
@@ -273,7 +273,7 @@ pub struct Warning {
 }
 
 /// The kinds of warning, as machines read them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum WarningCode {
     /// The backup job merges pg_dump's stderr into the dump (seed 000).

@@ -49,6 +49,26 @@ impl serde::Serialize for Phase {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Phase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Phase, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "setup" => Phase::Setup,
+            "workload" => Phase::Workload,
+            "backup" => Phase::Backup,
+            "inspect" => Phase::Inspect,
+            other => match other.strip_prefix("recovery ") {
+                Some(name) => Phase::Recovery(name.into()),
+                None => {
+                    return Err(serde::de::Error::custom(format!(
+                        "`{other}` is not a phase (setup, workload, backup, inspect, recovery NAME)"
+                    )));
+                }
+            },
+        })
+    }
+}
+
 impl PartialEq<&str> for Phase {
     fn eq(&self, other: &&str) -> bool {
         match self {
@@ -67,7 +87,7 @@ impl PartialEq<&str> for Phase {
 }
 
 /// One step on the timeline.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TimelineEntry {
     pub phase: Phase,
     pub step: String,

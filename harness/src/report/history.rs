@@ -75,7 +75,7 @@ impl Default for GatePolicy {
 }
 
 /// The gate's judgement of one scenario.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trend {
     pub scenario: String,
     pub backend: String,

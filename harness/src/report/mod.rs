@@ -10,6 +10,7 @@ mod json;
 mod junit;
 mod markdown;
 mod prometheus;
+pub mod run;
 #[cfg(test)]
 mod snapshots;
 pub mod summary;

@@ -7,17 +7,9 @@
 use std::time::Duration;
 
 use super::history::{self, GatePolicy, HistoryEntry};
-use super::testdata::{report, report_multi};
+use super::testdata::reports;
 use super::{json, junit, markdown, prometheus, summary, svg, timeline_text};
 use crate::engine::DrillReport;
-
-fn reports() -> Vec<DrillReport> {
-    vec![
-        report(Some(Duration::from_millis(1455))),
-        report(None),
-        report_multi(),
-    ]
-}
 
 fn trends(reports: &[DrillReport]) -> Vec<history::Trend> {
     let past: Vec<HistoryEntry> = [1000, 1100, 900, 1050]

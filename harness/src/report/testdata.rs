@@ -31,6 +31,15 @@ fn entry(phase: &str, step: &str, start_ms: u64, ms: u64, ok: bool) -> TimelineE
 }
 
 /// The verbose-dump drill, recovered in `rto` (or not, when None).
+/// The reports every writer's snapshot is taken of.
+pub(crate) fn reports() -> Vec<DrillReport> {
+    vec![
+        report(Some(Duration::from_millis(1455))),
+        report(None),
+        report_multi(),
+    ]
+}
+
 pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
     let rows_ok = CheckResult {
         kind: CheckKind::Rows,

@@ -162,7 +162,7 @@ pub(crate) struct BackupTaken {
 }
 
 /// A backup, for the report.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BackupRecord {
     pub service: ServiceKind,
     pub path: PathBuf,

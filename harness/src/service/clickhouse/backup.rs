@@ -97,7 +97,7 @@ pub struct TableEntry {
 }
 
 /// A finished backup.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChBackup {
     pub dir: PathBuf,
     pub manifest: Manifest,

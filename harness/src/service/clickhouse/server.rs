@@ -476,13 +476,13 @@ pub async fn load_fixture(
 /// (with partition and sorting keys), its columns, `count()`, and a content
 /// checksum that reads every row (`count()` alone can be answered from
 /// metadata, so it would call a half-attached table whole).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub tables: BTreeMap<String, TableState>,
 }
 
 /// One table's state.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableState {
     pub engine: String,
     /// `name type` per column, in order.

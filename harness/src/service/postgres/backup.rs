@@ -20,7 +20,7 @@ use crate::vocab::tail;
 use crate::{Error, Result};
 
 /// A backup file and how it was made.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Artifact {
     pub path: PathBuf,
     pub bytes: u64,

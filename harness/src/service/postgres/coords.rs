@@ -7,7 +7,7 @@ use sqlx::{ConnectOptions, Connection};
 use crate::{Error, Result};
 
 /// How to reach one database on a server.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PgCoordinates {
     pub host: String,
     pub port: u16,

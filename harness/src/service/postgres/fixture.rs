@@ -19,7 +19,7 @@ use crate::{Error, Result};
 const CHUNK: usize = 1 << 20;
 
 /// What a load did, per table.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadReport {
     pub flavour: String,
     pub tables: Vec<(String, u64)>,

@@ -11,7 +11,7 @@ use super::PgCoordinates;
 use crate::{Error, Result};
 
 /// The state of a database at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// `schema.table` to `count(*)`, for every user table.
     pub rows: BTreeMap<String, i64>,
@@ -27,7 +27,7 @@ pub struct Snapshot {
 }
 
 /// A foreign key: `child(columns)` references `parent(columns)`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForeignKey {
     pub name: String,
     pub child: String,
@@ -37,7 +37,7 @@ pub struct ForeignKey {
 }
 
 /// Rows of a child table whose parent key is missing, per key value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Orphans {
     pub foreign_key: String,
     /// (key value, rows with it), most rows first.
@@ -52,7 +52,7 @@ pub struct Fingerprint {
 }
 
 /// How two fingerprints differ.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchemaDiff {
     /// In the baseline, not now.
     pub missing: Vec<String>,

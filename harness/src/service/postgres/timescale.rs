@@ -29,7 +29,7 @@ use sqlx::postgres::PgConnection;
 use crate::{Error, Result};
 
 /// What TimescaleDB holds in one database at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TsState {
     /// `extversion` of timescaledb.
     pub version: String,
@@ -61,7 +61,7 @@ impl TsState {
 }
 
 /// One hypertable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Hypertable {
     /// e.g. `time: Time 00:02:00`.
     pub dimensions: Vec<String>,
@@ -74,7 +74,7 @@ pub struct Hypertable {
 }
 
 /// One chunk.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Chunk {
     /// `_timescaledb_internal._hyper_1_4_chunk`.
     pub name: String,
@@ -82,7 +82,7 @@ pub struct Chunk {
 }
 
 /// One continuous aggregate.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cagg {
     /// The hypertable it aggregates.
     pub source: String,

@@ -89,7 +89,7 @@ fn header(b: &[u8], pos: usize, tag: u8) -> Option<(usize, usize)> {
 }
 
 /// A damage chosen for a file, and what it will cost.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Damage {
     pub kind: DamageKind,
     /// The file's length before.

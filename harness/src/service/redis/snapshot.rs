@@ -13,14 +13,14 @@ use sha2::{Digest, Sha256};
 use crate::{Error, Result};
 
 /// The state of a Redis database at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     /// Key → `type:digest[:ttl]`.
     pub keys: BTreeMap<String, String>,
 }
 
 /// How a key differs from the baseline.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyDiff {
     /// In the baseline, gone now.
     pub missing: Vec<String>,

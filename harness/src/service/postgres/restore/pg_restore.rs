@@ -9,7 +9,7 @@ use crate::service::postgres::{ClientTool, PgCoordinates, Postgres};
 const KEEP_ERRORS: usize = 10;
 
 /// What pg_restore did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PgRestoreOutcome {
     pub exit_code: Option<i32>,
     /// Killed at its time limit.

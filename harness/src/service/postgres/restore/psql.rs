@@ -18,7 +18,7 @@ use crate::{Error, Result};
 const KEEP_ERRORS: usize = 10;
 
 /// What psql did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PsqlOutcome {
     /// psql's exit code (None when killed at the timeout).
     pub exit_code: Option<i32>,
