@@ -74,7 +74,10 @@ fn show(what: &str, o: &Output) -> String {
 
 /// Per scenario: verdict, and every check's name and outcome but the RTO's
 /// (the one thing two runs of a drill measure differently).
-fn verdicts(report_dir: &Path) -> Vec<(String, String, Vec<(String, bool)>)> {
+/// Scenario, verdict, and each check's name and outcome.
+type Verdicts = Vec<(String, String, Vec<(String, bool)>)>;
+
+fn verdicts(report_dir: &Path) -> Verdicts {
     let text = std::fs::read_to_string(report_dir.join("report.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["scenarios"]
@@ -162,7 +165,7 @@ fn two_partitions_merged_give_the_verdicts_of_one_run() {
         verdicts(&root.join("whole")),
         verdicts(&root.join("merged")),
     );
-    let strip_rto = |v: Vec<(String, String, Vec<(String, bool)>)>| {
+    let strip_rto = |v: Verdicts| {
         v.into_iter()
             .map(|(n, verdict, checks)| {
                 let checks: Vec<(String, bool)> = checks
