@@ -4,8 +4,6 @@
 //! consumer or a person reads shows up as a snapshot diff; accept an
 //! intended one with `cargo insta review` (or `INSTA_UPDATE=always`).
 
-use std::time::Duration;
-
 use super::history::{self, GatePolicy, HistoryEntry};
 use super::testdata::reports;
 use super::{json, junit, markdown, prometheus, summary, svg, timeline_text};
