@@ -117,10 +117,67 @@ fn ensure_postgres() -> anyhow::Result<()> {
 
 /// Tools only the tests use: xmllint validates junit.xml against its schema.
 pub fn ensure_test_tools() -> anyhow::Result<()> {
-    if Command::new("xmllint").arg("--version").output().is_ok() {
-        return Ok(());
+    if Command::new("xmllint").arg("--version").output().is_err() {
+        install(&["libxml2-utils"])?;
     }
-    install(&["libxml2-utils"])
+    if schema_checker().is_none() {
+        install_schema_checker()?;
+    }
+    Ok(())
+}
+
+/// check-jsonschema, pinned: it carries SchemaStore's schemas of GitHub
+/// workflows and actions, which the tests check drill's own against.
+const SCHEMA_CHECKER: &str = "check-jsonschema==0.39.0";
+
+fn schema_checker_dir() -> std::path::PathBuf {
+    drill::service::postgres::tools_dir().join("check-jsonschema")
+}
+
+/// `check-jsonschema` from drill's tools folder, ready for arguments; None
+/// when it is not installed (`drill deps` installs it).
+pub fn schema_checker() -> Option<Command> {
+    let dir = schema_checker_dir();
+    let bin = dir.join("bin/check-jsonschema");
+    if !bin.is_file() {
+        return None;
+    }
+    let mut c = Command::new("python3");
+    c.arg(bin).env("PYTHONPATH", &dir);
+    Some(c)
+}
+
+/// pip-installs [`SCHEMA_CHECKER`] into its own folder of drill's tools.
+fn install_schema_checker() -> anyhow::Result<()> {
+    let dir = schema_checker_dir();
+    eprintln!(
+        "drill: installing {SCHEMA_CHECKER} from PyPI into {} ...",
+        dir.display()
+    );
+    let status = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--root-user-action=ignore",
+            "--target",
+        ])
+        .arg(&dir)
+        .arg(SCHEMA_CHECKER)
+        .status()
+        .context("run pip (install python3 and python3-pip)")?;
+    anyhow::ensure!(
+        status.success() && schema_checker().is_some(),
+        "pip install {SCHEMA_CHECKER} failed (it needs PyPI)"
+    );
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "chmod -R a+rX {}", dir.display());
+    Ok(())
 }
 
 /// Makes sure PostgreSQL `major` is installed, with TimescaleDB built for

@@ -154,6 +154,96 @@ fn ci_runs_the_readme_test_command() {
     );
 }
 
+/// `line` once per value of each `${{ matrix.KEY }}` it names (a matrix
+/// of one key each, as drill's workflows use), else as it is.
+fn with_matrix(line: &str, matrix: &yaml_rust2::Yaml) -> Vec<String> {
+    let Some(keys) = matrix.as_hash() else {
+        return vec![line.to_string()];
+    };
+    let mut lines = vec![line.to_string()];
+    for (k, values) in keys {
+        let (Some(k), Some(values)) = (k.as_str(), values.as_vec()) else {
+            continue;
+        };
+        let var = format!("${{{{ matrix.{k} }}}}");
+        if !line.contains(&var) {
+            continue;
+        }
+        lines = lines
+            .iter()
+            .flat_map(|l| {
+                values
+                    .iter()
+                    .map(|v| l.replace(&var, v.as_str().expect("a string matrix value")))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+    }
+    lines
+}
+
+/// Every workflow and the Action are valid for GitHub: checked against
+/// SchemaStore's schemas (check-jsonschema, which `cargo xtask test`
+/// installs), so a misspelt key or a wrong type fails here, not on a
+/// runner at 3 a.m.
+#[test]
+fn workflows_and_the_action_match_githubs_schemas() {
+    let Some(mut check) = drill_cli::deps::schema_checker() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "check-jsonschema is missing: `cargo xtask deps` installs it"
+        );
+        eprintln!("SKIPPED: check-jsonschema is missing (`cargo xtask deps` installs it)");
+        return;
+    };
+    let workflows: Vec<PathBuf> = std::fs::read_dir(root().join(".github/workflows"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    let out = check
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(&workflows)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "workflows:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut check = drill_cli::deps::schema_checker().unwrap();
+    let out = check
+        .args(["--builtin-schema", "vendor.github-actions"])
+        .arg(root().join("action.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "action.yml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The checker does find a broken workflow (so the test can fail).
+    let bad = tempfile::tempdir().unwrap();
+    let file = bad.path().join("bad.yml");
+    std::fs::write(
+        &file,
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-24.04\n    stepz: []\n",
+    )
+    .unwrap();
+    let out = drill_cli::deps::schema_checker()
+        .unwrap()
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a job with `stepz` passed the schema"
+    );
+}
+
 /// Every workflow parses, follows the house rules (read-only token by
 /// default, actions pinned to a full commit), its `needs` name real jobs, and
 /// every `cargo xtask ...` command it runs is accepted by the runner.
@@ -201,7 +291,12 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
                         "{name}: `{uses}` is not pinned to a commit"
                     );
                 }
-                for line in step["run"].as_str().unwrap_or("").lines() {
+                for line in step["run"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .flat_map(|l| with_matrix(l, &job["strategy"]["matrix"]))
+                {
                     let Some(rest) = line.trim().strip_prefix("cargo xtask ") else {
                         continue;
                     };
@@ -238,6 +333,34 @@ fn workflows_parse_and_reference_real_jobs_and_commands() {
         ci.contains("run: cargo xtask test"),
         "ci.yml must run the README's test command"
     );
+    // The nightly shares the drills out over a matrix and merges them.
+    let nightly =
+        &YamlLoader::load_from_str(&std::fs::read_to_string(dir.join("nightly.yml")).unwrap())
+            .unwrap()[0];
+    let shares: Vec<&str> = nightly["jobs"]["drills"]["strategy"]["matrix"]["partition"]
+        .as_vec()
+        .expect("the drills job is a matrix of partitions")
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    let n = shares.len();
+    let expected: Vec<String> = (1..=n).map(|m| format!("hash:{m}/{n}")).collect();
+    assert_eq!(
+        shares, expected,
+        "every partition once, N = the matrix's size"
+    );
+    let merge = nightly["jobs"]["report"]["steps"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .find(|r| r.contains("report merge"))
+        .expect("the report job merges the partitions");
+    assert!(
+        merge.contains("--gate") && merge.contains("--history"),
+        "{merge}"
+    );
+    assert_eq!(nightly["jobs"]["report"]["if"].as_str(), Some("always()"));
     let release = std::fs::read_to_string(dir.join("release.yml")).unwrap();
     assert!(
         release.contains("--gate"),
