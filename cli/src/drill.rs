@@ -34,6 +34,11 @@ pub struct Args {
     /// or `count:M/N` (round-robin by name). N runners, one M each.
     #[arg(long, value_parser = clap::value_parser!(crate::partition::Partition))]
     partition: Option<crate::partition::Partition>,
+    /// Load this many ticks instead of each scenario's `[fixture] ticks`
+    /// (the other tables scale with it): one drill at several sizes, the
+    /// history --predict-rto fits production's RTO from.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    fixture_ticks: Option<u64>,
     /// Validate the scenarios (or restore-artifact's flags), then stop
     /// without starting anything.
     #[arg(long, global = true)]
@@ -191,6 +196,12 @@ pub(crate) struct GateArgs {
     /// 1 judges this run alone, 3 rides out one unlucky run.
     #[arg(long, default_value_t = 3)]
     gate_confirm: usize,
+    /// Predict each scenario's RTO at production's backup size (e.g.
+    /// `200GiB`) from its runs in --history at other sizes (a line fitted
+    /// to restore time against backup size, with a 95% interval); with
+    /// --gate, a prediction over the RTO target fails the run (exit 4).
+    #[arg(long, requires = "history", value_parser = drill::report::predict::parse_size)]
+    predict_rto: Option<u64>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, drill::scenario::BadDuration> {
@@ -463,6 +474,11 @@ fn prepare(args: Args) -> Result<Option<(Work, RunArgs, RunRecord)>, Failure> {
             scenarios.len()
         );
     }
+    if let Some(n) = args.fixture_ticks {
+        for sc in &mut scenarios {
+            sc.fixture.ticks = n;
+        }
+    }
     check_run_args(&args.run, &scenarios)?;
     if args.validate_only {
         for sc in &scenarios {
@@ -683,6 +699,14 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
         let mark = if t.tripped { "✗ REGRESSION" } else { "trend" };
         println!("{mark}: {} [{}]: {}", t.scenario, t.backend, t.note);
     }
+    let predictions = match predict(gate, reports) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            harness_failed = true;
+            Vec::new()
+        }
+    };
     for u in &record.unfinished {
         println!("✗ {} did not finish: {}", u.scenario, u.error);
     }
@@ -697,6 +721,9 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
     // run.json always: a partition that drew no scenario is still merged.
     match written.and_then(|mut paths| {
         paths.push(record.write(report_dir)?);
+        if !predictions.is_empty() {
+            paths.push(drill::report::predict::write(report_dir, &predictions)?);
+        }
         Ok(paths)
     }) {
         Ok(paths) => eprintln!(
@@ -718,7 +745,8 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
         )))
     } else if reports.iter().any(|r| r.verdict == Verdict::Fail) {
         Err(Failure::ExpectationMissed)
-    } else if gate.gate && trends.iter().any(|t| t.tripped) {
+    } else if gate.gate && (trends.iter().any(|t| t.tripped) || predictions.iter().any(|p| p.over))
+    {
         Err(Failure::Regression)
     } else {
         Ok(())
@@ -726,6 +754,35 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
 }
 
 /// Reads the history, judges this run against it, then appends this run.
+/// `--predict-rto`: each scenario's RTO at production's size, from the
+/// history (this run included), printed and written to prediction.json.
+fn predict(
+    gate: &GateArgs,
+    reports: &[drill::engine::DrillReport],
+) -> drill::Result<Vec<drill::report::predict::Prediction>> {
+    use drill::report::{history, predict};
+    let (Some(size), Some(path)) = (gate.predict_rto, &gate.history) else {
+        return Ok(Vec::new());
+    };
+    let all = history::read(path)?;
+    let mut out = Vec::new();
+    for r in reports {
+        match predict::predict(&all, &r.name, &r.backend, size, r.rto_target) {
+            Ok(p) => {
+                let mark = if p.over {
+                    "✗ PREDICTED OVER TARGET"
+                } else {
+                    "prediction"
+                };
+                println!("{mark}: {}", p.line());
+                out.push(p);
+            }
+            Err(why) => println!("prediction: {why}"),
+        }
+    }
+    Ok(out)
+}
+
 fn trend(gate: &GateArgs, record: &RunRecord) -> drill::Result<Vec<drill::report::history::Trend>> {
     use drill::report::history;
     let Some(path) = &gate.history else {

@@ -31,7 +31,7 @@ use crate::engine::{DrillReport, Verdict};
 use crate::{Error, Result};
 
 /// One line of the history file.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryEntry {
     /// Seconds since the Unix epoch when the run finished.
     pub time: u64,
@@ -44,6 +44,18 @@ pub struct HistoryEntry {
     /// How long the run's servers took to start: the machine's speed then.
     #[serde(default)]
     pub calibration_ms: Option<u64>,
+    /// The size of what the corrected recovery restored: the backup's
+    /// bytes (PostgreSQL's dump or base backup, else Redis's and
+    /// ClickHouse's backups together). What `--predict-rto` fits against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Rows (and keys) the fixture held before the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// The corrected recovery's steps (the fault, each step, the checks)
+    /// and how long each took, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases_ms: Vec<(String, u64)>,
 }
 
 /// Gate settings.
@@ -155,8 +167,31 @@ pub fn entries(reports: &[DrillReport], now_secs: u64) -> Vec<HistoryEntry> {
                 .and_then(|m| m.rto)
                 .map(|d| d.as_millis() as u64),
             calibration_ms: calibration(r).map(|d| d.as_millis() as u64),
+            bytes: restored_bytes(r),
+            rows: (!r.baseline_rows.is_empty())
+                .then(|| r.baseline_rows.values().map(|&n| n.max(0) as u64).sum()),
+            phases_ms: r
+                .main_recovery()
+                .map(|m| {
+                    r.timeline
+                        .iter()
+                        .filter(|e| e.phase.recovery() == Some(m.name.as_str()))
+                        .map(|e| (e.step.clone(), e.duration.as_millis() as u64))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect()
+}
+
+/// The bytes the recovery restored from: PostgreSQL's backup, else every
+/// other service's backups together; None without a backup.
+pub fn restored_bytes(r: &DrillReport) -> Option<u64> {
+    if let Some(a) = &r.backup {
+        return Some(a.bytes);
+    }
+    let sum: u64 = r.backups.iter().map(|b| b.bytes).sum();
+    (sum > 0).then_some(sum)
 }
 
 /// How long the drill's servers took to start (its setup's `start ...`
@@ -333,7 +368,7 @@ mod tests {
                 backend: "native".into(),
                 verdict: "pass".into(),
                 rto_ms: Some(ms),
-                calibration_ms: None,
+                ..HistoryEntry::default()
             })
             .collect()
     }

@@ -9,6 +9,7 @@ pub mod history;
 mod json;
 mod junit;
 mod markdown;
+pub mod predict;
 mod prometheus;
 pub mod run;
 #[cfg(test)]

@@ -20,7 +20,7 @@ fn trends(reports: &[DrillReport]) -> Vec<history::Trend> {
             backend: "native".into(),
             verdict: "pass".into(),
             rto_ms: Some(ms),
-            calibration_ms: None,
+            ..HistoryEntry::default()
         })
         .collect();
     history::judge(
