@@ -150,6 +150,11 @@ struct RunArgs {
     /// reach them (`cargo xtask clean` removes them).
     #[arg(long)]
     keep: bool,
+    /// Run up to N drills at once, each with its own servers (give the
+    /// services `cpus` and `memory` in the scenarios so they do not starve
+    /// each other). Results are reported in the scenarios' order.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
     /// Stop after this point (`fault`, `backup`, `checks`, a step kind such as
     /// `psql-restore` or `shell`, or a step's label), print how to connect to
     /// every service, and wait for Enter. Repeatable. Needs a terminal.
@@ -395,17 +400,27 @@ fn execute(prepared: Option<(Work, RunArgs, RunRecord)>) -> Outcome {
             .collect(),
     };
     let work = Arc::new(work);
-    for (i, (name, description)) in jobs.iter().enumerate() {
-        eprintln!("▶ {name} — {description}");
-        // The drill runs as a task so this thread sees Ctrl-C even while a
-        // step blocks (a restore, initdb); teardown then does not wait for it.
-        let (job, job_opts) = (work.clone(), opts.clone());
-        let handle = runtime.spawn(async move {
-            match &*job {
-                Work::Scenarios(s) => drill::engine::run(&s[i], &job_opts).await,
-                Work::Artifacts(a) => drill::engine::restore_artifact(&a[i], &job_opts).await,
-            }
-        });
+    // Up to --jobs drills at once, each with its own servers; each runs as
+    // a task so this thread sees Ctrl-C even while a step blocks (a
+    // restore, initdb); teardown then does not wait for it.
+    let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(run.jobs)));
+    let handles: Vec<_> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (name, description))| {
+            let (job, job_opts, permits) = (work.clone(), opts.clone(), permits.clone());
+            let line = format!("▶ {name} — {description}");
+            runtime.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
+                eprintln!("{line}");
+                match &*job {
+                    Work::Scenarios(s) => drill::engine::run(&s[i], &job_opts).await,
+                    Work::Artifacts(a) => drill::engine::restore_artifact(&a[i], &job_opts).await,
+                }
+            })
+        })
+        .collect();
+    for ((name, _), handle) in jobs.iter().zip(handles) {
         let [int, term, hup] = &mut signals[..] else {
             unreachable!("three signals registered")
         };

@@ -164,6 +164,81 @@ impl ServerInfo {
     }
 }
 
+/// What a server's container may use (`docker run --cpus --memory`): a
+/// drill sized like production, and parallel drills that do not starve
+/// each other. Natively not applied (the report says so).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// CPUs, fractional (`1.5`).
+    pub cpus: Option<f64>,
+    /// Memory in bytes (swap not allowed beyond it).
+    pub memory: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.cpus.is_none() && self.memory.is_none()
+    }
+}
+
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(c) = self.cpus {
+            parts.push(format!("cpus {c}"));
+        }
+        if let Some(m) = self.memory {
+            parts.push(format!("memory {}", fmt_bytes(m)));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// `1.5 GiB`, `200.0 GiB`, `12.3 MiB`, `512 B`.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Reads a size: `200GiB`, `1.5 TiB`, `500MB`, `123` (bytes). Binary
+/// (KiB, MiB, GiB, TiB) and decimal (kB, MB, GB, TB) units.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (&t[..split], t[split..].trim());
+    let help = || format!("`{s}`: write a size such as 200GiB, 1.5TiB or 500MB");
+    let v: f64 = num.parse().map_err(|_| help())?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" | "k" => 1024.0,
+        "mib" | "m" => 1024f64.powi(2),
+        "gib" | "g" => 1024f64.powi(3),
+        "tib" | "t" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(help()),
+    };
+    let bytes = v * mult;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(help());
+    }
+    Ok(bytes as u64)
+}
+
 /// `1.234s`, `2m 03.456s`: milliseconds, always.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();

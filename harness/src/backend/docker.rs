@@ -481,6 +481,7 @@ impl super::Server for ContainerServer {
             image = image.with_exposed_port(ContainerPort::Tcp(*p));
         }
         let ports = spec.ports.clone();
+        let limits = spec.container.limits;
         let name = format!(
             "drill-{}-{}-{}-{}",
             spec.run_id,
@@ -495,6 +496,14 @@ impl super::Server for ContainerServer {
             .with_startup_timeout(START_TIMEOUT)
             // Published on loopback only, never on every interface.
             .with_host_config_modifier(move |hc| {
+                if let Some(c) = limits.cpus {
+                    hc.nano_cpus = Some((c * 1e9) as i64);
+                }
+                if let Some(m) = limits.memory {
+                    hc.memory = Some(m as i64);
+                    // No swap beyond it: a limit that swaps measures the disk.
+                    hc.memory_swap = Some(m as i64);
+                }
                 hc.publish_all_ports = Some(false);
                 hc.port_bindings = Some(
                     ports

@@ -150,6 +150,8 @@ pub struct ContainerSpec {
     /// that folder; the folder is removed with the server (the volume stays
     /// its owner's), and a wipe is refused.
     pub borrow_volume: Option<(String, String)>,
+    /// `--cpus` and `--memory`.
+    pub limits: crate::vocab::Limits,
 }
 
 /// A network only a drill's own servers share (a primary and its

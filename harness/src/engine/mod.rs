@@ -282,6 +282,8 @@ pub enum WarningCode {
     FellBack,
     /// The restore brought back no table (allowed with --allow-empty).
     EmptyBackup,
+    /// `cpus`/`memory` set, but the servers ran natively, unlimited.
+    LimitsNotApplied,
 }
 
 impl DrillReport {
@@ -365,6 +367,22 @@ pub async fn run(sc: &Scenario, opts: &DrillOptions) -> Result<DrillReport> {
         )
     };
     report.compose = sc.services.imported.clone();
+    if opts.backend == BackendKind::Native {
+        let limited: Vec<String> = sc
+            .services
+            .limits()
+            .into_iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(k, l)| format!("{k}: {l}"))
+            .collect();
+        if !limited.is_empty() {
+            report.warn(
+                WarningCode::LimitsNotApplied,
+                "the scenario's cpus and memory limits apply to containers; natively the servers ran unlimited".into(),
+                limited.join("; "),
+            );
+        }
+    }
     let work = work_dir(&run_id)?;
     let placement = Placement {
         backend: opts.backend,

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use super::history::HistoryEntry;
+pub use crate::vocab::{fmt_bytes, parse_size};
 
 /// A prediction of one scenario's RTO at one size.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -181,51 +182,6 @@ fn t95(dof: usize) -> f64 {
         2.052, 2.048, 2.045, 2.042,
     ];
     T.get(dof.saturating_sub(1)).copied().unwrap_or(1.96)
-}
-
-/// `1.5 GiB`, `200 GiB`, `12.3 MiB`, `512 B`.
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// Reads a size: `200GiB`, `1.5 TiB`, `500MB`, `123` (bytes). Binary
-/// (KiB, MiB, GiB, TiB) and decimal (kB, MB, GB, TB) units.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = (&t[..split], t[split..].trim());
-    let help = || format!("`{s}`: write a size such as 200GiB, 1.5TiB or 500MB");
-    let v: f64 = num.parse().map_err(|_| help())?;
-    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kib" | "k" => 1024.0,
-        "mib" | "m" => 1024f64.powi(2),
-        "gib" | "g" => 1024f64.powi(3),
-        "tib" | "t" => 1024f64.powi(4),
-        "kb" => 1e3,
-        "mb" => 1e6,
-        "gb" => 1e9,
-        "tb" => 1e12,
-        _ => return Err(help()),
-    };
-    let bytes = v * mult;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
-        return Err(help());
-    }
-    Ok(bytes as u64)
 }
 
 #[cfg(test)]

@@ -118,6 +118,26 @@ pub fn parse_str(src: &str, path: &Path) -> Result<Scenario, ScenarioError> {
             })?;
         crate::compose::apply(&mut sc, imported);
     }
+    // The limits travel with the server's other extras.
+    let s = &mut sc.services;
+    if let Some(c) = &mut s.postgres {
+        c.extras.limits = crate::vocab::Limits {
+            cpus: c.cpus,
+            memory: c.memory,
+        };
+    }
+    if let Some(c) = &mut s.redis {
+        c.extras.limits = crate::vocab::Limits {
+            cpus: c.cpus,
+            memory: c.memory,
+        };
+    }
+    if let Some(c) = &mut s.clickhouse {
+        c.extras.limits = crate::vocab::Limits {
+            cpus: c.cpus,
+            memory: c.memory,
+        };
+    }
     if sc.name.is_empty() {
         sc.name = path
             .file_stem()
@@ -274,6 +294,40 @@ fn command_is_there(
 
 /// Cross-field rules; returns (key, message, help).
 fn validate(sc: &Scenario) -> Result<(), Broken> {
+    for (kind, limits) in [
+        (
+            "postgres",
+            sc.services.postgres.as_ref().map(|c| c.extras.limits),
+        ),
+        ("redis", sc.services.redis.as_ref().map(|c| c.extras.limits)),
+        (
+            "clickhouse",
+            sc.services.clickhouse.as_ref().map(|c| c.extras.limits),
+        ),
+    ] {
+        let Some(l) = limits else { continue };
+        if let Some(c) = l.cpus
+            && !(0.01..=1024.0).contains(&c)
+        {
+            return bad(
+                &format!("services.{kind}.cpus"),
+                format!("{c} CPUs is no limit Docker takes"),
+                "write the CPUs the container may use, e.g. `cpus = 1` or `cpus = 0.5`",
+            );
+        }
+        if let Some(m) = l.memory
+            && m < 64 << 20
+        {
+            return bad(
+                &format!("services.{kind}.memory"),
+                format!(
+                    "{} is too little memory for a server",
+                    crate::vocab::fmt_bytes(m)
+                ),
+                "give it at least 64 MiB, e.g. `memory = \"2 GiB\"`",
+            );
+        }
+    }
     validate_header(sc)?;
     validate_services(sc)?;
     let d = Declared {

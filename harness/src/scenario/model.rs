@@ -159,6 +159,21 @@ impl Services {
         k
     }
 
+    /// Each declared service's container limits.
+    pub fn limits(&self) -> Vec<(ServiceKind, crate::vocab::Limits)> {
+        let mut v = Vec::new();
+        if let Some(c) = &self.postgres {
+            v.push((ServiceKind::Postgres, c.extras.limits));
+        }
+        if let Some(c) = &self.redis {
+            v.push((ServiceKind::Redis, c.extras.limits));
+        }
+        if let Some(c) = &self.clickhouse {
+            v.push((ServiceKind::ClickHouse, c.extras.limits));
+        }
+        v
+    }
+
     /// The image each declared service would run (scenario, environment,
     /// official default).
     pub fn images(&self) -> Vec<(ServiceKind, String)> {
@@ -212,6 +227,14 @@ pub struct RedisConfig {
     /// replicaof, loadmodule, ...) are refused at load time.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The container's CPUs (`docker run --cpus`, fractional), to size a
+    /// drill like production and keep parallel drills (`--jobs`) apart.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// The container's memory (`docker run --memory`, e.g. "2 GiB"; no swap
+    /// beyond it).
+    #[serde(default, deserialize_with = "size")]
+    pub memory: Option<u64>,
     #[serde(skip)]
     pub extras: Extras,
 }
@@ -231,6 +254,14 @@ pub struct ClickHouseConfig {
     /// The analytics database (default `analytics`).
     #[serde(default = "analytics")]
     pub database: String,
+    /// The container's CPUs (`docker run --cpus`, fractional), to size a
+    /// drill like production and keep parallel drills (`--jobs`) apart.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// The container's memory (`docker run --memory`, e.g. "2 GiB"; no swap
+    /// beyond it).
+    #[serde(default, deserialize_with = "size")]
+    pub memory: Option<u64>,
     #[serde(skip)]
     pub extras: Extras,
 }
@@ -265,17 +296,44 @@ pub struct PostgresConfig {
     /// finds (natively the newest installed, in Docker the image's).
     #[serde(default)]
     pub version: Option<u32>,
+    /// The container's CPUs (`docker run --cpus`, fractional), to size a
+    /// drill like production and keep parallel drills (`--jobs`) apart.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// The container's memory (`docker run --memory`, e.g. "2 GiB"; no swap
+    /// beyond it).
+    #[serde(default, deserialize_with = "size")]
+    pub memory: Option<u64>,
     #[serde(skip)]
     pub extras: Extras,
 }
 
-/// What a compose file adds to a server beyond the scenario's keys: the
-/// container's environment and config files.
+/// What a server gets beyond its engine's own keys: from a compose file,
+/// the container's environment and config files; from the scenario, its
+/// container's limits.
 #[derive(Debug, Clone, Default)]
 pub struct Extras {
     /// Set in the container (not natively).
     pub env: Vec<(String, String)>,
     pub files: Vec<ConfigFile>,
+    /// `cpus` and `memory` (containers only).
+    pub limits: crate::vocab::Limits,
+}
+
+/// `memory = "2 GiB"` (or a number of bytes).
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(b) => Ok(Some(b)),
+        Size::Text(t) => crate::vocab::parse_size(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// A config file the server reads from one of its `*.d` folders.

@@ -362,6 +362,7 @@ fn server_spec(backend: BackendKind, spec: &ClickHouseSpec, password: &str) -> R
         secrets: vec![password.to_string()],
         scrub_env: vec![],
         container: ContainerSpec {
+            limits: spec.extras.limits,
             image: spec.image.clone(),
             data: DATA.into(),
             env,

@@ -568,6 +568,7 @@ fn server_spec(backend: BackendKind, spec: &PgSpec, password: &str) -> Result<Se
         secrets: vec![password.to_string()],
         scrub_env: SCRUB_ENV.to_vec(),
         container: ContainerSpec {
+            limits: spec.extras.limits,
             image: spec.image.clone(),
             data: DATA.into(),
             env: [

@@ -499,6 +499,7 @@ fn server_spec(
         secrets: vec![password.to_string()],
         scrub_env: vec![],
         container: ContainerSpec {
+            limits: spec.extras.limits,
             image: spec.image.clone(),
             data: DATA.into(),
             env: spec.extras.env.clone(),
