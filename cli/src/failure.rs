@@ -11,7 +11,8 @@ pub mod exit {
     pub const HARNESS_ERROR: u8 = 2;
     /// Bad input: a malformed scenario, flag or file, or an unknown scenario name.
     pub const BAD_INPUT: u8 = 3;
-    /// `--gate`: a scenario's RTO regressed beyond the margin (expectations met).
+    /// `--gate`: a scenario's RTO regressed beyond the margin, or its predicted
+    /// RTO is over the target (expectations met).
     pub const REGRESSION: u8 = 4;
     /// Interrupted by Ctrl-C, SIGTERM or SIGHUP (everything started was removed).
     pub const INTERRUPTED: u8 = 130;
