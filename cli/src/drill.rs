@@ -124,6 +124,13 @@ pub(crate) struct ArtifactArgs {
     /// result each (default: the newest usable one).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..1000))]
     newest: Option<u32>,
+    /// Connections the restore uses: `auto` (this machine's cores, at most
+    /// 4) or N. A plain dump's schema runs first, its rows then go in chunks
+    /// over N psql connections, then its indexes and constraints; an archive
+    /// gets `pg_restore -j N`. A TimescaleDB target always takes one. `1`
+    /// restores exactly as `gunzip -c | psql` would.
+    #[arg(long, default_value = "auto", value_parser = parse_jobs)]
+    restore_jobs: usize,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -223,6 +230,16 @@ fn parse_engine(s: &str) -> Result<PgEngine, String> {
         "timescaledb" => Ok(PgEngine::Timescaledb),
         "postgres" => Ok(PgEngine::Postgres),
         _ => Err(format!("`{s}`: use auto, timescaledb or postgres")),
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s {
+        "auto" => Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(4))),
+        n => match n.parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(n),
+            _ => Err(format!("`{s}`: write auto or a number from 1 to 64")),
+        },
     }
 }
 
@@ -546,6 +563,7 @@ fn prepare_artifacts(
             stanza: a.stanza,
             target: a.target,
             version: a.into_version,
+            jobs: a.restore_jobs,
         };
         let drills = match a.newest {
             None => vec![d],

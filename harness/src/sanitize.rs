@@ -122,8 +122,50 @@ pub fn sanitize<R: BufRead, W: Write>(input: R, output: W) -> io::Result<Sanitiz
 /// Copies `input` to `output` as `opts` say: without pg_dump's stderr
 /// lines, without psql's backslash commands, or both.
 pub fn filter<R: BufRead, W: Write>(
+    input: R,
+    output: W,
+    opts: &FilterOptions,
+) -> io::Result<SanitizeReport> {
+    struct Plain<W>(W);
+    impl<W: Write> LineSink for Plain<W> {
+        fn line(&mut self, _: LineKind, raw: &[u8]) -> io::Result<()> {
+            self.0.write_all(raw)
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            self.0.flush()
+        }
+    }
+    filter_lines(input, &mut Plain(output), opts)
+}
+
+/// What a kept line is to psql: what a consumer that splits a dump (the
+/// parallel restore) needs to know, from the structure the sanitizer
+/// follows anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineKind {
+    /// SQL or a psql meta-command, outside COPY data.
+    Sql,
+    /// A line of a `COPY ... FROM stdin;` statement (usually its only one).
+    CopyHeader,
+    /// A data row of the COPY block.
+    CopyRow,
+    /// The block's `\.`.
+    CopyEnd,
+    /// The structure was lost ([`SanitizeReport::gave_up`]): whatever it is.
+    Unknown,
+}
+
+/// Where [`filter_lines`] puts each kept line, with its kind.
+pub(crate) trait LineSink {
+    fn line(&mut self, kind: LineKind, raw: &[u8]) -> io::Result<()>;
+    /// The input ended.
+    fn finish(&mut self) -> io::Result<()>;
+}
+
+/// [`filter`], each kept line handed to `sink` with its [`LineKind`].
+pub(crate) fn filter_lines<R: BufRead, S: LineSink>(
     mut input: R,
-    mut output: W,
+    sink: &mut S,
     opts: &FilterOptions,
 ) -> io::Result<SanitizeReport> {
     let mut s = Sanitizer {
@@ -133,7 +175,7 @@ pub fn filter<R: BufRead, W: Write>(
     };
     if let Some(key) = opts.guard.as_ref().and_then(|g| g.restrict_key.as_ref()) {
         let first = format!("\\restrict {key}\n");
-        output.write_all(first.as_bytes())?;
+        sink.line(LineKind::Sql, first.as_bytes())?;
     }
     let mut line = Vec::with_capacity(8 * 1024);
     loop {
@@ -142,14 +184,29 @@ pub fn filter<R: BufRead, W: Write>(
         if n == 0 {
             break;
         }
+        let (passthrough, in_copy, in_header) =
+            (s.passthrough, s.copy.is_some(), s.pending_header.is_some());
         if s.keep(&line) {
-            output.write_all(&line)?;
+            let kind = if passthrough || s.passthrough {
+                LineKind::Unknown
+            } else if in_copy {
+                if s.copy.is_some() {
+                    LineKind::CopyRow
+                } else {
+                    LineKind::CopyEnd
+                }
+            } else if in_header || s.copy.is_some() || s.pending_header.is_some() {
+                LineKind::CopyHeader
+            } else {
+                LineKind::Sql
+            };
+            sink.line(kind, &line)?;
             s.report.lines_out += 1;
             s.report.bytes_out += line.len() as u64;
         }
         s.report.peak_line_bytes = s.report.peak_line_bytes.max(line.capacity());
     }
-    output.flush()?;
+    sink.finish()?;
     Ok(s.report)
 }
 
@@ -620,6 +677,40 @@ fn parse_copy(line: &[u8]) -> Option<CopyBlock> {
         contents_removed: false,
         notice_removed: false,
     })
+}
+
+/// SQL text (pg_dump's, outside COPY data) cut into statements, each with
+/// its lines: a statement ends on a line ending with `;` outside every
+/// literal, comment and dollar-quoted body; a psql meta-command line is
+/// one of its own. Comment and blank lines go with the statement after
+/// them; what follows the last `;` is the last piece. Nothing is dropped:
+/// the pieces joined are the text.
+pub(crate) fn statements(sql: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut lex, mut start, mut at) = (Lexer::default(), 0, 0);
+    while at < sql.len() {
+        let end = memchr_newline(&sql[at..]).map_or(sql.len(), |i| at + i + 1);
+        let line = &sql[at..end];
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        let meta = lex.is_neutral() && text.first() == Some(&b'\\');
+        if !meta {
+            lex.scan(text);
+        }
+        at = end;
+        if meta || (lex.is_neutral() && text.trim_ascii_end().ends_with(b";")) {
+            out.push(&sql[start..end]);
+            start = end;
+        }
+    }
+    if start < sql.len() {
+        out.push(&sql[start..]);
+    }
+    out
+}
+
+fn memchr_newline(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&c| c == b'\n')
 }
 
 /// Lexical state of SQL text between lines.

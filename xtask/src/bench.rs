@@ -523,6 +523,7 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             stanza: None,
             target: Default::default(),
             version: None,
+            jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
         let rto = report
@@ -675,6 +676,7 @@ async fn pitr(reps: usize, dir: &Path) -> anyhow::Result<Row> {
             stanza: None,
             target: Default::default(),
             version: None,
+            jobs: 1,
         };
         let report = drill::engine::restore_artifact(&a, &DrillOptions::default()).await?;
         let m = report

@@ -67,6 +67,10 @@ pub struct ArtifactDrill {
     /// gate: last night's backups into the next version); None: the one
     /// drill finds. The fingerprint is then compared across versions.
     pub version: Option<u32>,
+    /// Connections the restore uses: a plain dump's COPY data in chunks over
+    /// N psql connections, `pg_restore -j N` for an archive (1 for a
+    /// TimescaleDB target, whose restore takes one connection).
+    pub jobs: usize,
 }
 
 const NAME: &str = "restore-artifact";
@@ -404,6 +408,7 @@ impl Restore<'_> {
                         timeout: Some(self.d.rto * 2),
                         timescaledb: wrap,
                         role,
+                        jobs: self.d.jobs,
                     };
                     psql_restore(server, &artifact, opts)?.step_done()
                 }
@@ -413,6 +418,7 @@ impl Restore<'_> {
                         timescaledb: wrap,
                         role,
                         limit: Some(self.d.rto * 2),
+                        jobs: if wrap { 1 } else { self.d.jobs },
                         ..Default::default()
                     };
                     pg_restore(server, &artifact.path, &opts)?.step_done()

@@ -894,6 +894,12 @@ pub enum Step {
         /// `psql -v ON_ERROR_STOP=1`: stop at the first error.
         #[serde(default, rename = "on-error-stop")]
         on_error_stop: bool,
+        /// Connections the COPY data goes over (`pg_restore -j` for a plain
+        /// dump: schema first, rows in chunks over N psql connections, then
+        /// indexes and constraints); default 1, psql's own order.
+        /// TimescaleDB targets always take one.
+        #[serde(default)]
+        jobs: Option<u16>,
         #[serde(default)]
         timeout: Option<HumanDuration>,
     },
@@ -912,6 +918,10 @@ pub enum Step {
         /// `--disable-triggers` (with data-only: load children before parents).
         #[serde(default, rename = "disable-triggers")]
         disable_triggers: bool,
+        /// `pg_restore -j N` (not for TimescaleDB targets, whose restore
+        /// runs on one connection between pre_restore and post_restore).
+        #[serde(default)]
+        jobs: Option<u16>,
         #[serde(default)]
         timeout: Option<HumanDuration>,
     },

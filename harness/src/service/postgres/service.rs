@@ -426,6 +426,7 @@ impl PostgresService {
             Step::PsqlRestore {
                 sanitize,
                 on_error_stop,
+                jobs,
                 ..
             } => {
                 if artifact.format != DumpFormat::Plain {
@@ -441,6 +442,7 @@ impl PostgresService {
                     timeout: Some(step.time_limit()),
                     timescaledb: self.timescaledb(),
                     role: None,
+                    jobs: jobs.map_or(1, usize::from),
                 };
                 let out = psql_restore(&self.server, artifact, opts)?;
                 Ok(out.step_done())
@@ -450,6 +452,7 @@ impl PostgresService {
                 tables,
                 data_only,
                 disable_triggers,
+                jobs,
                 ..
             } => {
                 if artifact.format == DumpFormat::Plain {
@@ -467,6 +470,12 @@ impl PostgresService {
                     timescaledb: self.timescaledb() && !*data_only,
                     role: None,
                     limit: Some(step.time_limit()),
+                    // TimescaleDB restores on one connection, data-only too.
+                    jobs: if self.timescaledb() {
+                        1
+                    } else {
+                        jobs.map_or(1, usize::from)
+                    },
                 };
                 let out = pg_restore(&self.server, &artifact.path, &o)?;
                 Ok(out.step_done())

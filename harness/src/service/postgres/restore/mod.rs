@@ -2,6 +2,7 @@
 //! Each step acts on a service and reports what it did into the timeline;
 //! none of them judges success (checks do that, from measurements).
 
+mod parallel;
 mod pg_restore;
 pub mod psql;
 

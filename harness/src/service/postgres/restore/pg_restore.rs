@@ -34,6 +34,8 @@ pub struct PgRestoreOptions {
     pub role: Option<PgCoordinates>,
     /// Killed (with its process group) after this long; default an hour.
     pub limit: Option<std::time::Duration>,
+    /// `-j N` when above 1 (never for TimescaleDB: one connection).
+    pub jobs: usize,
 }
 
 /// `pg_restore --no-owner --no-acl -d <db> [options] <path>`.
@@ -54,6 +56,9 @@ pub fn pg_restore(
         args.push("--disable-triggers".into());
     }
     args.extend(o.tables.iter().map(|t| format!("--table={t}")));
+    if o.jobs > 1 && !o.timescaledb {
+        args.push(format!("--jobs={}", o.jobs));
+    }
     let timescaledb = o.timescaledb;
     let command = format!("pg_restore {} {}", args.join(" "), path.display());
     tracing::debug!(%command, "restore");

@@ -35,6 +35,16 @@ pub struct PsqlOutcome {
     /// Wrapped in timescaledb_pre_restore() / timescaledb_post_restore().
     pub timescaledb_wrapped: bool,
     pub command: String,
+    /// psql connections the data went over (1: psql's own order).
+    #[serde(default = "one")]
+    pub connections: usize,
+    /// COPY chunks sent to the parallel connections.
+    #[serde(default)]
+    pub chunks: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// How the restore is run.
@@ -53,6 +63,10 @@ pub struct PsqlRestoreOptions {
     /// `timescaledb_pre_restore()` before, `timescaledb_post_restore()`
     /// after (also when the restore fails), as TimescaleDB's docs require.
     pub timescaledb: bool,
+    /// Connections the COPY data goes over (`pg_restore -j` for a plain
+    /// dump; [`super::parallel`]); 0 and 1: one psql, psql's own order.
+    /// TimescaleDB targets always take one.
+    pub jobs: usize,
 }
 
 /// Restores `artifact` into the server's application database.
@@ -64,7 +78,11 @@ pub fn psql_restore(
     let wrapped = opts.timescaledb;
     let role = opts.role.clone();
     let outcome = super::with_timescaledb(server, wrapped, role.as_ref(), || {
-        stream(server, artifact, opts)
+        if opts.jobs > 1 && !wrapped {
+            stream_parallel(server, artifact, opts)
+        } else {
+            stream(server, artifact, opts)
+        }
     })?;
     Ok(PsqlOutcome {
         timescaledb_wrapped: wrapped,
@@ -147,28 +165,7 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
             other => other,
         }
     });
-    let collector = std::thread::spawn(move || {
-        let mut count = 0u64;
-        let mut first: Vec<String> = Vec::new();
-        // Read to the end whatever the bytes (a LATIN1 dump's errors are not
-        // UTF-8): stopping early would kill psql with SIGPIPE.
-        crate::shell::each_line(stderr, |line| {
-            if line.contains("ERROR:") {
-                count += 1;
-                if first.len() < KEEP_ERRORS {
-                    first.push(line.to_string());
-                }
-            } else if (line.starts_with("LINE ") || line.contains("DETAIL:"))
-                && count as usize <= KEEP_ERRORS
-                && let Some(last) = first.last_mut()
-            {
-                // The context of the error just kept.
-                last.push_str(" | ");
-                last.push_str(line.trim());
-            }
-        });
-        (count, first)
-    });
+    let collector = std::thread::spawn(move || errors_of(Box::new(stderr)));
     let deadline = timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     let status = loop {
@@ -211,5 +208,183 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
         refused_total,
         timescaledb_wrapped: false,
         command,
+        connections: 1,
+        chunks: 0,
+    })
+}
+
+/// psql's `ERROR:` lines (how many, and the first few with their context).
+fn errors_of(stderr: Box<dyn Read + Send>) -> (u64, Vec<String>) {
+    let mut count = 0u64;
+    let mut first: Vec<String> = Vec::new();
+    // Read to the end whatever the bytes (a LATIN1 dump's errors are not
+    // UTF-8): stopping early would kill psql with SIGPIPE.
+    crate::shell::each_line(stderr, |line| {
+        if line.contains("ERROR:") {
+            count += 1;
+            if first.len() < KEEP_ERRORS {
+                first.push(line.to_string());
+            }
+        } else if (line.starts_with("LINE ") || line.contains("DETAIL:"))
+            && count as usize <= KEEP_ERRORS
+            && let Some(last) = first.last_mut()
+        {
+            // The context of the error just kept.
+            last.push_str(" | ");
+            last.push_str(line.trim());
+        }
+    });
+    (count, first)
+}
+
+/// The backup, decompressed and filtered as [`stream`] does, into `jobs`
+/// psql connections ([`super::parallel`]).
+fn stream_parallel(
+    server: &Postgres,
+    artifact: &Artifact,
+    opts: PsqlRestoreOptions,
+) -> Result<PsqlOutcome> {
+    let PsqlRestoreOptions {
+        sanitize: sanitize_first,
+        on_error_stop,
+        timeout,
+        role,
+        jobs,
+        ..
+    } = opts;
+    let command = format!(
+        "{} {} | {} | psql -X -q -v ON_ERROR_STOP={} (schema), COPY over {jobs} psql connections in {} MiB chunks, then post-data",
+        if artifact.compressed {
+            "gunzip -c"
+        } else {
+            "cat"
+        },
+        artifact.path.display(),
+        if sanitize_first {
+            "drill-sanitize --guard"
+        } else {
+            "drill-guard"
+        },
+        u8::from(on_error_stop),
+        super::parallel::CHUNK >> 20,
+    );
+    tracing::debug!(%command, "restore");
+    let make = {
+        move || {
+            let mut cmd = server.client_as(ClientTool::Psql, role.as_ref());
+            cmd.args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                if on_error_stop {
+                    "ON_ERROR_STOP=1"
+                } else {
+                    "ON_ERROR_STOP=0"
+                },
+            ]);
+            cmd
+        }
+    };
+    let spawn_err = |source| Error::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut splitter =
+        super::parallel::Splitter::new(jobs, Box::new(make), errors_of).map_err(spawn_err)?;
+    let pids = splitter.pids.clone();
+    // The time limit: every psql killed, which ends the feeding too.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = timeout.map(|t| {
+        let (done, timed_out, pids) = (done.clone(), timed_out.clone(), pids.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + t;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if Instant::now() > deadline {
+                    timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                    for &pid in pids.lock().expect("not poisoned").iter() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    });
+    let filter_opts = FilterOptions {
+        remove_stderr: sanitize_first,
+        guard: Some(Guard {
+            database: server.coordinates().database.clone(),
+            restrict_key: server.knows_restrict().then(crate::backend::new_password),
+        }),
+    };
+    let fed = (|| -> std::io::Result<SanitizeReport> {
+        let file = File::open(&artifact.path)?;
+        let reader: Box<dyn Read> = if artifact.compressed {
+            Box::new(MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        let reader = BufReader::with_capacity(256 * 1024, reader);
+        crate::sanitize::filter_lines(reader, &mut splitter, &filter_opts)
+    })();
+    let chunks = splitter.chunks;
+    let mut exit_code = Some(0);
+    let (mut error_count, mut first_errors) = (0u64, Vec::new());
+    let mut killed = None;
+    for (mut child, stderr) in splitter.close() {
+        let status = child.wait().map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let (n, first) = stderr.join().unwrap_or_default();
+        error_count += n;
+        first_errors.extend(first);
+        if let Some(sig) = std::os::unix::process::ExitStatusExt::signal(&status) {
+            killed = Some(sig);
+        }
+        if exit_code == Some(0) {
+            exit_code = status.code();
+        }
+    }
+    first_errors.truncate(KEEP_ERRORS);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
+    let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
+    if let (Some(sig), false) = (killed, timed_out) {
+        return Err(Error::Command {
+            what: format!("psql restoring {}", artifact.path.display()),
+            status: format!("killed by signal {sig}"),
+            output: first_errors.join("\n"),
+        });
+    }
+    let filtered = match fed {
+        Ok(r) => Some(r),
+        // A psql stopped (ON_ERROR_STOP, or the time limit): its exit code says why.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => None,
+        Err(e) => return Err(Error::io("read backup", &artifact.path)(e)),
+    };
+    let (refused, refused_total) = filtered
+        .as_ref()
+        .map_or((Vec::new(), 0), |r| (r.refused.clone(), r.refused_total));
+    Ok(PsqlOutcome {
+        exit_code: if timed_out { None } else { exit_code },
+        timed_out,
+        error_count,
+        first_errors,
+        sanitize: filtered.filter(|_| sanitize_first),
+        refused,
+        refused_total,
+        timescaledb_wrapped: false,
+        command,
+        connections: jobs,
+        chunks,
     })
 }
