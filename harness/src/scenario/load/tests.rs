@@ -56,6 +56,7 @@ fn the_example_parses_with_defaults() {
         Step::PsqlRestore {
             sanitize: true,
             on_error_stop: true,
+            jobs: None,
             timeout: None
         }
     );
@@ -281,6 +282,7 @@ fn shell_and_pg_restore_steps_parse() {
             tables: vec![],
             data_only: false,
             disable_triggers: false,
+            jobs: None,
             timeout: None
         }
     );
