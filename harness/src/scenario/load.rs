@@ -970,6 +970,15 @@ fn validate_step(
     if let Some(v) = version {
         major_version(&format!("{key}.version"), v)?;
     }
+    if let Step::PsqlRestore { jobs: Some(n), .. } | Step::PgRestore { jobs: Some(n), .. } = step
+        && !(1..=64).contains(n)
+    {
+        return bad(
+            &format!("{key}.jobs"),
+            format!("{n} connections is no restore drill can run"),
+            "give 1 (psql's own order) to 64, e.g. `jobs = 2`",
+        );
+    }
     match step {
         Step::Sql { run, .. } | Step::Redis { run, .. } if run.trim().is_empty() => {
             return bad(

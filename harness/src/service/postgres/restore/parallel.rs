@@ -134,6 +134,8 @@ pub(crate) struct Splitter<'a> {
     header: Vec<u8>,
     header_done: bool,
     chunk: Vec<u8>,
+    /// Bytes of rows per chunk ([`CHUNK`]; smaller in tests).
+    pub(crate) chunk_bytes: usize,
     jobs: usize,
     make: Box<dyn Fn() -> Command + 'a>,
     errors: fn(Box<dyn io::Read + Send>) -> (u64, Vec<String>),
@@ -191,6 +193,7 @@ impl<'a> Splitter<'a> {
             header: Vec::new(),
             header_done: false,
             chunk: Vec::with_capacity(CHUNK + 64 * 1024),
+            chunk_bytes: CHUNK,
             jobs,
             make,
             errors,
@@ -472,7 +475,7 @@ impl LineSink for Splitter<'_> {
             (State::Data, LineKind::CopyRow) => {
                 self.header_done = true;
                 self.chunk.extend_from_slice(raw);
-                if self.chunk.len() >= CHUNK {
+                if self.chunk.len() >= self.chunk_bytes {
                     self.dispatch(b"\\.\n")?;
                 }
                 Ok(())
@@ -504,5 +507,202 @@ impl LineSink for Splitter<'_> {
             }
         }
         self.main_in.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The splitter against stand-in connections: each "psql" is `sh`
+    //! appending what it is sent to a file of its own and answering the
+    //! sync markers, so what each connection received can be read back.
+    //! Whatever the dump, nothing is lost or doubled: every row of every
+    //! table arrives exactly once inside a well-formed COPY of that table,
+    //! and every statement exactly once, the schema before any row and the
+    //! post-data's foreign keys after every index.
+
+    use super::*;
+    use crate::sanitize::{FilterOptions, filter_lines};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const FAKE_PSQL: &str = r#"tee -a "$OUT/$$.sql" | grep --line-buffered -o "^SELECT 'drill-sync-[A-Za-z0-9]*';$" | sed -u "s/^SELECT '\(.*\)';$/\1/""#;
+
+    fn no_errors(r: Box<dyn io::Read + Send>) -> (u64, Vec<String>) {
+        let _ = io::copy(&mut { r }, &mut io::sink());
+        (0, Vec::new())
+    }
+
+    /// A dump: schema, `tables` COPY blocks with their rows, setvals
+    /// between, then post-data (indexes, a primary key, a foreign key).
+    fn dump(tables: &[Vec<String>]) -> String {
+        let mut d = String::from(
+            "SET client_encoding = 'UTF8';\nSELECT pg_catalog.set_config('search_path', '', false);\n",
+        );
+        for (i, _) in tables.iter().enumerate() {
+            d += &format!("CREATE TABLE public.t{i} (\n    a text,\n    b text\n);\n\n");
+        }
+        d += "CREATE FUNCTION public.f() RETURNS text\n    LANGUAGE sql\n    AS $$SELECT 'x;\n';$$;\n";
+        for (i, rows) in tables.iter().enumerate() {
+            d += &format!(
+                "\n--\n-- Data for Name: t{i}\n--\n\nCOPY public.t{i} (a, b) FROM stdin;\n"
+            );
+            for r in rows {
+                d += r;
+                d += "\n";
+            }
+            d += "\\.\n\n";
+            d += &format!("SELECT pg_catalog.setval('public.s{i}', 3, true);\n");
+        }
+        for (i, _) in tables.iter().enumerate() {
+            d += &format!(
+                "ALTER TABLE ONLY public.t{i}\n    ADD CONSTRAINT t{i}_pkey PRIMARY KEY (a);\n"
+            );
+            d += &format!("CREATE INDEX t{i}_b ON public.t{i} USING btree (b);\n");
+            d += &format!(
+                "ALTER TABLE ONLY public.t{i}\n    ADD CONSTRAINT t{i}_fk FOREIGN KEY (b) REFERENCES public.t0(a);\n"
+            );
+        }
+        d
+    }
+
+    /// What each stand-in connection received, by file.
+    fn run(text: &str, jobs: usize, chunk: usize) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().to_owned();
+        let make = move || {
+            let mut c = Command::new("sh");
+            c.arg("-c").arg(FAKE_PSQL).env("OUT", &out);
+            c
+        };
+        let mut s = Splitter::new(jobs, Box::new(make), no_errors).unwrap();
+        s.chunk_bytes = chunk;
+        let main_pid = s.main.child.id();
+        let opts = FilterOptions {
+            remove_stderr: true,
+            guard: None,
+        };
+        filter_lines(text.as_bytes(), &mut s, &opts).unwrap();
+        for (mut child, errors) in s.close() {
+            assert!(child.wait().unwrap().success());
+            let _ = errors.join();
+        }
+        // The main connection's file first.
+        let mut files: Vec<(bool, String)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                (!name.starts_with(&main_pid.to_string()), text)
+            })
+            .collect();
+        files.sort();
+        files.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Rows per table inside the COPY blocks of `text`, and the SQL lines
+    /// outside them (sync markers and replayed settings left out).
+    fn parse(text: &str) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+        let (mut rows, mut sql) = (BTreeMap::<String, Vec<String>>::new(), Vec::new());
+        let mut table: Option<String> = None;
+        for line in text.lines() {
+            match &table {
+                Some(t) if line == "\\." => {
+                    let _ = t;
+                    table = None;
+                }
+                Some(t) => rows.entry(t.clone()).or_default().push(line.to_string()),
+                None if line.starts_with("COPY ") => {
+                    table = Some(line.split_whitespace().nth(1).unwrap().to_string());
+                }
+                None if line.starts_with("SELECT 'drill-sync-") => {}
+                None => sql.push(line.to_string()),
+            }
+        }
+        assert!(table.is_none(), "a COPY block left open");
+        (rows, sql)
+    }
+
+    fn row() -> impl Strategy<Value = String> {
+        // Text COPY rows: two fields, escapes as pg_dump writes them, a
+        // field that looks like SQL, `pg_dump:` text, `\.` inside a value.
+        (
+            "[a-z0-9 ;'$]{0,12}|\\\\N|pg_dump: [a-z]{1,5}|\\\\\\.[a-z]{1,3}",
+            "[A-Za-z0-9 _;-]{0,20}",
+        )
+            .prop_map(|(a, b)| format!("{a}\t{b}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_row_and_statement_arrives_exactly_once(
+            tables in proptest::collection::vec(proptest::collection::vec(row(), 0..60), 1..4),
+            jobs in 1usize..4,
+            chunk in 1usize..200,
+        ) {
+            let text = dump(&tables);
+            let files = run(&text, jobs, chunk);
+            let (want_rows, want_sql) = parse(&text);
+            let mut got_rows = BTreeMap::<String, Vec<String>>::new();
+            let mut got_sql = Vec::new();
+            for f in &files {
+                let (r, s) = parse(f);
+                for (t, mut rs) in r {
+                    got_rows.entry(t).or_default().append(&mut rs);
+                }
+                got_sql.extend(s);
+            }
+            let sorted = |m: BTreeMap<String, Vec<String>>| {
+                m.into_iter()
+                    .map(|(t, mut r)| {
+                        r.sort();
+                        (t, r)
+                    })
+                    .filter(|(_, r)| !r.is_empty())
+                    .collect::<BTreeMap<_, _>>()
+            };
+            prop_assert_eq!(sorted(got_rows), sorted(want_rows));
+            // The settings are replayed on each worker: count them once.
+            let session = |l: &String| l.starts_with("SET ") || l.starts_with("SELECT pg_catalog.set_config(");
+            let mut got: Vec<&String> = got_sql.iter().filter(|l| !session(l)).collect();
+            let mut want: Vec<&String> = want_sql.iter().filter(|l| !session(l)).collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+            // The main connection: the schema first, the foreign keys after
+            // every index (which the workers built, when there are any).
+            let main = &files[0];
+            prop_assert!(main.starts_with("SET client_encoding"));
+            let fk = main.find("FOREIGN KEY");
+            prop_assert!(fk.is_some(), "the foreign keys run on the main connection");
+        }
+    }
+
+    #[test]
+    fn index_builds_are_told_from_the_rest() {
+        assert!(builds_an_index(
+            b"CREATE INDEX i ON public.t USING btree (a);"
+        ));
+        assert!(builds_an_index(
+            b"CREATE UNIQUE INDEX i ON public.t USING btree (a);\n"
+        ));
+        assert!(builds_an_index(
+            b"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (a);"
+        ));
+        assert!(!builds_an_index(
+            b"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_fk FOREIGN KEY (b) REFERENCES public.u(a);"
+        ));
+        assert!(!builds_an_index(
+            b"CREATE INDEX i ON public.t (a);\nCREATE INDEX j ON public.t (b);"
+        ));
+        assert!(!builds_an_index(
+            b"ALTER INDEX public.i ATTACH PARTITION public.j;"
+        ));
+        assert_eq!(
+            statement_body(b"--\n-- Name: i\n--\n\nCREATE INDEX i;"),
+            b"CREATE INDEX i;"
+        );
     }
 }
