@@ -17,6 +17,8 @@ use super::{PgCoordinates, execute_script};
 use crate::{Error, Result};
 
 const CHUNK: usize = 1 << 20;
+/// A table this large is loaded over several connections at once.
+const PARALLEL_ROWS: u64 = 100_000;
 
 /// What a load did, per table.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -43,8 +45,13 @@ pub async fn load_nexwave(
         .await?;
     }
     let mut tables = Vec::new();
+    let conns = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     for mut t in dataset.tables() {
-        let n = copy_rows(&mut conn, t.table, t.columns, t.rows.as_mut()).await?;
+        let n = if t.row_count >= PARALLEL_ROWS && conns > 1 {
+            copy_rows_parallel(coords, t.table, t.columns, t.rows, conns).await?
+        } else {
+            copy_rows(&mut conn, t.table, t.columns, t.rows.as_mut()).await?
+        };
         tables.push((t.table.to_string(), n));
     }
     if let Some(file) = nexwave_after_load(flavour) {
@@ -104,6 +111,87 @@ pub async fn load_quant(coords: &PgCoordinates, seed: u64) -> Result<LoadReport>
         tables,
         elapsed: started.elapsed(),
     })
+}
+
+/// As [`copy_rows`], over `conns` connections at once: one thread makes
+/// the rows in 1 MiB chunks, each connection's COPY takes the next chunk
+/// as it is ready, so the server parses and inserts on several cores (the
+/// rows land in another physical order; the checksums do not see order).
+async fn copy_rows_parallel(
+    coords: &PgCoordinates,
+    table: &'static str,
+    columns: &'static [&'static str],
+    mut rows: Box<dyn drill_fixtures::RowSource>,
+    conns: usize,
+) -> Result<u64> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(conns * 2);
+    let producer = tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = Vec::with_capacity(CHUNK + 4096);
+            let mut more = true;
+            while more && buf.len() < CHUNK {
+                more = rows.next_row(&mut buf);
+            }
+            if !buf.is_empty() && tx.blocking_send(buf).is_err() {
+                return; // a COPY failed: its error is the one to report
+            }
+            if !more {
+                return;
+            }
+        }
+    });
+    let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    let stmt = format!("COPY {table} ({}) FROM STDIN", columns.join(", "));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (rx, stmt, coords) = (rx.clone(), stmt.clone(), coords.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = coords.connect().await?;
+            let mut copy = conn
+                .copy_in_raw(&stmt)
+                .await
+                .map_err(Error::sql(format!("start COPY into {table}")))?;
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(chunk) = next else { break };
+                if let Err(e) = copy.send(chunk.as_slice()).await {
+                    let _ = copy.abort("drill: send failed").await;
+                    return Err(Error::Sql {
+                        context: format!("COPY into {table}"),
+                        source: e,
+                    });
+                }
+            }
+            copy.finish()
+                .await
+                .map_err(Error::sql(format!("finish COPY into {table}")))
+        }));
+    }
+    let mut total = 0;
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                first_error.get_or_insert(Error::unexpected(
+                    format!("load {table}"),
+                    format!("a COPY task failed: {e}"),
+                ));
+            }
+        }
+        if first_error.is_some() {
+            // Stop the producer; the other COPYs drain what is queued.
+            rx.lock().await.close();
+        }
+    }
+    let _ = producer.await;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
 }
 
 /// Streams rows into a table with COPY; returns the server's row count.
