@@ -117,7 +117,7 @@ pub async fn load_quant(coords: &PgCoordinates, seed: u64) -> Result<LoadReport>
 /// the rows in 1 MiB chunks, each connection's COPY takes the next chunk
 /// as it is ready, so the server parses and inserts on several cores (the
 /// rows land in another physical order; the checksums do not see order).
-async fn copy_rows_parallel(
+pub async fn copy_rows_parallel(
     coords: &PgCoordinates,
     table: &'static str,
     columns: &'static [&'static str],
