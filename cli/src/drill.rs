@@ -757,6 +757,14 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
         if !predictions.is_empty() {
             paths.push(drill::report::predict::write(report_dir, &predictions)?);
         }
+        if let (Some(h), false) = (&gate.history, reports.is_empty()) {
+            paths.push(drill::report::trend_svg::write(
+                report_dir,
+                reports,
+                h,
+                &policy(gate),
+            )?);
+        }
         Ok(paths)
     }) {
         Ok(paths) => eprintln!(
@@ -787,6 +795,16 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
 }
 
 /// Reads the history, judges this run against it, then appends this run.
+fn policy(gate: &GateArgs) -> drill::report::history::GatePolicy {
+    drill::report::history::GatePolicy {
+        margin: gate.gate_margin / 100.0,
+        slack: gate.gate_slack,
+        window: gate.gate_window,
+        min_runs: gate.gate_min_runs,
+        confirm: gate.gate_confirm,
+    }
+}
+
 /// `--predict-rto`: each scenario's RTO at production's size, from the
 /// history (this run included), printed and written to prediction.json.
 fn predict(
@@ -822,14 +840,7 @@ fn trend(gate: &GateArgs, record: &RunRecord) -> drill::Result<Vec<drill::report
         return Ok(Vec::new());
     };
     let past = history::read(path)?;
-    let policy = history::GatePolicy {
-        margin: gate.gate_margin / 100.0,
-        slack: gate.gate_slack,
-        window: gate.gate_window,
-        min_runs: gate.gate_min_runs,
-        confirm: gate.gate_confirm,
-    };
-    let trends = history::judge(&record.reports, &past, &policy);
+    let trends = history::judge(&record.reports, &past, &policy(gate));
     history::append(path, &record.history)?;
     Ok(trends)
 }

@@ -56,6 +56,9 @@ pub struct HistoryEntry {
     /// and how long each took, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases_ms: Vec<(String, u64)>,
+    /// The corrected recovery's data-loss window, where a workload ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo_ms: Option<u64>,
 }
 
 /// Gate settings.
@@ -168,6 +171,10 @@ pub fn entries(reports: &[DrillReport], now_secs: u64) -> Vec<HistoryEntry> {
                 .map(|d| d.as_millis() as u64),
             calibration_ms: calibration(r).map(|d| d.as_millis() as u64),
             bytes: restored_bytes(r),
+            rpo_ms: r
+                .main_recovery()
+                .and_then(|m| m.rpo.as_ref())
+                .map(|m| m.window.as_millis() as u64),
             rows: (!r.baseline_rows.is_empty())
                 .then(|| r.baseline_rows.values().map(|&n| n.max(0) as u64).sum()),
             phases_ms: r
@@ -207,7 +214,7 @@ pub fn calibration(r: &DrillReport) -> Option<Duration> {
 }
 
 /// Median of a non-empty list.
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {

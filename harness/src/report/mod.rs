@@ -18,6 +18,7 @@ pub mod summary;
 mod svg;
 #[cfg(test)]
 pub(crate) mod testdata;
+pub mod trend_svg;
 
 use std::path::{Path, PathBuf};
 
