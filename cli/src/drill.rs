@@ -353,6 +353,7 @@ fn execute(prepared: Option<(Work, RunArgs, RunRecord)>) -> Outcome {
     if let Some(log) = drill::logging::init(Some(&run.report_dir)) {
         eprintln!("drill: logging to stderr and {}", log.display());
     }
+    restore_progress();
     let (backend, why) = drill::backend::choose(run.backend, &work.images())?;
     eprintln!(
         "drill: backend {} → {backend} ({why})",
@@ -637,6 +638,38 @@ fn check_run_args(run: &RunArgs, scenarios: &[Scenario]) -> Result<(), Failure> 
         drill::engine::fits_on_disk(sc).map_err(Failure::from)?;
     }
     Ok(())
+}
+
+/// Long restores' progress on stderr: a bar per backup file on a terminal,
+/// a plain line every few seconds otherwise (a CI log).
+fn restore_progress() {
+    use drill::logging::RestoreProgress;
+    if !std::io::stderr().is_terminal() {
+        drill::logging::set_progress(|p: &RestoreProgress| eprintln!("  … {}", p.line()));
+        return;
+    }
+    let bars: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>> =
+        Default::default();
+    drill::logging::set_progress(move |p: &RestoreProgress| {
+        let mut bars = bars.lock().expect("not poisoned");
+        let bar = bars.entry(p.file.clone()).or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(p.total.max(1));
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "  {bar:30} {binary_bytes}/{binary_total_bytes} {msg}",
+                )
+                .expect("a valid template"),
+            );
+            b
+        });
+        bar.set_position(p.read.min(p.total));
+        bar.set_message(p.line());
+        if p.finished {
+            bar.finish_and_clear();
+            eprintln!("  … {}", p.line());
+            bars.remove(&p.file);
+        }
+    });
 }
 
 fn options(run: &RunArgs) -> DrillOptions {

@@ -99,6 +99,23 @@ struct Size {
     drill: Vec<Took>,
     checks: Vec<f64>,
     jobs: usize,
+    /// This process's peak resident memory after this size (it runs
+    /// drill's restores: flat across sizes means streaming).
+    peak_rss: u64,
+}
+
+/// `VmHWM` of this process, in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn server(name: &str) -> anyhow::Result<Postgres> {
@@ -146,6 +163,7 @@ async fn one_size(ticks: u64, reps: usize, dir: &Path) -> anyhow::Result<Size> {
         drill: Vec::new(),
         checks: Vec::new(),
         jobs,
+        peak_rss: 0,
     };
     for i in 0..reps {
         eprintln!(
@@ -197,6 +215,7 @@ async fn one_size(ticks: u64, reps: usize, dir: &Path) -> anyhow::Result<Size> {
             snap.rows.get("public.ticks")
         );
     }
+    s.peak_rss = peak_rss();
     Ok(s)
 }
 
@@ -228,7 +247,7 @@ pub(crate) async fn run(
         super::bench::machine(),
         if cores == 1 { "" } else { "s" },
     );
-    t.push_str("| ticks | dump (gzip) | gunzip -c \\| psql | drill | drill/raw | CPU s raw: clients + server | CPU s drill: drill + psql + server | checks | checks/restore |\n|---|---|---|---|---|---|---|---|---|\n");
+    t.push_str("| ticks | dump (gzip) | gunzip -c \\| psql | drill | drill/raw | CPU s raw: clients + server | CPU s drill: drill + psql + server | checks | checks/restore | peak memory |\n|---|---|---|---|---|---|---|---|---|---|\n");
     for s in &all {
         let (rw, dw) = (
             median_by(&s.raw, |t| t.wall),
@@ -237,7 +256,7 @@ pub(crate) async fn run(
         let ck = super::bench::median(s.checks.clone());
         let _ = writeln!(
             t,
-            "| {} | {} | {rw:.2} s | {dw:.2} s | {:.2} | {:.1} + {:.1} | {:.1} + {:.1} + {:.1} | {ck:.2} s | {:.0}% |",
+            "| {} | {} | {rw:.2} s | {dw:.2} s | {:.2} | {:.1} + {:.1} | {:.1} + {:.1} + {:.1} | {ck:.2} s | {:.0}% | {} |",
             s.ticks,
             drill::report::predict::fmt_bytes(s.dump_bytes),
             dw / rw,
@@ -247,8 +266,10 @@ pub(crate) async fn run(
             median_by(&s.drill, |t| t.clients),
             median_by(&s.drill, |t| t.server),
             100.0 * ck / dw,
+            drill::report::predict::fmt_bytes(s.peak_rss),
         );
     }
+    t.push_str("\nPeak memory is the bench process's high-water mark (`VmHWM`) after each size; the process runs drill's restores (decompression, the sanitizer, the chunks in flight), so a mark that does not grow with the dump says the restore streams.\n");
     let svg = curve(&all, cores);
     Ok((header, t, svg))
 }

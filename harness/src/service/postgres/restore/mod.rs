@@ -4,6 +4,7 @@
 
 mod parallel;
 mod pg_restore;
+mod progress;
 pub mod psql;
 
 pub use self::pg_restore::{PgRestoreOptions, PgRestoreOutcome, pg_restore};

@@ -144,6 +144,8 @@ pub(crate) struct Splitter<'a> {
     pub(crate) pids: Arc<Mutex<Vec<u32>>>,
     /// Chunks sent to the workers.
     pub(crate) chunks: u64,
+    /// Rows and phase, for the progress report.
+    pub(crate) meter: Option<Arc<super::progress::Meter>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +202,7 @@ impl<'a> Splitter<'a> {
             workers: None,
             pids,
             chunks: 0,
+            meter: None,
         })
     }
 
@@ -446,6 +449,9 @@ impl LineSink for Splitter<'_> {
                 self.sync_main()?;
                 self.start_workers()?;
                 self.state = State::Data;
+                if let Some(m) = &self.meter {
+                    m.phase(1);
+                }
                 self.header = raw.to_vec();
                 self.header_done = false;
                 Ok(())
@@ -473,6 +479,9 @@ impl LineSink for Splitter<'_> {
                 Ok(())
             }
             (State::Data, LineKind::CopyRow) => {
+                if let Some(m) = &self.meter {
+                    m.row();
+                }
                 self.header_done = true;
                 self.chunk.extend_from_slice(raw);
                 if self.chunk.len() >= self.chunk_bytes {
@@ -499,6 +508,9 @@ impl LineSink for Splitter<'_> {
         if self.state == State::Data {
             // Post-data after the last row is in.
             self.sync_workers()?;
+            if let Some(m) = &self.meter {
+                m.phase(2);
+            }
             if self.main_dirty {
                 // Part of it already ran in order: the rest the same way.
                 self.run_between()?;

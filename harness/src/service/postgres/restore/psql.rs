@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
 
-use crate::sanitize::{FilterOptions, Guard, SanitizeReport, filter};
+use crate::sanitize::{FilterOptions, Guard, LineKind, LineSink, SanitizeReport, filter_lines};
 use crate::service::postgres::backup::Artifact;
 use crate::service::postgres::{ClientTool, PgCoordinates, Postgres};
 use crate::{Error, Result};
@@ -77,11 +77,13 @@ pub fn psql_restore(
 ) -> Result<PsqlOutcome> {
     let wrapped = opts.timescaledb;
     let role = opts.role.clone();
+    let meter = std::sync::Arc::new(super::progress::Meter::default());
     let outcome = super::with_timescaledb(server, wrapped, role.as_ref(), || {
+        let _reporter = super::progress::Reporter::start(&artifact.path, meter.clone());
         if opts.jobs > 1 && !wrapped {
-            stream_parallel(server, artifact, opts)
+            stream_parallel(server, artifact, opts, meter.clone())
         } else {
-            stream(server, artifact, opts)
+            stream(server, artifact, opts, meter.clone())
         }
     })?;
     Ok(PsqlOutcome {
@@ -90,7 +92,12 @@ pub fn psql_restore(
     })
 }
 
-fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> Result<PsqlOutcome> {
+fn stream(
+    server: &Postgres,
+    artifact: &Artifact,
+    opts: PsqlRestoreOptions,
+    meter: std::sync::Arc<super::progress::Meter>,
+) -> Result<PsqlOutcome> {
     let PsqlRestoreOptions {
         sanitize: sanitize_first,
         on_error_stop,
@@ -148,16 +155,17 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
     let path = artifact.path.clone();
     let compressed = artifact.compressed;
     let feeder = std::thread::spawn(move || -> std::io::Result<Option<SanitizeReport>> {
-        let file = File::open(&path)?;
+        let file = super::progress::Counting::new(File::open(&path)?, meter.clone());
         let reader: Box<dyn Read> = if compressed {
             Box::new(MultiGzDecoder::new(file))
         } else {
             Box::new(file)
         };
         let reader = BufReader::with_capacity(256 * 1024, reader);
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, &mut stdin);
-        let result = filter(reader, &mut out, &filter_opts).map(Some);
-        drop(out);
+        let out = std::io::BufWriter::with_capacity(256 * 1024, &mut stdin);
+        let mut sink = Metered { out, meter };
+        let result = filter_lines(reader, &mut sink, &filter_opts).map(Some);
+        drop(sink);
         drop(stdin); // EOF for psql
         match result {
             // psql stopped reading (ON_ERROR_STOP): its exit code says why.
@@ -213,6 +221,34 @@ fn stream(server: &Postgres, artifact: &Artifact, opts: PsqlRestoreOptions) -> R
     })
 }
 
+/// psql's input, counting the rows and telling the phase as they pass.
+struct Metered<W> {
+    out: W,
+    meter: std::sync::Arc<super::progress::Meter>,
+}
+
+impl<W: std::io::Write> LineSink for Metered<W> {
+    fn line(&mut self, kind: LineKind, raw: &[u8]) -> std::io::Result<()> {
+        match kind {
+            LineKind::CopyRow => self.meter.row(),
+            LineKind::CopyHeader => self.meter.phase(1),
+            LineKind::Sql
+                if raw.starts_with(b"CREATE INDEX") || raw.starts_with(b"ALTER TABLE") =>
+            {
+                if self.meter.rows.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    self.meter.phase(2);
+                }
+            }
+            _ => {}
+        }
+        self.out.write_all(raw)
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// psql's `ERROR:` lines (how many, and the first few with their context).
 fn errors_of(stderr: Box<dyn Read + Send>) -> (u64, Vec<String>) {
     let mut count = 0u64;
@@ -243,6 +279,7 @@ fn stream_parallel(
     server: &Postgres,
     artifact: &Artifact,
     opts: PsqlRestoreOptions,
+    meter: std::sync::Arc<super::progress::Meter>,
 ) -> Result<PsqlOutcome> {
     let PsqlRestoreOptions {
         sanitize: sanitize_first,
@@ -293,6 +330,7 @@ fn stream_parallel(
     };
     let mut splitter =
         super::parallel::Splitter::new(jobs, Box::new(make), errors_of).map_err(spawn_err)?;
+    splitter.meter = Some(meter.clone());
     let pids = splitter.pids.clone();
     // The time limit: every psql killed, which ends the feeding too.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -324,7 +362,7 @@ fn stream_parallel(
         }),
     };
     let fed = (|| -> std::io::Result<SanitizeReport> {
-        let file = File::open(&artifact.path)?;
+        let file = super::progress::Counting::new(File::open(&artifact.path)?, meter.clone());
         let reader: Box<dyn Read> = if artifact.compressed {
             Box::new(MultiGzDecoder::new(file))
         } else {
