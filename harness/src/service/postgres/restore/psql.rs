@@ -233,11 +233,10 @@ impl<W: std::io::Write> LineSink for Metered<W> {
             LineKind::CopyRow => self.meter.row(),
             LineKind::CopyHeader => self.meter.phase(1),
             LineKind::Sql
-                if raw.starts_with(b"CREATE INDEX") || raw.starts_with(b"ALTER TABLE") =>
+                if (raw.starts_with(b"CREATE INDEX") || raw.starts_with(b"ALTER TABLE"))
+                    && self.meter.rows.load(std::sync::atomic::Ordering::Relaxed) > 0 =>
             {
-                if self.meter.rows.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-                    self.meter.phase(2);
-                }
+                self.meter.phase(2);
             }
             _ => {}
         }
