@@ -269,16 +269,22 @@ impl<'a> Splitter<'a> {
         c.extend_from_slice(end);
         c.extend_from_slice(&self.sync_sql);
         self.chunk.clear();
+        self.send(c)?;
+        self.chunks += 1;
+        Ok(())
+    }
+
+    /// `work` (ending with a sync marker) to the next free worker.
+    fn send(&mut self, work: Vec<u8>) -> io::Result<()> {
         let w = self.workers.as_mut().expect("started");
         if w.reached.closed() {
             return Err(stopped());
         }
         w.tx.as_ref()
             .expect("open")
-            .send(c)
+            .send(work)
             .map_err(|_| stopped())?;
         w.sent += 1;
-        self.chunks += 1;
         Ok(())
     }
 
@@ -360,17 +366,8 @@ impl Splitter<'_> {
                 rest.extend_from_slice(st);
             }
         }
-        if let Some(w) = self.workers.as_mut() {
-            for c in builds {
-                if w.reached.closed() {
-                    return Err(stopped());
-                }
-                w.tx.as_ref()
-                    .expect("open")
-                    .send(c)
-                    .map_err(|_| stopped())?;
-                w.sent += 1;
-            }
+        for c in builds {
+            self.send(c)?;
         }
         self.sync_workers()?;
         self.main_in.write_all(&rest)

@@ -137,13 +137,7 @@ fn stream(
             " | drill-guard | psql"
         },
     );
-    let filter_opts = FilterOptions {
-        remove_stderr: sanitize_first,
-        guard: Some(Guard {
-            database: server.coordinates().database.clone(),
-            restrict_key: server.knows_restrict().then(crate::backend::new_password),
-        }),
-    };
+    let filter_opts = filter_options(server, sanitize_first);
     tracing::debug!(%command, "restore");
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         command: command.clone(),
@@ -155,13 +149,7 @@ fn stream(
     let path = artifact.path.clone();
     let compressed = artifact.compressed;
     let feeder = std::thread::spawn(move || -> std::io::Result<Option<SanitizeReport>> {
-        let file = super::progress::Counting::new(File::open(&path)?, meter.clone());
-        let reader: Box<dyn Read> = if compressed {
-            Box::new(MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        let reader = BufReader::with_capacity(256 * 1024, reader);
+        let reader = open_backup(&path, compressed, &meter)?;
         let out = std::io::BufWriter::with_capacity(256 * 1024, &mut stdin);
         let mut sink = Metered { out, meter };
         let result = filter_lines(reader, &mut sink, &filter_opts).map(Some);
@@ -219,6 +207,33 @@ fn stream(
         connections: 1,
         chunks: 0,
     })
+}
+
+/// The sanitizer (when asked) and the guard, against the server's database.
+fn filter_options(server: &Postgres, remove_stderr: bool) -> FilterOptions {
+    FilterOptions {
+        remove_stderr,
+        guard: Some(Guard {
+            database: server.coordinates().database.clone(),
+            restrict_key: server.knows_restrict().then(crate::backend::new_password),
+        }),
+    }
+}
+
+/// The backup's text: read (and counted for the progress report), then
+/// decompressed when gzipped.
+fn open_backup(
+    path: &std::path::Path,
+    compressed: bool,
+    meter: &std::sync::Arc<super::progress::Meter>,
+) -> std::io::Result<BufReader<Box<dyn Read>>> {
+    let file = super::progress::Counting::new(File::open(path)?, meter.clone());
+    let reader: Box<dyn Read> = if compressed {
+        Box::new(MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(BufReader::with_capacity(256 * 1024, reader))
 }
 
 /// psql's input, counting the rows and telling the phase as they pass.
@@ -353,21 +368,9 @@ fn stream_parallel(
             }
         })
     });
-    let filter_opts = FilterOptions {
-        remove_stderr: sanitize_first,
-        guard: Some(Guard {
-            database: server.coordinates().database.clone(),
-            restrict_key: server.knows_restrict().then(crate::backend::new_password),
-        }),
-    };
+    let filter_opts = filter_options(server, sanitize_first);
     let fed = (|| -> std::io::Result<SanitizeReport> {
-        let file = super::progress::Counting::new(File::open(&artifact.path)?, meter.clone());
-        let reader: Box<dyn Read> = if artifact.compressed {
-            Box::new(MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        let reader = BufReader::with_capacity(256 * 1024, reader);
+        let reader = open_backup(&artifact.path, artifact.compressed, &meter)?;
         crate::sanitize::filter_lines(reader, &mut splitter, &filter_opts)
     })();
     let chunks = splitter.chunks;
