@@ -210,15 +210,31 @@ pub fn fmt_bytes(b: u64) -> String {
     }
 }
 
+/// A size that cannot be read, and what a good one looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSize(pub String);
+
+impl std::fmt::Display for BadSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadSize {}
+
 /// Reads a size: `200GiB`, `1.5 TiB`, `500MB`, `123` (bytes). Binary
 /// (KiB, MiB, GiB, TiB) and decimal (kB, MB, GB, TB) units.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, BadSize> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = (&t[..split], t[split..].trim());
-    let help = || format!("`{s}`: write a size such as 200GiB, 1.5TiB or 500MB");
+    let help = || {
+        BadSize(format!(
+            "`{s}`: write a size such as 200GiB, 1.5TiB or 500MB"
+        ))
+    };
     let v: f64 = num.parse().map_err(|_| help())?;
     let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,

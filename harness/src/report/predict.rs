@@ -68,6 +68,16 @@ impl Prediction {
     }
 }
 
+/// Why no prediction can be made, for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoPrediction(pub String);
+
+impl std::fmt::Display for NoPrediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Fits `scenario` on `backend` from `history` and predicts its RTO at
 /// `bytes`. Err: why no prediction can be made, for people.
 pub fn predict(
@@ -76,7 +86,7 @@ pub fn predict(
     backend: &str,
     bytes: u64,
     target: Duration,
-) -> Result<Prediction, String> {
+) -> Result<Prediction, NoPrediction> {
     let points: Vec<(f64, f64)> = history
         .iter()
         .filter(|h| h.scenario == scenario && h.backend == backend && h.verdict == "pass")
@@ -86,12 +96,12 @@ pub fn predict(
     sizes.sort();
     sizes.dedup();
     if points.len() < 3 || sizes.len() < 2 {
-        return Err(format!(
+        return Err(NoPrediction(format!(
             "{scenario} [{backend}]: no prediction: {} passing runs with a backup size in the history, at {} sizes; \
              it needs 3 runs at 2 or more sizes (run the scenario at a few fixture sizes with --history)",
             points.len(),
             sizes.len()
-        ));
+        )));
     }
     let fit = Fit::of(&points);
     let x0 = bytes as f64;
@@ -259,7 +269,9 @@ mod tests {
     #[test]
     fn too_little_history_says_what_it_needs() {
         let h = vec![entry(MIB, 1_000), entry(MIB, 1_100), entry(MIB, 900)];
-        let e = predict(&h, "s", "native", MIB, Duration::from_secs(1)).unwrap_err();
+        let e = predict(&h, "s", "native", MIB, Duration::from_secs(1))
+            .unwrap_err()
+            .0;
         assert!(
             e.contains("3 passing runs") && e.contains("at 1 sizes"),
             "{e}"
@@ -273,7 +285,8 @@ mod tests {
             MIB,
             Duration::ZERO,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .0;
         assert!(e.contains("1 passing runs"), "{e}");
     }
 
