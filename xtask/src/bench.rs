@@ -904,7 +904,8 @@ pub(crate) fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB memory; {pg}")
+    let plural = if cores == 1 { "" } else { "s" };
+    format!("{cores} core{plural} ({cpu}), {mem_gib:.0} GiB memory; {pg}")
 }
 
 fn render(

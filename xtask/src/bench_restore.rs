@@ -274,6 +274,11 @@ pub(crate) async fn run(
         );
     }
     t.push_str("\nPeak memory is the bench process's high-water mark (`VmHWM`) after each size; the process runs drill's restores (decompression, the sanitizer, the chunks in flight), so a mark that does not grow with the dump says the restore streams.\n");
+    let _ = writeln!(
+        t,
+        "\n![restore time against dump size, {cores} core{}](docs/restore-curve-{cores}cpu.svg)",
+        if cores == 1 { "" } else { "s" }
+    );
     let svg = curve(&all, cores);
     Ok((header, t, svg))
 }
