@@ -753,26 +753,20 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
             }
         }
     }
-    let trends = match trend(gate, &record) {
+    // The history is read once: judged before this run, then with it.
+    let (trends, history) = match trend(gate, &record) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");
             harness_failed = true;
-            Vec::new()
+            Default::default()
         }
     };
     for t in &trends {
         let mark = if t.tripped { "✗ REGRESSION" } else { "trend" };
         println!("{mark}: {} [{}]: {}", t.scenario, t.backend, t.note);
     }
-    let predictions = match predict(gate, reports) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            harness_failed = true;
-            Vec::new()
-        }
-    };
+    let predictions = predict(gate, reports, &history);
     for u in &record.unfinished {
         println!("✗ {} did not finish: {}", u.scenario, u.error);
     }
@@ -790,11 +784,11 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
         if !predictions.is_empty() {
             paths.push(drill::report::predict::write(report_dir, &predictions)?);
         }
-        if let (Some(h), false) = (&gate.history, reports.is_empty()) {
+        if gate.history.is_some() && !reports.is_empty() {
             paths.push(drill::report::trend_svg::write(
                 report_dir,
                 reports,
-                h,
+                &history,
                 &policy(gate),
             )?);
         }
@@ -827,7 +821,7 @@ pub(crate) fn finish(report_dir: &Path, gate: &GateArgs, record: RunRecord) -> O
     }
 }
 
-/// Reads the history, judges this run against it, then appends this run.
+/// The gate's settings, from the flags.
 fn policy(gate: &GateArgs) -> drill::report::history::GatePolicy {
     drill::report::history::GatePolicy {
         margin: gate.gate_margin / 100.0,
@@ -843,15 +837,15 @@ fn policy(gate: &GateArgs) -> drill::report::history::GatePolicy {
 fn predict(
     gate: &GateArgs,
     reports: &[drill::engine::DrillReport],
-) -> drill::Result<Vec<drill::report::predict::Prediction>> {
-    use drill::report::{history, predict};
-    let (Some(size), Some(path)) = (gate.predict_rto, &gate.history) else {
-        return Ok(Vec::new());
+    all: &[drill::report::history::HistoryEntry],
+) -> Vec<drill::report::predict::Prediction> {
+    use drill::report::predict;
+    let Some(size) = gate.predict_rto else {
+        return Vec::new();
     };
-    let all = history::read(path)?;
     let mut out = Vec::new();
     for r in reports {
-        match predict::predict(&all, &r.name, &r.backend, size, r.rto_target) {
+        match predict::predict(all, &r.name, &r.backend, size, r.rto_target) {
             Ok(p) => {
                 let mark = if p.over {
                     "✗ PREDICTED OVER TARGET"
@@ -864,18 +858,27 @@ fn predict(
             Err(why) => println!("prediction: {why}"),
         }
     }
-    Ok(out)
+    out
 }
 
-fn trend(gate: &GateArgs, record: &RunRecord) -> drill::Result<Vec<drill::report::history::Trend>> {
+/// Reads the history, judges this run against it, then appends this run;
+/// returns the trends and the history with this run.
+fn trend(
+    gate: &GateArgs,
+    record: &RunRecord,
+) -> drill::Result<(
+    Vec<drill::report::history::Trend>,
+    Vec<drill::report::history::HistoryEntry>,
+)> {
     use drill::report::history;
     let Some(path) = &gate.history else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
-    let past = history::read(path)?;
-    let trends = history::judge(&record.reports, &past, &policy(gate));
+    let mut all = history::read(path)?;
+    let trends = history::judge(&record.reports, &all, &policy(gate));
     history::append(path, &record.history)?;
-    Ok(trends)
+    all.extend(record.history.iter().cloned());
+    Ok((trends, all))
 }
 
 fn select(args: &Args) -> Result<Vec<Scenario>, Failure> {

@@ -48,7 +48,11 @@ fn scenarios(dir: &Path) {
     .unwrap();
     std::fs::write(
         dir.join("c-restart-again.toml"),
-        PASSING.replace("seed = 7", "seed = 8"),
+        // A container limit, which a native run cannot apply: it says so.
+        PASSING.replace("seed = 7", "seed = 8").replace(
+            "appendfsync = \"everysec\"",
+            "appendfsync = \"everysec\"\ncpus = 1",
+        ),
     )
     .unwrap();
 }
@@ -190,6 +194,29 @@ fn two_partitions_merged_give_the_verdicts_of_one_run() {
         testcases(&root.join("whole")),
         testcases(&root.join("merged"))
     );
+    for dir in ["whole", "merged"] {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(dir).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        let codes: Vec<(&str, &str)> = v["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| {
+                s["warnings"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(move |w| (s["name"].as_str().unwrap(), w["code"].as_str().unwrap()))
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [("c-restart-again", "limits-not-applied")],
+            "{dir}: the native run says its cpus limit was not applied"
+        );
+    }
     for f in ["summary.md", "run.json", "timeline-b-too-slow-native.svg"] {
         assert!(root.join("merged").join(f).is_file(), "merged lacks {f}");
     }

@@ -689,7 +689,10 @@ pub(crate) fn statements(sql: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let (mut lex, mut start, mut at) = (Lexer::default(), 0, 0);
     while at < sql.len() {
-        let end = memchr_newline(&sql[at..]).map_or(sql.len(), |i| at + i + 1);
+        let end = sql[at..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(sql.len(), |i| at + i + 1);
         let line = &sql[at..end];
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
@@ -707,10 +710,6 @@ pub(crate) fn statements(sql: &[u8]) -> Vec<&[u8]> {
         out.push(&sql[start..]);
     }
     out
-}
-
-fn memchr_newline(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&c| c == b'\n')
 }
 
 /// Lexical state of SQL text between lines.

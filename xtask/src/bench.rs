@@ -456,14 +456,7 @@ fn run_sanitizer(dump: &Path) -> anyhow::Result<(Duration, u64)> {
         .spawn()?;
     let mut peak = 0u64;
     loop {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{}/status", san.id())) {
-            let kb = s
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-                .unwrap_or(0);
-            peak = peak.max(kb);
-        }
+        peak = peak.max(vm_hwm_kib(&san.id().to_string()));
         if san.try_wait()?.is_some() {
             break;
         }
@@ -610,6 +603,19 @@ async fn restore(reps: usize, dir: &Path) -> anyhow::Result<Row> {
 const PITR_HEADER: &str = "## Point-in-time recovery: the pitr step next to the same by hand";
 
 /// The pitr section.
+/// A process's peak resident memory (`VmHWM`) in KiB: `pid` or `self`;
+/// 0 once it is gone.
+pub(crate) fn vm_hwm_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The commit measured.
 pub(crate) fn rev() -> String {
     Command::new("git")

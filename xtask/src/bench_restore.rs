@@ -104,20 +104,6 @@ struct Size {
     peak_rss: u64,
 }
 
-/// `VmHWM` of this process, in bytes.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 fn server(name: &str) -> anyhow::Result<Postgres> {
     Ok(Postgres::native(&PgSpec::new(
         "nexwave",
@@ -219,7 +205,7 @@ async fn one_size(ticks: u64, reps: usize, dir: &Path) -> anyhow::Result<Size> {
             snap.rows.get("public.ticks")
         );
     }
-    s.peak_rss = peak_rss();
+    s.peak_rss = super::bench::vm_hwm_kib("self") * 1024;
     Ok(s)
 }
 

@@ -418,7 +418,7 @@ impl Restore<'_> {
                         timescaledb: wrap,
                         role,
                         limit: Some(self.d.rto * 2),
-                        jobs: if wrap { 1 } else { self.d.jobs },
+                        jobs: self.d.jobs, // pg_restore takes one for a TimescaleDB target
                         ..Default::default()
                     };
                     pg_restore(server, &artifact.path, &opts)?.step_done()

@@ -39,16 +39,15 @@ pub fn render(reports: &[DrillReport], history: &[HistoryEntry], policy: &GatePo
     svg
 }
 
-/// Writes `dir/trend.svg` from the history file at `history`.
+/// Writes `dir/trend.svg` ([`render`]).
 pub fn write(
     dir: &std::path::Path,
     reports: &[DrillReport],
-    history: &std::path::Path,
+    history: &[HistoryEntry],
     policy: &GatePolicy,
 ) -> crate::Result<std::path::PathBuf> {
-    let all = super::history::read(history)?;
     let path = dir.join("trend.svg");
-    std::fs::write(&path, render(reports, &all, policy))
+    std::fs::write(&path, render(reports, history, policy))
         .map_err(crate::Error::io("write", &path))?;
     Ok(path)
 }

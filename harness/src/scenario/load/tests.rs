@@ -465,3 +465,56 @@ rto = "1 min"
     assert_eq!(sc.pg_client_versions(), [15]);
     assert_eq!(sc.pg_versions(), [15, 17, 18, 19]);
 }
+
+#[test]
+fn limits_and_restore_connections_are_read_and_bad_ones_named() {
+    let here = Path::new("s.toml");
+    let with = |pg: &str, steps: &str| {
+        GOOD.replace(
+            "engine = \"postgres\"",
+            &format!("engine = \"postgres\"\n{pg}"),
+        )
+        .replace(
+            "steps = [{ step = \"psql-restore\", sanitize = true, on-error-stop = true }]",
+            steps,
+        )
+    };
+    let ok = "steps = [{ step = \"psql-restore\", jobs = 2 }]";
+    let sc = parse_str(&with("cpus = 1.5\nmemory = \"2 GiB\"", ok), here).unwrap();
+    let pg = sc.services.postgres.as_ref().unwrap();
+    assert_eq!(pg.extras.limits.cpus, Some(1.5));
+    assert_eq!(pg.extras.limits.memory, Some(2 << 30));
+    assert!(matches!(
+        sc.recoveries[1].steps[0],
+        Step::PsqlRestore { jobs: Some(2), .. }
+    ));
+    for (pg, steps, key, says) in [
+        (
+            "cpus = 0",
+            ok,
+            "services.postgres.cpus",
+            "no limit Docker takes",
+        ),
+        (
+            "memory = \"1 MiB\"",
+            ok,
+            "services.postgres.memory",
+            "too little memory",
+        ),
+        ("memory = \"lots\"", ok, "memory", "write a size such as"),
+        (
+            "",
+            "steps = [{ step = \"psql-restore\", jobs = 0 }]",
+            "recovery[1].steps[0].jobs",
+            "connections",
+        ),
+    ] {
+        let e = parse_str(&with(pg, steps), here).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(key) && text.contains(says),
+            "{pg} {steps}: {text}"
+        );
+        assert!(e.line > 0, "{text}: names the line");
+    }
+}

@@ -136,3 +136,75 @@ fn report(name: &str, total: u64, m: &Meter, started: Instant, finished: bool) {
         finished,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<RestoreProgress>> = Mutex::new(Vec::new());
+
+    fn seen(file: &str) -> Vec<RestoreProgress> {
+        SEEN.lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.file == file)
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn a_long_restore_reports_and_a_short_one_stays_quiet() {
+        crate::logging::set_progress(|p: &RestoreProgress| SEEN.lock().unwrap().push(p.clone()));
+        let dir = tempfile::tempdir().unwrap();
+        let (long, short) = (
+            dir.path().join("long.sql.gz"),
+            dir.path().join("short.sql.gz"),
+        );
+        std::fs::write(&long, vec![0u8; 1000]).unwrap();
+        std::fs::write(&short, vec![0u8; 10]).unwrap();
+
+        let meter = Arc::new(Meter::default());
+        let reporter = Reporter::start(&short, meter.clone());
+        drop(reporter);
+        assert!(
+            seen("short.sql.gz").is_empty(),
+            "under {QUIET:?}: nothing said"
+        );
+
+        let meter = Arc::new(Meter::default());
+        let reporter = Reporter::start(&long, meter.clone());
+        let mut file = Counting::new(std::fs::File::open(&long).unwrap(), meter.clone());
+        let mut buf = [0u8; 100];
+        meter.phase(1);
+        let started = Instant::now();
+        while started.elapsed() < QUIET + Duration::from_millis(300) {
+            if file.read(&mut buf).unwrap() > 0 {
+                meter.row();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        drop(reporter);
+        let said = seen("long.sql.gz");
+        assert!(
+            said.len() >= 2,
+            "a report while it ran and a last one: {said:?}"
+        );
+        let running = &said[0];
+        assert_eq!((running.total, running.phase), (1000, "data"));
+        assert!(
+            !running.finished && running.read > 0 && running.rows > 0,
+            "{running:?}"
+        );
+        let last = said.last().unwrap();
+        assert!(
+            last.finished && last.read == 1000 && last.rows == 10,
+            "{last:?}"
+        );
+        assert!(
+            last.line().contains("1000 B of 1000 B (100%)"),
+            "{}",
+            last.line()
+        );
+    }
+}

@@ -105,38 +105,11 @@ fn stream(
         role,
         ..
     } = opts;
-    let mut cmd = server.client_as(ClientTool::Psql, role.as_ref());
-    cmd.args([
-        "-X",
-        "-q",
-        "-v",
-        if on_error_stop {
-            "ON_ERROR_STOP=1"
-        } else {
-            "ON_ERROR_STOP=0"
-        },
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let command = format!(
-        "{} {} | psql -X -q -v ON_ERROR_STOP={}",
-        if artifact.compressed {
-            "gunzip -c"
-        } else {
-            "cat"
-        },
-        artifact.path.display(),
-        u8::from(on_error_stop)
-    )
-    .replace(
-        " | psql",
-        if sanitize_first {
-            " | drill-sanitize --guard | psql"
-        } else {
-            " | drill-guard | psql"
-        },
-    );
+    let mut cmd = psql(server, role.as_ref(), on_error_stop, &[]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let command = pipeline(artifact, sanitize_first, on_error_stop);
     let filter_opts = filter_options(server, sanitize_first);
     tracing::debug!(%command, "restore");
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
@@ -207,6 +180,46 @@ fn stream(
         connections: 1,
         chunks: 0,
     })
+}
+
+/// psql for a restore: no psqlrc, quiet, stopping at the first error when
+/// asked, with `extra` flags.
+fn psql(
+    server: &Postgres,
+    role: Option<&PgCoordinates>,
+    on_error_stop: bool,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut cmd = server.client_as(ClientTool::Psql, role);
+    cmd.args(["-X", "-q"]).args(extra).args([
+        "-v",
+        if on_error_stop {
+            "ON_ERROR_STOP=1"
+        } else {
+            "ON_ERROR_STOP=0"
+        },
+    ]);
+    cmd
+}
+
+/// The restore as a person would type it: `gunzip -c backup.sql.gz |
+/// drill-guard | psql -X -q -v ON_ERROR_STOP=1`.
+fn pipeline(artifact: &Artifact, sanitize: bool, on_error_stop: bool) -> String {
+    format!(
+        "{} {} | {} | psql -X -q -v ON_ERROR_STOP={}",
+        if artifact.compressed {
+            "gunzip -c"
+        } else {
+            "cat"
+        },
+        artifact.path.display(),
+        if sanitize {
+            "drill-sanitize --guard"
+        } else {
+            "drill-guard"
+        },
+        u8::from(on_error_stop)
+    )
 }
 
 /// The sanitizer (when asked) and the guard, against the server's database.
@@ -304,40 +317,13 @@ fn stream_parallel(
         ..
     } = opts;
     let command = format!(
-        "{} {} | {} | psql -X -q -v ON_ERROR_STOP={} (schema), COPY over {jobs} psql connections in {} MiB chunks, then post-data",
-        if artifact.compressed {
-            "gunzip -c"
-        } else {
-            "cat"
-        },
-        artifact.path.display(),
-        if sanitize_first {
-            "drill-sanitize --guard"
-        } else {
-            "drill-guard"
-        },
-        u8::from(on_error_stop),
+        "{} (schema), COPY over {jobs} psql connections in {} MiB chunks, then post-data",
+        pipeline(artifact, sanitize_first, on_error_stop),
         super::parallel::CHUNK >> 20,
     );
     tracing::debug!(%command, "restore");
-    let make = {
-        move || {
-            let mut cmd = server.client_as(ClientTool::Psql, role.as_ref());
-            cmd.args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                if on_error_stop {
-                    "ON_ERROR_STOP=1"
-                } else {
-                    "ON_ERROR_STOP=0"
-                },
-            ]);
-            cmd
-        }
-    };
+    // Unaligned tuples only: the sync markers come back as bare lines.
+    let make = move || psql(server, role.as_ref(), on_error_stop, &["-A", "-t"]);
     let spawn_err = |source| Error::Spawn {
         command: command.clone(),
         source,
