@@ -17,6 +17,8 @@ use drill::service::postgres::restore::{PsqlRestoreOptions, psql_restore};
 use drill::service::postgres::{PgSpec, Postgres};
 use drill_fixtures::{Dataset, Flavour};
 
+use crate::bench_phases::{Phase, Phases, Sampler, Who};
+
 /// CPU seconds so far: the whole machine's busy time, this process's, and
 /// its waited-for children's.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +61,7 @@ fn cpu_now() -> Cpu {
 }
 
 /// Wall time and CPU seconds of one restore.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Took {
     wall: f64,
     /// drill's own threads (decompression, sanitizer, splitting).
@@ -68,12 +70,16 @@ struct Took {
     clients: f64,
     /// The server's backends (the machine's busy time less the above).
     server: f64,
+    /// Wall and CPU seconds by phase and process, sampled from `/proc`.
+    phases: Phases,
 }
 
 fn measure<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, Took)> {
+    let sampler = Sampler::start();
     let (c0, t0) = (cpu_now(), Instant::now());
     let out = f()?;
     let (c1, wall) = (cpu_now(), t0.elapsed().as_secs_f64());
+    let phases = sampler.stop();
     let me = c1.me - c0.me;
     let clients = c1.children - c0.children;
     Ok((
@@ -83,6 +89,7 @@ fn measure<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, Took)
             me,
             clients,
             server: (c1.machine - c0.machine - me - clients).max(0.0),
+            phases,
         },
     ))
 }
@@ -259,6 +266,7 @@ pub(crate) async fn run(
             drill::report::predict::fmt_bytes(s.peak_rss),
         );
     }
+    phase_table(&mut t, &all, cores);
     t.push_str("\nPeak memory is the bench process's high-water mark (`VmHWM`) after each size; the process runs drill's restores (decompression, the sanitizer, the chunks in flight), so a mark that does not grow with the dump says the restore streams.\n");
     let _ = writeln!(
         t,
@@ -267,6 +275,58 @@ pub(crate) async fn run(
     );
     let svg = curve(&all, cores);
     Ok((header, t, svg))
+}
+
+/// The repetition with the median wall time (the lower one of two).
+fn typical(v: &[Took]) -> Option<&Took> {
+    let mut sorted: Vec<&Took> = v.iter().collect();
+    sorted.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+}
+
+/// Wall and CPU seconds per phase and process, both restores side by
+/// side: where the cores go, and whether both restores keep them busy.
+fn phase_table(t: &mut String, all: &[Size], cores: usize) {
+    let _ = writeln!(
+        t,
+        "\nBy phase (sampled from `/proc` every 50 ms; the repetition with the median wall time). \
+         The phase is what the server's backends show: schema before the first `COPY`, data while any `COPY` runs, indexes and constraints after. \
+         Busy is the CPU seconds over the wall time times {cores} core{}: near 100% the restore is bound by the cores.\n",
+        if cores == 1 { "" } else { "s" }
+    );
+    t.push_str("| ticks | phase | gunzip -c \\| psql | CPU s: gunzip + psql + server | busy | drill | CPU s: drill + psql + server | busy |\n|---|---|---|---|---|---|---|---|\n");
+    let busy = |p: &Phases, ph: Phase| {
+        let w = p.wall(ph);
+        if w > 0.0 {
+            format!("{:.0}%", 100.0 * p.cpu_total(ph) / (w * cores as f64))
+        } else {
+            "-".into()
+        }
+    };
+    for s in all {
+        let (Some(raw), Some(dr)) = (typical(&s.raw), typical(&s.drill)) else {
+            continue;
+        };
+        let (r, d) = (&raw.phases, &dr.phases);
+        for ph in Phase::ALL {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.2} s | {:.2} + {:.2} + {:.2} | {} | {:.2} s | {:.2} + {:.2} + {:.2} | {} |",
+                s.ticks,
+                ph.name(),
+                r.wall(ph),
+                r.cpu(ph, Who::Gunzip),
+                r.cpu(ph, Who::Psql),
+                r.cpu(ph, Who::Server),
+                busy(r, ph),
+                d.wall(ph),
+                d.cpu(ph, Who::Drill),
+                d.cpu(ph, Who::Psql),
+                d.cpu(ph, Who::Server),
+                busy(d, ph),
+            );
+        }
+    }
 }
 
 /// Restore time against dump size, both restores, as an SVG line chart.

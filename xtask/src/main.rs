@@ -4,6 +4,7 @@
 //! test) is here. This file only parses flags and dispatches.
 
 mod bench;
+mod bench_phases;
 mod bench_restore;
 mod images;
 mod test;

@@ -100,13 +100,13 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
             r.server.is_some() && done.ok && r.judge().await?
         };
         let rto = green.then(|| restore_at.elapsed());
-        return Ok(r.finish(rto, done.errors, opts));
+        return Ok(r.finish(rto, done.errors, done.wal_bytes, opts));
     }
     let Some(inspection) = r.choose_backup()? else {
-        return Ok(r.finish(None, vec![], opts));
+        return Ok(r.finish(None, vec![], None, opts));
     };
     if !r.compatible(&inspection)? {
-        return Ok(r.finish(None, vec![], opts));
+        return Ok(r.finish(None, vec![], None, opts));
     }
     let restore = Phase::Recovery("restore".into());
     let restore_at = r.tl.start(&restore, "restore");
@@ -122,7 +122,7 @@ pub async fn restore_artifact(d: &ArtifactDrill, opts: &DrillOptions) -> Result<
     let errors = done.errors;
     let green = r.judge().await?;
     let rto = green.then(|| restore_at.elapsed());
-    Ok(r.finish(rto, errors, opts))
+    Ok(r.finish(rto, errors, None, opts))
 }
 
 impl Restore<'_> {
@@ -490,6 +490,7 @@ impl Restore<'_> {
         mut self,
         rto: Option<Duration>,
         errors: Vec<String>,
+        wal_replayed_bytes: Option<u64>,
         opts: &DrillOptions,
     ) -> DrillReport {
         let mut report = self.report;
@@ -520,6 +521,7 @@ impl Restore<'_> {
             errors,
             met_expectation: met,
             summary,
+            wal_replayed_bytes,
         });
         report.verdict = if met { Verdict::Pass } else { Verdict::Fail };
         report.timeline = self.tl.entries;

@@ -152,6 +152,10 @@ pub struct RecoveryReport {
     pub met_expectation: bool,
     /// One line a person reads first.
     pub summary: String,
+    /// Bytes of WAL the servers replayed in its steps (recoveries from a
+    /// base backup and an archive), from their logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_replayed_bytes: Option<u64>,
 }
 
 /// One service's recovery time.

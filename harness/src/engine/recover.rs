@@ -55,6 +55,8 @@ struct Run<'a, 'b> {
     judged: BTreeMap<ServiceKind, Outcome>,
     errors: Vec<String>,
     failed_step: Option<CheckResult>,
+    /// WAL replayed by the steps so far.
+    wal_bytes: Option<u64>,
     /// The compose `docker` shim's state, when services came from one.
     shim: Option<super::docker_shim::Shim>,
 }
@@ -88,6 +90,7 @@ pub(crate) async fn recover(
         judged: BTreeMap::new(),
         errors: Vec::new(),
         failed_step: None,
+        wal_bytes: None,
         shim: cx
             .sc
             .services
@@ -126,6 +129,9 @@ impl Run<'_, '_> {
             )
             .await?;
             self.errors.extend(done.errors.iter().cloned());
+            if let Some(b) = done.wal_bytes {
+                *self.wal_bytes.get_or_insert(0) += b;
+            }
             self.tl
                 .finish(&cx.phase, &label, t, done.clean, done.detail.clone());
             self.paused += cx.opts.maybe_pause(
@@ -308,6 +314,7 @@ impl Run<'_, '_> {
             errors: self.errors,
             met_expectation: met,
             summary,
+            wal_replayed_bytes: self.wal_bytes,
         }
     }
 }

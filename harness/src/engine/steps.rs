@@ -91,6 +91,7 @@ fn lint_done(
         errors: if strict { names } else { vec![] },
         status: format!("{} hazards", report.findings.len()),
         evidence: report.text(),
+        wal_bytes: None,
     }
 }
 
@@ -117,5 +118,6 @@ fn shell_done(out: crate::shell::ShellOutcome, dir: &Path) -> StepDone {
             format!("exit {}", exit_code(out.exit_code))
         },
         evidence: out.output_tail,
+        wal_bytes: None,
     }
 }

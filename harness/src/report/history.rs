@@ -59,6 +59,10 @@ pub struct HistoryEntry {
     /// The corrected recovery's data-loss window, where a workload ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo_ms: Option<u64>,
+    /// Bytes of WAL the corrected recovery replayed (a restore from a
+    /// base backup and an archive), from the server's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_bytes: Option<u64>,
 }
 
 /// Gate settings.
@@ -187,6 +191,7 @@ pub fn entries(reports: &[DrillReport], now_secs: u64) -> Vec<HistoryEntry> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            wal_bytes: r.main_recovery().and_then(|m| m.wal_replayed_bytes),
         })
         .collect()
 }

@@ -70,6 +70,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
         errors: vec!["ERROR:  syntax error at or near \"pg_dump\"".into()],
         met_expectation: true,
         summary: "incident reproduced: 1 tables missing".into(),
+        wal_replayed_bytes: None,
     };
     let fixed = RecoveryReport {
         name: "sanitized".into(),
@@ -89,6 +90,7 @@ pub(crate) fn report(rto: Option<Duration>) -> DrillReport {
             Some(r) => format!("recovered in {}", crate::vocab::fmt_duration(r)),
             None => "NOT recovered: 1 tables missing".into(),
         },
+        wal_replayed_bytes: None,
     };
     let verdict = if naive.met_expectation && fixed.met_expectation {
         Verdict::Pass
@@ -217,6 +219,7 @@ pub(crate) fn report_multi() -> DrillReport {
         errors: vec!["redis-cli: NOAUTH".into()],
         met_expectation: true,
         summary: "incident reproduced: redis keys".into(),
+        wal_replayed_bytes: None,
     };
     let ordered = RecoveryReport {
         name: "in-order".into(),
@@ -259,6 +262,7 @@ pub(crate) fn report_multi() -> DrillReport {
         errors: vec![],
         met_expectation: true,
         summary: "recovered in 7.012s".into(),
+        wal_replayed_bytes: None,
     };
     DrillReport {
         name: "full-system".into(),

@@ -204,6 +204,9 @@ pub(crate) struct StepDone {
     pub(crate) status: String,
     /// Why it failed: the tool's output.
     pub(crate) evidence: String,
+    /// Bytes of WAL the server replayed in this step (a recovery from a
+    /// base backup and an archive), from its own log.
+    pub(crate) wal_bytes: Option<u64>,
 }
 
 impl StepDone {
@@ -216,6 +219,7 @@ impl StepDone {
             errors: vec![],
             status: String::new(),
             evidence: String::new(),
+            wal_bytes: None,
         }
     }
 
@@ -237,6 +241,7 @@ impl StepDone {
             errors: vec![why.clone()],
             status: status.into(),
             evidence: why,
+            wal_bytes: None,
         }
     }
 }

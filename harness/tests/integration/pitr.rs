@@ -83,6 +83,29 @@ async fn recoveries_to_random_targets_bring_back_exactly_what_the_ledger_says() 
         );
         assert_eq!(rpo.lost, 0, "seed {seed}, {target}");
         assert_eq!(ledger.unexpected, 0, "seed {seed}, {target}");
+        // The WAL replayed, from the server's `redo starts at` and `redo
+        // done at` lines: the workload's writes since the base backup, so
+        // more than nothing, and less than the segments it restored hold.
+        let wal = rec.wal_replayed_bytes.expect("the log says where redo started and ended");
+        assert!(wal > 0, "seed {seed}, {target}");
+        let step = report
+            .timeline
+            .iter()
+            .find(|e| e.step.starts_with("pitr") && e.phase.recovery() == Some(rec.name.as_str()))
+            .expect("the pitr step");
+        let segments: u64 = step
+            .detail
+            .split(" segments restored")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("the step says how many segments it restored");
+        assert!(
+            wal <= (segments + 1) * 16 * 1024 * 1024,
+            "seed {seed}, {target}: {wal} bytes from {segments} segments: {}",
+            step.detail
+        );
+        assert!(step.detail.contains("of WAL replayed"), "{}", step.detail);
         // Writes between the target and the fault were given up: the
         // measured RPO is the target's distance from the fault.
         let offset: u64 = target
@@ -96,6 +119,9 @@ async fn recoveries_to_random_targets_bring_back_exactly_what_the_ledger_says() 
             "seed {seed}, {target}: measured RPO {window} ms"
         );
     }
+    // The history line carries the main recovery's replay.
+    let line = &drill::report::history::entries(std::slice::from_ref(&report), 0)[0];
+    assert_eq!(line.wal_bytes, report.main_recovery().unwrap().wal_replayed_bytes);
 }
 
 /// A restore point and `immediate` are targets known only between two

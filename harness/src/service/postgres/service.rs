@@ -1023,5 +1023,6 @@ fn tool_step(
         },
         evidence: first_errors.join("\n"),
         errors: first_errors,
+        wal_bytes: None,
     }
 }

@@ -52,8 +52,7 @@ impl Segment {
 
     /// The segment holding `lsn` (`X/Y`) on `timeline`.
     pub(crate) fn of_lsn(timeline: u32, lsn: &str) -> Option<Segment> {
-        let (hi, lo) = lsn.split_once('/')?;
-        let pos = (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
+        let pos = lsn_pos(lsn)?;
         Some(Segment {
             timeline,
             number: pos / WAL_SEGMENT_BYTES,
@@ -74,6 +73,12 @@ impl Segment {
         let pos = self.number * WAL_SEGMENT_BYTES;
         format!("{:X}/{:X}", pos >> 32, pos & 0xFFFF_FFFF)
     }
+}
+
+/// A WAL position (`X/Y`, hex) as a byte offset.
+pub(crate) fn lsn_pos(lsn: &str) -> Option<u64> {
+    let (hi, lo) = lsn.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
 impl fmt::Display for Segment {

@@ -305,6 +305,7 @@ impl Backrest {
                 "failed".into()
             },
             evidence: crate::vocab::tail(&text, 20),
+            wal_bytes: None,
         })
     }
 

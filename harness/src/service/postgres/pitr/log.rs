@@ -19,6 +19,8 @@ pub(crate) struct RecoveryLog {
     pub(crate) stopping: Option<String>,
     /// `last completed transaction was at log time ...`.
     pub(crate) last_completed: Option<String>,
+    /// `redo starts at 0/2000028`: the LSN replay began at.
+    pub(crate) redo_starts_at: Option<String>,
     /// `redo done at 0/3000148`: the LSN replay ended at.
     pub(crate) redo_done_at: Option<String>,
     /// Why replay found the end (`invalid record length at ...`, `invalid
@@ -70,6 +72,8 @@ impl RecoveryLog {
                 msg.strip_prefix("last completed transaction was at log time ")
             {
                 r.last_completed = Some(rest.to_string());
+            } else if let Some(rest) = msg.strip_prefix("redo starts at ") {
+                r.redo_starts_at = rest.split_whitespace().next().map(str::to_string);
             } else if let Some(rest) = msg.strip_prefix("redo done at ") {
                 r.redo_done_at = rest.split_whitespace().next().map(str::to_string);
                 redo_ms = at;
@@ -111,6 +115,15 @@ impl RecoveryLog {
             .iter()
             .find(|f| f.contains("recovery ended before configured recovery target was reached"))
             .map(String::as_str)
+    }
+
+    /// Bytes of WAL replayed: from `redo starts at` to `redo done at`.
+    /// None when either line is missing (no redo was needed, or replay
+    /// never ended).
+    pub(crate) fn replayed_bytes(&self) -> Option<u64> {
+        let from = super::archive::lsn_pos(self.redo_starts_at.as_deref()?)?;
+        let to = super::archive::lsn_pos(self.redo_done_at.as_deref()?)?;
+        to.checked_sub(from)
     }
 
     /// The lines a person reads as evidence, in the log's order of things.
@@ -206,6 +219,8 @@ cp: cannot stat '/tmp/a/wal/000000010000000000000004': No such file or directory
         );
         assert!(r.stopping.as_deref().unwrap().contains("transaction 745"));
         assert_eq!(r.redo_done_at.as_deref(), Some("0/3001F10"));
+        assert_eq!(r.redo_starts_at.as_deref(), Some("0/2000028"));
+        assert_eq!(r.replayed_bytes(), Some(0x3001F10 - 0x2000028));
         assert_eq!(r.new_timeline, Some(2));
         assert!(r.promoted);
         assert_eq!(r.target_missed(), None);

@@ -821,10 +821,14 @@ pub(crate) fn start_recovering(
         RecoveryTarget::Latest => short.is_none(),
         _ => log.stopping.is_some(),
     };
-    let step = match promoted {
+    let mut step = match promoted {
         Ok(()) if reached => StepDone::done(format!(
-            "{from}; {} segments restored from the archive; {}; promoted on timeline {}; {phases}",
+            "{from}; {} segments restored from the archive{}; {}; promoted on timeline {}; {phases}",
             log.restored.len(),
+            log.replayed_bytes().map_or(String::new(), |b| format!(
+                ", {} of WAL replayed",
+                crate::vocab::fmt_bytes(b)
+            )),
             log.stopping
                 .clone()
                 .or(log
@@ -851,6 +855,7 @@ pub(crate) fn start_recovering(
                 errors: vec![why],
                 status: "target not reached".into(),
                 evidence,
+                wal_bytes: None,
             }
         }
         Err(e) => {
@@ -874,10 +879,13 @@ pub(crate) fn start_recovering(
                 errors: vec![why.clone()],
                 status: "target not reached".into(),
                 evidence: format!("{evidence}\n{}", pg.server().log_tail(15)),
+                wal_bytes: None,
             }
         }
     };
     let boundary = step.ok.then(|| run.resolved.boundary.clone()).flatten();
+    // Replay is a fact whether or not the target was reached.
+    step.wal_bytes = log.replayed_bytes();
     Ok(PitrDone { step, boundary })
 }
 
@@ -947,6 +955,7 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
             errors: vec![why.clone()],
             status: "gap in the archive".into(),
             evidence: why,
+            wal_bytes: None,
         });
     }
     if phys.backrest.is_some() {
@@ -975,6 +984,7 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
             errors: vec![why.clone()],
             status: "archive unreadable".into(),
             evidence: text,
+            wal_bytes: None,
         });
     }
     // pg_waldump stops at the first record it cannot read: at the end of
@@ -1012,6 +1022,7 @@ pub(crate) fn check_archive(pg: &Postgres, phys: &Physical) -> Result<StepDone> 
                 errors: vec![why.clone()],
                 status: "damaged archive".into(),
                 evidence: text,
+                wal_bytes: None,
             })
         }
         _ => Ok(StepDone::done(format!(
