@@ -39,8 +39,16 @@ pub enum Command {
         #[arg(long, default_value = "scenarios")]
         scenarios_dir: PathBuf,
     },
-    /// Stop servers and remove temp dirs left by killed or --keep runs.
-    Clean,
+    /// Stop servers and remove containers, volumes, networks and temp
+    /// dirs left by killed or --keep runs; list what is left and why.
+    Clean {
+        /// Also remove leftovers whose owner cannot be checked from here
+        /// (a run from before a reboot, another machine or container on a
+        /// shared engine or /tmp) once they are at least this old, e.g.
+        /// `24h`. A live drill on this machine is never touched.
+        #[arg(long, value_parser = ::drill::scenario::parse_duration)]
+        older_than: Option<std::time::Duration>,
+    },
     /// Save a live database's schema fingerprint to a file.
     Fingerprint(fingerprint::Args),
     /// Filter stdin to stdout, removing pg_dump's stderr lines from a dump.
@@ -64,7 +72,7 @@ pub fn dispatch(command: Command) -> ExitCode {
         Command::RestoreArtifact(args) => drill::run_artifact(*args),
         Command::Init(args) => init::run(args),
         Command::List { scenarios_dir } => list::run(&scenarios_dir),
-        Command::Clean => clean::run(),
+        Command::Clean { older_than } => clean::run(older_than),
         Command::Fingerprint(args) => fingerprint::run(args),
         Command::Sanitize => sanitize::run(),
         Command::Deps => deps::run(),

@@ -32,6 +32,7 @@ use testcontainers::core::{ContainerPort, Mount};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
+use super::owner::{Decision, Owner, Whose, legacy_state};
 use super::{BackendKind, ServerSpec, ServiceKind, Stop, block_on};
 use crate::{Error, Result};
 
@@ -636,49 +637,41 @@ impl Drop for ContainerServer {
     }
 }
 
-/// Whose leftovers to remove.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Whose {
-    /// Labelled by a harness process on this host that no longer runs.
-    Dead,
-    /// Labelled by this process (Ctrl-C).
-    Mine,
-}
-
-/// Removes containers (with their anonymous volumes) and then volumes that
-/// drill labelled, for the harnesses `whose` selects. Returns what it
-/// removed; quietly nothing when no Docker engine answers.
-pub(crate) fn reap(whose: Whose) -> Vec<String> {
+/// Removes containers (with their anonymous volumes), then volumes and
+/// networks that drill labelled, for the harnesses `whose` selects.
+/// Returns what it removed and what it left (with why); quietly nothing
+/// when no Docker engine answers.
+pub(crate) fn reap(whose: Whose) -> super::Sweep {
+    let mut sweep = super::Sweep::default();
     if !super::images::docker_answers() {
-        return Vec::new();
+        return sweep;
     }
     let Ok(docker) = client() else {
-        return Vec::new();
+        return sweep;
     };
-    use super::owner::{Owner, State, legacy_state};
-    let take = |labels: &HashMap<String, String>| -> bool {
-        let state = match labels.get(LABEL_OWNER).and_then(|o| Owner::parse(o)) {
-            Some(owner) => owner.state(),
+    let decide = |labels: &HashMap<String, String>, age: Option<Duration>| -> Decision {
+        let (state, owner) = match labels.get(LABEL_OWNER).and_then(|o| Owner::parse(o)) {
+            Some(owner) => (owner.state(), owner.describe()),
             None => match labels.get(LABEL_PID).and_then(|p| p.parse::<i32>().ok()) {
-                Some(pid) => legacy_state(pid, labels.get(LABEL_HOST).map(String::as_str)),
-                None => return false,
+                Some(pid) => {
+                    let host = labels.get(LABEL_HOST).map(String::as_str);
+                    (
+                        legacy_state(pid, host),
+                        format!("pid {pid} on {}, an older drill", host.unwrap_or("?")),
+                    )
+                }
+                None => return Decision::Skip,
             },
         };
-        // Another machine's or container's drill on a shared engine is
-        // `Unknowable`: never taken.
-        match whose {
-            Whose::Mine => state == State::Mine,
-            Whose::Dead => state == State::Gone,
-        }
+        whose.decide(&owner, state, age)
     };
     let filter: HashMap<&str, Vec<&str>> = HashMap::from([("label", vec![LABEL_RUN])]);
-    let mut removed = Vec::new();
     block_on(async {
         // A container being created or started while we look (the drill
         // runs on while Ctrl-C tears down) refuses removal for a moment:
         // look again until nothing of ours is left, for up to 5 s.
         for attempt in 0..50 {
-            let left = reap_once(&docker, &filter, &take, &mut removed).await;
+            let left = reap_once(&docker, &filter, &decide, &mut sweep).await;
             if left == 0 {
                 break;
             }
@@ -686,16 +679,25 @@ pub(crate) fn reap(whose: Whose) -> Vec<String> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    removed
+    // Each pass lists what it leaves: once is enough.
+    sweep.left.sort();
+    sweep.left.dedup();
+    sweep
 }
 
-/// One pass of [`reap`]: removes what `take` picks; returns how many of
-/// them could not be removed yet.
+/// How long ago a time the engine gives (seconds since the epoch) was.
+fn age_of(unix_secs: Option<i64>) -> Option<Duration> {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix_secs?.max(0) as u64);
+    std::time::SystemTime::now().duration_since(t).ok()
+}
+
+/// One pass of [`reap`]: removes what `decide` takes, lists what it
+/// leaves; returns how many of those taken could not be removed yet.
 async fn reap_once(
     docker: &Docker,
     filter: &HashMap<&str, Vec<&str>>,
-    take: &impl Fn(&HashMap<String, String>) -> bool,
-    removed: &mut Vec<String>,
+    decide: &impl Fn(&HashMap<String, String>, Option<Duration>) -> Decision,
+    sweep: &mut super::Sweep,
 ) -> usize {
     let mut left = 0;
     let opts = ListContainersOptionsBuilder::new()
@@ -705,8 +707,19 @@ async fn reap_once(
     for c in docker.list_containers(Some(opts)).await.unwrap_or_default() {
         let labels = c.labels.clone().unwrap_or_default();
         let Some(id) = c.id.clone() else { continue };
-        if !take(&labels) {
-            continue;
+        let name = c
+            .names
+            .as_ref()
+            .and_then(|n| n.first().cloned())
+            .unwrap_or_else(|| short(&id).to_string());
+        let name = format!("container {}", name.trim_start_matches('/'));
+        match decide(&labels, age_of(c.created)) {
+            Decision::Take => {}
+            Decision::Leave(why) => {
+                sweep.left.push(format!("{name}: {why}"));
+                continue;
+            }
+            Decision::Skip => continue,
         }
         let opts = RemoveContainerOptionsBuilder::new()
             .force(true)
@@ -714,14 +727,7 @@ async fn reap_once(
             .build();
         tracing::debug!(container = short(&id), "docker rm -f");
         match docker.remove_container(&id, Some(opts)).await {
-            Ok(()) => {
-                let name = c
-                    .names
-                    .as_ref()
-                    .and_then(|n| n.first().cloned())
-                    .unwrap_or_else(|| short(&id).to_string());
-                removed.push(format!("container {}", name.trim_start_matches('/')));
-            }
+            Ok(()) => sweep.removed.push(name),
             Err(e) => {
                 tracing::debug!(container = short(&id), error = %e, "not removed yet");
                 left += 1;
@@ -736,13 +742,18 @@ async fn reap_once(
         .and_then(|v| v.volumes)
         .unwrap_or_default();
     for v in volumes {
-        if !take(&v.labels) {
-            continue;
+        match decide(&v.labels, age_of(v.created_at.map(|t| t.unix_timestamp()))) {
+            Decision::Take => {}
+            Decision::Leave(why) => {
+                sweep.left.push(format!("volume {}: {why}", v.name));
+                continue;
+            }
+            Decision::Skip => continue,
         }
         let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
         tracing::debug!(volume = %v.name, "docker volume rm");
         match docker.remove_volume(&v.name, Some(opts)).await {
-            Ok(()) => removed.push(format!("volume {}", v.name)),
+            Ok(()) => sweep.removed.push(format!("volume {}", v.name)),
             Err(_) => left += 1,
         }
     }
@@ -751,12 +762,17 @@ async fn reap_once(
         let (Some(name), Some(labels)) = (n.name, n.labels) else {
             continue;
         };
-        if !take(&labels) {
-            continue;
+        match decide(&labels, age_of(n.created.map(|t| t.unix_timestamp()))) {
+            Decision::Take => {}
+            Decision::Leave(why) => {
+                sweep.left.push(format!("network {name}: {why}"));
+                continue;
+            }
+            Decision::Skip => continue,
         }
         tracing::debug!(network = %name, "docker network rm");
         match docker.remove_network(&name).await {
-            Ok(()) => removed.push(format!("network {name}")),
+            Ok(()) => sweep.removed.push(format!("network {name}")),
             Err(_) => left += 1,
         }
     }

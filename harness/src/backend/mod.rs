@@ -468,22 +468,41 @@ where
 
 /// Removes what earlier runs left behind (killed with SIGKILL, or kept
 /// with `--keep`): temp dirs whose harness is gone, with their servers,
-/// and containers and volumes labelled by a harness that is gone. Returns
-/// what was removed.
-pub fn reap_leftovers() -> Vec<String> {
+/// and containers and volumes labelled by a harness that is gone. With
+/// `foreign_older_than`, also what a harness this process cannot check
+/// left (another boot, machine or container) once it is that old: after a
+/// reboot nothing tells a dead run from a live one on another machine but
+/// age. Returns what was removed and what was left, with why.
+pub fn reap_leftovers(foreign_older_than: Option<Duration>) -> Sweep {
     // Containers first: one still starting would make its bind-mounted
     // folders again after they were removed.
-    let mut removed = docker::reap(docker::Whose::Dead);
-    removed.extend(native::reap_leftovers());
-    removed
+    let whose = owner::Whose::Dead { foreign_older_than };
+    let mut sweep = docker::reap(whose);
+    sweep.extend(native::reap(whose));
+    sweep
+}
+
+/// What a sweep removed, and what it left with why (a live drill's, or one
+/// whose owner cannot be checked from here).
+#[derive(Debug, Clone, Default)]
+pub struct Sweep {
+    pub removed: Vec<String>,
+    pub left: Vec<String>,
+}
+
+impl Sweep {
+    fn extend(&mut self, other: Sweep) {
+        self.removed.extend(other.removed);
+        self.left.extend(other.left);
+    }
 }
 
 /// Emergency teardown for Ctrl-C: this process's servers, containers,
 /// volumes and temp dirs, even while a drill step is still blocked on them.
 pub fn reap_own() -> Vec<String> {
-    let mut removed = docker::reap(docker::Whose::Mine);
-    removed.extend(native::reap_own());
-    removed
+    let mut sweep = docker::reap(owner::Whose::Mine);
+    sweep.extend(native::reap(owner::Whose::Mine));
+    sweep.removed
 }
 
 #[cfg(feature = "test-support")]

@@ -8,7 +8,7 @@
 //! would die. Servers that refuse root (postgres) run as the `postgres`
 //! system user (or `nobody`) when the harness is root. Dropping a
 //! [`NativeServer`] stops the server and deletes the dir, on success,
-//! failure and panic alike; [`reap_leftovers`] removes what a killed run
+//! failure and panic alike; [`reap`] removes what a killed run
 //! left behind.
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, User};
 
-use super::owner::{Owner, State, legacy_state, start_time};
+use super::owner::{Decision, Owner, State, Whose, legacy_state, start_time};
 use super::{BackendKind, ServerSpec, ServiceKind, Stop};
 use crate::{Error, Result};
 
@@ -583,31 +583,12 @@ pub(crate) fn mark_owner(dir: &Path) -> Result<()> {
 
 /// Stops servers and removes temp dirs that earlier runs left behind (a
 /// run killed with SIGKILL, or one started with `--keep`): server dirs and
-/// work dirs. A dir whose owning harness process is still alive is left
-/// alone. Returns what was removed.
-pub(crate) fn reap_leftovers() -> Vec<String> {
-    reap(|owner, age| match owner {
-        // Only an owner known to have ended: this process's dirs are in
-        // use, and another container's (a shared /tmp) cannot be checked.
-        Some(state) => state == State::Gone,
-        // No marker: a run killed before it wrote one, or one writing it
-        // right now; only the former is a minute old.
-        None => age > Duration::from_secs(60),
-    })
-}
-
-/// Emergency teardown for Ctrl-C: stops the servers and removes the dirs of
-/// this process only, even while a drill step is still blocked on them.
-pub(crate) fn reap_own() -> Vec<String> {
-    reap(|owner, _| owner == Some(State::Mine))
-}
-
-/// Removes every drill dir for which `take(its owner's state, age)` says
-/// yes.
-fn reap(take: impl Fn(Option<State>, Duration) -> bool) -> Vec<String> {
-    let mut removed = Vec::new();
+/// work dirs, as `whose` selects. A dir whose owning harness is alive is
+/// left alone and listed.
+pub(crate) fn reap(whose: Whose) -> super::Sweep {
+    let mut sweep = super::Sweep::default();
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
-        return removed;
+        return sweep;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -615,21 +596,39 @@ fn reap(take: impl Fn(Option<State>, Duration) -> bool) -> Vec<String> {
             continue;
         }
         let dir = entry.path();
-        let owner: Option<State> = fs::read_to_string(dir.join(MARKER)).ok().and_then(|s| {
-            match Owner::parse(&s) {
-                Some(o) => Some(o.state()),
-                // Written before owners were recorded in full: a pid.
-                None => s.trim().parse().ok().map(|pid| legacy_state(pid, None)),
-            }
-        });
+        let owner: Option<(State, String)> =
+            fs::read_to_string(dir.join(MARKER))
+                .ok()
+                .and_then(|s| match Owner::parse(&s) {
+                    Some(o) => Some((o.state(), o.describe())),
+                    // Written before owners were recorded in full: a pid.
+                    None => s.trim().parse().ok().map(|pid| {
+                        (
+                            legacy_state(pid, None),
+                            format!("pid {pid}, an older drill"),
+                        )
+                    }),
+                });
         let age = entry
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
             .unwrap_or_default();
-        if !take(owner, age) {
-            continue; // e.g. a live drill owns it
+        let decision = match (whose, owner) {
+            (_, Some((state, who))) => whose.decide(&who, state, Some(age)),
+            // No marker: a run killed before it wrote one, or one writing
+            // it right now; only the former is a minute old.
+            (Whose::Dead { .. }, None) if age > Duration::from_secs(60) => Decision::Take,
+            _ => Decision::Skip,
+        };
+        match decision {
+            Decision::Take => {}
+            Decision::Leave(why) => {
+                sweep.left.push(format!("{}: {why}", dir.display()));
+                continue;
+            }
+            Decision::Skip => continue,
         }
         // Only signal a process that really serves this dir: after a
         // reboot a pid may belong to anything.
@@ -648,10 +647,10 @@ fn reap(take: impl Fn(Option<State>, Duration) -> bool) -> Vec<String> {
         }
         tracing::debug!(dir = %dir.display(), "reap: remove");
         if remove_dir_retrying(&dir).is_ok() {
-            removed.push(dir.display().to_string());
+            sweep.removed.push(dir.display().to_string());
         }
     }
-    removed
+    sweep
 }
 
 /// The server drill started in `dir`, from the record [`spawn`] wrote

@@ -96,6 +96,94 @@ impl Owner {
     }
 }
 
+/// Whose leftovers a sweep removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Whose {
+    /// This process's (Ctrl-C).
+    Mine,
+    /// Those of harnesses known to have ended; with `foreign_older_than`,
+    /// also those whose owner cannot be checked from here (another boot of
+    /// this machine, another machine or container on a shared engine or
+    /// /tmp) once they are at least that old.
+    Dead {
+        foreign_older_than: Option<std::time::Duration>,
+    },
+}
+
+/// What a sweep does with one leftover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Take,
+    /// Left, and listed with the reason (what `clean` prints).
+    Leave(String),
+    /// Not this sweep's business (another live process's, in a Ctrl-C
+    /// sweep), and not worth listing.
+    Skip,
+}
+
+impl Whose {
+    /// The decision for a leftover of `owner` (in `state`), `age` old
+    /// (None when the engine does not say).
+    pub(crate) fn decide(
+        self,
+        owner: &str,
+        state: State,
+        age: Option<std::time::Duration>,
+    ) -> Decision {
+        match (self, state) {
+            (Whose::Mine, State::Mine) => Decision::Take,
+            (Whose::Mine, _) => Decision::Skip,
+            (Whose::Dead { .. }, State::Gone) => Decision::Take,
+            (Whose::Dead { .. }, State::Mine) => Decision::Skip,
+            (Whose::Dead { .. }, State::Alive) => {
+                Decision::Leave(format!("in use by a live drill ({owner})"))
+            }
+            (Whose::Dead { foreign_older_than }, State::Unknowable) => {
+                let old = age.map_or("of unknown age".to_string(), |a| {
+                    format!("{} old", humantime::format_duration(round_secs(a)))
+                });
+                match (foreign_older_than, age) {
+                    (Some(min), Some(a)) if a >= min => Decision::Take,
+                    (Some(min), _) => Decision::Leave(format!(
+                        "its owner ({owner}) cannot be checked from here, and it is {old}, younger than --older-than {}",
+                        humantime::format_duration(min)
+                    )),
+                    (None, _) => Decision::Leave(format!(
+                        "its owner ({owner}) cannot be checked from here; {old}; `clean --older-than 24h` removes such leftovers once they are that old"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn round_secs(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(d.as_secs())
+}
+
+impl Owner {
+    /// For people: `pid 7 on ci-runner-b, another boot`.
+    pub(crate) fn describe(&self) -> String {
+        let me = Owner::me();
+        let whence = if self.boot != me.boot {
+            ", another boot or machine"
+        } else if self.pidns != me.pidns {
+            ", another PID namespace"
+        } else {
+            ""
+        };
+        format!(
+            "pid {} on {}{whence}",
+            self.pid,
+            if self.host.is_empty() {
+                "an unnamed host"
+            } else {
+                &self.host
+            }
+        )
+    }
+}
+
 /// The state of an owner recorded before owners were written in full (a
 /// pid and a hostname): the pid's liveness on this host, as before.
 pub(crate) fn legacy_state(pid: i32, host: Option<&str>) -> State {

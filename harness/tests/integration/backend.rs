@@ -235,7 +235,7 @@ fn kept_servers_survive_the_drill_and_are_reaped_later(#[case] backend: BackendK
     let removed = drill::backend::reap_own();
     assert!(!removed.is_empty());
     assert_gone(&resources, "after reaping");
-    let _ = reap_leftovers();
+    let _ = reap_leftovers(None);
 }
 
 #[rstest]
@@ -300,7 +300,7 @@ fn reaping_never_kills_an_unrelated_process() {
     // The right pid, but not the start time of the process drill started.
     std::fs::write(dir.join("drill-server"), format!("{} 1\n", bystander.id())).unwrap();
     std::fs::write(dir.join("drill-owner"), "999999999\n").unwrap();
-    reap_leftovers();
+    reap_leftovers(None);
     assert!(!dir.exists(), "the stale dir is removed");
     assert!(
         bystander.try_wait().unwrap().is_none(),
@@ -339,11 +339,12 @@ fn client_tools_never_run_as_root() {
 
 /// Several harnesses share one Docker engine and one /tmp (CI jobs in
 /// containers on one host, each maybe pid 7 in its own PID namespace):
-/// `clean` takes what a harness that has ended left, and never what
-/// belongs to one it cannot check (another boot, another PID namespace),
-/// however dead its pid looks from here.
+/// `clean` takes what a harness that has ended left, and not what belongs
+/// to one it cannot check (another boot, another PID namespace), however
+/// dead its pid looks from here: it lists those with their owner, and
+/// `--older-than AGE` takes them once they are that old.
 #[test]
-fn clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones() {
+fn clean_takes_a_gone_owners_leftovers_and_a_foreign_ones_only_when_old() {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .unwrap()
         .trim()
@@ -378,7 +379,7 @@ fn clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones() {
     let docker = drill::testing::available_for_tests(
         BackendKind::Docker,
         &[],
-        "clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones",
+        "clean_takes_a_gone_owners_leftovers_and_a_foreign_ones_only_when_old",
     );
     let volume = |who: &str| format!("drill-test-{tag}-{who}");
     if docker {
@@ -399,24 +400,38 @@ fn clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones() {
         }
     }
 
-    let removed = reap_leftovers();
+    let sweep = reap_leftovers(None);
+    let removed = &sweep.removed;
     assert!(
         !dir("gone").exists(),
         "a gone owner's dir stays: {removed:?}"
     );
+    // What it cannot check it leaves, and says so, naming the owner.
+    let listed = |what: &str, who: &str, sweep: &drill::backend::Sweep| {
+        sweep
+            .left
+            .iter()
+            .any(|l| l.contains(&format!("{tag}-{who}")) && l.contains(what))
+    };
     for who in ["foreign-boot", "foreign-ns"] {
         assert!(dir(who).exists(), "{who}: a foreign owner's dir was taken");
-        std::fs::remove_dir_all(dir(who)).unwrap();
+        assert!(
+            listed("cannot be checked from here", who, &sweep),
+            "{who} not listed as left: {:?}",
+            sweep.left
+        );
     }
+    assert!(listed("another boot or machine", "foreign-boot", &sweep));
+    assert!(listed("another PID namespace", "foreign-ns", &sweep));
+    let exists = |v: &str| {
+        std::process::Command::new("docker")
+            .args(["volume", "inspect", v])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
     if docker {
-        let exists = |v: &str| {
-            std::process::Command::new("docker")
-                .args(["volume", "inspect", v])
-                .output()
-                .unwrap()
-                .status
-                .success()
-        };
         assert!(
             !exists(&volume("gone")),
             "a gone owner's volume stays: {removed:?}"
@@ -426,9 +441,41 @@ fn clean_takes_a_gone_owners_leftovers_and_never_a_foreign_ones() {
                 exists(&volume(who)),
                 "{who}: a foreign owner's volume was taken"
             );
-            let _ = std::process::Command::new("docker")
-                .args(["volume", "rm", &volume(who)])
-                .output();
+            assert!(listed("volume", who, &sweep), "{:?}", sweep.left);
+        }
+    }
+    // `--older-than 1h`: they are seconds old, so they stay.
+    let young = reap_leftovers(Some(std::time::Duration::from_secs(3600)));
+    for who in ["foreign-boot", "foreign-ns"] {
+        assert!(dir(who).exists(), "{who}: taken though younger than 1h");
+        assert!(
+            listed("younger than --older-than 1h", who, &young),
+            "{:?}",
+            young.left
+        );
+        if docker {
+            assert!(
+                exists(&volume(who)),
+                "{who}: volume taken though younger than 1h"
+            );
+        }
+    }
+    // Old enough (any age, here): taken, dirs and volumes alike; a live
+    // drill's never (this process's own dirs, if any, are `Mine`).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let old = reap_leftovers(Some(std::time::Duration::from_secs(1)));
+    for who in ["foreign-boot", "foreign-ns"] {
+        assert!(
+            !dir(who).exists(),
+            "{who}: an old foreign dir stays: {:?}",
+            old.left
+        );
+        if docker {
+            assert!(
+                !exists(&volume(who)),
+                "{who}: an old foreign volume stays: {:?}",
+                old.left
+            );
         }
     }
 }

@@ -86,7 +86,9 @@ async fn recoveries_to_random_targets_bring_back_exactly_what_the_ledger_says() 
         // The WAL replayed, from the server's `redo starts at` and `redo
         // done at` lines: the workload's writes since the base backup, so
         // more than nothing, and less than the segments it restored hold.
-        let wal = rec.wal_replayed_bytes.expect("the log says where redo started and ended");
+        let wal = rec
+            .wal_replayed_bytes
+            .expect("the log says where redo started and ended");
         assert!(wal > 0, "seed {seed}, {target}");
         let step = report
             .timeline
@@ -121,7 +123,10 @@ async fn recoveries_to_random_targets_bring_back_exactly_what_the_ledger_says() 
     }
     // The history line carries the main recovery's replay.
     let line = &drill::report::history::entries(std::slice::from_ref(&report), 0)[0];
-    assert_eq!(line.wal_bytes, report.main_recovery().unwrap().wal_replayed_bytes);
+    assert_eq!(
+        line.wal_bytes,
+        report.main_recovery().unwrap().wal_replayed_bytes
+    );
 }
 
 /// A restore point and `immediate` are targets known only between two
