@@ -341,9 +341,8 @@ async fn count_and_checksum(
     conn: &mut PgConnection,
     from: &str,
 ) -> std::result::Result<(i64, String), sqlx::Error> {
-    let by_columns = format!(
-        "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text FROM {from}"
-    );
+    let by_columns =
+        format!("SELECT count(*), coalesce(sum(hash_record_extended(t, 0)), 0)::text FROM {from}");
     match sqlx::query_as(sqlx::AssertSqlSafe(by_columns))
         .fetch_one(&mut *conn)
         .await
