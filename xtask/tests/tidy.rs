@@ -8,7 +8,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Every `.rs` file under `dir` (skipping `target` and hidden folders).
+/// Every `.rs` file under `dir`, leaving out `target` and hidden folders.
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     if dir.is_file() {
         return vec![dir.to_path_buf()];
@@ -57,7 +57,7 @@ fn code_lines(p: &Path) -> Vec<(usize, String)> {
             i += 1;
             continue;
         }
-        // Skip to the end of the module: `mod x;` or its closing brace.
+        // Pass over the module to its end: `mod x;` or its closing brace.
         let mut depth = 0i32;
         let mut opened = false;
         while i < lines.len() {

@@ -54,6 +54,18 @@ async fn fixture_loads_exactly_and_checks_see_a_partial_restore() {
     );
 
     let mut conn = coords.connect().await.unwrap();
+    // The checksum sums each row's hash as int8, which PostgreSQL adds up
+    // as an exact numeric: the same value as summing each hash cast to
+    // numeric (the slower form it replaced), so checksums stay comparable.
+    for (table, sum) in &before.content {
+        let (exact,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {table} t"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(sum, &exact, "{table}");
+    }
     let (symbols,): (i64,) = sqlx::query_as("SELECT count(DISTINCT symbol) FROM candles_15m_ohlcv")
         .fetch_one(&mut conn)
         .await
